@@ -1,0 +1,23 @@
+# ddpmseg: label-efficient semantic segmentation with diffusion models (Baranchuk et al., 2022).
+# Main target: results/table2.csv. Stages live in rules/<stage>.smk.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/datasets.smk"
+include: "rules/diffusion.smk"
+include: "rules/features.smk"
+include: "rules/ensemble.smk"
+include: "rules/evaluate.smk"
+include: "rules/tables.smk"
+
+
+rule all:
+    input:
+        "results/table2.csv",
+        expand("results/{dataset}/overview.png", dataset=DATASETS),

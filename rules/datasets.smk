@@ -1,0 +1,44 @@
+# Stage 1: the datasets. The embedded default is generated; every dataset is validated as a
+# whole before anything is written, then resized to the model's resolution into Zarr groups.
+
+
+rule generate_default_dataset:
+    output:
+        directory("resources/{dataset}/source"),
+    params:
+        settings=lambda wc: ds(wc)["generate"],
+    log:
+        "logs/generate_default_dataset/{dataset}.log",
+    benchmark:
+        "benchmarks/runs/generate_default_dataset/{dataset}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        "../envs/ddpmseg.yaml"
+    script:
+        "../workflow_scripts/generate_default_dataset.py"
+
+
+rule prepare_dataset:
+    input:
+        dataset_source,
+    output:
+        train=directory("results/{dataset}/data/train.zarr"),
+        test=directory("results/{dataset}/data/test.zarr"),
+        unlabeled=directory("results/{dataset}/data/unlabeled.zarr"),
+        summary="results/{dataset}/data/summary.json",
+    params:
+        settings=ds,
+        needs_unlabeled=lambda wc: trains_diffusion(wc.dataset),
+    log:
+        "logs/prepare_dataset/{dataset}.log",
+    benchmark:
+        "benchmarks/runs/prepare_dataset/{dataset}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+    conda:
+        "../envs/ddpmseg.yaml"
+    script:
+        "../workflow_scripts/prepare_dataset.py"

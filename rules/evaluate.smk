@@ -1,0 +1,66 @@
+# Stage 5: segment the test images (majority and soft vote, JS uncertainty), score them, and
+# draw an overview per dataset.
+
+
+rule predict:
+    input:
+        model="results/{dataset}/{method}/seed{seed}/ensemble.pt",
+        data="results/{dataset}/data/test.zarr",
+        stores=lambda wc: feature_stores(wc.dataset, wc.method, "test"),
+    output:
+        predictions=directory("results/{dataset}/{method}/seed{seed}/predictions.zarr"),
+        masks=directory("results/{dataset}/{method}/seed{seed}/masks"),
+    params:
+        vote=lambda wc: ds(wc)["evaluation"]["vote"],
+    log:
+        "logs/predict/{dataset}_{method}_seed{seed}.log",
+    benchmark:
+        "benchmarks/runs/predict/{dataset}_{method}_seed{seed}.tsv"
+    threads: lambda wc: ds(wc)["threads"]
+    resources:
+        mem_mb=4000,
+    conda:
+        "../envs/ddpmseg.yaml"
+    script:
+        "../workflow_scripts/predict.py"
+
+
+rule evaluate:
+    input:
+        predictions="results/{dataset}/{method}/seed{seed}/predictions.zarr",
+        data="results/{dataset}/data/test.zarr",
+    output:
+        metrics="results/{dataset}/{method}/seed{seed}/metrics.json",
+        per_class="results/{dataset}/{method}/seed{seed}/per_class_iou.csv",
+    params:
+        evaluation=lambda wc: ds(wc)["evaluation"],
+    log:
+        "logs/evaluate/{dataset}_{method}_seed{seed}.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        "../envs/ddpmseg.yaml"
+    script:
+        "../workflow_scripts/evaluate.py"
+
+
+rule overview:
+    input:
+        predictions=lambda wc: f"results/{wc.dataset}/{METHODS[0]}/seed{SEEDS[0]}/predictions.zarr",
+        data="results/{dataset}/data/test.zarr",
+    output:
+        "results/{dataset}/overview.png",
+    params:
+        n_images=lambda wc: ds(wc)["evaluation"]["overview_images"],
+        vote=lambda wc: ds(wc)["evaluation"]["vote"],
+        title=lambda wc: f"{wc.dataset}: {METHODS[0]} ensemble, seed {SEEDS[0]}, {ds(wc)['evaluation']['vote']} vote",
+    log:
+        "logs/overview/{dataset}.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        "../envs/ddpmseg.yaml"
+    script:
+        "../workflow_scripts/overview.py"

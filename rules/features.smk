@@ -1,0 +1,59 @@
+# Stage 3: pixel features into Zarr stores, one store per (block, timestep) at the block's
+# native resolution. One extraction job per (dataset, model, split) runs every timestep of an
+# image in one batch and stops the UNet after the deepest requested block; its outputs are the
+# dataset's configured stores, so the rule is written out once per dataset.
+
+
+def extraction_inputs(dataset):
+    """Input function of one dataset's extraction rule: its prepared split and checkpoint."""
+
+    def inputs(wildcards):
+        paths = {"data": f"results/{dataset}/data/{wildcards.split}.zarr"}
+        if wildcards.model == "ddpm":
+            given = config["datasets"][dataset]["diffusion"]["checkpoint"]
+            paths["checkpoint"] = given or f"results/{dataset}/diffusion/model.pt"
+        return paths
+
+    return inputs
+
+
+for _dataset in DATASETS:
+
+    rule:
+        name:
+            f"extract_features_{_dataset}"
+        input:
+            unpack(extraction_inputs(_dataset)),
+        output:
+            [directory(path) for path in feature_stores(_dataset, "{model}", "{split}")],
+        params:
+            dataset=_dataset,
+            settings=config["datasets"][_dataset],
+        log:
+            f"logs/extract_features/{_dataset}_{{model}}_{{split}}.log",
+        benchmark:
+            f"benchmarks/runs/extract_features/{_dataset}_{{model}}_{{split}}.tsv"
+        threads: config["datasets"][_dataset]["threads"]
+        resources:
+            gpu=1,
+            mem_mb=8000,
+        conda:
+            "../envs/ddpmseg.yaml"
+        script:
+            "../workflow_scripts/extract_features.py"
+
+
+rule control_features:
+    input:
+        "results/{dataset}/data/{split}.zarr",
+    output:
+        directory("results/{dataset}/features/{control}/{split}/features_{control}.zarr"),
+    log:
+        "logs/control_features/{dataset}_{control}_{split}.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+    conda:
+        "../envs/ddpmseg.yaml"
+    script:
+        "../workflow_scripts/control_features.py"

@@ -1,0 +1,7 @@
+"""ddpmseg: label-efficient semantic segmentation with diffusion-model features.
+
+One module per workflow stage: `synthetic` (embedded default dataset), `datasets`
+(validation and resizing), `diffusion` (ADM model building, loading and training),
+`features` (decoder activations into Zarr stores), `ensemble` (pixel classifier
+ensemble), `evaluate` (prediction, voting, uncertainty, mIoU), `tables` (aggregation).
+"""

@@ -1,0 +1,461 @@
+"""Dataset validation, square-resizing and conversion to Zarr.
+
+A dataset folder follows the layout of the paper's code (ddpm-segmentation)::
+
+    <root>/meta.json                 {"classes": [...], "ignore_label": 255, ...}
+    <root>/real/train/NAME.{png,jpg,jpeg} + NAME.npy   (H x W integer label)
+    <root>/real/test/NAME.{png,jpg,jpeg}  + NAME.npy
+    <root>/unlabeled/NAME.{png,jpg,jpeg}               (images only, optional)
+
+Images are found recursively under each split folder (files and folders whose
+name starts with "." are skipped) and sorted by their path relative to the split
+folder, as the paper's code does. A label sits next to its image with the image
+suffix replaced by ".npy"; its values are class ids 0..K-1 (the index in
+``meta.json["classes"]``) or the ignore label.
+
+`validate_dataset` checks every file before any work starts and raises one
+`DatasetError` that lists every problem, one line per file, each saying what is
+wrong and what to do. `load_image` / `load_label` bring an image / label to an
+``image_size`` square (non-square inputs are refused, centre-padded or
+centre-cropped), and `prepare_split` writes a whole split as a Zarr v3 group.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import shutil
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import zarr
+from PIL import Image
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+SPLITS = ("train", "test", "unlabeled")
+NON_SQUARE_MODES = ("error", "pad", "crop")
+
+# Pillow modes whose conversion to 8-bit RGB keeps the picture. 16-bit and float
+# modes ("I;16", "I", "F") would be clipped to 0..255 and come out wrong.
+_RGB_CONVERTIBLE_MODES = frozenset(
+    {"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"}
+)
+_MAX_LISTED_VALUES = 20
+_VALIDATION_THREADS = 8
+
+
+class DatasetError(ValueError):
+    """A problem with the user's data; the message names the file and says what to do.
+
+    ``problems`` holds the individual problem lines (one per file and fault); for
+    an error raised with a single message it is ``[message]``.
+    """
+
+    def __init__(self, message: str, problems: list[str] | None = None):
+        super().__init__(message)
+        self.problems = list(problems) if problems is not None else [message]
+
+
+def _problems_error(root: pathlib.Path, problems: list[str]) -> DatasetError:
+    """One DatasetError whose message lists ``problems`` under a header naming the dataset."""
+    header = f"Dataset {root} has {len(problems)} problem{'s' if len(problems) != 1 else ''}:"
+    return DatasetError("\n".join([header] + [f"  {p}" for p in problems]), problems)
+
+
+def _check_non_square_mode(non_square: str) -> None:
+    if non_square not in NON_SQUARE_MODES:
+        raise ValueError(f"non_square must be one of {', '.join(NON_SQUARE_MODES)}; got {non_square!r}")
+
+
+def _split_dir(root, split: str) -> pathlib.Path:
+    """Folder of ``split`` ('train', 'test' or 'unlabeled') inside dataset ``root``."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}; got {split!r}")
+    root = pathlib.Path(root)
+    return root / "unlabeled" if split == "unlabeled" else root / "real" / split
+
+
+def read_meta(root) -> dict:
+    """Parse and check ``<root>/meta.json``.
+
+    'classes' must be a non-empty list of distinct strings (at most 256, the
+    label id is the list index) and 'ignore_label' an int in 0..255 that is not
+    also a class id. Other keys are ignored.
+
+    Returns ``{'classes': [str], 'ignore_label': int, 'num_classes': int,
+    'name': str}``; 'name' is meta.json's "name" or else the folder name.
+    Raises DatasetError listing every problem found.
+    """
+    root = pathlib.Path(root)
+    path = root / "meta.json"
+    example = 'e.g. {"classes": ["background", "skin", "hair"], "ignore_label": 255}'
+    if not path.is_file():
+        raise _problems_error(root, [f"{path}: file not found. "
+                                     f"Create it with the class names and ignore label, {example}."])
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _problems_error(root, [f"{path}: cannot be read as JSON ({exc}). Fix the file, {example}."]) from exc
+    if not isinstance(meta, dict):
+        raise _problems_error(root, [f"{path}: must hold a JSON object, got {type(meta).__name__}. "
+                                     f"Write it as {example}."])
+
+    problems = []
+    classes = meta.get("classes")
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+        problems.append(f"{path}: 'classes' must be a non-empty list of class names (strings), got {classes!r}. "
+                        f"List the class names in label-id order, {example}.")
+    else:
+        duplicates = sorted({c for c in classes if classes.count(c) > 1})
+        if duplicates:
+            problems.append(f"{path}: 'classes' names {duplicates} more than once. Give every class a distinct name.")
+        if len(classes) > 256:
+            problems.append(f"{path}: 'classes' has {len(classes)} entries but labels are 8-bit (at most 256 classes). "
+                            "Merge classes.")
+    ignore = meta.get("ignore_label")
+    if isinstance(ignore, bool) or not isinstance(ignore, int) or not 0 <= ignore <= 255:
+        problems.append(f"{path}: 'ignore_label' must be an integer in 0..255, got {ignore!r}. "
+                        "Set it to the label value of unannotated pixels, usually 255.")
+    elif isinstance(classes, list) and ignore < len(classes):
+        problems.append(f"{path}: 'ignore_label' {ignore} is also the id of class {classes[ignore]!r}. "
+                        f"Use a value >= {len(classes)} (usually 255) and relabel unannotated pixels with it.")
+    name = meta.get("name", root.resolve().name)
+    if not isinstance(name, str) or not name:
+        problems.append(f"{path}: 'name' must be a non-empty string, got {name!r}. Fix or remove it.")
+    if problems:
+        raise _problems_error(root, problems)
+    return {"classes": list(classes), "ignore_label": ignore, "num_classes": len(classes), "name": name}
+
+
+def _walk_files(folder: pathlib.Path) -> list[pathlib.PurePosixPath]:
+    """Paths (relative to ``folder``) of all files below it, skipping dot-files and dot-folders."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        rel = pathlib.PurePosixPath(pathlib.Path(dirpath).relative_to(folder).as_posix())
+        found.extend(rel / f for f in filenames if not f.startswith("."))
+    return found
+
+
+def list_split(root, split: str, max_images: int | None = None) -> list[tuple[str, pathlib.Path, pathlib.Path | None]]:
+    """Images of one split, sorted by path relative to the split folder.
+
+    Returns ``[(image_id, image_path, label_path or None)]``, the first
+    ``max_images`` if given. ``image_id`` is the relative path without suffix
+    with '/' separators (e.g. "0001" or "sub/0001"). ``label_path`` is the
+    ``.npy`` next to the image when the split is labelled and the file exists,
+    else None (always None for 'unlabeled').
+    Raises DatasetError when the split folder does not exist.
+    """
+    folder = _split_dir(root, split)
+    if max_images is not None and max_images < 1:
+        raise ValueError(f"max_images must be a positive integer or None; got {max_images!r}")
+    if not folder.is_dir():
+        raise DatasetError(f"{folder}: folder not found. Put the {split} images there.")
+    images = sorted((p for p in _walk_files(folder) if p.suffix.lower() in IMAGE_SUFFIXES), key=str)
+    if max_images is not None:
+        images = images[:max_images]
+    items = []
+    for rel in images:
+        image_path = folder / rel
+        label_path = image_path.with_suffix(".npy")
+        has_label = split != "unlabeled" and label_path.is_file()
+        items.append((rel.with_suffix("").as_posix(), image_path, label_path if has_label else None))
+    return items
+
+
+def _non_square_problem(path, width: int, height: int) -> str:
+    return (f"{path}: image is {width}x{height} (width x height), not square. Set the dataset's "
+            "`non_square: pad` (centre-pad; label padding gets the ignore label) or `non_square: crop` "
+            "(centre crop) in the config, or make the images square.")
+
+
+def _unreadable_image_problem(path, exc: Exception) -> str:
+    return (f"{path}: cannot be read as an image ({type(exc).__name__}: {exc}). "
+            "Replace it with a valid PNG or JPEG file, or remove it.")
+
+
+def _read_label_array(path) -> np.ndarray:
+    """The label array as stored (2-D, integer dtype); DatasetError if it is not one."""
+    hint = "Save it with np.save(path, label.astype(np.uint8))."
+    try:
+        with open(path, "rb") as f:
+            if f.read(6) != b"\x93NUMPY":
+                raise DatasetError(f"{path}: not a .npy file (no NumPy header). {hint}")
+            f.seek(0)
+            label = np.load(f, allow_pickle=False)
+    except DatasetError:
+        raise
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):
+            raise DatasetError(f"{path}: label needs pickle to load (object array). {hint}") from exc
+        raise DatasetError(f"{path}: cannot be read as a .npy label ({exc}). {hint}") from exc
+    except Exception as exc:  # unreadable or damaged file: any reader error means the same to the user
+        raise DatasetError(f"{path}: cannot be read as a .npy label ({type(exc).__name__}: {exc}). {hint}") from exc
+    if label.ndim != 2 or not np.issubdtype(label.dtype, np.integer):
+        raise DatasetError(f"{path}: label must be a 2-D integer array (height x width), got shape "
+                           f"{label.shape} dtype {label.dtype}. Save one class id per pixel as uint8.")
+    return label
+
+
+def _format_values(values: np.ndarray) -> str:
+    shown = [int(v) for v in values[:_MAX_LISTED_VALUES]]
+    more = f" and {len(values) - _MAX_LISTED_VALUES} more" if len(values) > _MAX_LISTED_VALUES else ""
+    return f"{shown}{more}"
+
+
+def _check_item(image_path: pathlib.Path, label_path: pathlib.Path | None, labelled: bool,
+                non_square: str, meta: dict | None) -> list[str]:
+    """Problems of one (image, label) pair; reads the image header and pixels and the whole label."""
+    problems = []
+    size = None
+    try:
+        with Image.open(image_path) as im:
+            im.load()
+            size, mode = im.size, im.mode
+            if mode not in _RGB_CONVERTIBLE_MODES:
+                problems.append(f"{image_path}: image mode {mode!r} (e.g. 16-bit or float) cannot be converted to "
+                                "8-bit RGB without losing it. Save it as an 8-bit RGB PNG or JPEG.")
+    except Exception as exc:  # Pillow raises many types (OSError, SyntaxError, ValueError, ...) for bad files
+        problems.append(_unreadable_image_problem(image_path, exc))
+    if size is not None and size[0] != size[1] and non_square == "error":
+        problems.append(_non_square_problem(image_path, *size))
+    if not labelled:
+        return problems
+    if label_path is None:
+        problems.append(f"{image_path.with_suffix('.npy')}: label file missing for image {image_path.name}. "
+                        "Add the label (np.save of a uint8 height x width array) or remove the image.")
+        return problems
+    try:
+        label = _read_label_array(label_path)
+    except DatasetError as exc:
+        return problems + exc.problems
+    if size is not None and label.shape != (size[1], size[0]):
+        problems.append(f"{label_path}: label shape {label.shape} (height, width) does not match the image "
+                        f"{image_path.name}, which is {size[1]}x{size[0]} (height x width). "
+                        "Save the label at the image's size.")
+    if meta is not None:
+        k, ignore = meta["num_classes"], meta["ignore_label"]
+        values = np.flatnonzero(np.bincount(label.ravel(), minlength=256)) if label.dtype == np.uint8 \
+            else np.unique(label)
+        bad = values[((values < 0) | (values >= k)) & (values != ignore)]
+        if bad.size:
+            problems.append(f"{label_path}: label has values {_format_values(bad)} outside 0..{k - 1} "
+                            f"(ignore label {ignore}). Fix the label file or the class list in meta.json.")
+    return problems
+
+
+def validate_dataset(root, splits=("train", "test", "unlabeled"), non_square: str = "error",
+                     max_images: dict | None = None) -> dict:
+    """Check meta.json and every image and label of ``splits`` before any work.
+
+    ``max_images`` maps a split to the number of (sorted) images used; only
+    those are checked. 'unlabeled' may be absent only when it is not in
+    ``splits``. Each image is opened and decoded (to catch truncation), each
+    label read fully. Raises one DatasetError listing every problem (one line
+    per file: path, what is wrong, what to do).
+
+    Returns ``{'counts': {split: n}, 'num_classes': int, 'classes': [str],
+    'ignore_label': int}``.
+    """
+    _check_non_square_mode(non_square)
+    root = pathlib.Path(root)
+    max_images = max_images or {}
+    problems = []
+    try:
+        meta = read_meta(root)
+    except DatasetError as exc:
+        meta = None
+        problems.extend(exc.problems)
+
+    counts = {}
+    jobs = []
+    for split in splits:
+        folder = _split_dir(root, split)
+        if not folder.is_dir():
+            what = ("Add unlabeled images there, or give a pretrained diffusion checkpoint so that none are needed."
+                    if split == "unlabeled" else f"Put the {split} images and their .npy labels there.")
+            problems.append(f"{folder}: {split} folder not found. {what}")
+            continue
+        items = list_split(root, split, max_images.get(split))
+        counts[split] = len(items)
+        if not items:
+            problems.append(f"{folder}: {split} folder holds no images ({', '.join(IMAGE_SUFFIXES)}). "
+                            f"Add the {split} images there.")
+        labelled = split != "unlabeled"
+        problems.extend(_structure_problems(folder, items, labelled))
+        jobs.extend((image_path, label_path, labelled) for _, image_path, label_path in items)
+
+    with ThreadPoolExecutor(_VALIDATION_THREADS) as pool:
+        for item_problems in pool.map(lambda job: _check_item(*job, non_square, meta), jobs):
+            problems.extend(item_problems)
+    if problems:
+        raise _problems_error(root, problems)
+    return {"counts": counts, "num_classes": meta["num_classes"], "classes": meta["classes"],
+            "ignore_label": meta["ignore_label"]}
+
+
+def _structure_problems(folder: pathlib.Path, items: list, labelled: bool) -> list[str]:
+    """Images sharing one id (e.g. a.png and a.jpg), and, in labelled splits, labels with no image."""
+    problems = []
+    first_path = {}
+    for image_id, image_path, _ in items:
+        if image_id in first_path:
+            problems.append(f"{image_path}: has the same name as {first_path[image_id]}, so both would share one "
+                            "image id and label. Rename or remove one of them.")
+        else:
+            first_path[image_id] = image_path
+    if labelled:
+        files = _walk_files(folder)
+        image_stems = {f.with_suffix("") for f in files if f.suffix.lower() in IMAGE_SUFFIXES}
+        for rel in sorted((f for f in files if f.suffix == ".npy"), key=str):
+            if rel.with_suffix("") not in image_stems:
+                problems.append(f"{folder / rel}: label has no image next to it (expected "
+                                f"{rel.stem}.png, .jpg or .jpeg). Add the image in one of those formats "
+                                "or remove the label.")
+    return problems
+
+
+def _make_square(array: np.ndarray, path, non_square: str, **pad_kwargs) -> np.ndarray:
+    """Centre-pad (np.pad with ``pad_kwargs``) or centre-crop ``array`` (H, W[, C]) to a square.
+
+    Square input comes back unchanged; non-square input with ``non_square='error'``
+    raises DatasetError.
+    """
+    height, width = array.shape[:2]
+    if height == width:
+        return array
+    if non_square == "error":
+        raise DatasetError(_non_square_problem(path, width, height))
+    if non_square == "crop":
+        side = min(height, width)
+        top, left = (height - side) // 2, (width - side) // 2
+        return array[top:top + side, left:left + side]
+    side = max(height, width)
+    pad = [((side - height) // 2, side - height - (side - height) // 2),
+           ((side - width) // 2, side - width - (side - width) // 2)] + [(0, 0)] * (array.ndim - 2)
+    return np.pad(array, pad, **pad_kwargs)
+
+
+def load_image(path, image_size: int, non_square: str = "error") -> np.ndarray:
+    """Image at ``path`` as an (image_size, image_size, 3) uint8 RGB array.
+
+    Non-square images: 'error' raises DatasetError, 'pad' centre-pads to a square
+    by edge replication, 'crop' takes the centre square. Resized with LANCZOS.
+    """
+    _check_non_square_mode(non_square)
+    try:
+        with Image.open(path) as im:
+            rgb = np.asarray(im.convert("RGB"))
+    except Exception as exc:  # see _check_item: any Pillow failure means an unreadable file
+        raise DatasetError(_unreadable_image_problem(path, exc)) from exc
+    square = _make_square(rgb, path, non_square, mode="edge")
+    if square.shape[0] != image_size:
+        square = np.asarray(Image.fromarray(square).resize((image_size, image_size), Image.Resampling.LANCZOS))
+    return np.ascontiguousarray(square, dtype=np.uint8)
+
+
+def load_label(path, image_size: int, ignore_label: int, non_square: str = "error") -> np.ndarray:
+    """Label at ``path`` as an (image_size, image_size) uint8 array.
+
+    Same geometry as `load_image` ('pad' fills with ``ignore_label``), resized
+    with NEAREST so only values present in the file appear. Any 2-D integer
+    array with values in 0..255 is accepted.
+    """
+    _check_non_square_mode(non_square)
+    label = _read_label_array(path)
+    if label.dtype != np.uint8:
+        if label.size and (label.min() < 0 or label.max() > 255):
+            raise DatasetError(f"{path}: label values must lie in 0..255, found "
+                               f"{int(label.min())}..{int(label.max())}. Fix the label file.")
+        label = label.astype(np.uint8)
+    square = _make_square(label, path, non_square, mode="constant", constant_values=ignore_label)
+    if square.shape[0] != image_size:
+        square = np.asarray(Image.fromarray(square).resize((image_size, image_size), Image.Resampling.NEAREST))
+    return np.ascontiguousarray(square, dtype=np.uint8)
+
+
+def prepare_split(root, split: str, out_path, image_size: int, non_square: str = "error",
+                  max_images: int | None = None) -> None:
+    """Validate one split, then write it as a Zarr v3 group at ``out_path`` (a directory).
+
+    Arrays (N = number of images, S = image_size):
+      images: (N, S, S, 3) uint8, chunks (1, S, S, 3), dimension_names ("image", "y", "x", "rgb")
+      labels: (N, S, S) uint8, chunks (1, S, S), dimension_names ("image", "y", "x"); train/test only
+    Group attrs: split, image_ids, classes, ignore_label, image_size, source (str(root)), non_square.
+
+    The group is written to a temporary sibling directory and renamed into place
+    at the end (replacing any old ``out_path``), so a failure never leaves a
+    half-written ``out_path``.
+    """
+    _check_non_square_mode(non_square)
+    summary = validate_dataset(root, splits=(split,), non_square=non_square, max_images={split: max_images})
+    items = list_split(root, split, max_images)
+
+    def write(group: zarr.Group) -> None:
+        images = _create_images(group, len(items), image_size)
+        labels = None
+        if split != "unlabeled":
+            labels = group.create_array("labels", shape=(len(items), image_size, image_size),
+                                        chunks=(1, image_size, image_size), dtype="uint8",
+                                        dimension_names=("image", "y", "x"))
+        for i, (_, image_path, label_path) in enumerate(items):
+            images[i] = load_image(image_path, image_size, non_square)
+            if labels is not None:
+                labels[i] = load_label(label_path, image_size, summary["ignore_label"], non_square)
+        group.attrs.update({
+            "split": split,
+            "image_ids": [image_id for image_id, _, _ in items],
+            "classes": summary["classes"],
+            "ignore_label": summary["ignore_label"],
+            "image_size": image_size,
+            "source": str(root),
+            "non_square": non_square,
+        })
+
+    _write_group_atomically(out_path, write)
+
+
+def write_empty_split(out_path, image_size: int) -> None:
+    """Write an unlabeled group with no images at ``out_path`` (when a pretrained checkpoint makes it unneeded).
+
+    images: (0, S, S, 3) uint8 with the same chunks and dimension_names as `prepare_split`;
+    group attrs: {"split": "unlabeled", "image_ids": [], "image_size": S}.
+    """
+    def write(group: zarr.Group) -> None:
+        _create_images(group, 0, image_size)
+        group.attrs.update({"split": "unlabeled", "image_ids": [], "image_size": image_size})
+
+    _write_group_atomically(out_path, write)
+
+
+def _create_images(group: zarr.Group, n: int, image_size: int) -> zarr.Array:
+    """The (n, S, S, 3) uint8 'images' array of a split group, one chunk per image."""
+    return group.create_array("images", shape=(n, image_size, image_size, 3), chunks=(1, image_size, image_size, 3),
+                              dtype="uint8", dimension_names=("image", "y", "x", "rgb"))
+
+
+def _write_group_atomically(out_path, write) -> None:
+    """Call ``write(group)`` on a new Zarr group in a temporary sibling of ``out_path``, then rename it there."""
+    out_path = pathlib.Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = pathlib.Path(tempfile.mkdtemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".tmp"))
+    try:
+        write(zarr.open_group(tmp, mode="w"))
+        _replace_dir(tmp, out_path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _replace_dir(new: pathlib.Path, target: pathlib.Path) -> None:
+    """Move directory ``new`` to ``target``, first moving any old ``target`` aside and deleting it."""
+    if target.exists() or target.is_symlink():
+        old = pathlib.Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".old"))
+        os.replace(target, old / target.name)
+        os.replace(new, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(new, target)

@@ -1,0 +1,233 @@
+"""The pixel classifier ensemble of the paper (its Sec. 3.2, settings from DatasetGAN).
+
+All members are trained together as one batched model: member m has its own weights,
+its own initialisation and its own shuffling of the pixels, and Adam (element-wise) makes
+this exactly the same as training them one after another, only much faster.
+
+Training pixels are streamed: images are visited in a random order, `buffer_images` at a
+time; their features are read from the Zarr stores, upsampled to label resolution and
+concatenated (`features.load_pixel_features`), and every member walks its own permutation
+of that buffer in batches. Peak memory is one buffer (plus the next one, prefetched), never
+the (pixels x channels) matrix of the whole training set.
+"""
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ddpmseg.features import load_pixel_features
+
+log = logging.getLogger(__name__)
+
+
+def hidden_sizes(num_classes: int) -> tuple:
+    """The paper's architecture switch: (128, 32) below 30 classes, else (256, 128)."""
+    return (128, 32) if num_classes < 30 else (256, 128)
+
+
+class BatchedMLPEnsemble(torch.nn.Module):
+    """M independent MLPs Linear-ReLU-BN-Linear-ReLU-BN-Linear evaluated as one batch.
+
+    forward(x): x (M, B, D) float32 -> logits (M, B, C). Linear weights ~ N(0, 0.02) and zero
+    biases (DatasetGAN's init), BatchNorm weight 1 and bias 0, BN momentum 0.1, eps 1e-5.
+    The state_dict holds tensors with the member index first, e.g. `weight0` (M, D, H1).
+    """
+
+    def __init__(self, n_members: int, in_features: int, num_classes: int, seed: int):
+        super().__init__()
+        generator = torch.Generator().manual_seed(seed)
+        widths = (in_features, *hidden_sizes(num_classes), num_classes)
+        self.n_layers = len(widths) - 1
+        for i, (d_in, d_out) in enumerate(zip(widths[:-1], widths[1:])):
+            weight = torch.randn(n_members, d_in, d_out, generator=generator) * 0.02
+            self.register_parameter(f"weight{i}", torch.nn.Parameter(weight))
+            self.register_parameter(f"bias{i}", torch.nn.Parameter(torch.zeros(n_members, d_out)))
+            if i < self.n_layers - 1:
+                self.register_parameter(f"bn_weight{i}", torch.nn.Parameter(torch.ones(n_members, d_out)))
+                self.register_parameter(f"bn_bias{i}", torch.nn.Parameter(torch.zeros(n_members, d_out)))
+                self.register_buffer(f"bn_mean{i}", torch.zeros(n_members, d_out))
+                self.register_buffer(f"bn_var{i}", torch.ones(n_members, d_out))
+        self.n_members, self.in_features, self.num_classes = n_members, in_features, num_classes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for i in range(self.n_layers):
+            x = torch.baddbmm(getattr(self, f"bias{i}").unsqueeze(1), x, getattr(self, f"weight{i}"))
+            if i == self.n_layers - 1:
+                return x
+            x = torch.relu(x)
+            x = self._batch_norm(x, i)
+
+    def _batch_norm(self, x: torch.Tensor, i: int) -> torch.Tensor:
+        running_mean, running_var = getattr(self, f"bn_mean{i}"), getattr(self, f"bn_var{i}")
+        if self.training:
+            mean = x.mean(dim=1)
+            var = x.var(dim=1, unbiased=False)
+            with torch.no_grad():
+                n = x.shape[1]
+                running_mean.lerp_(mean, 0.1)
+                running_var.lerp_(var * n / max(n - 1, 1), 0.1)
+        else:
+            mean, var = running_mean, running_var
+        x = (x - mean.unsqueeze(1)) * torch.rsqrt(var.unsqueeze(1) + 1e-5)
+        return x * getattr(self, f"bn_weight{i}").unsqueeze(1) + getattr(self, f"bn_bias{i}").unsqueeze(1)
+
+    def member_slices(self) -> dict:
+        """{name: tensor} of every parameter and buffer (all have the member index first)."""
+        return dict(self.state_dict(keep_vars=True))
+
+
+def relabel_rare_classes(labels: np.ndarray, ignore_label: int, min_pixels: int) -> np.ndarray:
+    """Per image, classes with 0 < pixels < min_pixels become the ignore label (paper's code).
+
+    labels: (N, H, W) uint8; returns a new array of the same shape.
+    """
+    labels = labels.copy()
+    for image in labels:
+        values, counts = np.unique(image, return_counts=True)
+        for value, count in zip(values, counts):
+            if value != ignore_label and count < min_pixels:
+                image[image == value] = ignore_label
+    return labels
+
+
+class PixelStream:
+    """Epochs over the training pixels, one buffer of images at a time.
+
+    Yields (features (P, D) float32, labels (P,) int64) for the non-ignored pixels of
+    `buffer_images` images; the next buffer is read in a background thread meanwhile.
+    """
+
+    def __init__(self, stores, labels: np.ndarray, ignore_label: int, buffer_images: int, rng):
+        self.stores, self.labels, self.ignore_label = stores, labels, ignore_label
+        self.buffer_images, self.rng = buffer_images, rng
+
+    def _load(self, indices):
+        size = self.labels.shape[-1]
+        features = load_pixel_features(self.stores, indices, size)  # (k, D, S, S)
+        features = features.permute(0, 2, 3, 1).reshape(-1, features.shape[1])
+        labels = torch.from_numpy(self.labels[indices].reshape(-1).astype(np.int64))
+        keep = labels != self.ignore_label
+        return features[keep].contiguous(), labels[keep]
+
+    def epoch(self):
+        order = self.rng.permutation(len(self.labels))
+        groups = [order[i : i + self.buffer_images] for i in range(0, len(order), self.buffer_images)]
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = pool.submit(self._load, groups[0])
+            for k in range(len(groups)):
+                buffer = pending.result()
+                if k + 1 < len(groups):
+                    pending = pool.submit(self._load, groups[k + 1])
+                yield buffer
+
+
+def train_ensemble(
+    stores,
+    labels: np.ndarray,
+    num_classes: int,
+    ignore_label: int,
+    *,
+    n_members: int,
+    seed: int,
+    batch_size: int,
+    lr: float,
+    max_epochs: int,
+    early_stop_epoch: int,
+    patience: int,
+    min_class_pixels: int,
+    buffer_images: int,
+):
+    """Trains the ensemble on streamed pixel features; returns (model, history rows).
+
+    stores: Zarr arrays (N, C_k, H_k, W_k) of the training images; labels: (N, S, S) uint8.
+    Each member: Adam(lr), batches of `batch_size` pixels, cross-entropy, at most
+    `max_epochs` epochs; from epoch index `early_stop_epoch` on (the paper's code: 4, i.e.
+    the 5th epoch), a member stops after more than `patience` consecutive batches whose loss
+    does not beat its best single-batch loss. A stopped member's weights are frozen.
+    History rows: {epoch, batches, mean_loss, members_active}.
+    """
+    labels = relabel_rare_classes(labels, ignore_label, min_class_pixels)
+    in_features = sum(s.shape[1] for s in stores)
+    model = BatchedMLPEnsemble(n_members, in_features, num_classes, seed).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, fused=True)
+    rng = np.random.default_rng(seed)
+    stream = PixelStream(stores, labels, ignore_label, buffer_images, rng)
+
+    best_loss = torch.full((n_members,), float("inf"))
+    stall = torch.zeros(n_members, dtype=torch.long)
+    active = torch.ones(n_members, dtype=torch.bool)
+    frozen = {}  # member -> {name: tensor} snapshot at the moment it stopped
+    history, batches = [], 0
+    for epoch in range(max_epochs):
+        epoch_losses = []
+        for features, targets in stream.epoch():
+            n_pixels = len(targets)
+            perms = torch.from_numpy(np.argsort(rng.random((n_members, n_pixels)), axis=1))
+            for start in range(0, n_pixels, batch_size):
+                index = perms[:, start : start + batch_size]  # (M, B)
+                if index.shape[1] < 2:  # BatchNorm needs two samples
+                    continue
+                logits = model(features[index])
+                loss_per_member = F.cross_entropy(
+                    logits.reshape(-1, num_classes), targets[index].reshape(-1), reduction="none"
+                ).reshape(n_members, -1).mean(dim=1)
+                optimizer.zero_grad(set_to_none=True)
+                (loss_per_member * active).sum().backward()
+                optimizer.step()
+                batches += 1
+                member_loss = loss_per_member.detach()
+                epoch_losses.append(member_loss[active].mean().item())
+                if epoch >= early_stop_epoch:
+                    improved = member_loss < best_loss
+                    best_loss = torch.where(improved, member_loss, best_loss)
+                    stall = torch.where(improved, torch.zeros_like(stall), stall + 1)
+                    for m in torch.nonzero(active & (stall > patience)).flatten().tolist():
+                        active[m] = False
+                        frozen[m] = {k: v[m].detach().clone() for k, v in model.member_slices().items()}
+                        log.info("member %d stopped at epoch %d after %d batches", m, epoch, batches)
+                _restore_frozen(model, frozen)
+                if not active.any():
+                    break
+            if not active.any():
+                break
+        history.append(
+            dict(epoch=epoch, batches=batches, mean_loss=float(np.mean(epoch_losses)), members_active=int(active.sum()))
+        )
+        log.info("epoch %d: %d batches, mean loss %.4f, %d members active", *history[-1].values())
+        if not active.any():
+            break
+    return model.eval(), history
+
+
+@torch.no_grad()
+def _restore_frozen(model: BatchedMLPEnsemble, frozen: dict) -> None:
+    """Puts back the weights and BN statistics of stopped members (Adam momentum moves them)."""
+    if not frozen:
+        return
+    slices = model.member_slices()
+    for m, snapshot in frozen.items():
+        for name, value in snapshot.items():
+            slices[name].data[m] = value
+
+
+def load_ensemble(path) -> BatchedMLPEnsemble:
+    """An ensemble from a state_dict written by `torch.save(model.state_dict(), path)`."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    n_members, in_features, _ = state["weight0"].shape
+    num_classes = state[f"weight{sum(k.startswith('weight') for k in state) - 1}"].shape[2]
+    model = BatchedMLPEnsemble(n_members, in_features, num_classes, seed=0)
+    model.load_state_dict(state)
+    return model.eval()
+
+
+@torch.no_grad()
+def predict_probabilities(model: BatchedMLPEnsemble, pixel_features: torch.Tensor, chunk: int = 16384) -> torch.Tensor:
+    """Softmax of every member: pixel_features (P, D) float32 -> (M, P, C) float32."""
+    out = []
+    for start in range(0, len(pixel_features), chunk):
+        x = pixel_features[start : start + chunk]
+        out.append(torch.softmax(model(x.unsqueeze(0).expand(model.n_members, -1, -1)), dim=-1))
+    return torch.cat(out, dim=1)

@@ -1,0 +1,114 @@
+"""Prediction with the ensemble, voting, uncertainty, mIoU and the pictures a person looks at."""
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ddpmseg.ensemble import predict_probabilities
+from ddpmseg.features import load_pixel_features
+
+
+def majority_vote(probabilities: torch.Tensor) -> torch.Tensor:
+    """The paper's vote: per-member argmax, then the most frequent class (ties: smallest id).
+
+    probabilities: (M, P, C) -> (P,) int64.
+    """
+    return torch.mode(probabilities.argmax(dim=-1), dim=0).values
+
+
+def soft_vote(probabilities: torch.Tensor) -> torch.Tensor:
+    """Argmax of the members' mean probabilities: (M, P, C) -> (P,) int64."""
+    return probabilities.mean(dim=0).argmax(dim=-1)
+
+
+def _entropy(p: torch.Tensor) -> torch.Tensor:
+    return -(p * torch.log(p.clamp_min(1e-12))).sum(dim=-1)
+
+
+def jensen_shannon(probabilities: torch.Tensor) -> torch.Tensor:
+    """DatasetGAN's uncertainty: H(mean_m p_m) - mean_m H(p_m), in nats; (M, P, C) -> (P,)."""
+    return _entropy(probabilities.mean(dim=0)) - _entropy(probabilities).mean(dim=0)
+
+
+def image_uncertainty_score(js: np.ndarray, top_fraction: float = 0.1) -> float:
+    """An image's score as DatasetGAN: the mean of its top 10% per-pixel JS values."""
+    flat = np.sort(js.reshape(-1))[::-1]
+    return float(flat[: max(1, int(len(flat) * top_fraction))].mean())
+
+
+def predict_images(model, stores, n_images: int, size: int):
+    """Ensemble predictions for every image of the stores.
+
+    Returns majority (N, S, S) uint8, soft (N, S, S) uint8, uncertainty (N, S, S) float32.
+    """
+    majority = np.zeros((n_images, size, size), np.uint8)
+    soft = np.zeros_like(majority)
+    uncertainty = np.zeros((n_images, size, size), np.float32)
+    for i in range(n_images):
+        features = load_pixel_features(stores, [i], size)[0]  # (D, S, S)
+        probabilities = predict_probabilities(model, features.reshape(features.shape[0], -1).T)
+        majority[i] = majority_vote(probabilities).reshape(size, size).numpy()
+        soft[i] = soft_vote(probabilities).reshape(size, size).numpy()
+        uncertainty[i] = jensen_shannon(probabilities).reshape(size, size).numpy()
+    return majority, soft, uncertainty
+
+
+def confusion_counts(predictions: np.ndarray, labels: np.ndarray, num_classes: int, ignore_label: int, convention: str):
+    """Per-class intersection and union summed over all images: two (K,) int64 arrays.
+
+    convention 'paper': as the paper's code, pixels whose label is the ignore label still
+    count: a prediction of class c there adds to c's union. 'masked': those pixels are left
+    out entirely. Classes equal to the ignore label get zero counts.
+    """
+    if convention not in ("paper", "masked"):
+        raise ValueError(f"unknown mIoU convention {convention!r}; use 'paper' or 'masked'")
+    predictions, labels = predictions.reshape(-1), labels.reshape(-1)
+    if convention == "masked":
+        keep = labels != ignore_label
+        predictions, labels = predictions[keep], labels[keep]
+    intersection = np.zeros(num_classes, np.int64)
+    union = np.zeros(num_classes, np.int64)
+    for c in range(num_classes):
+        if c == ignore_label:
+            continue
+        is_pred, is_label = predictions == c, labels == c
+        intersection[c] = np.count_nonzero(is_pred & is_label)
+        union[c] = np.count_nonzero(is_pred | is_label)
+    return intersection, union
+
+
+def per_class_iou(predictions, labels, num_classes: int, ignore_label: int, convention: str = "paper") -> np.ndarray:
+    """IoU_c = I_c / (1e-8 + U_c) over the whole set, (K,) float64; a class absent from both
+    prediction and label gets 0 (as the paper's code). The ignore label's entry is NaN."""
+    intersection, union = confusion_counts(predictions, labels, num_classes, ignore_label, convention)
+    iou = intersection / (1e-8 + union)
+    if 0 <= ignore_label < num_classes:
+        iou[ignore_label] = np.nan
+    return iou
+
+
+def mean_iou(predictions, labels, num_classes: int, ignore_label: int, convention: str = "paper") -> float:
+    """Mean of `per_class_iou` over the classes other than the ignore label."""
+    return float(np.nanmean(per_class_iou(predictions, labels, num_classes, ignore_label, convention)))
+
+
+def palette(num_classes: int) -> np.ndarray:
+    """(256, 3) uint8 colours: distinct colours for the classes, white for the rest (ignore)."""
+    colours = np.full((256, 3), 255, np.uint8)
+    cmap = [
+        (0, 0, 0), (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
+        (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128),
+        (220, 190, 255), (170, 110, 40), (255, 250, 200), (128, 0, 0), (170, 255, 195), (128, 128, 0),
+        (255, 215, 180), (0, 0, 128), (128, 128, 128),
+    ]
+    rng = np.random.default_rng(0)
+    for c in range(min(num_classes, 255)):
+        colours[c] = cmap[c] if c < len(cmap) else rng.integers(0, 256, 3)
+    return colours
+
+
+def save_palette_png(mask: np.ndarray, path, num_classes: int) -> None:
+    """A (H, W) uint8 class map as an indexed PNG whose palette shows the classes."""
+    image = Image.fromarray(mask.astype(np.uint8), mode="P")
+    image.putpalette(palette(num_classes).reshape(-1).tolist())
+    image.save(path)

@@ -1,0 +1,206 @@
+"""Pixel features: UNet decoder activations, and the hand-made controls, into Zarr stores.
+
+Every feature set is a list of Zarr arrays of shape (image, channel, y, x), float16, one
+image per chunk, at the resolution where it was computed (never upsampled). The ensemble
+upsamples them to label resolution on the fly (`load_pixel_features`).
+
+Decoder features follow the paper's code (Sec. 3.2 and its `feature_extractors.py`): the
+image scaled to [-1, 1] is noised with x_t = q_sample(x0, t, noise), one noise tensor of
+shape (1, 3, S, S) drawn from a generator seeded with `noise_seed` and shared by every
+timestep and image; the noise predictor is called with the unscaled t and the outputs of
+`model.output_blocks[b]` are kept. Our forward pass stops after the deepest requested block.
+"""
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import zarr
+from guided_diffusion.nn import timestep_embedding
+from tqdm import tqdm
+
+log = logging.getLogger(__name__)
+
+DIMENSION_NAMES = ("image", "channel", "y", "x")
+
+
+def store_name(block: int, timestep: int) -> str:
+    """File name of the store holding decoder block `block` at diffusion step `timestep`."""
+    return f"features_b{block}_t{timestep}.zarr"
+
+
+def pick_device() -> str:
+    """'cuda' when a GPU is visible, else 'cpu'."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def images_to_model_input(images: np.ndarray) -> torch.Tensor:
+    """(N, S, S, 3) uint8 -> (N, 3, S, S) float32 in [-1, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
+def shared_noise(image_size: int, seed: int) -> torch.Tensor:
+    """The paper's `share_noise`: (1, 3, S, S) standard normal from a generator seeded with `seed`."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(1, 3, image_size, image_size, generator=generator)
+
+
+@torch.no_grad()
+def decoder_activations(model, x: torch.Tensor, timesteps: torch.Tensor, blocks) -> dict:
+    """Outputs of `model.output_blocks[b]` for b in `blocks`, as float32 tensors.
+
+    x: (B, 3, S, S) noised input; timesteps: (B,) int64. Returns {b: (B, C_b, H_b, W_b)}.
+    The forward pass runs the encoder, the middle block and the decoder only up to
+    max(blocks); the final output layer is never computed.
+    """
+    deepest = max(blocks)
+    if deepest >= len(model.output_blocks):
+        raise ValueError(f"block {deepest} requested, the model has {len(model.output_blocks)} decoder blocks")
+    emb = model.time_embed(timestep_embedding(timesteps, model.model_channels))
+    h = x.type(model.dtype)
+    skips = []
+    for module in model.input_blocks:
+        h = module(h, emb)
+        skips.append(h)
+    h = model.middle_block(h, emb)
+    activations = {}
+    for index, module in enumerate(model.output_blocks[: deepest + 1]):
+        h = module(torch.cat([h, skips.pop()], dim=1), emb)
+        if index in blocks:
+            activations[index] = h.float()
+    return activations
+
+
+def decoder_block_shapes(model, image_size: int) -> dict:
+    """{block: (channels, height, width)} for every decoder block, from one probe pass."""
+    device = next(model.parameters()).device
+    x = torch.zeros(1, 3, image_size, image_size, device=device)
+    t = torch.zeros(1, dtype=torch.long, device=device)
+    blocks = range(len(model.output_blocks))
+    return {b: tuple(a.shape[1:]) for b, a in decoder_activations(model, x, t, blocks).items()}
+
+
+def create_store(path, shape, attrs: dict) -> zarr.Array:
+    """An empty float16 (image, channel, y, x) Zarr v3 array, one image per chunk."""
+    array = zarr.create_array(
+        store=str(path),
+        shape=shape,
+        chunks=(1, *shape[1:]),
+        dtype="float16",
+        dimension_names=DIMENSION_NAMES,
+        overwrite=True,
+    )
+    array.attrs.update(attrs)
+    return array
+
+
+def extract_decoder_features(
+    model,
+    diffusion,
+    images: np.ndarray,
+    image_ids: list,
+    blocks,
+    timesteps,
+    noise_seed: int,
+    out_dir,
+    attrs: dict,
+    batch_images: int = 1,
+) -> list:
+    """Writes one store per (block, timestep) under out_dir; returns their paths.
+
+    images: (N, S, S, 3) uint8. The timesteps of `batch_images` images run as one batch of
+    batch_images * len(timesteps) forward passes. Store `features_b{b}_t{t}.zarr` holds
+    (N, C_b, H_b, W_b) float16 at the block's native resolution, with attrs naming the
+    block, timestep, noise seed, image ids and `attrs` (model identity etc.).
+    """
+    blocks, timesteps = sorted(set(blocks)), sorted(set(timesteps))
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = next(model.parameters()).device
+    size = images.shape[1]
+    shapes = decoder_block_shapes(model, size)
+    noise = shared_noise(size, noise_seed).to(device)
+    stores = {}
+    for b in blocks:
+        for t in timesteps:
+            stores[b, t] = create_store(
+                out_dir / store_name(b, t),
+                (len(images), *shapes[b]),
+                {
+                    **attrs,
+                    "block": b,
+                    "timestep": t,
+                    "noise_seed": noise_seed,
+                    "image_ids": list(image_ids),
+                    "image_size": size,
+                    "stored_dtype": "float16",
+                    "description": f"output of model.output_blocks[{b}] on q_sample(x0, t={t}, shared noise)",
+                },
+            )
+    t_batch = torch.tensor(timesteps, dtype=torch.long, device=device)
+    for start in tqdm(range(0, len(images), batch_images), desc="extract", unit="batch", mininterval=5):
+        x0 = images_to_model_input(images[start : start + batch_images]).to(device)
+        n = len(x0)
+        x0_rep = x0.repeat_interleave(len(timesteps), dim=0)  # image-major, timestep-minor
+        t_rep = t_batch.repeat(n)
+        x_t = diffusion.q_sample(x0_rep, t_rep, noise=noise.expand_as(x0_rep))
+        activations = decoder_activations(model, x_t, t_rep, blocks)
+        for b, act in activations.items():
+            act = act.reshape(n, len(timesteps), *act.shape[1:]).cpu().numpy().astype(np.float16)
+            for k, t in enumerate(timesteps):
+                stores[b, t][start : start + n] = act[:, k]
+    return [out_dir / store_name(b, t) for b in blocks for t in timesteps]
+
+
+def control_features(images: np.ndarray, kind: str) -> np.ndarray:
+    """Hand-made pixel features, (N, C, S, S) float32.
+
+    kind 'pixels': RGB in [-1, 1] plus x, y in [-1, 1] (C = 5).
+    kind 'patch': the 5x5 RGB neighbourhood (reflect-padded) plus x, y (C = 77).
+    """
+    x = images_to_model_input(images)
+    n, _, size, _ = x.shape
+    coords = torch.linspace(-1.0, 1.0, size)
+    yy, xx = torch.meshgrid(coords, coords, indexing="ij")
+    xy = torch.stack([xx, yy]).expand(n, 2, size, size)
+    if kind == "pixels":
+        colour = x
+    elif kind == "patch":
+        padded = F.pad(x, (2, 2, 2, 2), mode="reflect")
+        colour = F.unfold(padded, kernel_size=5).reshape(n, 75, size, size)
+    else:
+        raise ValueError(f"unknown control feature kind {kind!r}")
+    return torch.cat([colour, xy], dim=1).numpy()
+
+
+def write_control_features(images: np.ndarray, image_ids: list, kind: str, path, attrs: dict) -> None:
+    """One store (N, C, S, S) float16 of `control_features(images, kind)`."""
+    features = control_features(images, kind)
+    store = create_store(
+        path,
+        features.shape,
+        {**attrs, "kind": kind, "image_ids": list(image_ids), "image_size": images.shape[1], "stored_dtype": "float16"},
+    )
+    store[:] = features.astype(np.float16)
+
+
+def open_stores(paths) -> list:
+    """Read-only Zarr arrays for the given store paths."""
+    return [zarr.open_array(str(p), mode="r") for p in paths]
+
+
+def load_pixel_features(stores, image_indices, size: int) -> torch.Tensor:
+    """Pixel features of some images, upsampled to (size, size) and concatenated.
+
+    stores: Zarr arrays (N, C_k, H_k, W_k); returns (len(image_indices), sum C_k, size, size)
+    float32. Upsampling is bilinear with align_corners=False, as the paper's code.
+    """
+    parts = []
+    for store in stores:
+        block = torch.from_numpy(np.stack([store[i] for i in image_indices]).astype(np.float32))
+        if block.shape[-1] != size:
+            block = F.interpolate(block, size=(size, size), mode="bilinear", align_corners=False)
+        parts.append(block)
+    return torch.cat(parts, dim=1)

@@ -1,0 +1,364 @@
+"""Tests for ddpmseg.datasets: validation errors on tiny hand-made datasets, square
+geometry (pad / crop), nearest label resizing, and Zarr output on fasseg_face6."""
+
+import json
+import pathlib
+
+import numpy as np
+import pytest
+import zarr
+from PIL import Image
+
+from ddpmseg.datasets import (
+    DatasetError,
+    list_split,
+    load_image,
+    load_label,
+    prepare_split,
+    read_meta,
+    validate_dataset,
+    write_empty_split,
+)
+
+FASSEG = pathlib.Path("/work/shared/datasets/fasseg_face6")
+CLASSES = ["background", "a", "b", "c"]
+
+
+def _image(path: pathlib.Path, width: int = 16, height: int = 16, seed: int = 0) -> np.ndarray:
+    """Write a random RGB image (format from the suffix) and return its pixels (H, W, 3) uint8."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path)
+    return pixels
+
+
+def _label(path: pathlib.Path, width: int = 16, height: int = 16, seed: int = 0, dtype=np.uint8) -> np.ndarray:
+    """Write a label (H, W) with class ids 0..3 and a few ignore (255) pixels; return it."""
+    label = np.random.default_rng(seed).integers(0, len(CLASSES), (height, width)).astype(dtype)
+    label[0, :3] = 255
+    np.save(path, label)
+    return label
+
+
+def _dataset(root: pathlib.Path, n_train: int = 2, n_test: int = 2, n_unlabeled: int = 2) -> pathlib.Path:
+    """A valid tiny dataset: 16x16 PNG/JPG images, uint8 labels, 4 classes, ignore 255."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "meta.json").write_text(json.dumps({"name": "tiny", "classes": CLASSES, "ignore_label": 255,
+                                                "notes": "ignored"}))
+    for split, n in (("train", n_train), ("test", n_test)):
+        for i in range(n):
+            suffix = ".png" if i % 2 == 0 else ".jpg"
+            _image(root / "real" / split / f"{i:03d}{suffix}", seed=i)
+            _label(root / "real" / split / f"{i:03d}.npy", seed=i)
+    for i in range(n_unlabeled):
+        _image(root / "unlabeled" / f"u{i:03d}.jpeg", seed=100 + i)
+    return root
+
+
+def _problems(root, **kwargs) -> DatasetError:
+    with pytest.raises(DatasetError) as info:
+        validate_dataset(root, **kwargs)
+    return info.value
+
+
+def test_valid_tiny_dataset(tmp_path):
+    root = _dataset(tmp_path / "ds")
+    summary = validate_dataset(root)
+    assert summary == {"counts": {"train": 2, "test": 2, "unlabeled": 2}, "num_classes": 4,
+                       "classes": CLASSES, "ignore_label": 255}
+    assert validate_dataset(root, max_images={"train": 1})["counts"]["train"] == 1
+
+
+def test_read_meta(tmp_path):
+    root = _dataset(tmp_path / "ds")
+    assert read_meta(root) == {"classes": CLASSES, "ignore_label": 255, "num_classes": 4, "name": "tiny"}
+    (root / "meta.json").write_text(json.dumps({"classes": CLASSES, "ignore_label": 255}))
+    assert read_meta(root)["name"] == "ds"
+
+
+def test_read_meta_reports_all_bad_keys(tmp_path):
+    (tmp_path / "meta.json").write_text(json.dumps({"classes": [], "ignore_label": 300}))
+    with pytest.raises(DatasetError) as info:
+        read_meta(tmp_path)
+    assert len(info.value.problems) == 2
+    assert "'classes'" in str(info.value) and "'ignore_label'" in str(info.value)
+    assert str(tmp_path / "meta.json") in str(info.value)
+
+    for bad in ({"classes": ["a", 1], "ignore_label": 255}, {"classes": ["a"], "ignore_label": True},
+                {"classes": ["a", "a"], "ignore_label": 255}, {"classes": ["a", "b"], "ignore_label": 1}):
+        (tmp_path / "meta.json").write_text(json.dumps(bad))
+        with pytest.raises(DatasetError):
+            read_meta(tmp_path)
+    (tmp_path / "meta.json").write_text("{not json")
+    with pytest.raises(DatasetError, match="JSON"):
+        read_meta(tmp_path)
+
+
+def test_missing_meta(tmp_path):
+    root = _dataset(tmp_path / "ds")
+    (root / "meta.json").unlink()
+    error = _problems(root)
+    assert f"{root / 'meta.json'}: file not found" in str(error)
+
+
+def test_list_split_recursive_sorted_and_limited(tmp_path):
+    root = _dataset(tmp_path / "ds", n_train=3)
+    _image(root / "real" / "train" / "sub" / "a.png")
+    _label(root / "real" / "train" / "sub" / "a.npy")
+    _image(root / "real" / "train" / ".hidden" / "x.png")  # dot-folders are skipped
+    (root / "real" / "train" / "notes.txt").write_text("not an image")
+    items = list_split(root, "train")
+    assert [i for i, _, _ in items] == ["000", "001", "002", "sub/a"]
+    assert items[3][1] == root / "real" / "train" / "sub" / "a.png"
+    assert items[3][2] == root / "real" / "train" / "sub" / "a.npy"
+    assert [i for i, _, _ in list_split(root, "train", max_images=2)] == ["000", "001"]
+    assert all(label is None for _, _, label in list_split(root, "unlabeled"))
+    (root / "real" / "train" / "001.npy").unlink()
+    assert list_split(root, "train")[1][2] is None
+
+
+def test_label_size_mismatch(tmp_path):
+    root = _dataset(tmp_path / "ds")
+    bad = root / "real" / "train" / "001.npy"
+    _label(bad, width=12)
+    error = _problems(root)
+    assert len(error.problems) == 1
+    assert str(bad) in error.problems[0] and "(16, 12)" in error.problems[0]
+
+
+def test_label_out_of_range_values_named(tmp_path):
+    root = _dataset(tmp_path / "ds")
+    bad = root / "real" / "test" / "000.npy"
+    label = np.load(bad)
+    label[5, 5], label[6, 6] = 7, 9
+    np.save(bad, label)
+    error = _problems(root)
+    assert error.problems == [f"{bad}: label has values [7, 9] outside 0..3 (ignore label 255). "
+                              "Fix the label file or the class list in meta.json."]
+
+
+def test_non_uint8_integer_labels_accepted(tmp_path):
+    root = _dataset(tmp_path / "ds")
+    expected = _label(root / "real" / "train" / "000.npy", dtype=np.int64)
+    validate_dataset(root)
+    np.testing.assert_array_equal(load_label(root / "real" / "train" / "000.npy", 16, 255), expected)
+
+
+def test_bad_label_arrays(tmp_path):
+    root = _dataset(tmp_path / "ds", n_train=4)
+    folder = root / "real" / "train"
+    np.save(folder / "000.npy", np.zeros((16, 16), dtype=np.float32))
+    np.save(folder / "001.npy", np.zeros((16, 16, 1), dtype=np.uint8))
+    np.save(folder / "002.npy", np.array([None] * 4, dtype=object), allow_pickle=True)
+    (folder / "003.npy").write_bytes(b"garbage")
+    error = _problems(root, splits=("train",))
+    assert len(error.problems) == 4
+    for i, what in enumerate(["float32", "(16, 16, 1)", "pickle", "not a .npy file"]):
+        assert str(folder / f"00{i}.npy") in error.problems[i] and what in error.problems[i]
+
+
+def test_missing_label(tmp_path):
+    root = _dataset(tmp_path / "ds")
+    (root / "real" / "train" / "000.npy").unlink()
+    error = _problems(root)
+    assert error.problems[0].startswith(f"{root / 'real' / 'train' / '000.npy'}: label file missing")
+
+
+def test_corrupt_and_truncated_images(tmp_path):
+    root = _dataset(tmp_path / "ds", n_test=4)
+    corrupt = root / "real" / "test" / "000.png"
+    corrupt.write_bytes(b"\x89PNG\r\n\x1a\n this is not a png")
+    truncated = root / "real" / "test" / "001.jpg"
+    truncated.write_bytes(truncated.read_bytes()[:200])
+    error = _problems(root)
+    assert len(error.problems) == 2
+    assert error.problems[0].startswith(f"{corrupt}: cannot be read as an image")
+    assert error.problems[1].startswith(f"{truncated}: cannot be read as an image")
+    with pytest.raises(DatasetError, match="cannot be read as an image"):
+        load_image(corrupt, 16)
+
+
+def test_image_not_rgb_convertible(tmp_path):
+    root = _dataset(tmp_path / "ds")
+    bad = root / "real" / "train" / "000.png"
+    Image.fromarray(np.full((16, 16), 40000, dtype=np.uint16)).save(bad)
+    error = _problems(root)
+    assert str(bad) in str(error) and "8-bit RGB" in str(error)
+
+
+def test_grayscale_image_is_converted(tmp_path):
+    path = tmp_path / "g.png"
+    Image.fromarray(np.full((16, 16), 77, dtype=np.uint8)).save(path)
+    image = load_image(path, 8)
+    assert image.shape == (8, 8, 3) and image.dtype == np.uint8 and (image == 77).all()
+
+
+def test_empty_and_missing_splits(tmp_path):
+    root = _dataset(tmp_path / "ds", n_test=0)
+    (root / "real" / "test").mkdir()
+    error = _problems(root)
+    assert error.problems == [f"{root / 'real' / 'test'}: test folder holds no images (.png, .jpg, .jpeg). "
+                              "Add the test images there."]
+
+    root = _dataset(tmp_path / "ds2", n_unlabeled=0)
+    error = _problems(root)
+    assert str(root / "unlabeled") in str(error) and "pretrained" in str(error)
+    assert validate_dataset(root, splits=("train", "test"))["counts"] == {"train": 2, "test": 2}
+
+
+def test_orphan_label_and_duplicate_ids(tmp_path):
+    root = _dataset(tmp_path / "ds")
+    folder = root / "real" / "train"
+    _label(folder / "lonely.npy")
+    _image(folder / "000.jpg")  # 000.png exists too
+    error = _problems(root, splits=("train",))
+    assert len(error.problems) == 2
+    assert any(p.startswith(f"{folder / '000.png'}: has the same name as") or
+               p.startswith(f"{folder / '000.jpg'}: has the same name as") for p in error.problems)
+    assert any(p.startswith(f"{folder / 'lonely.npy'}: label has no image") for p in error.problems)
+
+
+def _non_square_dataset(root: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
+    """Tiny dataset whose train/000 is 16 wide x 10 high; returns (image path, label path)."""
+    _dataset(root)
+    image, label = root / "real" / "train" / "000.png", root / "real" / "train" / "000.npy"
+    _image(image, width=16, height=10)
+    _label(label, width=16, height=10)
+    return image, label
+
+
+def test_non_square_error_then_pad_and_crop(tmp_path):
+    root = tmp_path / "ds"
+    image_path, label_path = _non_square_dataset(root)
+    error = _problems(root)
+    assert error.problems[0].startswith(f"{image_path}: image is 16x10")
+    assert "non_square: pad" in str(error) and "non_square: crop" in str(error)
+    with pytest.raises(DatasetError, match="not square"):
+        load_image(image_path, 16)
+
+    assert validate_dataset(root, non_square="pad")["counts"]["train"] == 2
+    assert validate_dataset(root, non_square="crop")["counts"]["train"] == 2
+
+    pixels = np.asarray(Image.open(image_path))
+    original = np.load(label_path)
+    image = load_image(image_path, 16, "pad")
+    label = load_label(label_path, 16, 255, "pad")
+    assert image.shape == (16, 16, 3) and image.dtype == np.uint8
+    assert label.shape == (16, 16) and label.dtype == np.uint8
+    # 10 rows padded to 16: 3 above, 3 below; label pads are ignore, image pads replicate edge rows.
+    assert (label[:3] == 255).all() and (label[13:] == 255).all()
+    np.testing.assert_array_equal(label[3:13], original)
+    np.testing.assert_array_equal(image[3:13], pixels)
+    np.testing.assert_array_equal(image[0], pixels[0])
+    np.testing.assert_array_equal(image[15], pixels[-1])
+
+    image = load_image(image_path, 10, "crop")
+    label = load_label(label_path, 10, 255, "crop")
+    assert image.shape == (10, 10, 3) and label.shape == (10, 10)
+    np.testing.assert_array_equal(image, pixels[:, 3:13])
+    np.testing.assert_array_equal(label, original[:, 3:13])
+
+    assert load_image(image_path, 32, "pad").shape == (32, 32, 3)
+    assert load_label(label_path, 8, 255, "crop").shape == (8, 8)
+
+
+def test_nearest_resize_keeps_label_values(tmp_path):
+    path = tmp_path / "l.npy"
+    label = np.random.default_rng(1).choice(np.array([0, 2, 5, 255], dtype=np.uint8), (37, 37))
+    np.save(path, label)
+    for size in (8, 16, 50, 128):
+        resized = load_label(path, size, 255)
+        assert resized.shape == (size, size)
+        assert set(np.unique(resized)) <= {0, 2, 5, 255}
+    assert set(np.unique(load_label(path, 128, 255))) == {0, 2, 5, 255}
+
+
+def test_all_problems_reported_together(tmp_path):
+    root = _dataset(tmp_path / "ds", n_train=4, n_test=0)
+    (root / "real" / "test").mkdir()
+    train = root / "real" / "train"
+    _label(train / "000.npy", height=12)                                # size mismatch
+    np.save(train / "001.npy", np.full((16, 16), 42, dtype=np.uint8))   # out of range
+    (train / "002.npy").unlink()                                        # missing label
+    (train / "003.jpg").write_bytes(b"not a jpeg")                      # corrupt image
+    _image(root / "unlabeled" / "wide.png", width=20)                   # non-square
+    (root / "meta.json").write_text(json.dumps({"classes": CLASSES, "ignore_label": -1}))
+    error = _problems(root)
+    message = str(error)
+    assert message.startswith(f"Dataset {root} has 6 problems:")
+    expected = [root / "meta.json", train / "000.npy", train / "002.npy", train / "003.jpg",
+                root / "real" / "test", root / "unlabeled" / "wide.png"]
+    for path in expected:
+        assert str(path) in message
+    assert len(error.problems) == len(expected)
+    # the value check needs a valid meta.json, so 001.npy is named once meta.json is fixed
+    (root / "meta.json").write_text(json.dumps({"classes": CLASSES, "ignore_label": 255}))
+    assert f"{train / '001.npy'}: label has values [42]" in str(_problems(root))
+
+
+def test_prepare_split_tiny_pad(tmp_path):
+    root = tmp_path / "ds"
+    _non_square_dataset(root)
+    out = tmp_path / "results" / "tiny" / "data" / "train.zarr"
+    prepare_split(root, "train", out, 8, non_square="pad")
+    group = zarr.open_group(out, mode="r")
+    assert group["images"].shape == (2, 8, 8, 3) and group["labels"].shape == (2, 8, 8)
+    assert group["images"].metadata.dimension_names == ("image", "y", "x", "rgb")
+    assert group["labels"].metadata.dimension_names == ("image", "y", "x")
+    assert group["images"].chunks == (1, 8, 8, 3) and group["labels"].chunks == (1, 8, 8)
+    np.testing.assert_array_equal(group["labels"][0], load_label(root / "real/train/000.npy", 8, 255, "pad"))
+    np.testing.assert_array_equal(group["images"][1], load_image(root / "real/train/001.jpg", 8, "pad"))
+    assert dict(group.attrs) == {"split": "train", "image_ids": ["000", "001"], "classes": CLASSES,
+                                 "ignore_label": 255, "image_size": 8, "source": str(root), "non_square": "pad"}
+
+    prepare_split(root, "unlabeled", out.with_name("unlabeled.zarr"), 8, max_images=1)
+    group = zarr.open_group(out.with_name("unlabeled.zarr"), mode="r")
+    assert group["images"].shape == (1, 8, 8, 3) and "labels" not in group
+    assert sorted(p.name for p in out.parent.iterdir()) == ["train.zarr", "unlabeled.zarr"]
+
+
+def test_prepare_split_failure_leaves_nothing_and_replace_works(tmp_path):
+    root = _dataset(tmp_path / "ds")
+    out = tmp_path / "data" / "train.zarr"
+    prepare_split(root, "train", out, 8, max_images=1)
+    assert zarr.open_group(out, mode="r")["images"].shape[0] == 1
+    prepare_split(root, "train", out, 8)  # replaces the old group
+    assert zarr.open_group(out, mode="r")["images"].shape[0] == 2
+
+    (root / "real" / "train" / "001.jpg").write_bytes(b"broken")
+    out2 = tmp_path / "data" / "test.zarr"
+    with pytest.raises(DatasetError):
+        prepare_split(root, "train", out2, 8)
+    assert not out2.exists()
+    assert sorted(p.name for p in out.parent.iterdir()) == ["train.zarr"]
+
+
+def test_write_empty_split(tmp_path):
+    out = tmp_path / "data" / "unlabeled.zarr"
+    write_empty_split(out, 16)
+    group = zarr.open_group(out, mode="r")
+    assert group["images"].shape == (0, 16, 16, 3) and group["images"].dtype == np.uint8
+    assert group["images"].metadata.dimension_names == ("image", "y", "x", "rgb")
+    assert dict(group.attrs) == {"split": "unlabeled", "image_ids": [], "image_size": 16}
+    assert [p.name for p in out.parent.iterdir()] == ["unlabeled.zarr"]
+
+
+@pytest.mark.skipif(not FASSEG.is_dir(), reason="shared fasseg_face6 dataset not available")
+def test_fasseg_validate_and_prepare(tmp_path):
+    summary = validate_dataset(FASSEG)
+    assert summary["counts"] == {"train": 20, "test": 44, "unlabeled": 390}
+    assert summary["num_classes"] == 6 and summary["ignore_label"] == 255
+
+    out = tmp_path / "fasseg_face6" / "data" / "train.zarr"
+    prepare_split(FASSEG, "train", out, 64)
+    group = zarr.open_group(out, mode="r")
+    images, labels = group["images"][:], group["labels"][:]
+    assert images.shape == (20, 64, 64, 3) and images.dtype == np.uint8
+    assert labels.shape == (20, 64, 64) and labels.dtype == np.uint8
+    assert set(np.unique(labels)) <= set(range(6)) | {255}
+    attrs = dict(group.attrs)
+    assert attrs["split"] == "train" and attrs["image_size"] == 64 and attrs["source"] == str(FASSEG)
+    assert attrs["image_ids"] == [f"{i:04d}" for i in range(1, 21)]
+    assert attrs["classes"] == ["background", "skin", "hair", "eyes", "nose", "mouth"]
+    assert attrs["ignore_label"] == 255 and attrs["non_square"] == "error"
+    assert [p.name for p in out.parent.iterdir()] == ["train.zarr"]  # no temp dir left behind

@@ -1,0 +1,33 @@
+"""Decoder activations of the trained (ddpm) or random (unet_untrained) UNet, one store per
+(block, timestep)."""
+import hashlib
+from pathlib import Path
+
+import zarr
+
+from ddpmseg.diffusion import build_model_and_diffusion, load_model, randomize_weights
+from ddpmseg.features import extract_decoder_features, pick_device
+from ddpmseg.runtime import start_rule
+
+log = start_rule(snakemake)
+settings = snakemake.params.settings
+flags, features = settings["diffusion"]["flags"], settings["features"]
+device = pick_device()
+if snakemake.wildcards.model == "ddpm":
+    checkpoint = snakemake.input.checkpoint
+    model, diffusion = load_model(checkpoint, flags, device)
+    identity = {"model": "ddpm", "checkpoint": str(checkpoint),
+                "checkpoint_sha256": hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest()}
+else:
+    model, diffusion = build_model_and_diffusion(flags, device)
+    randomize_weights(model, features["untrained_seed"])
+    identity = {"model": "unet_untrained", "weights_seed": features["untrained_seed"]}
+data = zarr.open_group(snakemake.input.data, mode="r")
+paths = extract_decoder_features(
+    model, diffusion, data["images"][:], data.attrs["image_ids"],
+    blocks=features["blocks"], timesteps=features["timesteps"], noise_seed=features["noise_seed"],
+    out_dir=Path(snakemake.output[0]).parent,
+    attrs={**identity, "dataset": snakemake.params.dataset, "split": snakemake.wildcards.split, "model_flags": flags},
+    batch_images=features["batch_images"],
+)
+log.info("wrote %d stores for %d images", len(paths), len(data.attrs["image_ids"]))

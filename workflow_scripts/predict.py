@@ -1,0 +1,28 @@
+"""Segments the test images: majority and soft votes, JS uncertainty, palette PNG masks."""
+from pathlib import Path
+
+import numpy as np
+import zarr
+
+from ddpmseg.ensemble import load_ensemble
+from ddpmseg.evaluate import predict_images, save_palette_png
+from ddpmseg.features import open_stores
+from ddpmseg.runtime import start_rule
+
+log = start_rule(snakemake)
+data = zarr.open_group(snakemake.input.data, mode="r")
+ids, size = data.attrs["image_ids"], data.attrs["image_size"]
+majority, soft, uncertainty = predict_images(load_ensemble(snakemake.input.model), open_stores(snakemake.input.stores), len(ids), size)
+out = zarr.open_group(snakemake.output.predictions, mode="w")
+for name, values in (("majority", majority), ("soft", soft), ("uncertainty", uncertainty.astype(np.float16))):
+    out.create_array(name, data=values, chunks=(1, size, size), dimension_names=("image", "y", "x"))
+out.attrs.update(image_ids=ids, classes=data.attrs["classes"], ignore_label=data.attrs["ignore_label"],
+                 uncertainty="Jensen-Shannon divergence of the members' softmax, nats")
+masks = Path(snakemake.output.masks)
+masks.mkdir(parents=True, exist_ok=True)
+chosen = majority if snakemake.params.vote == "majority" else soft
+for image_id, mask in zip(ids, chosen):
+    path = masks / f"{image_id}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_palette_png(mask, path, len(data.attrs["classes"]))
+log.info("predicted %d images", len(ids))

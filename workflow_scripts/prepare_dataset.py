@@ -1,0 +1,22 @@
+"""Validates a dataset folder as a whole, then writes its splits resized to the model's size."""
+import json
+
+from ddpmseg.datasets import prepare_split, validate_dataset, write_empty_split
+from ddpmseg.runtime import start_rule
+
+log = start_rule(snakemake)
+settings = snakemake.params.settings
+root = snakemake.input[0]
+limits = {"train": settings["max_train"], "test": settings["max_test"]}
+splits = ("train", "test", "unlabeled") if snakemake.params.needs_unlabeled else ("train", "test")
+summary = validate_dataset(root, splits=splits, non_square=settings["non_square"], max_images=limits)
+log.info("validated %s: %s", root, summary["counts"])
+common = dict(image_size=settings["image_size"], non_square=settings["non_square"])
+for split in ("train", "test"):
+    prepare_split(root, split, snakemake.output[split], max_images=limits[split], **common)
+if snakemake.params.needs_unlabeled:
+    prepare_split(root, "unlabeled", snakemake.output.unlabeled, **common)
+else:
+    write_empty_split(snakemake.output.unlabeled, settings["image_size"])
+with open(snakemake.output.summary, "w") as f:
+    json.dump(summary, f, indent=2)
