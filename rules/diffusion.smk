@@ -17,7 +17,7 @@ rule train_diffusion:
         "logs/train_diffusion/{dataset}.log",
     benchmark:
         "benchmarks/runs/train_diffusion/{dataset}.tsv"
-    threads: lambda wc: ds(wc)["threads"]
+    threads: workflow.cores  # the long job gets the whole machine (torch caps at the CPUs it sees)
     resources:
         gpu=1,
         mem_mb=8000,

@@ -33,7 +33,7 @@ for _dataset in DATASETS:
             f"logs/extract_features/{_dataset}_{{model}}_{{split}}.log",
         benchmark:
             f"benchmarks/runs/extract_features/{_dataset}_{{model}}_{{split}}.tsv"
-        threads: config["datasets"][_dataset]["threads"]
+        threads: workflow.cores
         resources:
             gpu=1,
             mem_mb=8000,

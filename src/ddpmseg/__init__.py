@@ -5,3 +5,8 @@ One module per workflow stage: `synthetic` (embedded default dataset), `datasets
 `features` (decoder activations into Zarr stores), `ensemble` (pixel classifier
 ensemble), `evaluate` (prediction, voting, uncertainty, mIoU), `tables` (aggregation).
 """
+
+import warnings
+
+# guided-diffusion 1.0.0 decorates with the deprecated torch.cuda.amp.custom_fwd/bwd.
+warnings.filterwarnings("ignore", category=FutureWarning, module="guided_diffusion")

@@ -37,7 +37,7 @@ DATASET_NAME = "synthetic-creatures"
 SPLIT_INDEX = {"train": 0, "test": 1, "unlabeled": 2}  # entropy of each split's stream
 SUPERSAMPLE = 2  # supersampled grid points per output pixel along each axis
 PIXEL_NOISE_STD = 0.015  # std of the Gaussian pixel noise, on the [0, 1] intensity scale
-BBOX_AREA_FRACTION = (0.3, 0.65)  # creature bounding box area / image area (its pixels: about 10-30%)
+BBOX_AREA_FRACTION = (0.55, 0.9)  # creature bounding box area / image area (its pixels: about 20-45%)
 IMAGE_MARGIN = 0.02  # gap kept between the creature bounding box and the image border
 MAX_ROTATION = np.deg2rad(15.0)
 FAR_SIDE_SHADE = 0.82  # brightness factor of the far legs and far ear
@@ -273,8 +273,8 @@ def _background(rng: np.random.Generator, x: np.ndarray, y: np.ndarray) -> np.nd
     """Cluttered background over the meshgrid x, y (2-D, image coordinates in [0, 1]).
 
     A linear gradient between two fur-distribution colours, low-frequency sinusoidal
-    noise per channel, then 3-6 textured distractor blobs (ellipses or capsules) in fur
-    colours and 0-3 small eye-coloured discs. Returns (*x.shape, 3) float64 RGB.
+    noise per channel, then 1-3 textured distractor blobs (ellipses or capsules) in fur
+    colours and 0-2 small eye-coloured discs. Returns (*x.shape, 3) float64 RGB.
     """
     start_colour, end_colour = _fur_colour(rng), _fur_colour(rng)
     direction = _direction(rng.uniform(0.0, 2 * np.pi))
@@ -295,7 +295,7 @@ def _background(rng: np.random.Generator, x: np.ndarray, y: np.ndarray) -> np.nd
     column_factors = np.concatenate([amplitude * np.sin(along_x), amplitude * np.cos(along_x)], axis=1)
     canvas += (row_factors.transpose(2, 0, 1) @ column_factors.transpose(2, 1, 0)).transpose(1, 2, 0)
 
-    for _ in range(rng.integers(3, 7)):
+    for _ in range(rng.integers(1, 4)):
         centre = rng.uniform(0.0, 1.0, 2)
         if rng.uniform() < 0.6:
             blob: _Shape = _Ellipse(centre, rng.uniform(0.04, 0.14, 2), rng.uniform(0.0, np.pi))
@@ -304,7 +304,7 @@ def _background(rng: np.random.Generator, x: np.ndarray, y: np.ndarray) -> np.nd
             blob = _Capsule(centre, end, rng.uniform(0.02, 0.05), rng.uniform(0.02, 0.05))
         inside = blob.mask(x, y)
         canvas[inside] = _texture_field(rng, x[inside], y[inside], _fur_colour(rng), rng.uniform(0.04, 0.1))
-    for _ in range(rng.integers(0, 4)):
+    for _ in range(rng.integers(0, 3)):
         canvas[_Ellipse(rng.uniform(0.0, 1.0, 2), np.full(2, rng.uniform(0.015, 0.03))).mask(x, y)] = \
             _eye_colours(rng)[0]
     return canvas

@@ -1,0 +1,124 @@
+import numpy as np
+import pytest
+import torch
+import zarr
+
+from ddpmseg.ensemble import (
+    BatchedMLPEnsemble,
+    PixelStream,
+    hidden_sizes,
+    load_ensemble,
+    predict_probabilities,
+    relabel_rare_classes,
+    train_ensemble,
+)
+from ddpmseg.evaluate import mean_iou, predict_images
+from ddpmseg.features import write_control_features
+
+SETTINGS = dict(batch_size=64, lr=1e-3, max_epochs=3, early_stop_epoch=1, patience=50, min_class_pixels=20, buffer_images=3)
+
+
+def reference_mlp(model: BatchedMLPEnsemble, m: int) -> torch.nn.Sequential:
+    """Member m as the paper's nn.Sequential, with the same weights."""
+    h1, h2 = hidden_sizes(model.num_classes)
+    net = torch.nn.Sequential(
+        torch.nn.Linear(model.in_features, h1), torch.nn.ReLU(), torch.nn.BatchNorm1d(h1),
+        torch.nn.Linear(h1, h2), torch.nn.ReLU(), torch.nn.BatchNorm1d(h2), torch.nn.Linear(h2, model.num_classes),
+    )
+    with torch.no_grad():
+        for i, layer in enumerate([net[0], net[3], net[6]]):
+            layer.weight.copy_(getattr(model, f"weight{i}")[m].T)
+            layer.bias.copy_(getattr(model, f"bias{i}")[m])
+        for i, bn in enumerate([net[2], net[5]]):
+            bn.weight.copy_(getattr(model, f"bn_weight{i}")[m])
+            bn.bias.copy_(getattr(model, f"bn_bias{i}")[m])
+    return net
+
+
+def test_batched_members_equal_the_papers_mlp():
+    model = BatchedMLPEnsemble(3, 20, 7, seed=0)
+    assert hidden_sizes(7) == (128, 32) and hidden_sizes(30) == (256, 128)
+    assert model.weight0.shape == (3, 20, 128) and float(model.weight0.std()) == pytest.approx(0.02, rel=0.1)
+    x = torch.randn(3, 64, 20)
+    model.train()
+    out = model(x)
+    for m in range(3):
+        net = reference_mlp(model, m).train()
+        torch.testing.assert_close(out[m], net(x[m]), rtol=1e-4, atol=1e-5)
+        # running statistics follow BatchNorm1d (momentum 0.1, unbiased running variance)
+        torch.testing.assert_close(model.bn_mean0[m], net[2].running_mean, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(model.bn_var0[m], net[2].running_var, rtol=1e-4, atol=1e-6)
+    model.eval()
+    for m in range(3):
+        net = reference_mlp(model, m).eval()
+        net[2].running_mean.copy_(model.bn_mean0[m]); net[2].running_var.copy_(model.bn_var0[m])
+        net[5].running_mean.copy_(model.bn_mean1[m]); net[5].running_var.copy_(model.bn_var1[m])
+        torch.testing.assert_close(model(x)[m], net(x[m]), rtol=1e-4, atol=1e-5)
+
+
+def test_rare_classes_become_ignore():
+    labels = np.zeros((2, 10, 10), np.uint8)
+    labels[0, :2, :5] = 3  # 10 pixels of class 3 in image 0: below 20
+    labels[1, :5, :5] = 3  # 25 pixels in image 1: kept
+    labels[1, 9, 9] = 255
+    out = relabel_rare_classes(labels, 255, 20)
+    assert np.all(out[0, :2, :5] == 255) and np.all(out[1, :5, :5] == 3) and out[1, 9, 9] == 255
+    assert np.all(labels[0, :2, :5] == 3)  # input untouched
+
+
+def test_stream_visits_every_labelled_pixel_once_per_epoch(tmp_path):
+    n, size = 5, 6
+    features = np.arange(n * size * size, dtype=np.float16).reshape(n, 1, size, size) / 100
+    store = zarr.create_array(store=str(tmp_path / "f.zarr"), shape=features.shape, chunks=(1, 1, size, size), dtype="float16")
+    store[:] = features
+    labels = np.ones((n, size, size), np.uint8)
+    labels[:, 0, :] = 255
+    stream = PixelStream([store], labels, 255, buffer_images=2, rng=np.random.default_rng(0))
+    seen = torch.cat([f[:, 0] for f, _ in stream.epoch()])
+    expected = torch.from_numpy(features[:, 0, 1:, :].reshape(-1).astype(np.float32))
+    torch.testing.assert_close(seen.sort().values, expected.sort().values)
+
+
+@pytest.fixture(scope="module")
+def patch_stores(creatures32, tmp_path_factory):
+    images, labels = creatures32
+    root = tmp_path_factory.mktemp("patch")
+    write_control_features(images[:8], list(range(8)), "patch", root / "train.zarr", {})
+    write_control_features(images[8:], list(range(4)), "patch", root / "test.zarr", {})
+    return zarr.open_array(str(root / "train.zarr"), mode="r"), zarr.open_array(str(root / "test.zarr"), mode="r")
+
+
+def test_training_learns_real_labels_and_stops_by_the_rule(creatures32, tmp_path):
+    """Features that carry the label (noisy one-hot at half resolution, upsampled on the fly)
+    must be learned almost perfectly; the predictions then reproduce the real masks."""
+    _, labels = creatures32
+    rng = np.random.default_rng(0)
+    one_hot = np.eye(8, dtype=np.float32)[np.minimum(labels, 7)].transpose(0, 3, 1, 2)  # (12, 8, 32, 32)
+    noisy = one_hot + rng.normal(0, 0.3, one_hot.shape).astype(np.float32)
+    stores = []
+    for name, part in (("train", noisy[:8]), ("test", noisy[8:])):
+        store = zarr.create_array(store=str(tmp_path / name), shape=part.shape, chunks=(1, *part.shape[1:]), dtype="float16")
+        store[:] = part
+        stores.append(store)
+    model, history = train_ensemble([stores[0]], labels[:8], 7, 255, n_members=4, seed=0, **SETTINGS)
+    assert history[-1]["mean_loss"] < 0.5 * history[0]["mean_loss"]
+    assert history[-1]["members_active"] == 0 or len(history) == SETTINGS["max_epochs"]
+    majority, soft, uncertainty = predict_images(model, [stores[1]], 4, 32)
+    assert majority.shape == (4, 32, 32) and uncertainty.min() >= -1e-6
+    assert mean_iou(majority, labels[8:], 7, 255) > 0.9
+    assert mean_iou(soft, labels[8:], 7, 255) > 0.9
+    torch.save(model.state_dict(), tmp_path / "ensemble.pt")
+    loaded = load_ensemble(tmp_path / "ensemble.pt")
+    x = torch.randn(50, 8)
+    torch.testing.assert_close(predict_probabilities(loaded, x), predict_probabilities(model, x))
+
+
+def test_same_seed_same_model_and_stopped_members_stay_frozen(creatures32, patch_stores):
+    _, labels = creatures32
+    train, _ = patch_stores
+    settings = {**SETTINGS, "early_stop_epoch": 0, "patience": 3, "max_epochs": 2}
+    a, history = train_ensemble([train], labels[:8], 7, 255, n_members=2, seed=1, **settings)
+    b, _ = train_ensemble([train], labels[:8], 7, 255, n_members=2, seed=1, **settings)
+    torch.testing.assert_close(a.weight0, b.weight0)
+    assert history[-1]["members_active"] == 0  # patience 3 stops every member early
+    assert history[-1]["batches"] < 8 * 32 * 32 // 64  # well before the end of the first epoch

@@ -1,0 +1,83 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ddpmseg.evaluate import (
+    image_uncertainty_score,
+    jensen_shannon,
+    majority_vote,
+    mean_iou,
+    per_class_iou,
+    save_palette_png,
+    soft_vote,
+)
+
+# 2 images of 2x3 pixels, 3 classes, ignore label 255.
+LABELS = np.array([[[0, 0, 1], [1, 2, 255]], [[0, 1, 1], [2, 2, 255]]], np.uint8)
+PREDS = np.array([[[0, 1, 1], [1, 2, 0]], [[0, 1, 1], [2, 0, 2]]], np.uint8)
+
+
+def test_miou_paper_convention_counts_ignore_pixels_in_unions():
+    # class 0: I = 2 (img0 px0, img1 px0); U = {img0: px0, px1(gt), px5(pred on ignore)}, {img1: px0, px4(pred)} = 5
+    # class 1: I = 4; U = 5 (img0 px1 predicted 1, gt 0). class 2: I = 2; U = 4 (img1 px4 gt 2 pred 0; img1 px5 pred 2 on ignore)
+    iou = per_class_iou(PREDS, LABELS, 3, 255, "paper")
+    np.testing.assert_allclose(iou, [2 / 5, 4 / 5, 2 / 4], rtol=1e-6)
+    assert mean_iou(PREDS, LABELS, 3, 255, "paper") == pytest.approx((2 / 5 + 4 / 5 + 2 / 4) / 3)
+
+
+def test_miou_masked_convention_drops_ignore_pixels():
+    iou = per_class_iou(PREDS, LABELS, 3, 255, "masked")
+    np.testing.assert_allclose(iou, [2 / 4, 4 / 5, 2 / 3], rtol=1e-6)
+
+
+def test_absent_class_counts_zero_and_ignore_class_is_left_out():
+    labels = np.zeros((1, 2, 2), np.uint8)
+    preds = np.zeros((1, 2, 2), np.uint8)
+    # class 1 absent from both: the paper's code counts it as 0
+    assert mean_iou(preds, labels, 2, 255) == pytest.approx(0.5)
+    # bedroom_28 style: ignore label 0 is a class id that is not scored, and its pixels count in unions
+    labels = np.array([[[0, 1], [2, 2]]], np.uint8)
+    preds = np.array([[[1, 1], [2, 2]]], np.uint8)
+    iou = per_class_iou(preds, labels, 3, 0, "paper")
+    assert math.isnan(iou[0])
+    np.testing.assert_allclose(iou[1:], [1 / 2, 1.0], rtol=1e-6)
+    assert mean_iou(preds, labels, 3, 0, "masked") == pytest.approx(1.0)
+
+
+def test_votes_and_uncertainty():
+    # 3 members, 2 pixels, 3 classes
+    p = torch.tensor(
+        [
+            [[0.6, 0.3, 0.1], [1.0, 0.0, 0.0]],
+            [[0.1, 0.5, 0.4], [1.0, 0.0, 0.0]],
+            [[0.1, 0.45, 0.45], [1.0, 0.0, 0.0]],
+        ]
+    )
+    assert majority_vote(p).tolist() == [1, 0]
+    assert soft_vote(p).tolist() == [1, 0]
+    js = jensen_shannon(p)
+    assert js[1].item() == pytest.approx(0.0, abs=1e-6)  # members agree: no uncertainty
+    assert js[0].item() > 0.05
+    # two confident members that disagree: JS = ln 2
+    disagree = torch.tensor([[[1.0, 0.0]], [[0.0, 1.0]]])
+    assert jensen_shannon(disagree).item() == pytest.approx(math.log(2), rel=1e-5)
+    # majority and soft vote can differ: two members lean to class 1, one is sure of class 0
+    split = torch.tensor([[[0.4, 0.6]], [[0.4, 0.6]], [[1.0, 0.0]]])
+    assert majority_vote(split).tolist() == [1]
+    assert soft_vote(split).tolist() == [0]
+
+
+def test_image_score_is_mean_of_top_tenth():
+    js = np.arange(100, dtype=np.float32).reshape(10, 10)
+    assert image_uncertainty_score(js) == pytest.approx(np.mean(np.arange(90, 100)))
+
+
+def test_palette_png_keeps_class_ids(tmp_path):
+    mask = np.array([[0, 1, 2], [5, 255, 3]], np.uint8)
+    save_palette_png(mask, tmp_path / "m.png", num_classes=6)
+    image = Image.open(tmp_path / "m.png")
+    assert image.mode == "P"
+    np.testing.assert_array_equal(np.array(image), mask)

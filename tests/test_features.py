@@ -1,0 +1,89 @@
+import numpy as np
+import pytest
+import torch
+import zarr
+
+from ddpmseg.features import (
+    control_features,
+    decoder_activations,
+    extract_decoder_features,
+    load_pixel_features,
+    shared_noise,
+    store_name,
+    write_control_features,
+)
+
+
+def test_early_exit_matches_hooks_on_the_full_forward(tiny_model):
+    """Our stopped forward gives exactly what forward hooks on the full model record."""
+    model, _ = tiny_model
+    x = torch.randn(3, 3, 32, 32)
+    t = torch.tensor([5, 20, 60])
+    recorded = {}
+    hooks = [
+        model.output_blocks[b].register_forward_hook(lambda m, i, o, b=b: recorded.__setitem__(b, o.float()))
+        for b in (1, 2)
+    ]
+    with torch.no_grad():
+        model(x, t)
+    for hook in hooks:
+        hook.remove()
+    ours = decoder_activations(model, x, t, [1, 2])
+    assert set(ours) == {1, 2}
+    for b in (1, 2):
+        torch.testing.assert_close(ours[b], recorded[b])
+
+
+def test_stores_native_resolution_float16_with_attrs(tiny_model, creatures32, tmp_path):
+    model, diffusion = tiny_model
+    images = creatures32[0][:5]
+    paths = extract_decoder_features(
+        model, diffusion, images, [f"im{i}" for i in range(5)], blocks=[0, 3], timesteps=[5, 50],
+        noise_seed=0, out_dir=tmp_path, attrs={"model": "test"}, batch_images=2,
+    )
+    assert sorted(p.name for p in paths) == sorted(store_name(b, t) for b in (0, 3) for t in (5, 50))
+    deep = zarr.open_array(str(tmp_path / store_name(0, 5)), mode="r")
+    shallow = zarr.open_array(str(tmp_path / store_name(3, 50)), mode="r")
+    assert deep.shape == (5, 64, 16, 16) and shallow.shape == (5, 32, 32, 32)  # native, not upsampled
+    assert deep.dtype == np.float16 and deep.chunks == (1, 64, 16, 16)
+    assert deep.metadata.dimension_names == ("image", "channel", "y", "x")
+    assert deep.attrs["block"] == 0 and deep.attrs["timestep"] == 5 and deep.attrs["image_ids"][4] == "im4"
+    assert deep.attrs["model"] == "test" and deep.attrs["noise_seed"] == 0
+    # image 3 on its own, with the shared noise, gives the stored values (batching changes nothing)
+    noise = shared_noise(32, 0)
+    x0 = torch.from_numpy(images[3:4]).permute(0, 3, 1, 2).float() / 127.5 - 1
+    t = torch.tensor([50])
+    expected = decoder_activations(model, diffusion.q_sample(x0, t, noise=noise), t, [3])[3][0].numpy()
+    np.testing.assert_allclose(shallow[3].astype(np.float32), expected, atol=2e-3 * np.abs(expected).max())
+    assert np.abs(shallow[3].astype(np.float32) - shallow[2].astype(np.float32)).max() > 0
+
+
+def test_shared_noise_is_fixed_by_seed():
+    torch.testing.assert_close(shared_noise(8, 0), shared_noise(8, 0))
+    assert not torch.equal(shared_noise(8, 0), shared_noise(8, 1))
+
+
+def test_control_features(creatures32, tmp_path):
+    images = creatures32[0][:2]
+    pixels = control_features(images, "pixels")
+    patch = control_features(images, "patch")
+    assert pixels.shape == (2, 5, 32, 32) and patch.shape == (2, 77, 32, 32)
+    np.testing.assert_allclose(pixels[1, :3, 4, 7], images[1, 4, 7] / 127.5 - 1, atol=1e-6)
+    assert pixels[0, 3, 0, 0] == -1 and pixels[0, 3, 0, -1] == 1  # x runs left to right
+    # the centre of the 5x5 patch is the pixel itself
+    np.testing.assert_allclose(patch[1, [12, 37, 62], 10, 10], pixels[1, :3, 10, 10], atol=1e-6)
+    write_control_features(images, ["a", "b"], "patch", tmp_path / "p.zarr", {})
+    assert zarr.open_array(str(tmp_path / "p.zarr"), mode="r").shape == (2, 77, 32, 32)
+    with pytest.raises(ValueError, match="unknown control"):
+        control_features(images, "hog")
+
+
+def test_pixel_features_upsample_and_concatenate(tmp_path):
+    low = zarr.create_array(store=str(tmp_path / "low.zarr"), shape=(2, 1, 2, 2), chunks=(1, 1, 2, 2), dtype="float16")
+    low[:] = np.arange(8, dtype=np.float16).reshape(2, 1, 2, 2)
+    full = zarr.create_array(store=str(tmp_path / "full.zarr"), shape=(2, 3, 4, 4), chunks=(1, 3, 4, 4), dtype="float16")
+    full[:] = 1.0
+    features = load_pixel_features([low, full], [1], 4)
+    assert features.shape == (1, 4, 4, 4) and features.dtype == torch.float32
+    assert features[0, 0, 0, 0] == 4.0 and features[0, 0, -1, -1] == 7.0  # corners of bilinear, align_corners=False
+    assert torch.all(features[0, 1:] == 1.0)

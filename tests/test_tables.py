@@ -1,0 +1,20 @@
+import json
+
+from ddpmseg.tables import collect_metrics, summary_table
+
+
+def test_table_mean_std_over_seeds(tmp_path):
+    files = {}
+    values = {("a", "ddpm"): [0.5, 0.7], ("a", "pixels"): [0.3, 0.3], ("b", "ddpm"): [0.9, 0.9], ("b", "pixels"): [0.1, 0.2]}
+    for (dataset, method), mious in values.items():
+        for seed, miou in enumerate(mious):
+            path = tmp_path / f"{dataset}_{method}_{seed}.json"
+            path.write_text(json.dumps(dict(miou=miou, miou_majority=miou, miou_soft=miou + 0.01, vote="majority", convention="paper")))
+            files[dataset, method, seed] = path
+    long = collect_metrics(files)
+    assert len(long) == 8 and set(long.columns) >= {"dataset", "method", "seed", "miou", "miou_soft"}
+    table = summary_table(long)
+    assert list(table.index) == ["DDPM", "Pixels (RGB+xy)"]
+    assert list(table.columns) == ["a", "b"]
+    assert table.loc["DDPM", "a"] == "60.0 ± 10.0"
+    assert table.loc["Pixels (RGB+xy)", "b"] == "15.0 ± 5.0"

@@ -1,0 +1,114 @@
+"""The workflow itself: lint, the DAG of the default and tiny configs, and one real run."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import zarr
+
+REPO = Path(__file__).resolve().parents[1]
+TEST_CONFIG = REPO / "tests" / "config.test.yaml"
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
+
+
+def snakemake(workdir, *args, check=True):
+    result = subprocess.run(
+        [*SNAKEMAKE, "--directory", str(workdir), "--cores", "2", *args],
+        capture_output=True, text=True, timeout=600,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+    return result
+
+
+def planned_jobs(workdir, *args) -> dict:
+    """{rule: count} of the jobs a dry run would run."""
+    out = snakemake(workdir, "-n", "--quiet", "rules", *args).stdout
+    counts = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit() and parts[0] not in ("total", "job"):
+            counts[parts[0]] = int(parts[1])
+    return counts
+
+
+def test_lint_is_clean(tmp_path):
+    result = snakemake(tmp_path, "--lint", check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_default_dag(tmp_path):
+    shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
+    jobs = planned_jobs(tmp_path, "results/table2.csv")
+    # 1 dataset x 4 methods x 5 seeds; UNet features for 2 models x 2 splits; controls 2 x 2
+    assert jobs == {
+        "generate_default_dataset": 1, "prepare_dataset": 1, "train_diffusion": 1,
+        "extract_features_creatures7": 4, "control_features": 4, "train_ensemble": 20, "predict": 20,
+        "evaluate": 20, "overview": 1, "table2": 1,
+    }
+
+
+def test_bad_config_fails_at_parse_time_with_the_key(tmp_path):
+    shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("datasets:\n  creatures7:\n    ensemble: {n_membres: 3}\n")
+    result = snakemake(tmp_path, "-n", "results/table2.csv", "--configfile", str(bad), check=False)
+    assert result.returncode != 0
+    assert "n_membres" in result.stdout + result.stderr
+
+
+def test_bad_dataset_fails_before_any_output(tmp_path):
+    data = tmp_path / "broken"
+    from ddpmseg.synthetic import generate_dataset
+
+    generate_dataset(data, n_unlabeled=2, n_train=2, n_test=2, image_size=32)
+    (data / "real" / "train" / "0001.npy").unlink()
+    config = tmp_path / "broken.yaml"
+    config.write_text(f"datasets:\n  creatures7: null\n  broken:\n    path: {data}\n    image_size: 32\n")
+    shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
+    result = snakemake(tmp_path, "results/broken/data/summary.json", "--configfile", str(config), check=False)
+    assert result.returncode != 0
+    log = (tmp_path / "logs" / "prepare_dataset" / "broken.log").read_text()
+    assert "0001.png" in log and "label" in log
+    assert not (tmp_path / "results" / "broken" / "data" / "train.zarr").exists()
+
+
+@pytest.mark.slow
+def test_tiny_workflow_end_to_end(tmp_path):
+    shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
+    args = ("results/table2.csv", "--configfile", str(TEST_CONFIG))
+    snakemake(tmp_path, *args)
+    results = tmp_path / "results"
+
+    table = pd.read_csv(results / "table2.csv", index_col=0)
+    assert list(table.index) == ["DDPM", "UNet (untrained)", "Pixels (RGB+xy)", "Patch (5x5 RGB+xy)"]
+    assert list(table.columns) == ["tiny"] and table.loc["DDPM", "tiny"].count("±") == 1
+    long = pd.read_csv(results / "table2_long.csv")
+    assert len(long) == 8 and long["miou"].between(0, 1).all()
+
+    store = zarr.open_array(str(results / "tiny/features/ddpm/test/features_b1_t20.zarr"), mode="r")
+    assert store.shape == (3, 64, 32, 32) and store.dtype == "float16"  # block 1 upsamples 16 -> 32
+    assert store.attrs["timestep"] == 20 and len(store.attrs["checkpoint_sha256"]) == 64
+    assert zarr.open_array(str(results / "tiny/features/ddpm/test/features_b2_t5.zarr"), mode="r").shape[1] == 32
+    metrics = json.loads((results / "tiny/ddpm/seed1/metrics.json").read_text())
+    assert metrics["vote"] == "majority" and 0 <= metrics["miou_soft"] <= 1
+    assert sorted(p.name for p in (results / "tiny/ddpm/seed0/masks").iterdir()) == ["0000.png", "0001.png", "0002.png"]
+    for png in ("tiny/overview.png", "tiny/diffusion/loss.png"):
+        assert (results / png).stat().st_size > 10_000
+    assert pd.read_csv(results / "tiny/diffusion/loss.csv")["step"].iloc[-1] == 6
+
+    # a finished run has nothing left to do
+    assert "Nothing to be done" in snakemake(tmp_path, "-n", *args).stdout + snakemake(tmp_path, "-n", *args).stderr
+
+    # deleting one test store recomputes only what depends on it
+    shutil.rmtree(results / "tiny/features/ddpm/test/features_b2_t5.zarr")
+    jobs = planned_jobs(tmp_path, *args)
+    assert jobs == {"extract_features_tiny": 1, "predict": 2, "evaluate": 2, "overview": 1, "table2": 1}
+    before = long.set_index(["method", "seed"])["miou"]
+    snakemake(tmp_path, *args)
+    after = pd.read_csv(results / "table2_long.csv").set_index(["method", "seed"])["miou"]
+    pd.testing.assert_series_equal(before, after)  # same numbers after the recomputation
