@@ -1,21 +1,20 @@
 # Config validation, helpers and wildcard constraints shared by the stage files.
-import os
-from pathlib import Path
-
 from snakemake.utils import validate
 
 validate(config, "../schemas/config.schema.yaml", set_default=True)
-
-# Rule scripts import the package from the repository (also inside conda envs and cluster jobs).
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    filter(None, [str(Path(workflow.basedir) / "src"), os.environ.get("PYTHONPATH")])
-)
 
 # A dataset mapped to null (e.g. `creatures7: null` in a --configfile) is switched off.
 config["datasets"] = {name: settings for name, settings in config["datasets"].items() if settings is not None}
 if not config["datasets"]:
     raise ValueError("config: every dataset is switched off (mapped to null); configure at least one under `datasets:`")
 DATASETS = list(config["datasets"])
+for _name, _settings in config["datasets"].items():
+    _model_size = _settings["diffusion"]["flags"].get("image_size", 64)
+    if _settings["image_size"] != _model_size:
+        raise ValueError(
+            f"config: dataset {_name!r} has image_size {_settings['image_size']} but its diffusion "
+            f"model flags have image_size {_model_size}; set both to the model's resolution."
+        )
 METHODS = config["methods"]
 SEEDS = config["seeds"]
 MODEL_METHODS = ["ddpm", "unet_untrained"]  # methods whose features come from a UNet
@@ -59,5 +58,14 @@ def feature_stores(dataset, method, split):
     ]
 
 
-def run_dir(wildcards):
-    return f"results/{wildcards.dataset}/{wildcards.method}/seed{wildcards.seed}"
+def extraction_inputs(dataset):
+    """Input function of one dataset's extraction rule: its prepared split and checkpoint."""
+
+    def inputs(wildcards):
+        paths = {"data": f"results/{dataset}/data/{wildcards.split}.zarr"}
+        if wildcards.model == "ddpm":
+            given = config["datasets"][dataset]["diffusion"]["checkpoint"]
+            paths["checkpoint"] = given or f"results/{dataset}/diffusion/model.pt"
+        return paths
+
+    return inputs

@@ -4,19 +4,6 @@
 # dataset's configured stores, so the rule is written out once per dataset.
 
 
-def extraction_inputs(dataset):
-    """Input function of one dataset's extraction rule: its prepared split and checkpoint."""
-
-    def inputs(wildcards):
-        paths = {"data": f"results/{dataset}/data/{wildcards.split}.zarr"}
-        if wildcards.model == "ddpm":
-            given = config["datasets"][dataset]["diffusion"]["checkpoint"]
-            paths["checkpoint"] = given or f"results/{dataset}/diffusion/model.pt"
-        return paths
-
-    return inputs
-
-
 for _dataset in DATASETS:
 
     rule:

@@ -27,7 +27,8 @@ def snakemake(workdir, *args, check=True):
 
 def planned_jobs(workdir, *args) -> dict:
     """{rule: count} of the jobs a dry run would run."""
-    out = snakemake(workdir, "-n", "--quiet", "rules", *args).stdout
+    result = snakemake(workdir, "-n", *args, "--quiet", "rules")
+    out = result.stdout + result.stderr
     counts = {}
     for line in out.splitlines():
         parts = line.split()
@@ -102,7 +103,8 @@ def test_tiny_workflow_end_to_end(tmp_path):
     assert pd.read_csv(results / "tiny/diffusion/loss.csv")["step"].iloc[-1] == 6
 
     # a finished run has nothing left to do
-    assert "Nothing to be done" in snakemake(tmp_path, "-n", *args).stdout + snakemake(tmp_path, "-n", *args).stderr
+    rerun = snakemake(tmp_path, "-n", *args)
+    assert "Nothing to be done" in rerun.stdout + rerun.stderr
 
     # deleting one test store recomputes only what depends on it
     shutil.rmtree(results / "tiny/features/ddpm/test/features_b2_t5.zarr")

@@ -1,4 +1,5 @@
 """Hand-made control features (RGB+xy, or 5x5 RGB patch + xy) as one store."""
+import _repository_src  # noqa: F401  (puts the repository's src/ on sys.path)
 import zarr
 
 from ddpmseg.features import write_control_features

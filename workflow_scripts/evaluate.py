@@ -1,4 +1,5 @@
 """mIoU (majority and soft vote) and per-class IoU of one run on the test split."""
+import _repository_src  # noqa: F401  (puts the repository's src/ on sys.path)
 import json
 
 import numpy as np

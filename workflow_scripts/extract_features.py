@@ -1,5 +1,6 @@
 """Decoder activations of the trained (ddpm) or random (unet_untrained) UNet, one store per
 (block, timestep)."""
+import _repository_src  # noqa: F401  (puts the repository's src/ on sys.path)
 import hashlib
 from pathlib import Path
 

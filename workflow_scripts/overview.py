@@ -1,4 +1,5 @@
 """image | prediction | ground truth | uncertainty for the first few test images."""
+import _repository_src  # noqa: F401  (puts the repository's src/ on sys.path)
 import numpy as np
 import zarr
 

@@ -1,4 +1,5 @@
 """Segments the test images: majority and soft votes, JS uncertainty, palette PNG masks."""
+import _repository_src  # noqa: F401  (puts the repository's src/ on sys.path)
 from pathlib import Path
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Validates a dataset folder as a whole, then writes its splits resized to the model's size."""
+import _repository_src  # noqa: F401  (puts the repository's src/ on sys.path)
 import json
 
 from ddpmseg.datasets import prepare_split, validate_dataset, write_empty_split

@@ -1,4 +1,5 @@
 """results/table2.csv (methods x datasets, mean ± std over seeds) and the long format."""
+import _repository_src  # noqa: F401  (puts the repository's src/ on sys.path)
 from ddpmseg.runtime import start_rule
 from ddpmseg.tables import collect_metrics, summary_table
 

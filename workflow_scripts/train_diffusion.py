@@ -1,4 +1,5 @@
 """Trains the dataset's ADM UNet on its unlabeled images; writes EMA weights, flags, loss curve."""
+import _repository_src  # noqa: F401  (puts the repository's src/ on sys.path)
 import pandas as pd
 import zarr
 

@@ -1,4 +1,5 @@
 """Trains one seed's pixel classifier ensemble on streamed features; saves its state_dict."""
+import _repository_src  # noqa: F401  (puts the repository's src/ on sys.path)
 import pandas as pd
 import torch
 import zarr
