@@ -94,13 +94,15 @@ def test_training_learns_real_labels_and_stops_by_the_rule(creatures32, tmp_path
     _, labels = creatures32
     rng = np.random.default_rng(0)
     one_hot = np.eye(8, dtype=np.float32)[np.minimum(labels, 7)].transpose(0, 3, 1, 2)  # (12, 8, 32, 32)
-    noisy = one_hot + rng.normal(0, 0.3, one_hot.shape).astype(np.float32)
+    noisy = one_hot + rng.normal(0, 0.2, one_hot.shape).astype(np.float32)
     stores = []
     for name, part in (("train", noisy[:8]), ("test", noisy[8:])):
         store = zarr.create_array(store=str(tmp_path / name), shape=part.shape, chunks=(1, *part.shape[1:]), dtype="float16")
         store[:] = part
         stores.append(store)
-    model, history = train_ensemble([stores[0]], labels[:8], 7, 255, n_members=4, seed=0, **SETTINGS)
+    # at 32x32 eyes and ears have fewer than 20 pixels: keep them (min_class_pixels=1) to score all classes
+    settings = {**SETTINGS, "min_class_pixels": 1}
+    model, history = train_ensemble([stores[0]], labels[:8], 7, 255, n_members=4, seed=0, **settings)
     assert history[-1]["mean_loss"] < 0.5 * history[0]["mean_loss"]
     assert history[-1]["members_active"] == 0 or len(history) == SETTINGS["max_epochs"]
     majority, soft, uncertainty = predict_images(model, [stores[1]], 4, 32)

@@ -1,9 +1,12 @@
 """The workflow itself: lint, the DAG of the default and tiny configs, and one real run."""
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -23,6 +26,21 @@ def snakemake(workdir, *args, check=True):
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
     return result
+
+
+def run_killed_during_extraction(workdir, *args):
+    """Starts the workflow and SIGKILLs it (all its processes) once a feature extraction job runs."""
+    process = subprocess.Popen(
+        [*SNAKEMAKE, "--directory", str(workdir), "--cores", "2", *args],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    deadline = time.monotonic() + 300
+    while not list((workdir / "logs").glob("extract_features/*.log")):
+        assert process.poll() is None, "the workflow ended before any extraction started"
+        assert time.monotonic() < deadline, "no extraction started within 5 minutes"
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 def planned_jobs(workdir, *args) -> dict:
@@ -80,10 +98,13 @@ def test_bad_dataset_fails_before_any_output(tmp_path):
 
 @pytest.mark.slow
 def test_tiny_workflow_end_to_end(tmp_path):
-    shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
+    clean, killed = tmp_path / "clean", tmp_path / "killed"
+    for workdir in (clean, killed):
+        workdir.mkdir()
+        shutil.copy(REPO / "config.yaml", workdir / "config.yaml")
     args = ("results/table2.csv", "--configfile", str(TEST_CONFIG))
-    snakemake(tmp_path, *args)
-    results = tmp_path / "results"
+    snakemake(clean, *args)
+    results = clean / "results"
 
     table = pd.read_csv(results / "table2.csv", index_col=0)
     assert list(table.index) == ["DDPM", "UNet (untrained)", "Pixels (RGB+xy)", "Patch (5x5 RGB+xy)"]
@@ -103,14 +124,19 @@ def test_tiny_workflow_end_to_end(tmp_path):
     assert pd.read_csv(results / "tiny/diffusion/loss.csv")["step"].iloc[-1] == 6
 
     # a finished run has nothing left to do
-    rerun = snakemake(tmp_path, "-n", *args)
+    rerun = snakemake(clean, "-n", *args)
     assert "Nothing to be done" in rerun.stdout + rerun.stderr
 
-    # deleting one test store recomputes only what depends on it
+    # deleting one test store recomputes only what depends on it, with the same numbers
     shutil.rmtree(results / "tiny/features/ddpm/test/features_b2_t5.zarr")
-    jobs = planned_jobs(tmp_path, *args)
+    jobs = planned_jobs(clean, *args)
     assert jobs == {"extract_features_tiny": 1, "predict": 2, "evaluate": 2, "overview": 1, "table2": 1}
-    before = long.set_index(["method", "seed"])["miou"]
-    snakemake(tmp_path, *args)
-    after = pd.read_csv(results / "table2_long.csv").set_index(["method", "seed"])["miou"]
-    pd.testing.assert_series_equal(before, after)  # same numbers after the recomputation
+    snakemake(clean, *args)
+    numbers = ["dataset", "method", "seed", "miou", "miou_soft"]
+    pd.testing.assert_frame_equal(pd.read_csv(results / "table2_long.csv")[numbers], long[numbers])
+
+    # killed in the middle of feature extraction, a rerun completes with the same numbers
+    run_killed_during_extraction(killed, *args)
+    assert not (killed / "results/table2.csv").exists()
+    snakemake(killed, *args)
+    pd.testing.assert_frame_equal(pd.read_csv(killed / "results/table2_long.csv")[numbers], long[numbers])
