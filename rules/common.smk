@@ -10,6 +10,7 @@ if not config["datasets"]:
 DATASETS = list(config["datasets"])
 for _name, _settings in config["datasets"].items():
     _model_size = _settings["diffusion"]["flags"].get("image_size", 64)
+    _settings["image_size"] = _settings["image_size"] or _model_size
     if _settings["image_size"] != _model_size:
         raise ValueError(
             f"config: dataset {_name!r} has image_size {_settings['image_size']} but its diffusion "
