@@ -120,9 +120,8 @@ def train_diffusion(
     The EMA weights use the warm-up rate min(ema_rate, (1 + step) / (10 + step)), so short
     budgets still average over their last steps rather than the random initialisation.
 
-    Returns (ema_model, loss_rows): loss_rows is a list of dicts
-    {step, seconds, loss, loss_smoothed} every `log_every` steps (loss: mean training loss
-    over those steps, per pixel and channel).
+    Returns (ema_model, loss_rows): loss_rows is a list of dicts {step, seconds, loss} every
+    `log_every` steps (loss: mean training loss over those steps, per pixel and channel).
     """
     flags = full_flags(flags)
     size = flags["image_size"]
@@ -136,7 +135,7 @@ def train_diffusion(
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     data = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()  # (N, 3, S, S) uint8
 
-    rows, window, smoothed = [], [], None
+    rows, window = [], []
     start = time.monotonic()
     for step in range(1, max_steps + 1):
         index = torch.from_numpy(rng.integers(0, len(data), batch_size))
@@ -158,8 +157,7 @@ def train_diffusion(
         out_of_time = elapsed > 60.0 * max_minutes
         if step % log_every == 0 or step == max_steps or out_of_time:
             mean_loss = float(np.mean(window))
-            smoothed = mean_loss if smoothed is None else 0.9 * smoothed + 0.1 * mean_loss
-            rows.append(dict(step=step, seconds=round(elapsed, 2), loss=mean_loss, loss_smoothed=smoothed))
+            rows.append(dict(step=step, seconds=round(elapsed, 2), loss=mean_loss))
             log.info("step %d  %.1f s  loss %.4f", step, elapsed, mean_loss)
             window = []
         if out_of_time:

@@ -11,15 +11,13 @@ from ddpmseg.evaluate import palette  # noqa: E402
 
 
 def loss_curve_figure(losses, title: str, path) -> None:
-    """Training loss against step (raw per-interval mean and its running smoothing), log y."""
+    """Training loss (mean over each logging interval) against optimiser step, log y."""
     fig, ax = plt.subplots(figsize=(6, 3.6))
-    ax.plot(losses["step"], losses["loss"], color="0.7", label="mean over interval")
-    ax.plot(losses["step"], losses["loss_smoothed"], color="C0", label="smoothed")
+    ax.plot(losses["step"], losses["loss"], color="C0", marker=".")
     ax.set_yscale("log")
     ax.set_xlabel("optimiser step")
     ax.set_ylabel("diffusion loss (MSE on noise)")
     ax.set_title(title, fontsize=10)
-    ax.legend(frameon=False)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
