@@ -141,5 +141,6 @@ def test_tiny_workflow_end_to_end(tmp_path):
     # killed in the middle of feature extraction, a rerun completes with the same numbers
     run_killed_during_extraction(killed, *args)
     assert not (killed / "results/table2.csv").exists()
+    snakemake(killed, "--unlock", *args)  # a killed Snakemake leaves its lock behind
     snakemake(killed, *args)
     pd.testing.assert_frame_equal(pd.read_csv(killed / "results/table2_long.csv")[numbers], long[numbers])
