@@ -15,7 +15,8 @@ data = zarr.open_group(snakemake.input.data, mode="r")
 predictions = zarr.open_group(snakemake.input.predictions, mode="r")
 labels, classes, ignore = data["labels"][:], data.attrs["classes"], data.attrs["ignore_label"]
 scoring = dict(num_classes=len(classes), ignore_label=ignore, convention=evaluation["miou_convention"])
-miou = {vote: mean_iou(predictions[vote][:], labels, **scoring) for vote in ("majority", "soft")}
+votes = {vote: predictions[vote][:] for vote in ("majority", "soft")}
+miou = {vote: mean_iou(masks, labels, **scoring) for vote, masks in votes.items()}
 uncertainty = predictions["uncertainty"][:].astype(np.float32)
 metrics = {
     "miou": miou[evaluation["vote"]], "miou_majority": miou["majority"], "miou_soft": miou["soft"],
@@ -24,7 +25,6 @@ metrics = {
 }
 with open(snakemake.output.metrics, "w") as f:
     json.dump(metrics, f, indent=2)
-chosen = predictions[evaluation["vote"]][:]
 pd.DataFrame({"class_id": range(len(classes)), "class": classes,
-              "iou": per_class_iou(chosen, labels, **scoring)}).to_csv(snakemake.output.per_class, index=False)
+              "iou": per_class_iou(votes[evaluation["vote"]], labels, **scoring)}).to_csv(snakemake.output.per_class, index=False)
 log.info("mIoU %.4f (majority %.4f, soft %.4f)", metrics["miou"], miou["majority"], miou["soft"])

@@ -11,7 +11,6 @@ timestep and image; the noise predictor is called with the unscaled t and the ou
 `model.output_blocks[b]` are kept. Our forward pass stops after the deepest requested block.
 """
 
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,6 @@ import zarr
 from guided_diffusion.nn import timestep_embedding
 from tqdm import tqdm
 
-log = logging.getLogger(__name__)
 
 DIMENSION_NAMES = ("image", "channel", "y", "x")
 
