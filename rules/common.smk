@@ -36,6 +36,11 @@ def ds(wildcards):
     return config["datasets"][wildcards.dataset]
 
 
+def per_seed(path):
+    """`path` (its other wildcards escaped as {{dataset}}) for every configured seed."""
+    return expand(path, seed=SEEDS)
+
+
 def trains_diffusion(dataset):
     return config["datasets"][dataset]["diffusion"]["checkpoint"] is None
 

@@ -1,5 +1,5 @@
-# Stage 4: the pixel classifier ensemble, one job per (dataset, method, seed), fed by streaming
-# the training stores.
+# Stage 4: the pixel classifier ensembles, one job per (dataset, method) that trains the
+# ensembles of all seeds together, fed by streaming the training stores.
 
 
 rule train_ensemble:
@@ -7,14 +7,15 @@ rule train_ensemble:
         data="results/{dataset}/data/train.zarr",
         stores=lambda wc: feature_stores(wc.dataset, wc.method, "train"),
     output:
-        model="results/{dataset}/{method}/seed{seed}/ensemble.pt",
-        history="results/{dataset}/{method}/seed{seed}/training_history.csv",
+        models=per_seed("results/{{dataset}}/{{method}}/seed{seed}/ensemble.pt"),
+        histories=per_seed("results/{{dataset}}/{{method}}/seed{seed}/training_history.csv"),
     params:
         settings=lambda wc: ds(wc)["ensemble"],
+        seeds=SEEDS,
     log:
-        "logs/train_ensemble/{dataset}_{method}_seed{seed}.log",
+        "logs/train_ensemble/{dataset}_{method}.log",
     benchmark:
-        "benchmarks/runs/train_ensemble/{dataset}_{method}_seed{seed}.tsv"
+        "benchmarks/runs/train_ensemble/{dataset}_{method}.tsv"
     threads: lambda wc: ds(wc)["threads"]
     resources:
         mem_mb=4000,

@@ -1,21 +1,21 @@
 # Stage 5: segment the test images (majority and soft vote, JS uncertainty), score them, and
-# draw an overview per dataset.
+# draw an overview per dataset. Prediction and scoring are one job per (dataset, method), for all seeds.
 
 
 rule predict:
     input:
-        model="results/{dataset}/{method}/seed{seed}/ensemble.pt",
+        models=per_seed("results/{{dataset}}/{{method}}/seed{seed}/ensemble.pt"),
         data="results/{dataset}/data/test.zarr",
         stores=lambda wc: feature_stores(wc.dataset, wc.method, "test"),
     output:
-        predictions=directory("results/{dataset}/{method}/seed{seed}/predictions.zarr"),
-        masks=directory("results/{dataset}/{method}/seed{seed}/masks"),
+        predictions=[directory(p) for p in per_seed("results/{{dataset}}/{{method}}/seed{seed}/predictions.zarr")],
+        masks=[directory(p) for p in per_seed("results/{{dataset}}/{{method}}/seed{seed}/masks")],
     params:
         vote=lambda wc: ds(wc)["evaluation"]["vote"],
     log:
-        "logs/predict/{dataset}_{method}_seed{seed}.log",
+        "logs/predict/{dataset}_{method}.log",
     benchmark:
-        "benchmarks/runs/predict/{dataset}_{method}_seed{seed}.tsv"
+        "benchmarks/runs/predict/{dataset}_{method}.tsv"
     threads: lambda wc: ds(wc)["threads"]
     resources:
         mem_mb=4000,
@@ -27,15 +27,15 @@ rule predict:
 
 rule evaluate:
     input:
-        predictions="results/{dataset}/{method}/seed{seed}/predictions.zarr",
+        predictions=per_seed("results/{{dataset}}/{{method}}/seed{seed}/predictions.zarr"),
         data="results/{dataset}/data/test.zarr",
     output:
-        metrics="results/{dataset}/{method}/seed{seed}/metrics.json",
-        per_class="results/{dataset}/{method}/seed{seed}/per_class_iou.csv",
+        metrics=per_seed("results/{{dataset}}/{{method}}/seed{seed}/metrics.json"),
+        per_class=per_seed("results/{{dataset}}/{{method}}/seed{seed}/per_class_iou.csv"),
     params:
         evaluation=lambda wc: ds(wc)["evaluation"],
     log:
-        "logs/evaluate/{dataset}_{method}_seed{seed}.log",
+        "logs/evaluate/{dataset}_{method}.log",
     threads: 1
     resources:
         mem_mb=2000,

@@ -10,12 +10,14 @@ from ddpmseg.ensemble import (
     load_ensemble,
     predict_probabilities,
     relabel_rare_classes,
+    split_ensemble,
+    stack_ensembles,
     train_ensemble,
 )
 from ddpmseg.evaluate import mean_iou, predict_images
 from ddpmseg.features import write_control_features
 
-SETTINGS = dict(batch_size=64, lr=1e-3, max_epochs=3, early_stop_epoch=1, patience=50, min_class_pixels=20, buffer_images=3)
+SETTINGS = dict(batch_size=64, lr=1e-3, max_epochs=3, early_stop_epoch=1, patience=50, min_class_pixels=20, buffer_mb=0.1)
 
 
 def reference_mlp(model: BatchedMLPEnsemble, m: int) -> torch.nn.Sequential:
@@ -102,10 +104,10 @@ def test_training_learns_real_labels_and_stops_by_the_rule(creatures32, tmp_path
         stores.append(store)
     # at 32x32 eyes and ears have fewer than 20 pixels: keep them (min_class_pixels=1) to score all classes
     settings = {**SETTINGS, "min_class_pixels": 1}
-    model, history = train_ensemble([stores[0]], labels[:8], 7, 255, n_members=4, seed=0, **settings)
+    (model,), history = train_ensemble([stores[0]], labels[:8], 7, 255, n_members=4, seeds=[0], **settings)
     assert history[-1]["mean_loss"] < 0.5 * history[0]["mean_loss"]
     assert history[-1]["members_active"] == 0 or len(history) == SETTINGS["max_epochs"]
-    majority, soft, uncertainty = predict_images(model, [stores[1]], 4, 32)
+    [(majority, soft, uncertainty)] = predict_images([model], [stores[1]], 4, 32)
     assert majority.shape == (4, 32, 32) and uncertainty.min() >= -1e-6
     assert mean_iou(majority, labels[8:], 7, 255) > 0.9
     assert mean_iou(soft, labels[8:], 7, 255) > 0.9
@@ -119,8 +121,27 @@ def test_same_seed_same_model_and_stopped_members_stay_frozen(creatures32, patch
     _, labels = creatures32
     train, _ = patch_stores
     settings = {**SETTINGS, "early_stop_epoch": 0, "patience": 3, "max_epochs": 2}
-    a, history = train_ensemble([train], labels[:8], 7, 255, n_members=2, seed=1, **settings)
-    b, _ = train_ensemble([train], labels[:8], 7, 255, n_members=2, seed=1, **settings)
+    (a,), history = train_ensemble([train], labels[:8], 7, 255, n_members=2, seeds=[1], **settings)
+    (b,), _ = train_ensemble([train], labels[:8], 7, 255, n_members=2, seeds=[1], **settings)
     torch.testing.assert_close(a.weight0, b.weight0)
     assert history[-1]["members_active"] == 0  # patience 3 stops every member early
     assert history[-1]["batches"] < 8 * 32 * 32 // 64  # well before the end of the first epoch
+
+
+def test_seeds_trained_together_are_separate_ensembles(creatures32, patch_stores):
+    """Each seed's ensemble starts from its own seed's initialisation and has its own history
+    rows; predicting with several ensembles gives each the masks it gives alone."""
+    _, labels = creatures32
+    train, test = patch_stores
+    settings = {**SETTINGS, "max_epochs": 1}
+    models, history = train_ensemble([train], labels[:8], 7, 255, n_members=3, seeds=[4, 7], **settings)
+    assert [m.n_members for m in models] == [3, 3]
+    assert [(row["seed"], row["epoch"]) for row in history] == [(4, 0), (7, 0)]
+    assert all(np.isfinite(row["mean_loss"]) and row["members_active"] == 3 for row in history)
+    untrained = stack_ensembles([BatchedMLPEnsemble(3, 77, 7, seed=4), BatchedMLPEnsemble(3, 77, 7, seed=7)])
+    for part, fresh in zip(split_ensemble(untrained, 2), (BatchedMLPEnsemble(3, 77, 7, seed=4), BatchedMLPEnsemble(3, 77, 7, seed=7))):
+        torch.testing.assert_close(part.weight0, fresh.weight0)
+    assert not torch.allclose(models[0].weight0, models[1].weight0)
+    both = predict_images(models, [test], 4, 32)
+    alone = predict_images(models[1:], [test], 4, 32)
+    np.testing.assert_array_equal(both[1][0], alone[0][0])

@@ -63,11 +63,11 @@ def test_lint_is_clean():
 def test_default_dag(tmp_path):
     shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
     jobs = planned_jobs(tmp_path, "results/table2.csv")
-    # 1 dataset x 4 methods x 5 seeds; UNet features for 2 models x 2 splits; controls 2 x 2
+    # 1 dataset x 4 methods (all 5 seeds in one job); UNet features for 2 models x 2 splits; controls 2 x 2
     assert jobs == {
         "generate_default_dataset": 1, "prepare_dataset": 1, "train_diffusion": 1,
-        "extract_features_creatures7": 4, "control_features": 4, "train_ensemble": 20, "predict": 20,
-        "evaluate": 20, "overview": 1, "table2": 1,
+        "extract_features_creatures7": 4, "control_features": 4, "train_ensemble": 4, "predict": 4,
+        "evaluate": 4, "overview": 1, "table2": 1,
     }
 
 
@@ -133,7 +133,7 @@ def test_tiny_workflow_end_to_end(tmp_path):
     deleted = "results/tiny/features/ddpm/test/features_b2_t5.zarr"
     shutil.rmtree(clean / deleted)
     jobs = planned_jobs(clean, deleted, *args)
-    assert jobs == {"extract_features_tiny": 1, "predict": 2, "evaluate": 2, "overview": 1, "table2": 1}
+    assert jobs == {"extract_features_tiny": 1, "predict": 1, "evaluate": 1, "overview": 1, "table2": 1}
     snakemake(clean, deleted, *args)
     numbers = ["dataset", "method", "seed", "miou", "miou_soft"]
     pd.testing.assert_frame_equal(pd.read_csv(results / "table2_long.csv")[numbers], long[numbers])

@@ -1,4 +1,5 @@
-"""Segments the test images: majority and soft votes, JS uncertainty, palette PNG masks."""
+"""Segments the test images with every seed's ensemble: majority and soft votes, JS
+uncertainty, palette PNG masks."""
 import _repository_src  # noqa: F401  (puts the repository's src/ on sys.path)
 from pathlib import Path
 
@@ -12,18 +13,20 @@ from ddpmseg.runtime import start_rule
 
 log = start_rule(snakemake)
 data = zarr.open_group(snakemake.input.data, mode="r")
-ids, size = data.attrs["image_ids"], data.attrs["image_size"]
-majority, soft, uncertainty = predict_images(load_ensemble(snakemake.input.model), open_stores(snakemake.input.stores), len(ids), size)
-out = zarr.open_group(snakemake.output.predictions, mode="w")
-for name, values in (("majority", majority), ("soft", soft), ("uncertainty", uncertainty.astype(np.float16))):
-    out.create_array(name, data=values, chunks=(1, size, size), dimension_names=("image", "y", "x"))
-out.attrs.update(image_ids=ids, classes=data.attrs["classes"], ignore_label=data.attrs["ignore_label"],
-                 uncertainty="Jensen-Shannon divergence of the members' softmax, nats")
-masks = Path(snakemake.output.masks)
-masks.mkdir(parents=True, exist_ok=True)
-chosen = majority if snakemake.params.vote == "majority" else soft
-for image_id, mask in zip(ids, chosen):
-    path = masks / f"{image_id}.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_palette_png(mask, path, len(data.attrs["classes"]))
-log.info("predicted %d images", len(ids))
+ids, size, classes = data.attrs["image_ids"], data.attrs["image_size"], data.attrs["classes"]
+models = [load_ensemble(path) for path in snakemake.input.models]
+outputs = predict_images(models, open_stores(snakemake.input.stores), len(ids), size)
+for (majority, soft, uncertainty), predictions_path, masks_path in zip(
+    outputs, snakemake.output.predictions, snakemake.output.masks
+):
+    out = zarr.open_group(predictions_path, mode="w")
+    for name, values in (("majority", majority), ("soft", soft), ("uncertainty", uncertainty.astype(np.float16))):
+        out.create_array(name, data=values, chunks=(1, size, size), dimension_names=("image", "y", "x"))
+    out.attrs.update(image_ids=ids, classes=classes, ignore_label=data.attrs["ignore_label"],
+                     uncertainty="Jensen-Shannon divergence of the members' softmax, nats")
+    chosen = majority if snakemake.params.vote == "majority" else soft
+    for image_id, mask in zip(ids, chosen):
+        path = Path(masks_path) / f"{image_id}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_palette_png(mask, path, len(classes))
+log.info("predicted %d images with %d ensembles", len(ids), len(models))

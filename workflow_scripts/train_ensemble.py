@@ -1,4 +1,5 @@
-"""Trains one seed's pixel classifier ensemble on streamed features; saves its state_dict."""
+"""Trains the pixel classifier ensembles of all seeds together on streamed features; saves
+one state_dict and one training history per seed."""
 import _repository_src  # noqa: F401  (puts the repository's src/ on sys.path)
 import pandas as pd
 import torch
@@ -10,9 +11,12 @@ from ddpmseg.runtime import start_rule
 
 log = start_rule(snakemake)
 data = zarr.open_group(snakemake.input.data, mode="r")
-model, history = train_ensemble(
+seeds = snakemake.params.seeds
+models, history = train_ensemble(
     open_stores(snakemake.input.stores), data["labels"][:], len(data.attrs["classes"]), data.attrs["ignore_label"],
-    seed=int(snakemake.wildcards.seed), **snakemake.params.settings,
+    seeds=seeds, **snakemake.params.settings,
 )
-torch.save(model.state_dict(), snakemake.output.model)
-pd.DataFrame(history).to_csv(snakemake.output.history, index=False)
+history = pd.DataFrame(history)
+for seed, model, model_path, history_path in zip(seeds, models, snakemake.output.models, snakemake.output.histories):
+    torch.save(model.state_dict(), model_path)
+    history[history.seed == seed].drop(columns="seed").to_csv(history_path, index=False)

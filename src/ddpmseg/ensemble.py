@@ -1,14 +1,20 @@
 """The pixel classifier ensemble of the paper (its Sec. 3.2, settings from DatasetGAN).
 
-All members are trained together as one batched model: member m has its own weights,
-its own initialisation and its own shuffling of the pixels, and Adam (element-wise) makes
-this exactly the same as training them one after another, only much faster.
+All members of all seeds are trained together as one batched model: member m has its own
+weights, its own initialisation and its own shuffling of the pixels, and Adam (element-wise)
+makes this the same as training them one after another, only much faster. A seed's ensemble
+(the paper's unit of a run: 10 members) is initialised from a generator seeded with that
+seed; its members stop by the paper's rule on their own, and it is saved as its own
+state_dict. The seeds share only the order in which buffers of images are visited.
 
-Training pixels are streamed: images are visited in a random order, `buffer_images` at a
-time; their features are read from the Zarr stores, upsampled to label resolution and
-concatenated (`features.load_pixel_features`), and every member walks its own permutation
-of that buffer in batches. Peak memory is one buffer (plus the next one, prefetched), never
-the (pixels x channels) matrix of the whole training set.
+Training pixels are streamed: images are visited in a random order, as many at a time as
+fit in `buffer_mb` megabytes of float32 pixel features; their features are read from the
+Zarr stores, upsampled to label resolution and concatenated
+(`features.load_pixel_features`), and every member walks its own permutation of that
+buffer in batches. When the whole training set fits (the small datasets), every batch is
+drawn from all training pixels, as the paper's in-RAM DataLoader does; batches drawn from a
+few images at a time train noticeably worse. Peak memory is one buffer (plus the next one,
+prefetched), never more than the (pixels x channels) matrix of the training set.
 """
 
 import logging
@@ -61,22 +67,47 @@ class BatchedMLPEnsemble(torch.nn.Module):
             x = self._batch_norm(x, i)
 
     def _batch_norm(self, x: torch.Tensor, i: int) -> torch.Tensor:
+        """BatchNorm1d over the batch dimension of x (M, B, H), per member and channel."""
         running_mean, running_var = getattr(self, f"bn_mean{i}"), getattr(self, f"bn_var{i}")
         if self.training:
-            mean = x.mean(dim=1)
-            var = x.var(dim=1, unbiased=False)
+            # centring first and averaging squares is both exact and ~2x faster on CPU than x.var
+            mean = x.mean(dim=1, keepdim=True)
+            x = x - mean
+            var = (x * x).mean(dim=1, keepdim=True)
             with torch.no_grad():
                 n = x.shape[1]
-                running_mean.lerp_(mean, 0.1)
-                running_var.lerp_(var * n / max(n - 1, 1), 0.1)
+                running_mean.lerp_(mean.squeeze(1), 0.1)
+                running_var.lerp_(var.squeeze(1) * n / max(n - 1, 1), 0.1)
+            x = x * torch.rsqrt(var + 1e-5)
         else:
-            mean, var = running_mean, running_var
-        x = (x - mean.unsqueeze(1)) * torch.rsqrt(var.unsqueeze(1) + 1e-5)
-        return x * getattr(self, f"bn_weight{i}").unsqueeze(1) + getattr(self, f"bn_bias{i}").unsqueeze(1)
+            x = (x - running_mean.unsqueeze(1)) * torch.rsqrt(running_var.unsqueeze(1) + 1e-5)
+        return torch.addcmul(getattr(self, f"bn_bias{i}").unsqueeze(1), x, getattr(self, f"bn_weight{i}").unsqueeze(1))
 
     def member_slices(self) -> dict:
         """{name: tensor} of every parameter and buffer (all have the member index first)."""
         return dict(self.state_dict(keep_vars=True))
+
+
+def _from_state_dict(state: dict) -> BatchedMLPEnsemble:
+    """An ensemble holding the tensors of `state` (every tensor has the member index first)."""
+    n_members, in_features, _ = state["weight0"].shape
+    num_classes = state[f"weight{sum(k.startswith('weight') for k in state) - 1}"].shape[2]
+    model = BatchedMLPEnsemble(n_members, in_features, num_classes, seed=0)
+    model.load_state_dict(state)
+    return model
+
+
+def stack_ensembles(models) -> BatchedMLPEnsemble:
+    """One ensemble whose members are those of `models`, in order (all alike in shape)."""
+    states = [m.state_dict() for m in models]
+    return _from_state_dict({name: torch.cat([s[name] for s in states]) for name in states[0]})
+
+
+def split_ensemble(model: BatchedMLPEnsemble, n_parts: int) -> list:
+    """The inverse of `stack_ensembles`: `n_parts` ensembles of consecutive, equal member groups."""
+    state = model.state_dict()
+    return [_from_state_dict({name: chunk.clone() for name, chunk in zip(state, chunks)})
+            for chunks in zip(*(value.chunk(n_parts) for value in state.values()))]
 
 
 def relabel_rare_classes(labels: np.ndarray, ignore_label: int, min_pixels: int) -> np.ndarray:
@@ -130,42 +161,52 @@ def train_ensemble(
     num_classes: int,
     ignore_label: int,
     *,
+    seeds,
     n_members: int,
-    seed: int,
     batch_size: int,
     lr: float,
     max_epochs: int,
     early_stop_epoch: int,
     patience: int,
     min_class_pixels: int,
-    buffer_images: int,
+    buffer_mb: float,
 ):
-    """Trains the ensemble on streamed pixel features; returns (model, history rows).
+    """Trains one ensemble of `n_members` MLPs per seed on streamed pixel features.
 
     stores: Zarr arrays (N, C_k, H_k, W_k) of the training images; labels: (N, S, S) uint8.
     Each member: Adam(lr), batches of `batch_size` pixels, cross-entropy, at most
     `max_epochs` epochs; from epoch index `early_stop_epoch` on (the paper's code: 4, i.e.
     the 5th epoch), a member stops after more than `patience` consecutive batches whose loss
     does not beat its best single-batch loss. A stopped member's weights are frozen.
-    History rows: {epoch, batches, mean_loss, members_active}.
+    A buffer holds max(1, buffer_mb MiB // (S * S * channels * 4 bytes)) images.
+    Returns ([one BatchedMLPEnsemble per seed, in eval mode], history rows
+    {seed, epoch, batches, mean_loss, members_active}: one row per seed and epoch; mean_loss
+    over the seed's active members' batches of that epoch, NaN once all have stopped).
     """
+    seeds = list(seeds)
     labels = relabel_rare_classes(labels, ignore_label, min_class_pixels)
     in_features = sum(s.shape[1] for s in stores)
-    model = BatchedMLPEnsemble(n_members, in_features, num_classes, seed).train()
+    model = stack_ensembles([BatchedMLPEnsemble(n_members, in_features, num_classes, seed) for seed in seeds]).train()
+    n_total = model.n_members
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, fused=True)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seeds)
+    buffer_images = max(1, int(buffer_mb * 2**20 // (labels.shape[1] * labels.shape[2] * in_features * 4)))
+    if buffer_images < len(labels):
+        log.warning("a buffer of %.0f MiB holds %d of %d training images: batches mix the pixels of %d images "
+                    "at a time, not of all (raise ensemble.buffer_mb if memory allows)",
+                    buffer_mb, buffer_images, len(labels), buffer_images)
     stream = PixelStream(stores, labels, ignore_label, buffer_images, rng)
 
-    best_loss = torch.full((n_members,), float("inf"))
-    stall = torch.zeros(n_members, dtype=torch.long)
-    active = torch.ones(n_members, dtype=torch.bool)
+    best_loss = torch.full((n_total,), float("inf"))
+    stall = torch.zeros(n_total, dtype=torch.long)
+    active = torch.ones(n_total, dtype=torch.bool)
     frozen = {}  # member -> {name: tensor} snapshot at the moment it stopped
     history, batches = [], 0
     for epoch in range(max_epochs):
-        epoch_losses = []
+        loss_sum, loss_count = torch.zeros(n_total), torch.zeros(n_total)  # over this epoch's active batches
         for features, targets in stream.epoch():
             n_pixels = len(targets)
-            perms = torch.from_numpy(np.argsort(rng.random((n_members, n_pixels)), axis=1))
+            perms = torch.from_numpy(np.argsort(rng.random((n_total, n_pixels)), axis=1))
             for start in range(0, n_pixels, batch_size):
                 index = perms[:, start : start + batch_size]  # (M, B)
                 if index.shape[1] < 2:  # BatchNorm needs two samples
@@ -173,13 +214,14 @@ def train_ensemble(
                 logits = model(features[index])
                 loss_per_member = F.cross_entropy(
                     logits.reshape(-1, num_classes), targets[index].reshape(-1), reduction="none"
-                ).reshape(n_members, -1).mean(dim=1)
+                ).reshape(n_total, -1).mean(dim=1)
                 optimizer.zero_grad(set_to_none=True)
                 (loss_per_member * active).sum().backward()
                 optimizer.step()
                 batches += 1
                 member_loss = loss_per_member.detach()
-                epoch_losses.append(member_loss[active].mean().item())
+                loss_sum += torch.where(active, member_loss, 0.0)
+                loss_count += active
                 if epoch >= early_stop_epoch:
                     improved = member_loss < best_loss
                     best_loss = torch.where(improved, member_loss, best_loss)
@@ -187,19 +229,23 @@ def train_ensemble(
                     for m in torch.nonzero(active & (stall > patience)).flatten().tolist():
                         active[m] = False
                         frozen[m] = {k: v[m].detach().clone() for k, v in model.member_slices().items()}
-                        log.info("member %d stopped at epoch %d after %d batches", m, epoch, batches)
+                        log.info("seed %d member %d stopped at epoch %d after %d batches",
+                                 seeds[m // n_members], m % n_members, epoch, batches)
                 _restore_frozen(model, frozen)
                 if not active.any():
                     break
             if not active.any():
                 break
-        history.append(
-            dict(epoch=epoch, batches=batches, mean_loss=float(np.mean(epoch_losses)), members_active=int(active.sum()))
-        )
-        log.info("epoch %d: %d batches, mean loss %.4f, %d members active", *history[-1].values())
+        for k, seed in enumerate(seeds):
+            group = slice(k * n_members, (k + 1) * n_members)
+            count = float(loss_count[group].sum())
+            mean_loss = float(loss_sum[group].sum()) / count if count else float("nan")
+            history.append(dict(seed=seed, epoch=epoch, batches=batches, mean_loss=mean_loss,
+                                members_active=int(active[group].sum())))
+        log.info("epoch %d: %d batches, %d of %d members active", epoch, batches, int(active.sum()), n_total)
         if not active.any():
             break
-    return model.eval(), history
+    return [part.eval() for part in split_ensemble(model, len(seeds))], history
 
 
 @torch.no_grad()
@@ -215,12 +261,7 @@ def _restore_frozen(model: BatchedMLPEnsemble, frozen: dict) -> None:
 
 def load_ensemble(path) -> BatchedMLPEnsemble:
     """An ensemble from a state_dict written by `torch.save(model.state_dict(), path)`."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    n_members, in_features, _ = state["weight0"].shape
-    num_classes = state[f"weight{sum(k.startswith('weight') for k in state) - 1}"].shape[2]
-    model = BatchedMLPEnsemble(n_members, in_features, num_classes, seed=0)
-    model.load_state_dict(state)
-    return model.eval()
+    return _from_state_dict(torch.load(path, map_location="cpu", weights_only=True)).eval()
 
 
 @torch.no_grad()

@@ -36,21 +36,23 @@ def image_uncertainty_score(js: np.ndarray, top_fraction: float = 0.1) -> float:
     return float(flat[: max(1, int(len(flat) * top_fraction))].mean())
 
 
-def predict_images(model, stores, n_images: int, size: int):
-    """Ensemble predictions for every image of the stores.
+def predict_images(models, stores, n_images: int, size: int) -> list:
+    """Predictions of each ensemble in `models` for every image of the stores.
 
-    Returns majority (N, S, S) uint8, soft (N, S, S) uint8, uncertainty (N, S, S) float32.
+    The pixel features of an image are assembled once for all ensembles. Returns one tuple
+    per model: majority (N, S, S) uint8, soft (N, S, S) uint8, uncertainty (N, S, S) float32.
     """
-    majority = np.zeros((n_images, size, size), np.uint8)
-    soft = np.zeros_like(majority)
-    uncertainty = np.zeros((n_images, size, size), np.float32)
+    outputs = [(np.zeros((n_images, size, size), np.uint8), np.zeros((n_images, size, size), np.uint8),
+                np.zeros((n_images, size, size), np.float32)) for _ in models]
     for i in range(n_images):
         features = load_pixel_features(stores, [i], size)[0]  # (D, S, S)
-        probabilities = predict_probabilities(model, features.reshape(features.shape[0], -1).T)
-        majority[i] = majority_vote(probabilities).reshape(size, size).numpy()
-        soft[i] = soft_vote(probabilities).reshape(size, size).numpy()
-        uncertainty[i] = jensen_shannon(probabilities).reshape(size, size).numpy()
-    return majority, soft, uncertainty
+        pixels = features.reshape(features.shape[0], -1).T
+        for model, (majority, soft, uncertainty) in zip(models, outputs):
+            probabilities = predict_probabilities(model, pixels)
+            majority[i] = majority_vote(probabilities).reshape(size, size).numpy()
+            soft[i] = soft_vote(probabilities).reshape(size, size).numpy()
+            uncertainty[i] = jensen_shannon(probabilities).reshape(size, size).numpy()
+    return outputs
 
 
 def confusion_counts(predictions: np.ndarray, labels: np.ndarray, num_classes: int, ignore_label: int, convention: str):

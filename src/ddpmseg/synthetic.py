@@ -1,16 +1,17 @@
 """Procedural, deterministic generator of the workflow's embedded default dataset.
 
-Every image shows one four-legged cartoon creature on a cluttered background. The
-creature is built from analytic primitives (ellipses, tapered capsules, triangles,
-discs) in its own object frame, in which the body is an ellipse of semi-major axis 1
-centred at the origin, facing +x with y pointing up. A random similarity transform
-(scale, small rotation, facing left or right, translation) places it in the image.
+Every image shows one four-legged cartoon creature on a smooth background. The creature
+is built from analytic primitives (ellipses, tapered capsules, triangles, discs) in its own
+object frame, in which the body is an ellipse of semi-major axis 1 centred at the origin,
+facing +x with y pointing up. A random similarity transform (scale, small rotation,
+translation; the creature always faces right, like aligned faces in a face dataset) places
+it in the image; legs, neck, head, ears and tail have their own random pose and size.
 
 Colour alone does not identify a part: all fur parts of one creature (body and neck,
 head, ears, legs, tail) share one random base colour and one texture (plain, stripes
 or spots) laid out in object coordinates, so the pattern runs across part borders;
-the background is a gradient with low-frequency noise and distractor blobs whose
-colours come from the same distribution as the fur colours.
+the background is a linear gradient between two colours drawn from the same distribution
+as the fur colours.
 
 Shapes are painted on a grid supersampled `SUPERSAMPLE` times per axis in painter's
 order (a pixel's label is the last part painted over it). The image is then
@@ -270,59 +271,30 @@ def _texture_field(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, base_
 
 
 def _background(rng: np.random.Generator, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Cluttered background over the meshgrid x, y (2-D, image coordinates in [0, 1]).
+    """Linear gradient between two fur-distribution colours over the meshgrid x, y.
 
-    A linear gradient between two fur-distribution colours, low-frequency sinusoidal
-    noise per channel, then 1-3 textured distractor blobs (ellipses or capsules) in fur
-    colours and 0-2 small eye-coloured discs. Returns (*x.shape, 3) float64 RGB.
+    x, y: 2-D image coordinates in [0, 1]; the gradient runs in a random direction.
+    Returns (*x.shape, 3) float64 RGB.
     """
     start_colour, end_colour = _fur_colour(rng), _fur_colour(rng)
     direction = _direction(rng.uniform(0.0, 2 * np.pi))
     ramp = direction[0] * (x - 0.5) + direction[1] * (y - 0.5)
     ramp = (ramp - ramp.min()) / (ramp.max() - ramp.min())
-    canvas = start_colour + ramp[..., None] * (end_colour - start_colour)
-
-    # Plane waves sin(kx x + ky y + phase), split as sin(kx x) cos(ky y + phase) +
-    # cos(kx x) sin(ky y + phase) so that only 1-D sinusoids are evaluated.
-    n_waves = 4
-    wavenumber = rng.uniform(0.5, 3.0, (n_waves, 3)) * 2 * np.pi
-    wave_angle = rng.uniform(0.0, 2 * np.pi, (n_waves, 3))
-    phase = rng.uniform(0.0, 2 * np.pi, (n_waves, 3))
-    amplitude = rng.uniform(0.02, 0.06, (n_waves, 3))
-    along_x = wavenumber * np.cos(wave_angle) * x[0, :, None, None]
-    along_y = wavenumber * np.sin(wave_angle) * y[:, 0, None, None] + phase
-    row_factors = np.concatenate([np.cos(along_y), np.sin(along_y)], axis=1)  # (H, 2 * n_waves, 3)
-    column_factors = np.concatenate([amplitude * np.sin(along_x), amplitude * np.cos(along_x)], axis=1)
-    canvas += (row_factors.transpose(2, 0, 1) @ column_factors.transpose(2, 1, 0)).transpose(1, 2, 0)
-
-    for _ in range(rng.integers(1, 4)):
-        centre = rng.uniform(0.0, 1.0, 2)
-        if rng.uniform() < 0.6:
-            blob: _Shape = _Ellipse(centre, rng.uniform(0.04, 0.14, 2), rng.uniform(0.0, np.pi))
-        else:
-            end = centre + rng.uniform(0.1, 0.3) * _direction(rng.uniform(0.0, 2 * np.pi))
-            blob = _Capsule(centre, end, rng.uniform(0.02, 0.05), rng.uniform(0.02, 0.05))
-        inside = blob.mask(x, y)
-        canvas[inside] = _texture_field(rng, x[inside], y[inside], _fur_colour(rng), rng.uniform(0.04, 0.1))
-    for _ in range(rng.integers(0, 3)):
-        canvas[_Ellipse(rng.uniform(0.0, 1.0, 2), np.full(2, rng.uniform(0.015, 0.03))).mask(x, y)] = \
-            _eye_colours(rng)[0]
-    return canvas
+    return start_colour + ramp[..., None] * (end_colour - start_colour)
 
 
 def _place(rng: np.random.Generator, parts: list[_Part]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Random similarity transform image = offset + linear @ object for the creature.
 
-    Draws a rotation of at most MAX_ROTATION, a facing (mirror in x), a scale giving a
-    bounding box area fraction in BBOX_AREA_FRACTION (smaller if the box would not fit),
-    and an offset keeping the box IMAGE_MARGIN inside the unit image.
+    Draws a rotation of at most MAX_ROTATION, a scale giving a bounding box area fraction
+    in BBOX_AREA_FRACTION (smaller if the box would not fit), and an offset keeping the box
+    IMAGE_MARGIN inside the unit image. The creature faces right (+x) in the image.
     Image coordinates have y pointing down. Returns linear (2, 2), offset (2,) and the
     creature's bounding box in image coordinates, (2, 2) rows (x, y) of its low and high corner.
     """
-    facing = rng.choice([-1.0, 1.0])
     rotation = rng.uniform(-MAX_ROTATION, MAX_ROTATION)
     cos, sin = np.cos(rotation), np.sin(rotation)
-    orientation = np.array([[cos, -sin], [sin, cos]]) @ np.diag([facing, -1.0])
+    orientation = np.array([[cos, -sin], [sin, cos]]) @ np.diag([1.0, -1.0])
     centres, radii = (np.concatenate(arrays) for arrays in zip(*(part.shape.extent() for part in parts)))
     placed = centres @ orientation.T
     low, high = (placed - radii[:, None]).min(axis=0), (placed + radii[:, None]).max(axis=0)
@@ -408,9 +380,9 @@ def generate_dataset(out_dir: str | Path, seed: int = 0, n_unlabeled: int = 500,
         "image_size": image_size,
         "seed": seed,
         "counts": counts,
-        "notes": ("Procedural four-legged creatures made of parts on cluttered backgrounds, generated by "
-                  "ddpmseg.synthetic. All fur parts of a creature share one random colour and texture; "
-                  "background distractors use the same colour distribution, so colour alone does not "
-                  "identify parts. Labels are class indices into 'classes'."),
+        "notes": ("Procedural four-legged creatures made of parts on smooth gradient backgrounds, generated "
+                  "by ddpmseg.synthetic. All fur parts of a creature share one random colour and texture; "
+                  "background colours come from the same distribution, so colour alone does not identify "
+                  "parts. Labels are class indices into 'classes'."),
     }
     (out_dir / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
