@@ -1,10 +1,12 @@
 import json
 
+import numpy as np
 import pytest
 import torch
+import zarr
 
 from ddpmseg.diffusion import build_model_and_diffusion, full_flags, load_model, save_model, train_diffusion
-from ddpmseg.features import decoder_activations
+from ddpmseg.features import decoder_activations, decoder_block_shapes, extract_decoder_features
 
 from conftest import TINY_FLAGS
 
@@ -44,3 +46,44 @@ def test_mismatched_flags_name_the_tensor(tmp_path):
         load_model(tmp_path / "missing.pt", TINY_FLAGS)
     with pytest.raises(ValueError, match="unknown model flags"):
         full_flags({"num_chanels": 3})
+
+
+PAPER_FLAGS = {  # the paper's 256x256 ADM (paper-reference.md); fp32 here, the checkpoints are fp16
+    "attention_resolutions": "32,16,8", "class_cond": False, "diffusion_steps": 1000, "dropout": 0.1,
+    "image_size": 256, "learn_sigma": True, "noise_schedule": "linear", "num_channels": 256,
+    "num_head_channels": 64, "num_res_blocks": 2, "resblock_updown": True, "use_fp16": False,
+    "use_scale_shift_norm": True,
+}
+PAPER_DECODER = [(1024, 8)] * 2 + [(1024, 16)] * 3 + [(1024, 32)] + [(512, 32)] * 2 + [(512, 64)] * 3 \
+    + [(512, 128)] + [(256, 128)] * 2 + [(256, 256)] * 4  # (channels, resolution) of output_blocks 0-17
+
+
+def test_full_size_adm_256_has_the_papers_decoder():
+    """The real architecture at full width (552.8M parameters). The probe pass runs on a 64x64
+    input, a quarter of the size: every resolution is then a quarter of the table's."""
+    model, _ = build_model_and_diffusion(PAPER_FLAGS)
+    assert sum(p.numel() for p in model.parameters()) == pytest.approx(552.8e6, rel=1e-3)
+    shapes = decoder_block_shapes(model, 64)
+    assert [(c, 4 * h) for c, h, w in shapes.values()] == PAPER_DECODER
+    assert all(h == w for _, h, w in shapes.values())
+    assert sum(shapes[b][0] for b in (5, 6, 7, 8, 12)) * 3 == 8448  # the paper's features per pixel
+
+
+@pytest.mark.parametrize("prefix", ["", "module."])
+def test_official_layout_fp16_checkpoint_gives_the_papers_feature_shapes(tmp_path, prefix):
+    """A checkpoint in the official format (the paper's architecture at 1/8 width, fp16
+    tensors, with or without DataParallel's prefix) loads through the same path as the real
+    ones, and extraction at 256x256 gives the paper's blocks {5,6,7,8,12} at their resolutions."""
+    flags = {**PAPER_FLAGS, "num_channels": 32}
+    model, _ = build_model_and_diffusion(flags)
+    torch.save({prefix + k: v.half() for k, v in model.state_dict().items()}, tmp_path / "official.pt")
+    loaded, diffusion = load_model(tmp_path / "official.pt", flags)
+    images = np.random.default_rng(0).integers(0, 256, (2, 256, 256, 3), dtype=np.uint8)
+    paths = extract_decoder_features(loaded, diffusion, images, ["a", "b"], blocks=[5, 6, 7, 8, 12], timesteps=[50],
+                                     noise_seed=0, out_dir=tmp_path / "features", attrs={}, batch_images=2)
+    shapes = {p.name: zarr.open_array(str(p), mode="r").shape for p in paths}
+    assert shapes == {  # the table's channels / 8 (num_channels 32 instead of 256), same resolutions
+        "features_b5_t50.zarr": (2, 128, 32, 32), "features_b6_t50.zarr": (2, 64, 32, 32),
+        "features_b7_t50.zarr": (2, 64, 32, 32), "features_b8_t50.zarr": (2, 64, 64, 64),
+        "features_b12_t50.zarr": (2, 32, 128, 128),
+    }
