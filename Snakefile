@@ -9,6 +9,7 @@ configfile: "config.yaml"
 
 
 include: "rules/common.smk"
+include: "rules/resources.smk"
 include: "rules/datasets.smk"
 include: "rules/diffusion.smk"
 include: "rules/features.smk"

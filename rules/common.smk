@@ -1,4 +1,7 @@
 # Config validation, helpers and wildcard constraints shared by the stage files.
+import urllib.parse
+from pathlib import PurePosixPath
+
 from snakemake.utils import validate
 
 validate(config, "../schemas/config.schema.yaml", set_default=True)
@@ -9,7 +12,10 @@ if not config["datasets"]:
     raise ValueError("config: every dataset is switched off (mapped to null); configure at least one under `datasets:`")
 DATASETS = list(config["datasets"])
 for _name, _settings in config["datasets"].items():
-    _model_size = _settings["diffusion"]["flags"].get("image_size", 64)
+    # A checkpoint's flags may leave image_size to the dataset (shapes cannot show it).
+    _flags = _settings["diffusion"]["flags"]
+    _flags.setdefault("image_size", _settings["image_size"] or 64)
+    _model_size = _flags["image_size"]
     _settings["image_size"] = _settings["image_size"] or _model_size
     if _settings["image_size"] != _model_size:
         raise ValueError(
@@ -45,11 +51,28 @@ def trains_diffusion(dataset):
     return config["datasets"][dataset]["diffusion"]["checkpoint"] is None
 
 
-def dataset_source(wildcards):
-    """The dataset folder: the user's path, or the generated embedded dataset."""
-    path = ds(wildcards)["path"]
-    return path if path is not None else f"resources/{wildcards.dataset}/source"
+def download_path(name):
+    """Where download `name` lands: resources/downloads/<file name of its URL>."""
+    url_path = urllib.parse.urlparse(config["downloads"][name]["url"]).path
+    return f"resources/downloads/{PurePosixPath(url_path).name}"
 
+
+def dataset_source(wildcards):
+    """The dataset folder: the user's path, the generated embedded dataset, or, for a path
+    inside an unpacked download (resources/<name>/...), that download's folder."""
+    path = ds(wildcards)["path"]
+    if path is None:
+        return f"resources/{wildcards.dataset}/source"
+    for name, download in config["downloads"].items():
+        folder = f"resources/{name}"
+        if download["unpack"] and PurePosixPath(path).is_relative_to(folder):
+            return folder
+    return path
+
+
+def dataset_root(wildcards):
+    """The folder holding the dataset's meta.json / real/ (params of prepare_dataset)."""
+    return ds(wildcards)["path"] or dataset_source(wildcards)
 
 
 def feature_stores(dataset, method, split):
@@ -69,9 +92,11 @@ def extraction_inputs(dataset):
 
     def inputs(wildcards):
         paths = {"data": f"results/{dataset}/data/{wildcards.split}.zarr"}
+        given = config["datasets"][dataset]["diffusion"]["checkpoint"]
         if wildcards.model == "ddpm":
-            given = config["datasets"][dataset]["diffusion"]["checkpoint"]
             paths["checkpoint"] = given or f"results/{dataset}/diffusion/model.pt"
+        elif given:  # the untrained control takes the given checkpoint's architecture
+            paths["checkpoint"] = given
         return paths
 
     return inputs

@@ -30,6 +30,7 @@ rule prepare_dataset:
         summary="results/{dataset}/data/summary.json",
     params:
         settings=ds,
+        root=dataset_root,
         needs_unlabeled=lambda wc: trains_diffusion(wc.dataset),
     log:
         "logs/prepare_dataset/{dataset}.log",

@@ -76,6 +76,20 @@ def test_read_meta(tmp_path):
     assert read_meta(root)["name"] == "ds"
 
 
+def test_paper_layout_without_meta_json_takes_classes_from_the_config(tmp_path):
+    """The paper's archive has no meta.json: the config's classes and ignore label stand in."""
+    root = _dataset(tmp_path / "ds")
+    (root / "meta.json").unlink()
+    with pytest.raises(DatasetError, match=r"meta\.json: file not found.*or set the dataset's `classes` and `ignore_label`"):
+        validate_dataset(root)
+    summary = validate_dataset(root, classes=CLASSES, ignore_label=255)
+    assert summary["classes"] == CLASSES and summary["counts"]["train"] == 2
+    with pytest.raises(DatasetError, match=r"config \(classes\): 'classes' names \['a'\] more than once"):
+        validate_dataset(root, classes=["a", "a"], ignore_label=255)
+    with pytest.raises(DatasetError, match=r"label has values \[3\] outside 0..2"):  # the config's list is checked
+        validate_dataset(root, classes=CLASSES[:3], ignore_label=255)
+
+
 def test_read_meta_reports_all_bad_keys(tmp_path):
     (tmp_path / "meta.json").write_text(json.dumps({"classes": [], "ignore_label": 300}))
     with pytest.raises(DatasetError) as info:
@@ -85,10 +99,12 @@ def test_read_meta_reports_all_bad_keys(tmp_path):
     assert str(tmp_path / "meta.json") in str(info.value)
 
     for bad in ({"classes": ["a", 1], "ignore_label": 255}, {"classes": ["a"], "ignore_label": True},
-                {"classes": ["a", "a"], "ignore_label": 255}, {"classes": ["a", "b"], "ignore_label": 1}):
+                {"classes": ["a", "a"], "ignore_label": 255}):
         (tmp_path / "meta.json").write_text(json.dumps(bad))
         with pytest.raises(DatasetError):
             read_meta(tmp_path)
+    (tmp_path / "meta.json").write_text(json.dumps({"classes": ["unlabeled", "b"], "ignore_label": 0}))
+    assert read_meta(tmp_path)["ignore_label"] == 0  # a class id may be the ignore label (paper's bedroom_28)
     (tmp_path / "meta.json").write_text("{not json")
     with pytest.raises(DatasetError, match="JSON"):
         read_meta(tmp_path)
@@ -134,7 +150,7 @@ def test_label_out_of_range_values_named(tmp_path):
     np.save(bad, label)
     error = _problems(root)
     assert error.problems == [f"{bad}: label has values [7, 9] outside 0..3 (ignore label 255). "
-                              "Fix the label file or the class list in meta.json."]
+                              "Fix the label file or the class list (meta.json or the config)."]
 
 
 def test_non_uint8_integer_labels_accepted(tmp_path):

@@ -5,7 +5,9 @@ import pytest
 import torch
 import zarr
 
-from ddpmseg.diffusion import build_model_and_diffusion, full_flags, load_model, save_model, train_diffusion
+from ddpmseg.diffusion import (
+    build_model_and_diffusion, build_unet, full_flags, infer_flags, load_model, save_model, train_diffusion,
+)
 from ddpmseg.features import decoder_activations, decoder_block_shapes, extract_decoder_features
 
 from conftest import TINY_FLAGS
@@ -22,7 +24,7 @@ def test_training_lowers_the_loss_and_saves_a_loadable_checkpoint(creatures32, t
     save_model(ema, TINY_FLAGS, tmp_path / "model.pt", tmp_path / "flags.json")
     flags = json.loads((tmp_path / "flags.json").read_text())
     assert flags == full_flags(TINY_FLAGS)
-    model, _ = load_model(tmp_path / "model.pt", flags)
+    model, _, _ = load_model(tmp_path / "model.pt", flags)
     for name, value in model.state_dict().items():
         torch.testing.assert_close(value, ema.state_dict()[name])
 
@@ -31,21 +33,66 @@ def test_checkpoint_variants_fp16_and_module_prefix(tmp_path):
     model, _ = build_model_and_diffusion(TINY_FLAGS)
     state = {f"module.{k}": v.half() for k, v in model.state_dict().items()}
     torch.save(state, tmp_path / "ddp_fp16.pt")
-    loaded, _ = load_model(tmp_path / "ddp_fp16.pt", TINY_FLAGS)
+    loaded, _, _ = load_model(tmp_path / "ddp_fp16.pt", TINY_FLAGS)
     x, t = torch.randn(1, 3, 32, 32), torch.tensor([10])
     expected = decoder_activations(model, x, t, [3])[3]
     torch.testing.assert_close(decoder_activations(loaded, x, t, [3])[3], expected, atol=0.05, rtol=0.05)
 
 
-def test_mismatched_flags_name_the_tensor(tmp_path):
+def test_mismatched_flags_name_the_tensor_and_the_flag(tmp_path):
     model, _ = build_model_and_diffusion(TINY_FLAGS)
     torch.save(model.state_dict(), tmp_path / "m.pt")
-    with pytest.raises(ValueError, match=r"m\.pt: tensor '[\w.]+' has shape .* check num_channels"):
+    with pytest.raises(ValueError, match=r"m\.pt: tensor 'time_embed\.0\.weight' is \(128, 32\) in the checkpoint, "
+                                         r"the flags build \(256, 64\); flag num_channels is probably wrong: "
+                                         r"the checkpoint's shapes say 32, the flags say 64"):
         load_model(tmp_path / "m.pt", {**TINY_FLAGS, "num_channels": 64})
+    with pytest.raises(ValueError, match=r"flag learn_sigma is probably wrong: the checkpoint's shapes say False"):
+        load_model(tmp_path / "m.pt", {**TINY_FLAGS, "learn_sigma": True})
+    with pytest.raises(ValueError, match=r"flag attention_resolutions is probably wrong: the checkpoint's shapes say '16'"):
+        load_model(tmp_path / "m.pt", {**TINY_FLAGS, "attention_resolutions": "8"})
     with pytest.raises(FileNotFoundError, match="missing.pt: checkpoint not found"):
         load_model(tmp_path / "missing.pt", TINY_FLAGS)
+    torch.save({"conv.weight": torch.zeros(3)}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match=r"other\.pt: cannot read the model flags .* is it a guided-diffusion UNet"):
+        load_model(tmp_path / "other.pt", TINY_FLAGS)
     with pytest.raises(ValueError, match="unknown model flags"):
         full_flags({"num_chanels": 3})
+
+
+ARCHITECTURES = [  # (flags beside image_size, image_size): guided-diffusion's sizes, 32, and odd ones
+    ({}, 32), ({}, 64), ({}, 128), ({"num_channels": 64}, 512),  # GroupNorm needs >= 32 channels
+    ({"channel_mult": "1,2,3", "attention_resolutions": "12"}, 48),
+    ({"channel_mult": "1,2,2,4,4", "num_res_blocks": 3, "resblock_updown": False, "learn_sigma": False,
+      "use_scale_shift_norm": False, "attention_resolutions": "16"}, 96),
+    ({"channel_mult": "1", "attention_resolutions": "", "class_cond": True, "resblock_updown": False}, 32),  # one level: no up/down blocks
+]
+
+
+@pytest.mark.parametrize("extra,size", ARCHITECTURES)
+def test_flags_are_inferred_from_checkpoint_shapes_at_any_size(tmp_path, extra, size):
+    """From a checkpoint and its image_size alone, the architecture is rebuilt exactly (the
+    512x512 model's fractional channel_mult included) and loads with its weights."""
+    flags = {"image_size": size, "num_channels": 32, "num_res_blocks": 2, "learn_sigma": True,
+             "resblock_updown": True, "attention_resolutions": "32,16,8", "num_head_channels": 8, **extra}
+    torch.manual_seed(0)
+    model = build_unet(flags)
+    torch.save({k: v.half() for k, v in model.state_dict().items()}, tmp_path / "m.pt")
+    inferred = infer_flags(model.state_dict(), size)
+    for name in ("num_res_blocks", "learn_sigma", "resblock_updown", "class_cond"):
+        assert inferred[name] == full_flags(flags)[name]
+    loaded, _, resolved = load_model(tmp_path / "m.pt", {"image_size": size, "num_head_channels": 8})
+    assert {k: v.shape for k, v in loaded.state_dict().items()} == {k: v.shape for k, v in model.state_dict().items()}
+    assert resolved["num_channels"] == flags["num_channels"]
+    x, t = torch.randn(1, 3, size, size), torch.tensor([100])
+    torch.testing.assert_close(decoder_activations(loaded, x, t, [1])[1], decoder_activations(model, x, t, [1])[1],
+                               atol=0.02, rtol=0.02)  # weights stored as fp16
+
+
+def test_sizes_without_a_default_channel_mult_ask_for_one():
+    with pytest.raises(ValueError, match='image_size 48 has no default channel_mult .* set the flag channel_mult'):
+        build_unet({"image_size": 48})
+    with pytest.raises(ValueError, match="outside the supported 32..512"):
+        build_unet({"image_size": 1024})
 
 
 PAPER_FLAGS = {  # the paper's 256x256 ADM (paper-reference.md); fp32 here, the checkpoints are fp16
@@ -77,7 +124,7 @@ def test_official_layout_fp16_checkpoint_gives_the_papers_feature_shapes(tmp_pat
     flags = {**PAPER_FLAGS, "num_channels": 32}
     model, _ = build_model_and_diffusion(flags)
     torch.save({prefix + k: v.half() for k, v in model.state_dict().items()}, tmp_path / "official.pt")
-    loaded, diffusion = load_model(tmp_path / "official.pt", flags)
+    loaded, diffusion, _ = load_model(tmp_path / "official.pt", flags)
     images = np.random.default_rng(0).integers(0, 256, (2, 256, 256, 3), dtype=np.uint8)
     paths = extract_decoder_features(loaded, diffusion, images, ["a", "b"], blocks=[5, 6, 7, 8, 12], timesteps=[50],
                                      noise_seed=0, out_dir=tmp_path / "features", attrs={}, batch_images=2)

@@ -144,3 +144,100 @@ def test_tiny_workflow_end_to_end(tmp_path):
     snakemake(killed, "--unlock", *args)  # a killed Snakemake leaves its lock behind
     snakemake(killed, *args)
     pd.testing.assert_frame_equal(pd.read_csv(killed / "results/table2_long.csv")[numbers], long[numbers])
+
+
+def planned_resources(workdir, *args) -> dict:
+    """{rule: [resources dict of each planned job]} from a dry run's job listing."""
+    result = snakemake(workdir, "-n", *args)
+    plan, rule = {}, None
+    for line in (result.stdout + result.stderr).splitlines():
+        if line.startswith(("rule ", "localrule ")) and line.endswith(":"):
+            rule = line.split()[1].rstrip(":")
+        elif line.strip().startswith("resources:") and rule is not None:
+            pairs = (item.split("=", 1) for item in line.split(":", 1)[1].split(", "))
+            plan.setdefault(rule, []).append({key.strip(): value for key, value in pairs})
+            rule = None
+    return plan
+
+
+def test_paper_config_plans_the_full_dag_without_any_file(tmp_path):
+    """`snakemake -n --configfile config/paper.yaml results/table2.csv` here, with no network,
+    dataset or checkpoint: 6 datasets, 4 checkpoints, GPUs only where the work needs one."""
+    shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
+    args = ("results/table2.csv", "--configfile", str(REPO / "config" / "paper.yaml"))
+    datasets = ["bedroom_28", "ffhq_34", "cat_15", "horse_21", "celeba_19", "ade_bedroom_30"]
+    assert planned_jobs(tmp_path, *args) == {
+        "download_paper_datasets": 1, "unpack_paper_datasets": 1,
+        "download_lsun_bedroom": 1, "download_lsun_cat": 1, "download_lsun_horse": 1, "download_ffhq": 1,
+        "prepare_dataset": 6, **{f"extract_features_{d}": 2 for d in datasets},  # train and test, ddpm only
+        "train_ensemble": 6, "predict": 6, "evaluate": 6, "overview": 6, "table2": 1,
+    }
+    plan = planned_resources(tmp_path, *args)
+    gpu_rules = {f"extract_features_{d}" for d in datasets} | {"train_ensemble", "predict"}
+    for rule, jobs in plan.items():
+        expected = "1" if rule in gpu_rules else None
+        assert all(job.get("gpu") == expected for job in jobs), (rule, jobs)
+    assert sum(len(jobs) for rule, jobs in plan.items() if rule in gpu_rules) == 24
+    dry = snakemake(tmp_path, "-n", *args).stdout
+    # CelebA-19 uses the FFHQ model and ADE-Bedroom-30 the LSUN-bedroom one, as in the paper
+    assert "input: results/celeba_19/data/test.zarr, resources/downloads/ffhq.pt" in dry
+    assert "input: results/ade_bedroom_30/data/train.zarr, resources/downloads/lsun_bedroom.pt" in dry
+    assert "features_b12_t250.zarr" in dry and "features_b9_t" not in dry
+
+
+@pytest.mark.slow
+def test_downloaded_archive_and_official_checkpoint_run_through_the_workflow(tmp_path):
+    """The paper's route on a small scale: a dataset archive without meta.json and an
+    official-format checkpoint (fp16, `module.` prefix), both fetched from file:// URLs with
+    pinned checksums; the flags are read from the checkpoint's shapes (only image_size and
+    num_heads given); both the DDPM and the untrained control run to the table."""
+    import tarfile
+
+    import torch
+
+    from conftest import TINY_FLAGS
+    from ddpmseg.diffusion import build_unet
+    from ddpmseg.download import sha256_of
+    from ddpmseg.synthetic import CLASSES, generate_dataset
+
+    source = tmp_path / "source"
+    generate_dataset(source / "tiny_paper", n_unlabeled=1, n_train=4, n_test=3, image_size=32)
+    (source / "tiny_paper" / "meta.json").unlink()
+    shutil.rmtree(source / "tiny_paper" / "unlabeled")
+    with tarfile.open(tmp_path / "datasets.tar.gz", "w:gz") as tar:
+        tar.add(source / "tiny_paper", arcname="tiny_paper")
+    torch.manual_seed(0)
+    model = build_unet({**TINY_FLAGS, "learn_sigma": True})
+    torch.save({f"module.{k}": v.half() for k, v in model.state_dict().items()}, tmp_path / "tiny.pt")
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    shutil.copy(REPO / "config.yaml", workdir / "config.yaml")
+    config = workdir / "paper_like.yaml"
+    config.write_text(f"""
+methods: [ddpm, unet_untrained]
+seeds: [0]
+downloads:
+  archive: {{url: "{(tmp_path / 'datasets.tar.gz').as_uri()}", sha256: {sha256_of(tmp_path / 'datasets.tar.gz')}, unpack: true}}
+  checkpoint: {{url: "{(tmp_path / 'tiny.pt').as_uri()}", sha256: {sha256_of(tmp_path / 'tiny.pt')}}}
+datasets:
+  creatures7: null
+  tiny_paper:
+    path: resources/archive/tiny_paper
+    classes: {json.dumps(list(CLASSES))}
+    ignore_label: 255
+    diffusion:
+      checkpoint: resources/downloads/tiny.pt
+      flags: {{image_size: 32, num_heads: 2, diffusion_steps: 100}}
+    features: {{blocks: [1, 2], timesteps: [5], batch_images: 2}}
+    ensemble: {{n_members: 2, max_epochs: 2, early_stop_epoch: 1, patience: 5}}
+    evaluation: {{overview_images: 1}}
+""")
+    args = ("results/table2.csv", "--configfile", str(config))
+    snakemake(workdir, *args)
+    assert (workdir / "resources/downloads/tiny.pt").read_bytes() == (tmp_path / "tiny.pt").read_bytes()
+    store = zarr.open_array(str(workdir / "results/tiny_paper/features/ddpm/test/features_b1_t5.zarr"), mode="r")
+    flags = store.attrs["model_flags"]
+    assert (flags["num_channels"], flags["channel_mult"], flags["learn_sigma"]) == (32, "1,2", True)
+    assert store.shape == (3, 64, 32, 32)  # block 1 ends with the upsampler: 16 -> 32
+    table = pd.read_csv(workdir / "results/table2.csv", index_col=0)
+    assert list(table.index) == ["DDPM", "UNet (untrained)"] and list(table.columns) == ["tiny_paper"]

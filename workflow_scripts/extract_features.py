@@ -14,15 +14,19 @@ log = start_rule(snakemake)
 settings = snakemake.params.settings
 flags, features = settings["diffusion"]["flags"], settings["features"]
 device = pick_device()
+checkpoint = snakemake.input.get("checkpoint")
 if snakemake.wildcards.model == "ddpm":
-    checkpoint = snakemake.input.checkpoint
-    model, diffusion = load_model(checkpoint, flags, device)
+    model, diffusion, flags = load_model(checkpoint, flags, device)
     identity = {"model": "ddpm", "checkpoint": str(checkpoint),
                 "checkpoint_sha256": hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest()}
 else:
-    model, diffusion = build_model_and_diffusion(flags, device)
+    if checkpoint is not None:  # a given checkpoint: its architecture (checked), random weights
+        model, diffusion, flags = load_model(checkpoint, flags, device)
+    else:
+        model, diffusion = build_model_and_diffusion(flags, device)
     randomize_weights(model, features["untrained_seed"])
     identity = {"model": "unet_untrained", "weights_seed": features["untrained_seed"]}
+log.info("model flags: %s", flags)
 data = zarr.open_group(snakemake.input.data, mode="r")
 paths = extract_decoder_features(
     model, diffusion, data["images"][:], data.attrs["image_ids"],

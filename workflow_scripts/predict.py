@@ -8,14 +8,16 @@ import zarr
 
 from ddpmseg.ensemble import load_ensemble
 from ddpmseg.evaluate import predict_images, save_palette_png
-from ddpmseg.features import open_stores
+from ddpmseg.features import open_stores, pick_device
 from ddpmseg.runtime import start_rule
 
 log = start_rule(snakemake)
 data = zarr.open_group(snakemake.input.data, mode="r")
 ids, size, classes = data.attrs["image_ids"], data.attrs["image_size"], data.attrs["classes"]
 models = [load_ensemble(path) for path in snakemake.input.models]
-outputs = predict_images(models, open_stores(snakemake.input.stores), len(ids), size)
+device = pick_device() if snakemake.params.gpu else "cpu"
+log.info("predicting on %s", device)
+outputs = predict_images(models, open_stores(snakemake.input.stores), len(ids), size, device)
 for (majority, soft, uncertainty), predictions_path, masks_path in zip(
     outputs, snakemake.output.predictions, snakemake.output.masks
 ):

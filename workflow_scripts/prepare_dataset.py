@@ -7,12 +7,13 @@ from ddpmseg.runtime import start_rule
 
 log = start_rule(snakemake)
 settings = snakemake.params.settings
-root = snakemake.input[0]
+root = snakemake.params.root  # inside snakemake.input[0] when that is an unpacked download
 limits = {"train": settings["max_train"], "test": settings["max_test"]}
 splits = ("train", "test", "unlabeled") if snakemake.params.needs_unlabeled else ("train", "test")
-summary = validate_dataset(root, splits=splits, non_square=settings["non_square"], max_images=limits)
+classes = dict(classes=settings["classes"], ignore_label=settings["ignore_label"])
+summary = validate_dataset(root, splits=splits, non_square=settings["non_square"], max_images=limits, **classes)
 log.info("validated %s: %s", root, summary["counts"])
-common = dict(image_size=settings["image_size"], non_square=settings["non_square"])
+common = dict(image_size=settings["image_size"], non_square=settings["non_square"], **classes)
 for split in ("train", "test"):
     prepare_split(root, split, snakemake.output[split], max_images=limits[split], **common)
 if snakemake.params.needs_unlabeled:

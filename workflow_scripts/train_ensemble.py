@@ -6,15 +6,18 @@ import torch
 import zarr
 
 from ddpmseg.ensemble import train_ensemble
-from ddpmseg.features import open_stores
+from ddpmseg.features import open_stores, pick_device
 from ddpmseg.runtime import start_rule
 
 log = start_rule(snakemake)
 data = zarr.open_group(snakemake.input.data, mode="r")
 seeds = snakemake.params.seeds
+settings = dict(snakemake.params.settings)
+device = pick_device() if settings.pop("gpu") else "cpu"
+log.info("training on %s", device)
 models, history = train_ensemble(
     open_stores(snakemake.input.stores), data["labels"][:], len(data.attrs["classes"]), data.attrs["ignore_label"],
-    seeds=seeds, **snakemake.params.settings,
+    seeds=seeds, device=device, **settings,
 )
 history = pd.DataFrame(history)
 for seed, model, model_path, history_path in zip(seeds, models, snakemake.output.models, snakemake.output.histories):

@@ -77,12 +77,15 @@ def _split_dir(root, split: str) -> pathlib.Path:
     return root / "unlabeled" if split == "unlabeled" else root / "real" / split
 
 
-def read_meta(root) -> dict:
-    """Parse and check ``<root>/meta.json``.
+def read_meta(root, classes: list | None = None, ignore_label: int | None = None) -> dict:
+    """Parse and check ``<root>/meta.json``, or the class list and ignore label given instead.
 
-    'classes' must be a non-empty list of distinct strings (at most 256, the
-    label id is the list index) and 'ignore_label' an int in 0..255 that is not
-    also a class id. Other keys are ignored.
+    'classes' must be a non-empty list of distinct strings (at most 256, the label id is
+    the list index) and 'ignore_label' an int in 0..255. The ignore label may be a class id
+    (the paper's bedroom_28 ignores its class 0, 'background'): that class is then never
+    trained on nor scored. ``classes`` / ``ignore_label`` (from the config) replace the
+    file's keys; when both are given, meta.json may be absent (as in the paper's archive).
+    Other keys are ignored.
 
     Returns ``{'classes': [str], 'ignore_label': int, 'num_classes': int,
     'name': str}``; 'name' is meta.json's "name" or else the folder name.
@@ -91,36 +94,40 @@ def read_meta(root) -> dict:
     root = pathlib.Path(root)
     path = root / "meta.json"
     example = 'e.g. {"classes": ["background", "skin", "hair"], "ignore_label": 255}'
-    if not path.is_file():
-        raise _problems_error(root, [f"{path}: file not found. "
-                                     f"Create it with the class names and ignore label, {example}."])
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise _problems_error(root, [f"{path}: cannot be read as JSON ({exc}). Fix the file, {example}."]) from exc
-    if not isinstance(meta, dict):
-        raise _problems_error(root, [f"{path}: must hold a JSON object, got {type(meta).__name__}. "
-                                     f"Write it as {example}."])
+    meta = {}
+    if path.is_file():
+        try:
+            meta = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise _problems_error(root, [f"{path}: cannot be read as JSON ({exc}). Fix the file, {example}."]) from exc
+        if not isinstance(meta, dict):
+            raise _problems_error(root, [f"{path}: must hold a JSON object, got {type(meta).__name__}. "
+                                         f"Write it as {example}."])
+    elif classes is None or ignore_label is None:
+        raise _problems_error(root, [f"{path}: file not found. Create it with the class names and ignore label, "
+                                     f"{example}, or set the dataset's `classes` and `ignore_label` in the config."])
+    source = {key: path for key in ("classes", "ignore_label")}
+    for key, value in (("classes", classes), ("ignore_label", ignore_label)):
+        if value is not None:
+            meta[key], source[key] = value, f"config ({key})"
 
     problems = []
     classes = meta.get("classes")
     if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
-        problems.append(f"{path}: 'classes' must be a non-empty list of class names (strings), got {classes!r}. "
-                        f"List the class names in label-id order, {example}.")
+        problems.append(f"{source['classes']}: 'classes' must be a non-empty list of class names (strings), got "
+                        f"{classes!r}. List the class names in label-id order, {example}.")
     else:
         duplicates = sorted({c for c in classes if classes.count(c) > 1})
         if duplicates:
-            problems.append(f"{path}: 'classes' names {duplicates} more than once. Give every class a distinct name.")
+            problems.append(f"{source['classes']}: 'classes' names {duplicates} more than once. "
+                            "Give every class a distinct name.")
         if len(classes) > 256:
-            problems.append(f"{path}: 'classes' has {len(classes)} entries but labels are 8-bit (at most 256 classes). "
-                            "Merge classes.")
+            problems.append(f"{source['classes']}: 'classes' has {len(classes)} entries but labels are 8-bit "
+                            "(at most 256 classes). Merge classes.")
     ignore = meta.get("ignore_label")
     if isinstance(ignore, bool) or not isinstance(ignore, int) or not 0 <= ignore <= 255:
-        problems.append(f"{path}: 'ignore_label' must be an integer in 0..255, got {ignore!r}. "
+        problems.append(f"{source['ignore_label']}: 'ignore_label' must be an integer in 0..255, got {ignore!r}. "
                         "Set it to the label value of unannotated pixels, usually 255.")
-    elif isinstance(classes, list) and ignore < len(classes):
-        problems.append(f"{path}: 'ignore_label' {ignore} is also the id of class {classes[ignore]!r}. "
-                        f"Use a value >= {len(classes)} (usually 255) and relabel unannotated pixels with it.")
     name = meta.get("name", root.resolve().name)
     if not isinstance(name, str) or not name:
         problems.append(f"{path}: 'name' must be a non-empty string, got {name!r}. Fix or remove it.")
@@ -243,13 +250,15 @@ def _check_item(image_path: pathlib.Path, label_path: pathlib.Path | None, label
         bad = values[((values < 0) | (values >= k)) & (values != ignore)]
         if bad.size:
             problems.append(f"{label_path}: label has values {_format_values(bad)} outside 0..{k - 1} "
-                            f"(ignore label {ignore}). Fix the label file or the class list in meta.json.")
+                            f"(ignore label {ignore}). Fix the label file or the class list (meta.json or the config).")
     return problems
 
 
 def validate_dataset(root, splits=("train", "test", "unlabeled"), non_square: str = "error",
-                     max_images: dict | None = None) -> dict:
-    """Check meta.json and every image and label of ``splits`` before any work.
+                     max_images: dict | None = None, classes: list | None = None,
+                     ignore_label: int | None = None) -> dict:
+    """Check meta.json (or the ``classes`` / ``ignore_label`` given instead, see `read_meta`)
+    and every image and label of ``splits`` before any work.
 
     ``max_images`` maps a split to the number of (sorted) images used; only
     those are checked. 'unlabeled' may be absent only when it is not in
@@ -265,7 +274,7 @@ def validate_dataset(root, splits=("train", "test", "unlabeled"), non_square: st
     max_images = max_images or {}
     problems = []
     try:
-        meta = read_meta(root)
+        meta = read_meta(root, classes, ignore_label)
     except DatasetError as exc:
         meta = None
         problems.extend(exc.problems)
@@ -378,7 +387,8 @@ def load_label(path, image_size: int, ignore_label: int, non_square: str = "erro
 
 
 def prepare_split(root, split: str, out_path, image_size: int, non_square: str = "error",
-                  max_images: int | None = None) -> None:
+                  max_images: int | None = None, classes: list | None = None,
+                  ignore_label: int | None = None) -> None:
     """Validate one split, then write it as a Zarr v3 group at ``out_path`` (a directory).
 
     Arrays (N = number of images, S = image_size):
@@ -391,7 +401,8 @@ def prepare_split(root, split: str, out_path, image_size: int, non_square: str =
     half-written ``out_path``.
     """
     _check_non_square_mode(non_square)
-    summary = validate_dataset(root, splits=(split,), non_square=non_square, max_images={split: max_images})
+    summary = validate_dataset(root, splits=(split,), non_square=non_square, max_images={split: max_images},
+                               classes=classes, ignore_label=ignore_label)
     items = list_split(root, split, max_images)
 
     def write(group: zarr.Group) -> None:

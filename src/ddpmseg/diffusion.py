@@ -1,23 +1,52 @@
-"""The diffusion model: build an ADM UNet from flags, load a checkpoint, train one.
+"""The diffusion model: build an ADM UNet from flags, read flags from a checkpoint, load
+one, train one.
 
 Models come from OpenAI's guided-diffusion code (`guided_diffusion`, shipped on PyPI as
 `guided-diffusion-sdk`). A model travels with its flags: a flat dict of the keys of
 `guided_diffusion.script_util.model_and_diffusion_defaults()`, saved as JSON beside the
-state_dict.
+state_dict. Unlike guided-diffusion's `create_model`, `build_model_and_diffusion` accepts any
+image size from 32 to 512 and any `channel_mult`, including fractional ones such as the
+512x512 model's "0.5,1,1,2,2,4,4".
 """
 
 import copy
 import json
 import logging
 import math
+import re
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from guided_diffusion.script_util import create_model_and_diffusion, model_and_diffusion_defaults
+from guided_diffusion.script_util import NUM_CLASSES, create_gaussian_diffusion, model_and_diffusion_defaults
+from guided_diffusion.unet import UNetModel
 
 log = logging.getLogger(__name__)
+
+# guided-diffusion's channel_mult for each image size when the flag is empty (its
+# create_model), plus 32x32 (improved-diffusion's CIFAR-10 model).
+DEFAULT_CHANNEL_MULT = {
+    32: (1, 2, 2, 2),
+    64: (1, 2, 3, 4),
+    128: (1, 1, 2, 3, 4),
+    256: (1, 1, 2, 2, 4, 4),
+    512: (0.5, 1, 1, 2, 2, 4, 4),
+}
+
+# Flags that a checkpoint's tensor shapes determine (given image_size), and the tensor that
+# shows each; `infer_flags` reads them. The others (num_heads, num_head_channels,
+# use_new_attention_order, dropout and the diffusion's settings) leave no trace in shapes.
+SHAPE_FLAGS = {
+    "num_channels": "time_embed.0.weight",
+    "learn_sigma": "out.2.weight",
+    "class_cond": "label_emb.weight",
+    "use_scale_shift_norm": "input_blocks.1.0.emb_layers.1.weight",
+    "num_res_blocks": "output_blocks.*",
+    "resblock_updown": "output_blocks.*",
+    "channel_mult": "input_blocks.*.0.out_layers.3.weight",
+    "attention_resolutions": "input_blocks.*.1.qkv.weight",
+}
 
 
 def full_flags(flags: dict) -> dict:
@@ -32,17 +61,191 @@ def full_flags(flags: dict) -> dict:
     return merged
 
 
+def parse_channel_mult(channel_mult: str, image_size: int) -> tuple:
+    """The per-level channel multipliers: "1,2,3" -> (1, 2, 3) ("0.5" stays 0.5); an empty
+    string gives `DEFAULT_CHANNEL_MULT[image_size]`."""
+    if str(channel_mult).strip() == "":
+        if image_size not in DEFAULT_CHANNEL_MULT:
+            raise ValueError(
+                f"image_size {image_size} has no default channel_mult (defaults exist for "
+                f"{sorted(DEFAULT_CHANNEL_MULT)}); set the flag channel_mult, e.g. \"1,2,3\""
+            )
+        return DEFAULT_CHANNEL_MULT[image_size]
+    mult = tuple(float(m) for m in str(channel_mult).split(","))
+    return tuple(int(m) if m.is_integer() else m for m in mult)
+
+
+def _format_channel_mult(mult) -> str:
+    return ",".join(str(int(m)) if float(m).is_integer() else str(m) for m in mult)
+
+
+def build_unet(flags: dict) -> UNetModel:
+    """The ADM UNet of `flags` (merged over guided-diffusion's defaults), in fp32.
+
+    Sizes from 32 to 512 work with any channel_mult whose levels halve the image to at least
+    2x2; attention_resolutions are resolutions (e.g. "32,16,8" at 256 = downsampling 8,16,32).
+    """
+    flags = full_flags(flags)
+    size = int(flags["image_size"])
+    if not 32 <= size <= 512:
+        raise ValueError(f"image_size {size} is outside the supported 32..512")
+    mult = parse_channel_mult(flags["channel_mult"], size)
+    if size // 2 ** (len(mult) - 1) < 2:
+        raise ValueError(f"channel_mult {flags['channel_mult']!r} has {len(mult)} levels: too many for image_size {size}")
+    attention = str(flags["attention_resolutions"]).strip()
+    attention_ds = tuple(size // int(r) for r in attention.split(",")) if attention else ()
+    return UNetModel(
+        image_size=size,
+        in_channels=3,
+        model_channels=flags["num_channels"],
+        out_channels=6 if flags["learn_sigma"] else 3,
+        num_res_blocks=flags["num_res_blocks"],
+        attention_resolutions=attention_ds,
+        dropout=flags["dropout"],
+        channel_mult=mult,
+        num_classes=NUM_CLASSES if flags["class_cond"] else None,
+        use_checkpoint=flags["use_checkpoint"],
+        use_fp16=False,
+        num_heads=flags["num_heads"],
+        num_head_channels=flags["num_head_channels"],
+        num_heads_upsample=flags["num_heads_upsample"],
+        use_scale_shift_norm=flags["use_scale_shift_norm"],
+        resblock_updown=flags["resblock_updown"],
+        use_new_attention_order=flags["use_new_attention_order"],
+    )
+
+
 def build_model_and_diffusion(flags: dict, device: str = "cpu"):
     """(UNetModel in eval mode, GaussianDiffusion) for the given flags.
 
     fp16 is used only on CUDA (the flags' `use_fp16`); on CPU the model runs in fp32.
     """
     flags = full_flags(flags)
-    use_fp16 = bool(flags["use_fp16"]) and device.startswith("cuda")
-    model, diffusion = create_model_and_diffusion(**{**flags, "use_fp16": use_fp16})
-    if use_fp16:
+    model = build_unet(flags)
+    if flags["use_fp16"] and device.startswith("cuda"):
         model.convert_to_fp16()
+        model.dtype = torch.float16  # what forward() casts its input to
+    diffusion = create_gaussian_diffusion(
+        steps=flags["diffusion_steps"],
+        learn_sigma=flags["learn_sigma"],
+        noise_schedule=flags["noise_schedule"],
+        use_kl=flags["use_kl"],
+        predict_xstart=flags["predict_xstart"],
+        rescale_timesteps=flags["rescale_timesteps"],
+        rescale_learned_sigmas=flags["rescale_learned_sigmas"],
+        timestep_respacing=flags["timestep_respacing"],
+    )
     return model.to(device).eval(), diffusion
+
+
+def _block_keys(state: dict, part: str) -> dict:
+    """{block index: set of key suffixes} of `input_blocks` or `output_blocks`."""
+    blocks = {}
+    for key in state:
+        match = re.match(rf"{part}\.(\d+)\.(.+)", key)
+        if match:
+            blocks.setdefault(int(match.group(1)), set()).add(match.group(2))
+    return blocks
+
+
+def infer_flags(state: dict, image_size: int) -> dict:
+    """The flags in `SHAPE_FLAGS` as the checkpoint's tensor shapes show them.
+
+    state: a state_dict of a guided-diffusion UNetModel (see `load_state_dict`);
+    image_size: the model's resolution, which shapes cannot show (attention_resolutions are
+    computed from it). Raises ValueError when the state_dict is not an ADM UNet's.
+    """
+    required = ("time_embed.0.weight", "input_blocks.0.0.weight", "out.2.weight")
+    missing = [k for k in required if k not in state]
+    if missing:
+        raise ValueError(f"not a guided-diffusion UNet state_dict: tensor {missing[0]!r} is missing")
+    num_channels = int(state["time_embed.0.weight"].shape[1])
+    if int(state["out.2.weight"].shape[0]) not in (3, 6):
+        raise ValueError(f"tensor 'out.2.weight' has {state['out.2.weight'].shape[0]} output channels, not 3 or 6")
+    outputs = _block_keys(state, "output_blocks")
+    # The last block of every decoder level but the last ends with an upsampler: a ResBlock
+    # (resblock_updown) or an Upsample conv, as module 1 (no attention) or 2.
+    first_up = None
+    for index in sorted(outputs):
+        keys = outputs[index]
+        if any(re.match(r"[12]\.(conv\.weight|in_layers\.)", k) for k in keys):
+            first_up, up_keys = index, keys
+            break
+    if first_up is None:  # a single-level UNet: every decoder block is one level
+        num_res_blocks, resblock_updown = len(outputs) - 1, False
+    else:
+        num_res_blocks = first_up
+        resblock_updown = any(re.match(r"[12]\.in_layers\.", k) for k in up_keys)
+    levels = len(outputs) // (num_res_blocks + 1)
+    inputs = _block_keys(state, "input_blocks")
+    mult, attention = [], []
+    for level in range(levels):
+        first = 1 + level * (num_res_blocks + 1)  # the level's first ResBlock
+        channels = int(state[f"input_blocks.{first}.0.out_layers.3.weight"].shape[0])
+        mult.append(channels / num_channels)
+        if "1.qkv.weight" in inputs.get(first, ()):
+            attention.append(image_size // 2**level)
+    first_out = int(state["input_blocks.1.0.out_layers.3.weight"].shape[0])
+    return {
+        "num_channels": num_channels,
+        "learn_sigma": int(state["out.2.weight"].shape[0]) == 6,
+        "class_cond": "label_emb.weight" in state,
+        "use_scale_shift_norm": int(state["input_blocks.1.0.emb_layers.1.weight"].shape[0]) == 2 * first_out,
+        "num_res_blocks": num_res_blocks,
+        "resblock_updown": resblock_updown,
+        "channel_mult": _format_channel_mult(mult),
+        "attention_resolutions": ",".join(str(r) for r in attention),
+    }
+
+
+def _attention_levels(attention_resolutions: str, image_size: int, n_levels: int) -> set:
+    """Indices of the UNet levels that get attention (resolutions that match no level do nothing)."""
+    wanted = {image_size // int(r) for r in str(attention_resolutions).split(",") if r.strip()}
+    return {level for level in range(n_levels) if 2**level in wanted}
+
+
+def _same_flag(name: str, given, inferred: dict, image_size: int) -> bool:
+    """Whether a given flag builds the same tensors as the inferred one."""
+    if name == "channel_mult":
+        return parse_channel_mult(given, image_size) == parse_channel_mult(inferred[name], image_size)
+    if name == "attention_resolutions":
+        n_levels = len(parse_channel_mult(inferred["channel_mult"], image_size))
+        return _attention_levels(given, image_size, n_levels) == _attention_levels(inferred[name], image_size, n_levels)
+    return given == inferred[name]
+
+
+def resolve_flags(flags: dict, state: dict, source) -> tuple[dict, dict]:
+    """`flags` completed by the shape flags of a checkpoint's state_dict.
+
+    Returns (full flags, conflicts): the flags merged over the inferred ones and then over
+    guided-diffusion's defaults (a given flag wins), and {flag: (given, inferred)} for every
+    given shape flag that disagrees with the checkpoint. The flags that shapes cannot show
+    (image_size, num_heads / num_head_channels, the diffusion's steps and schedule) come from
+    `flags` or the defaults. `source` (the file) names the checkpoint in errors.
+    """
+    if "image_size" not in flags:
+        raise ValueError(f"{source}: the model's image_size is not given; set it in the model flags "
+                         "(tensor shapes cannot show it)")
+    size = int(flags["image_size"])
+    try:
+        inferred = infer_flags(state, size)
+    except (ValueError, KeyError) as exc:
+        raise ValueError(f"{source}: cannot read the model flags from this checkpoint ({exc}); is it a "
+                         "guided-diffusion UNet checkpoint?") from exc
+    conflicts = {name: (flags[name], value) for name, value in inferred.items()
+                 if name in flags and not _same_flag(name, flags[name], inferred, size)}
+    return full_flags({**inferred, **flags}), conflicts
+
+
+def _first_shape_mismatch(expected: dict, state: dict):
+    """(name, checkpoint shape or None, built shape or None) of the first tensor that differs."""
+    for name, tensor in expected.items():
+        if name not in state:
+            return name, None, tuple(tensor.shape)
+        if tuple(state[name].shape) != tuple(tensor.shape):
+            return name, tuple(state[name].shape), tuple(tensor.shape)
+    extra = sorted(set(state) - set(expected))
+    return (extra[0], tuple(state[extra[0]].shape), None) if extra else None
 
 
 def randomize_weights(model: torch.nn.Module, seed: int) -> None:
@@ -73,24 +276,31 @@ def load_state_dict(path) -> dict:
 
 
 def load_model(checkpoint, flags: dict, device: str = "cpu"):
-    """(model, diffusion) with the checkpoint's weights; a shape mismatch names the tensor."""
-    model, diffusion = build_model_and_diffusion(flags, device)
+    """(model, diffusion, full flags) with the checkpoint's weights.
+
+    `flags` need only hold what tensor shapes cannot show (at least image_size); the rest is
+    read from the checkpoint (`resolve_flags`). When the given flags build a different
+    architecture, ValueError names the first mismatching tensor, both shapes, and the flag
+    that probably differs with the value the checkpoint implies.
+    """
     state = load_state_dict(checkpoint)
-    expected = model.state_dict()
-    for name, tensor in expected.items():
-        if name not in state:
-            raise ValueError(f"{checkpoint}: tensor {name!r} missing; do the model flags match the checkpoint?")
-        if tuple(state[name].shape) != tuple(tensor.shape):
-            raise ValueError(
-                f"{checkpoint}: tensor {name!r} has shape {tuple(state[name].shape)}, the flags "
-                f"build {tuple(tensor.shape)}; check num_channels, channel_mult, "
-                "attention_resolutions, num_res_blocks and learn_sigma."
-            )
-    extra = sorted(set(state) - set(expected))
-    if extra:
-        raise ValueError(f"{checkpoint}: unexpected tensor {extra[0]!r}; do the model flags match?")
-    model.load_state_dict(state)
-    return model, diffusion
+    resolved, conflicts = resolve_flags(flags, state, checkpoint)
+    with torch.device("meta"):
+        expected = build_unet(resolved).state_dict()
+    mismatch = _first_shape_mismatch(expected, state)
+    if mismatch:
+        name, in_checkpoint, built = mismatch
+        if conflicts:
+            hint = "; ".join(f"flag {k} is probably wrong: the checkpoint's shapes say {v[1]!r}, the flags say {v[0]!r}"
+                             for k, v in conflicts.items())
+        else:
+            hint = ("check the flags that shapes cannot show and the ones given: num_channels, channel_mult, "
+                    "attention_resolutions (at this image_size), num_res_blocks, learn_sigma")
+        raise ValueError(f"{checkpoint}: tensor {name!r} is {in_checkpoint or 'absent'} in the checkpoint, "
+                         f"the flags build {built or 'no such tensor'}; {hint}.")
+    model, diffusion = build_model_and_diffusion(resolved, device)
+    model.load_state_dict(state)  # copies cast fp16 <-> fp32 as the model needs
+    return model, diffusion, resolved
 
 
 def save_model(model: torch.nn.Module, flags: dict, checkpoint, flags_path) -> None:

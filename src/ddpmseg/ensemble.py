@@ -170,6 +170,7 @@ def train_ensemble(
     patience: int,
     min_class_pixels: int,
     buffer_mb: float,
+    device: str = "cpu",
 ):
     """Trains one ensemble of `n_members` MLPs per seed on streamed pixel features.
 
@@ -179,14 +180,16 @@ def train_ensemble(
     the 5th epoch), a member stops after more than `patience` consecutive batches whose loss
     does not beat its best single-batch loss. A stopped member's weights are frozen.
     A buffer holds max(1, buffer_mb MiB // (S * S * channels * 4 bytes)) images.
-    Returns ([one BatchedMLPEnsemble per seed, in eval mode], history rows
+    The ensemble trains on `device` ('cpu' or 'cuda'); buffers are read on the CPU and
+    moved there whole. Returns ([one BatchedMLPEnsemble per seed, in eval mode, on the CPU], history rows
     {seed, epoch, batches, mean_loss, members_active}: one row per seed and epoch; mean_loss
     over the seed's active members' batches of that epoch, NaN once all have stopped).
     """
     seeds = list(seeds)
     labels = relabel_rare_classes(labels, ignore_label, min_class_pixels)
     in_features = sum(s.shape[1] for s in stores)
-    model = stack_ensembles([BatchedMLPEnsemble(n_members, in_features, num_classes, seed) for seed in seeds]).train()
+    model = stack_ensembles([BatchedMLPEnsemble(n_members, in_features, num_classes, seed) for seed in seeds])
+    model = model.to(device).train()
     n_total = model.n_members
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, fused=True)
     rng = np.random.default_rng(seeds)
@@ -197,16 +200,18 @@ def train_ensemble(
                     buffer_mb, buffer_images, len(labels), buffer_images)
     stream = PixelStream(stores, labels, ignore_label, buffer_images, rng)
 
-    best_loss = torch.full((n_total,), float("inf"))
-    stall = torch.zeros(n_total, dtype=torch.long)
-    active = torch.ones(n_total, dtype=torch.bool)
+    best_loss = torch.full((n_total,), float("inf"), device=device)
+    stall = torch.zeros(n_total, dtype=torch.long, device=device)
+    active = torch.ones(n_total, dtype=torch.bool, device=device)
     frozen = {}  # member -> {name: tensor} snapshot at the moment it stopped
     history, batches = [], 0
     for epoch in range(max_epochs):
-        loss_sum, loss_count = torch.zeros(n_total), torch.zeros(n_total)  # over this epoch's active batches
+        # over this epoch's active batches
+        loss_sum, loss_count = torch.zeros(n_total, device=device), torch.zeros(n_total, device=device)
         for features, targets in stream.epoch():
+            features, targets = features.to(device), targets.to(device)
             n_pixels = len(targets)
-            perms = torch.from_numpy(np.argsort(rng.random((n_total, n_pixels)), axis=1))
+            perms = torch.from_numpy(np.argsort(rng.random((n_total, n_pixels)), axis=1)).to(device)
             for start in range(0, n_pixels, batch_size):
                 index = perms[:, start : start + batch_size]  # (M, B)
                 if index.shape[1] < 2:  # BatchNorm needs two samples
@@ -245,7 +250,7 @@ def train_ensemble(
         log.info("epoch %d: %d batches, %d of %d members active", epoch, batches, int(active.sum()), n_total)
         if not active.any():
             break
-    return [part.eval() for part in split_ensemble(model, len(seeds))], history
+    return [part.eval() for part in split_ensemble(model.cpu(), len(seeds))], history
 
 
 @torch.no_grad()

@@ -36,22 +36,24 @@ def image_uncertainty_score(js: np.ndarray, top_fraction: float = 0.1) -> float:
     return float(flat[: max(1, int(len(flat) * top_fraction))].mean())
 
 
-def predict_images(models, stores, n_images: int, size: int) -> list:
+def predict_images(models, stores, n_images: int, size: int, device: str = "cpu") -> list:
     """Predictions of each ensemble in `models` for every image of the stores.
 
-    The pixel features of an image are assembled once for all ensembles. Returns one tuple
-    per model: majority (N, S, S) uint8, soft (N, S, S) uint8, uncertainty (N, S, S) float32.
+    The pixel features of an image are assembled once for all ensembles and classified on
+    `device`. Returns one tuple per model: majority (N, S, S) uint8, soft (N, S, S) uint8,
+    uncertainty (N, S, S) float32.
     """
+    models = [model.to(device) for model in models]
     outputs = [(np.zeros((n_images, size, size), np.uint8), np.zeros((n_images, size, size), np.uint8),
                 np.zeros((n_images, size, size), np.float32)) for _ in models]
     for i in range(n_images):
         features = load_pixel_features(stores, [i], size)[0]  # (D, S, S)
-        pixels = features.reshape(features.shape[0], -1).T
+        pixels = features.reshape(features.shape[0], -1).T.to(device)
         for model, (majority, soft, uncertainty) in zip(models, outputs):
             probabilities = predict_probabilities(model, pixels)
-            majority[i] = majority_vote(probabilities).reshape(size, size).numpy()
-            soft[i] = soft_vote(probabilities).reshape(size, size).numpy()
-            uncertainty[i] = jensen_shannon(probabilities).reshape(size, size).numpy()
+            majority[i] = majority_vote(probabilities).reshape(size, size).cpu().numpy()
+            soft[i] = soft_vote(probabilities).reshape(size, size).cpu().numpy()
+            uncertainty[i] = jensen_shannon(probabilities).reshape(size, size).cpu().numpy()
     return outputs
 
 
