@@ -16,6 +16,7 @@ include: "rules/features.smk"
 include: "rules/ensemble.smk"
 include: "rules/evaluate.smk"
 include: "rules/tables.smk"
+include: "rules/probes.smk"
 
 
 rule all:

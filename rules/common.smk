@@ -1,8 +1,21 @@
 # Config validation, helpers and wildcard constraints shared by the stage files.
+import csv
+import sys
 import urllib.parse
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 from snakemake.utils import validate
+
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+from ddpmseg.sweep import (  # noqa: E402  (light: no torch in the Snakemake process)
+    choose_cells,
+    decoder_block_count,
+    describe_cells,
+    kmeans_blocks,
+    kmeans_steps,
+    nearest_in_grid,
+    timestep_grid,
+)
 
 validate(config, "../schemas/config.schema.yaml", set_default=True)
 
@@ -22,6 +35,35 @@ for _name, _settings in config["datasets"].items():
             f"config: dataset {_name!r} has image_size {_settings['image_size']} but its diffusion "
             f"model flags have image_size {_model_size}; set both to the model's resolution."
         )
+for _name, _settings in config["datasets"].items():
+    if (_settings["features"]["blocks"] == "auto") != (_settings["features"]["timesteps"] == "auto"):
+        raise ValueError(f"config: dataset {_name!r}: features.blocks and features.timesteps must both be "
+                         "'auto' (the sweep picks (block, timestep) cells) or both be lists")
+
+
+def _sweep_grid(name, settings):
+    """{blocks, timesteps, kmeans cells} of a dataset's probe sweep, or {problem: why there is none}."""
+    probes, flags = settings["probes"], settings["diffusion"]["flags"]
+    steps = probes["timesteps"] or timestep_grid(flags.get("diffusion_steps", 1000))
+    blocks = probes["blocks"]
+    if blocks is None:
+        if settings["diffusion"]["checkpoint"] and "num_res_blocks" not in flags:
+            return {"problem": f"dataset {name!r}: the number of decoder blocks of its checkpoint is not known "
+                               "before it is read; give num_res_blocks (and channel_mult) in its diffusion flags, "
+                               "or list probes.blocks"}
+        blocks = range(decoder_block_count({"num_res_blocks": 2, "channel_mult": "", **flags}))
+    blocks, steps = sorted(set(blocks)), sorted(set(steps))
+    kmeans = probes["kmeans"]
+    k_blocks = nearest_in_grid(kmeans["blocks"] or kmeans_blocks(max(blocks) + 1), blocks)
+    k_steps = (nearest_in_grid(kmeans["timesteps"], steps) if kmeans["timesteps"]
+               else kmeans_steps(flags.get("diffusion_steps", 1000), steps))
+    return {"blocks": blocks, "timesteps": steps, "kmeans": [(b, t) for b in k_blocks for t in k_steps]}
+
+
+SWEEPS = {name: _sweep_grid(name, settings) for name, settings in config["datasets"].items()}
+for _name in DATASETS:
+    if config["datasets"][_name]["features"]["blocks"] == "auto" and "problem" in SWEEPS[_name]:
+        raise ValueError(f"config: features 'auto' needs the probe sweep, but {SWEEPS[_name]['problem']}")
 METHODS = config["methods"]
 SEEDS = config["seeds"]
 MODEL_METHODS = ["ddpm", "unet_untrained"]  # methods whose features come from a UNet
@@ -35,6 +77,8 @@ wildcard_constraints:
     control="|".join(CONTROL_METHODS),
     method="|".join(MODEL_METHODS + CONTROL_METHODS),
     seed=r"\d+",
+    block=r"\d+",
+    timestep=r"\d+",
 
 
 def ds(wildcards):
@@ -75,16 +119,37 @@ def dataset_root(wildcards):
     return ds(wildcards)["path"] or dataset_source(wildcards)
 
 
+def store_path(dataset, method, split, block, timestep):
+    return f"results/{dataset}/features/{method}/{split}/features_b{block}_t{timestep}.zarr"
+
+
+def is_auto(dataset):
+    """Whether the dataset's ensemble takes its (block, timestep) cells from the probe sweep."""
+    return config["datasets"][dataset]["features"]["blocks"] == "auto"
+
+
+def fixed_cells(dataset):
+    """The configured (block, timestep) cells, timestep-major and block-minor (the paper's
+    order); none when they are chosen by the sweep (`auto`)."""
+    if is_auto(dataset):
+        return []
+    settings = config["datasets"][dataset]["features"]
+    return [(b, t) for t in sorted(set(settings["timesteps"])) for b in sorted(set(settings["blocks"]))]
+
+
+def auto_cells(dataset):
+    """The cells `auto` picks from the sweep's table (a checkpoint: known once it is written)."""
+    table = checkpoints.probe_table.get(dataset=dataset).output.csv
+    with open(table) as f:
+        return choose_cells(list(csv.DictReader(f)), config["datasets"][dataset]["features"]["auto_cells"])
+
+
 def feature_stores(dataset, method, split):
     """Store paths of one method's features, timestep-major and block-minor (paper's order)."""
     if method in CONTROL_METHODS:
         return [f"results/{dataset}/features/{method}/{split}/features_{method}.zarr"]
-    settings = config["datasets"][dataset]["features"]
-    return [
-        f"results/{dataset}/features/{method}/{split}/features_b{b}_t{t}.zarr"
-        for t in sorted(set(settings["timesteps"]))
-        for b in sorted(set(settings["blocks"]))
-    ]
+    cells = auto_cells(dataset) if is_auto(dataset) else fixed_cells(dataset)
+    return [store_path(dataset, method, split, b, t) for b, t in cells]
 
 
 def extraction_inputs(dataset):
@@ -100,3 +165,11 @@ def extraction_inputs(dataset):
         return paths
 
     return inputs
+
+
+def sweep(wildcards):
+    """The dataset's sweep grid; a clear error where it cannot be planned."""
+    grid = SWEEPS[wildcards.dataset]
+    if "problem" in grid:
+        raise ValueError(f"config: no probe sweep for {grid['problem']}")
+    return grid

@@ -9,9 +9,11 @@ rule train_ensemble:
     output:
         models=per_seed("results/{{dataset}}/{{method}}/seed{seed}/ensemble.pt"),
         histories=per_seed("results/{{dataset}}/{{method}}/seed{seed}/training_history.csv"),
+        features="results/{dataset}/{method}/features.json",
     params:
         settings=lambda wc: ds(wc)["ensemble"],
         seeds=SEEDS,
+        auto=lambda wc: wc.method in MODEL_METHODS and is_auto(wc.dataset),
     log:
         "logs/train_ensemble/{dataset}_{method}.log",
     benchmark:

@@ -5,6 +5,8 @@
 
 
 for _dataset in DATASETS:
+    if is_auto(_dataset):  # its stores come from the probe sweep's extraction (rules/probes.smk)
+        continue
 
     rule:
         name:
@@ -12,10 +14,12 @@ for _dataset in DATASETS:
         input:
             unpack(extraction_inputs(_dataset)),
         output:
-            [directory(path) for path in feature_stores(_dataset, "{model}", "{split}")],
+            [directory(store_path(_dataset, "{model}", "{split}", b, t)) for b, t in fixed_cells(_dataset)],
         params:
             dataset=_dataset,
             settings=config["datasets"][_dataset],
+            blocks=sorted({b for b, _ in fixed_cells(_dataset)}),
+            timesteps=sorted({t for _, t in fixed_cells(_dataset)}),
         log:
             f"logs/extract_features/{_dataset}_{{model}}_{{split}}.log",
         benchmark:

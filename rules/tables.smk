@@ -11,6 +11,7 @@ rule table2:
             seed=SEEDS,
         ),
         overviews=expand("results/{dataset}/overview.png", dataset=DATASETS),
+        features=expand("results/{dataset}/ddpm/features.json", dataset=DATASETS if "ddpm" in METHODS else []),
     output:
         table="results/table2.csv",
         long="results/table2_long.csv",

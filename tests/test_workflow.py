@@ -107,7 +107,9 @@ def test_tiny_workflow_end_to_end(tmp_path):
     results = clean / "results"
 
     table = pd.read_csv(results / "table2.csv", index_col=0)
-    assert list(table.index) == ["DDPM", "UNet (untrained)", "Pixels (RGB+xy)", "Patch (5x5 RGB+xy)"]
+    assert list(table.index) == ["DDPM", "UNet (untrained)", "Pixels (RGB+xy)", "Patch (5x5 RGB+xy)",
+                                 "DDPM features (timestep: blocks)"]
+    assert table.loc["DDPM features (timestep: blocks)", "tiny"] == "t5: b1,2,3; t20: b1,2,3"
     assert list(table.columns) == ["tiny"] and table.loc["DDPM", "tiny"].count("±") == 1
     long = pd.read_csv(results / "table2_long.csv")
     assert len(long) == 8 and long["miou"].between(0, 1).all()
@@ -137,6 +139,21 @@ def test_tiny_workflow_end_to_end(tmp_path):
     snakemake(clean, deleted, *args)
     numbers = ["dataset", "method", "seed", "miou", "miou_soft"]
     pd.testing.assert_frame_equal(pd.read_csv(results / "table2_long.csv")[numbers], long[numbers])
+
+    # the probe sweep after the ensemble reuses its stores: at t 5 and 20 only block 0 is new
+    jobs = planned_jobs(clean, "figures", "--configfile", str(TEST_CONFIG))
+    assert "extract_features_tiny" not in jobs
+    assert {k: v for k, v in jobs.items() if k.startswith("extract_sweep")} == {
+        "extract_sweep_tiny_t5": 2, "extract_sweep_tiny_t20": 2, "extract_sweep_tiny_t50": 2}  # train and test
+    dry = snakemake(clean, "-n", "figures", "--configfile", str(TEST_CONFIG)).stdout
+    assert "output: results/tiny/features/ddpm/train/features_b0_t5.zarr\n" in dry  # block 0 alone at t 5
+    snakemake(clean, "figures", "--configfile", str(TEST_CONFIG))
+    grid = pd.read_csv(results / "tiny/probes/miou_by_block_timestep.csv")
+    assert grid[["block", "timestep"]].values.tolist() == [[b, t] for b in range(4) for t in (5, 20, 50)]
+    assert grid[["miou", "miou_small", "miou_large", "miou_cv"]].stack().between(0, 1).all()
+    assert grid["channels"].tolist() == [64] * 6 + [32] * 6
+    for name in ("fig2.png", "fig3.png", "fig4.png"):
+        assert (results / "tiny/figures" / name).stat().st_size > 10_000
 
     # killed in the middle of feature extraction, a rerun completes with the same numbers
     run_killed_during_extraction(killed, *args)
@@ -241,3 +258,26 @@ datasets:
     assert store.shape == (3, 64, 32, 32)  # block 1 ends with the upsampler: 16 -> 32
     table = pd.read_csv(workdir / "results/table2.csv", index_col=0)
     assert list(table.index) == ["DDPM", "UNet (untrained)"] and list(table.columns) == ["tiny_paper"]
+
+
+@pytest.mark.slow
+def test_auto_features_come_from_the_sweep_cross_validated_in_train(tmp_path):
+    """`features: auto` runs the probe sweep first, then trains the ensembles on the cells with
+    the best CV mIoU inside the train split; the table names them."""
+    shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
+    auto = tmp_path / "auto.yaml"
+    auto.write_text("methods: [ddpm, unet_untrained]\ndatasets:\n  tiny:\n"
+                    "    features: {blocks: auto, timesteps: auto, auto_cells: 2}\n"
+                    "    probes: {timesteps: [5, 20], kmeans: {n_images: 1}}\n")
+    args = ("results/table2.csv", "--configfile", str(TEST_CONFIG), str(auto))
+    assert "extract_features_tiny" not in planned_jobs(tmp_path, *args)  # every store comes from the sweep
+    snakemake(tmp_path, *args)
+    grid = pd.read_csv(tmp_path / "results/tiny/probes/miou_by_block_timestep.csv")
+    best = grid.sort_values(["miou_cv", "timestep", "block"], ascending=[False, True, True]).head(2)
+    chosen = sorted(zip(best["block"], best["timestep"]), key=lambda c: (c[1], c[0]))
+    used = json.loads((tmp_path / "results/tiny/ddpm/features.json").read_text())
+    assert [tuple(c) for c in used["cells"]] == chosen and used["auto"]
+    untrained = json.loads((tmp_path / "results/tiny/unet_untrained/features.json").read_text())
+    assert untrained["cells"] == used["cells"]  # the control uses the same cells
+    table = pd.read_csv(tmp_path / "results/table2.csv", index_col=0)
+    assert table.loc["DDPM features (timestep: blocks)", "tiny"].startswith("auto (CV in train): ")

@@ -1,6 +1,8 @@
 """Trains the pixel classifier ensembles of all seeds together on streamed features; saves
 one state_dict and one training history per seed."""
 import _repository_src  # noqa: F401  (puts the repository's src/ on sys.path)
+import json
+
 import pandas as pd
 import torch
 import zarr
@@ -15,8 +17,12 @@ seeds = snakemake.params.seeds
 settings = dict(snakemake.params.settings)
 device = pick_device() if settings.pop("gpu") else "cpu"
 log.info("training on %s", device)
+stores = open_stores(snakemake.input.stores)
+cells = [[s.attrs["block"], s.attrs["timestep"]] for s in stores] if "block" in stores[0].attrs else None
+with open(snakemake.output.features, "w") as f:  # which features this method's ensembles use
+    json.dump({"stores": list(snakemake.input.stores), "cells": cells, "auto": snakemake.params.auto}, f, indent=1)
 models, history = train_ensemble(
-    open_stores(snakemake.input.stores), data["labels"][:], len(data.attrs["classes"]), data.attrs["ignore_label"],
+    stores, data["labels"][:], len(data.attrs["classes"]), data.attrs["ignore_label"],
     seeds=seeds, device=device, **settings,
 )
 history = pd.DataFrame(history)

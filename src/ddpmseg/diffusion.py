@@ -22,17 +22,9 @@ import torch
 from guided_diffusion.script_util import NUM_CLASSES, create_gaussian_diffusion, model_and_diffusion_defaults
 from guided_diffusion.unet import UNetModel
 
-log = logging.getLogger(__name__)
+from ddpmseg.sweep import parse_channel_mult
 
-# guided-diffusion's channel_mult for each image size when the flag is empty (its
-# create_model), plus 32x32 (improved-diffusion's CIFAR-10 model).
-DEFAULT_CHANNEL_MULT = {
-    32: (1, 2, 2, 2),
-    64: (1, 2, 3, 4),
-    128: (1, 1, 2, 3, 4),
-    256: (1, 1, 2, 2, 4, 4),
-    512: (0.5, 1, 1, 2, 2, 4, 4),
-}
+log = logging.getLogger(__name__)
 
 # Flags that a checkpoint's tensor shapes determine (given image_size), and the tensor that
 # shows each; `infer_flags` reads them. The others (num_heads, num_head_channels,
@@ -59,20 +51,6 @@ def full_flags(flags: dict) -> dict:
         )
     merged.update(flags)
     return merged
-
-
-def parse_channel_mult(channel_mult: str, image_size: int) -> tuple:
-    """The per-level channel multipliers: "1,2,3" -> (1, 2, 3) ("0.5" stays 0.5); an empty
-    string gives `DEFAULT_CHANNEL_MULT[image_size]`."""
-    if str(channel_mult).strip() == "":
-        if image_size not in DEFAULT_CHANNEL_MULT:
-            raise ValueError(
-                f"image_size {image_size} has no default channel_mult (defaults exist for "
-                f"{sorted(DEFAULT_CHANNEL_MULT)}); set the flag channel_mult, e.g. \"1,2,3\""
-            )
-        return DEFAULT_CHANNEL_MULT[image_size]
-    mult = tuple(float(m) for m in str(channel_mult).split(","))
-    return tuple(int(m) if m.is_integer() else m for m in mult)
 
 
 def _format_channel_mult(mult) -> str:

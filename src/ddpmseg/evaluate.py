@@ -81,14 +81,18 @@ def confusion_counts(predictions: np.ndarray, labels: np.ndarray, num_classes: i
     return intersection, union
 
 
-def per_class_iou(predictions, labels, num_classes: int, ignore_label: int, convention: str = "paper") -> np.ndarray:
-    """IoU_c = I_c / (1e-8 + U_c) over the whole set, (K,) float64; a class absent from both
-    prediction and label gets 0 (as the paper's code). The ignore label's entry is NaN."""
-    intersection, union = confusion_counts(predictions, labels, num_classes, ignore_label, convention)
+def iou_from_counts(intersection: np.ndarray, union: np.ndarray, ignore_label: int) -> np.ndarray:
+    """IoU_c = I_c / (1e-8 + U_c), (K,) float64; a class absent from both prediction and label
+    gets 0 (as the paper's code). The ignore label's entry is NaN."""
     iou = intersection / (1e-8 + union)
-    if 0 <= ignore_label < num_classes:
+    if 0 <= ignore_label < len(iou):
         iou[ignore_label] = np.nan
     return iou
+
+
+def per_class_iou(predictions, labels, num_classes: int, ignore_label: int, convention: str = "paper") -> np.ndarray:
+    """`iou_from_counts` of the intersections and unions summed over the whole set."""
+    return iou_from_counts(*confusion_counts(predictions, labels, num_classes, ignore_label, convention), ignore_label)
 
 
 def mean_iou(predictions, labels, num_classes: int, ignore_label: int, convention: str = "paper") -> float:

@@ -1,0 +1,84 @@
+"""The grid of the block/timestep probe sweep (the paper's Figures 2-4), known before any job runs.
+
+Nothing here imports torch: the Snakefile uses these functions to plan one extraction job
+per timestep and one probe job per (block, timestep) cell.
+"""
+
+# guided-diffusion's channel_mult for each image size when the flag is empty (its
+# create_model), plus 32x32 (improved-diffusion's CIFAR-10 model).
+DEFAULT_CHANNEL_MULT = {
+    32: (1, 2, 2, 2),
+    64: (1, 2, 3, 4),
+    128: (1, 1, 2, 3, 4),
+    256: (1, 1, 2, 2, 4, 4),
+    512: (0.5, 1, 1, 2, 2, 4, 4),
+}
+
+# The paper's Figure 4 shows k-means of blocks {6, 8, 10, 12} of its 18 decoder blocks at
+# t {50, 200, 400, 600, 800} of 1000 steps; other models get the same relative depths and steps.
+PAPER_KMEANS_BLOCKS, PAPER_DECODER_BLOCKS = (6, 8, 10, 12), 18
+PAPER_KMEANS_STEPS, PAPER_DIFFUSION_STEPS = (50, 200, 400, 600, 800), 1000
+
+
+def parse_channel_mult(channel_mult: str, image_size: int) -> tuple:
+    """The per-level channel multipliers: "1,2,3" -> (1, 2, 3) ("0.5" stays 0.5); an empty
+    string gives `DEFAULT_CHANNEL_MULT[image_size]`."""
+    if str(channel_mult).strip() == "":
+        if image_size not in DEFAULT_CHANNEL_MULT:
+            raise ValueError(
+                f"image_size {image_size} has no default channel_mult (defaults exist for "
+                f"{sorted(DEFAULT_CHANNEL_MULT)}); set the flag channel_mult, e.g. \"1,2,3\""
+            )
+        return DEFAULT_CHANNEL_MULT[image_size]
+    mult = tuple(float(m) for m in str(channel_mult).split(","))
+    return tuple(int(m) if m.is_integer() else m for m in mult)
+
+
+def decoder_block_count(flags: dict) -> int:
+    """len(model.output_blocks) of the ADM UNet that `flags` build: levels x (num_res_blocks + 1).
+
+    flags must hold image_size and num_res_blocks (and channel_mult unless the size has a
+    default); guided-diffusion's defaults are not assumed here. KeyError names what is missing.
+    """
+    levels = len(parse_channel_mult(flags.get("channel_mult", ""), int(flags["image_size"])))
+    return levels * (int(flags["num_res_blocks"]) + 1)
+
+
+def timestep_grid(diffusion_steps: int, n: int = 20) -> list:
+    """n evenly spaced steps from 0: the paper's 0, 50, ..., 950 for 1000 steps, scaled for others."""
+    return sorted({round(k * diffusion_steps / n) for k in range(n)})
+
+
+def kmeans_blocks(n_blocks: int) -> list:
+    """The paper's Figure 4 blocks {6, 8, 10, 12} of 18, at the same relative depths of n_blocks."""
+    return sorted({min(n_blocks - 1, round(b * n_blocks / PAPER_DECODER_BLOCKS)) for b in PAPER_KMEANS_BLOCKS})
+
+
+def nearest_in_grid(steps, grid) -> list:
+    """Each step replaced by the nearest grid step (the k-means panels reuse the sweep's stores)."""
+    return sorted({min(grid, key=lambda g: (abs(g - t), g)) for t in steps})
+
+
+def kmeans_steps(diffusion_steps: int, grid) -> list:
+    """The paper's Figure 4 steps {50, 200, 400, 600, 800} of 1000, scaled and snapped to the grid."""
+    scaled = [t * diffusion_steps / PAPER_DIFFUSION_STEPS for t in PAPER_KMEANS_STEPS]
+    return nearest_in_grid(scaled, grid)
+
+
+def choose_cells(rows, n: int) -> list:
+    """The n cells with the best cross-validated mIoU, as [(block, timestep)] sorted by
+    timestep then block (the store order of the ensemble); ties go to the smaller t, then block.
+
+    rows: dicts with block, timestep and miou_cv (e.g. csv.DictReader of the sweep's CSV).
+    """
+    ranked = sorted(rows, key=lambda r: (-float(r["miou_cv"]), int(r["timestep"]), int(r["block"])))
+    return sorted(((int(r["block"]), int(r["timestep"])) for r in ranked[:n]), key=lambda c: (c[1], c[0]))
+
+
+def describe_cells(cells, auto: bool) -> str:
+    """A table cell naming the (block, timestep) cells, grouped by timestep: "t50: b0,1,2,3; t150: b0,1"."""
+    by_step = {}
+    for block, step in sorted(cells, key=lambda c: (c[1], c[0])):
+        by_step.setdefault(step, []).append(str(block))
+    text = "; ".join(f"t{step}: b{','.join(blocks)}" for step, blocks in by_step.items())
+    return f"auto (CV in train): {text}" if auto else text

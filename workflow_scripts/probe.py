@@ -1,0 +1,33 @@
+"""One probe: the pixel MLP on a single (block, timestep) store, scored on the test split and
+by cross-validation inside the train split."""
+import _repository_src  # noqa: F401  (puts the repository's src/ on sys.path)
+import json
+import time
+
+import zarr
+
+from ddpmseg.features import pick_device
+from ddpmseg.probes import probe_cell
+from ddpmseg.runtime import start_rule
+
+log = start_rule(snakemake)
+probes, evaluation = snakemake.params.probes, snakemake.params.evaluation
+ensemble = {k: v for k, v in snakemake.params.ensemble.items() if k not in ("n_members", "gpu")}
+device = pick_device() if snakemake.params.ensemble["gpu"] else "cpu"
+train, test = zarr.open_group(snakemake.input.train, mode="r"), zarr.open_group(snakemake.input.test, mode="r")
+train_store = zarr.open_array(snakemake.input.train_store, mode="r")
+test_store = zarr.open_array(snakemake.input.test_store, mode="r")
+start = time.monotonic()
+scores = probe_cell(
+    train_store, train["labels"][:], test_store, test["labels"][:], len(train.attrs["classes"]),
+    train.attrs["ignore_label"], cv_folds=probes["cv_folds"], convention=evaluation["miou_convention"],
+    vote=evaluation["vote"], seed=probes["seed"], ensemble_settings={**ensemble, "n_members": probes["n_members"]},
+    device=device,
+)
+cell = {"block": int(snakemake.wildcards.block), "timestep": int(snakemake.wildcards.timestep),
+        "channels": int(train_store.shape[1]), "resolution": int(train_store.shape[2]), **scores,
+        "seconds": round(time.monotonic() - start, 1)}
+with open(snakemake.output[0], "w") as f:
+    json.dump(cell, f, indent=1)
+log.info("block %d t %d: mIoU test %.4f, cv %.4f (%.0f s)", cell["block"], cell["timestep"], cell["miou_test"],
+         cell["miou_cv"], cell["seconds"])
