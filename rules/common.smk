@@ -152,6 +152,13 @@ def feature_stores(dataset, method, split):
     return [store_path(dataset, method, split, b, t) for b, t in cells]
 
 
+def extraction_settings(dataset):
+    """The feature settings that change extracted values (params of the extraction rules, so
+    that editing e.g. the ensemble's settings never re-extracts features)."""
+    features = config["datasets"][dataset]["features"]
+    return {key: features[key] for key in ("noise_seed", "batch_images", "untrained_seed")}
+
+
 def extraction_inputs(dataset):
     """Input function of one dataset's extraction rule: its prepared split and checkpoint."""
 

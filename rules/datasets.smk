@@ -29,7 +29,8 @@ rule prepare_dataset:
         unlabeled=directory("results/{dataset}/data/unlabeled.zarr"),
         summary="results/{dataset}/data/summary.json",
     params:
-        settings=ds,
+        settings=lambda wc: {key: ds(wc)[key] for key in ("image_size", "non_square", "max_train", "max_test",
+                                                           "classes", "ignore_label")},
         root=dataset_root,
         needs_unlabeled=lambda wc: trains_diffusion(wc.dataset),
     log:

@@ -17,7 +17,8 @@ for _dataset in DATASETS:
             [directory(store_path(_dataset, "{model}", "{split}", b, t)) for b, t in fixed_cells(_dataset)],
         params:
             dataset=_dataset,
-            settings=config["datasets"][_dataset],
+            flags=config["datasets"][_dataset]["diffusion"]["flags"],
+            extraction=extraction_settings(_dataset),
             blocks=sorted({b for b, _ in fixed_cells(_dataset)}),
             timesteps=sorted({t for _, t in fixed_cells(_dataset)}),
         log:

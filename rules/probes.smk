@@ -22,7 +22,8 @@ for _dataset in DATASETS:
                 [directory(store_path(_dataset, "{model}", "{split}", b, _t)) for b in _blocks],
             params:
                 dataset=_dataset,
-                settings=config["datasets"][_dataset],
+                flags=config["datasets"][_dataset]["diffusion"]["flags"],
+                extraction=extraction_settings(_dataset),
                 blocks=_blocks,
                 timesteps=[_t],
             log:

@@ -257,7 +257,8 @@ datasets:
     assert (flags["num_channels"], flags["channel_mult"], flags["learn_sigma"]) == (32, "1,2", True)
     assert store.shape == (3, 64, 32, 32)  # block 1 ends with the upsampler: 16 -> 32
     table = pd.read_csv(workdir / "results/table2.csv", index_col=0)
-    assert list(table.index) == ["DDPM", "UNet (untrained)"] and list(table.columns) == ["tiny_paper"]
+    assert list(table.index) == ["DDPM", "UNet (untrained)", "DDPM features (timestep: blocks)"]
+    assert list(table.columns) == ["tiny_paper"]
 
 
 @pytest.mark.slow

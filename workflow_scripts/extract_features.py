@@ -11,8 +11,7 @@ from ddpmseg.features import extract_decoder_features, pick_device
 from ddpmseg.runtime import start_rule
 
 log = start_rule(snakemake)
-settings = snakemake.params.settings
-flags, features = settings["diffusion"]["flags"], settings["features"]
+flags, features = snakemake.params.flags, snakemake.params.extraction
 device = pick_device()
 checkpoint = snakemake.input.get("checkpoint")
 if snakemake.wildcards.model == "ddpm":
