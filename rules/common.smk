@@ -86,6 +86,16 @@ def ds(wildcards):
     return config["datasets"][wildcards.dataset]
 
 
+def ensemble_gpu(wildcards):
+    """1 when the dataset's ensembles, predictions and probes run on a GPU (`ensemble.gpu`), else 0."""
+    return int(ds(wildcards)["ensemble"]["gpu"])
+
+
+def ensemble_mem_mb(wildcards):
+    """Memory of a job that streams ensemble buffers: a buffer and the prefetched next, plus 2 GB."""
+    return int(2 * ds(wildcards)["ensemble"]["buffer_mb"]) + 2000
+
+
 def per_seed(path):
     """`path` (its other wildcards escaped as {{dataset}}) for every configured seed."""
     return expand(path, seed=SEEDS)

@@ -20,8 +20,8 @@ rule train_ensemble:
         "benchmarks/runs/train_ensemble/{dataset}_{method}.tsv"
     threads: lambda wc: ds(wc)["threads"]
     resources:
-        mem_mb=lambda wc: int(2 * ds(wc)["ensemble"]["buffer_mb"]) + 2000,  # a buffer and the prefetched next
-        gpu=lambda wc: int(ds(wc)["ensemble"]["gpu"]),
+        mem_mb=ensemble_mem_mb,
+        gpu=ensemble_gpu,
     conda:
         "../envs/ddpmseg.yaml"
     script:

@@ -12,7 +12,7 @@ rule predict:
         masks=[directory(p) for p in per_seed("results/{{dataset}}/{{method}}/seed{seed}/masks")],
     params:
         vote=lambda wc: ds(wc)["evaluation"]["vote"],
-        gpu=lambda wc: ds(wc)["ensemble"]["gpu"],
+        gpu=ensemble_gpu,
     log:
         "logs/predict/{dataset}_{method}.log",
     benchmark:
@@ -20,7 +20,7 @@ rule predict:
     threads: lambda wc: ds(wc)["threads"]
     resources:
         mem_mb=4000,
-        gpu=lambda wc: int(ds(wc)["ensemble"]["gpu"]),
+        gpu=ensemble_gpu,
     conda:
         "../envs/ddpmseg.yaml"
     script:

@@ -58,8 +58,8 @@ rule probe:
         "benchmarks/runs/probe/{dataset}_b{block}_t{timestep}.tsv"
     threads: lambda wc: ds(wc)["threads"]
     resources:
-        mem_mb=lambda wc: int(2 * ds(wc)["ensemble"]["buffer_mb"]) + 2000,
-        gpu=lambda wc: int(ds(wc)["ensemble"]["gpu"]),
+        mem_mb=ensemble_mem_mb,
+        gpu=ensemble_gpu,
     conda:
         "../envs/ddpmseg.yaml"
     script:

@@ -1,12 +1,12 @@
 """Decoder activations of the trained (ddpm) or random (unet_untrained) UNet, one store per
 (block, timestep)."""
 import _repository_src  # noqa: F401  (puts the repository's src/ on sys.path)
-import hashlib
 from pathlib import Path
 
 import zarr
 
 from ddpmseg.diffusion import build_model_and_diffusion, load_model, randomize_weights
+from ddpmseg.download import sha256_of
 from ddpmseg.features import extract_decoder_features, pick_device
 from ddpmseg.runtime import start_rule
 
@@ -17,7 +17,7 @@ checkpoint = snakemake.input.get("checkpoint")
 if snakemake.wildcards.model == "ddpm":
     model, diffusion, flags = load_model(checkpoint, flags, device)
     identity = {"model": "ddpm", "checkpoint": str(checkpoint),
-                "checkpoint_sha256": hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest()}
+                "checkpoint_sha256": sha256_of(checkpoint)}
 else:
     if checkpoint is not None:  # a given checkpoint: its architecture (checked), random weights
         model, diffusion, flags = load_model(checkpoint, flags, device)

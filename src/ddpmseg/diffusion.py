@@ -26,21 +26,6 @@ from ddpmseg.sweep import parse_channel_mult
 
 log = logging.getLogger(__name__)
 
-# Flags that a checkpoint's tensor shapes determine (given image_size), and the tensor that
-# shows each; `infer_flags` reads them. The others (num_heads, num_head_channels,
-# use_new_attention_order, dropout and the diffusion's settings) leave no trace in shapes.
-SHAPE_FLAGS = {
-    "num_channels": "time_embed.0.weight",
-    "learn_sigma": "out.2.weight",
-    "class_cond": "label_emb.weight",
-    "use_scale_shift_norm": "input_blocks.1.0.emb_layers.1.weight",
-    "num_res_blocks": "output_blocks.*",
-    "resblock_updown": "output_blocks.*",
-    "channel_mult": "input_blocks.*.0.out_layers.3.weight",
-    "attention_resolutions": "input_blocks.*.1.qkv.weight",
-}
-
-
 def full_flags(flags: dict) -> dict:
     """guided-diffusion's defaults overridden by `flags`; unknown keys raise ValueError."""
     merged = model_and_diffusion_defaults()
@@ -127,7 +112,10 @@ def _block_keys(state: dict, part: str) -> dict:
 
 
 def infer_flags(state: dict, image_size: int) -> dict:
-    """The flags in `SHAPE_FLAGS` as the checkpoint's tensor shapes show them.
+    """The architecture flags as the checkpoint's tensor shapes show them: num_channels,
+    learn_sigma, class_cond, use_scale_shift_norm, num_res_blocks, resblock_updown,
+    channel_mult and attention_resolutions. The others (num_heads, num_head_channels,
+    use_new_attention_order, dropout, the diffusion's settings) leave no trace in shapes.
 
     state: a state_dict of a guided-diffusion UNetModel (see `load_state_dict`);
     image_size: the model's resolution, which shapes cannot show (attention_resolutions are
