@@ -92,8 +92,10 @@ def ensemble_gpu(wildcards):
 
 
 def ensemble_mem_mb(wildcards):
-    """Memory of a job that streams ensemble buffers: a buffer and the prefetched next, plus 2 GB."""
-    return int(2 * ds(wildcards)["ensemble"]["buffer_mb"]) + 2000
+    """Memory of a job that streams ensemble buffers: a buffer, the prefetched next and the cache
+    of native maps, plus 2 GB."""
+    settings = ds(wildcards)["ensemble"]
+    return int(2 * settings["buffer_mb"] + settings["cache_mb"]) + 2000
 
 
 def per_seed(path):

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 import zarr
 
 from ddpmseg.ensemble import (
@@ -17,7 +18,8 @@ from ddpmseg.ensemble import (
 from ddpmseg.evaluate import mean_iou, predict_images
 from ddpmseg.features import write_control_features
 
-SETTINGS = dict(batch_size=64, lr=1e-3, max_epochs=3, early_stop_epoch=1, patience=50, min_class_pixels=20, buffer_mb=0.1)
+SETTINGS = dict(batch_size=64, lr=1e-3, max_epochs=3, early_stop_epoch=1, patience=50, min_class_pixels=20, buffer_mb=0.1,
+                cache_mb=0.01)
 
 
 def reference_mlp(model: BatchedMLPEnsemble, m: int) -> torch.nn.Sequential:
@@ -68,17 +70,41 @@ def test_rare_classes_become_ignore():
     assert np.all(labels[0, :2, :5] == 3)  # input untouched
 
 
-def test_stream_visits_every_labelled_pixel_once_per_epoch(tmp_path):
-    n, size = 5, 6
-    features = np.arange(n * size * size, dtype=np.float16).reshape(n, 1, size, size) / 100
-    store = zarr.create_array(store=str(tmp_path / "f.zarr"), shape=features.shape, chunks=(1, 1, size, size), dtype="float16")
-    store[:] = features
-    labels = np.ones((n, size, size), np.uint8)
+def test_stream_buffers_are_random_shares_of_every_image_equal_to_full_upsampling(tmp_path):
+    """Each epoch visits every labelled pixel once, spread over buffers that each draw from
+    every image; the features equal the paper's route (upsample the whole map, then pick)."""
+    n, size = 6, 16
+    rng = np.random.default_rng(0)
+    low = rng.normal(size=(n, 3, 4, 4)).astype(np.float16)   # upsampled 4x on the fly
+    full = rng.normal(size=(n, 2, size, size)).astype(np.float16)  # already at label resolution
+    stores = []
+    for name, values in (("low", low), ("full", full)):
+        store = zarr.create_array(store=str(tmp_path / f"{name}.zarr"), shape=values.shape,
+                                  chunks=(1, *values.shape[1:]), dtype="float16")
+        store[:] = values
+        stores.append(store)
+    labels = rng.integers(0, 4, (n, size, size)).astype(np.uint8)
     labels[:, 0, :] = 255
-    stream = PixelStream([store], labels, 255, buffer_images=2, rng=np.random.default_rng(0))
-    seen = torch.cat([f[:, 0] for f, _ in stream.epoch()])
-    expected = torch.from_numpy(features[:, 0, 1:, :].reshape(-1).astype(np.float32))
-    torch.testing.assert_close(seen.sort().values, expected.sort().values)
+    upsampled = [F.interpolate(torch.from_numpy(v).float(), size=(size, size), mode="bilinear", align_corners=False)
+                 for v in (low, full)]  # the paper's route: every map upsampled whole
+    reference = torch.cat(upsampled, dim=1).permute(0, 2, 3, 1).reshape(-1, 5)
+    keep = torch.from_numpy(labels.reshape(-1) != 255)
+    # 120 pixels a buffer: 12 buffers for the 1440 labelled pixels; 2 of 6 images' maps cached
+    stream = PixelStream(stores, labels, 255, buffer_pixels=120, cache_images=2, rng=np.random.default_rng(1))
+    assert stream.n_buffers == 12
+    for _ in range(2):  # buffers are reused across epochs
+        buffers = [(f.clone(), y.clone()) for f, y in stream.epoch()]
+        assert len(buffers) == 12 and all(len(y) == 120 for _, y in buffers)
+        seen = torch.cat([f for f, _ in buffers])
+        # each buffer mixes all 6 images: identify a pixel's image by its exact features
+        owner = {tuple(row.tolist()): i for i in range(n) for row in reference.reshape(n, -1, 5)[i]}
+        for features, _ in buffers:
+            assert len({owner[tuple(row.tolist())] for row in features}) == n
+        order_seen, order_ref = np.lexsort(seen.T.numpy()[::-1]), np.lexsort(reference[keep].T.numpy()[::-1])
+        torch.testing.assert_close(seen[order_seen], reference[keep][order_ref], rtol=0, atol=1e-6)
+        labels_seen = torch.cat([y for _, y in buffers])[order_seen]
+        torch.testing.assert_close(labels_seen, torch.from_numpy(labels.reshape(-1)[keep.numpy()].astype(np.int64))[order_ref])
+    assert sorted(stream.cache) == [0, 1]
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +141,9 @@ def test_training_learns_real_labels_and_stops_by_the_rule(creatures32, tmp_path
     loaded = load_ensemble(tmp_path / "ensemble.pt")
     x = torch.randn(50, 8)
     torch.testing.assert_close(predict_probabilities(loaded, x), predict_probabilities(model, x))
+    # the members' first layers as one matrix product equal each member on its own
+    each = torch.softmax(model(x.unsqueeze(0).expand(model.n_members, -1, -1)), dim=-1)
+    torch.testing.assert_close(predict_probabilities(model, x, chunk=16), each, rtol=1e-5, atol=1e-6)
 
 
 def test_same_seed_same_model_and_stopped_members_stay_frozen(creatures32, patch_stores):

@@ -1,13 +1,15 @@
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 import zarr
 
 from ddpmseg.features import (
     control_features,
     decoder_activations,
     extract_decoder_features,
-    load_pixel_features,
+    native_maps,
+    sample_pixel_features,
     shared_noise,
     store_name,
     write_control_features,
@@ -83,7 +85,19 @@ def test_pixel_features_upsample_and_concatenate(tmp_path):
     low[:] = np.arange(8, dtype=np.float16).reshape(2, 1, 2, 2)
     full = zarr.create_array(store=str(tmp_path / "full.zarr"), shape=(2, 3, 4, 4), chunks=(1, 3, 4, 4), dtype="float16")
     full[:] = 1.0
-    features = load_pixel_features([low, full], [1], 4)
-    assert features.shape == (1, 4, 4, 4) and features.dtype == torch.float32
-    assert features[0, 0, 0, 0] == 4.0 and features[0, 0, -1, -1] == 7.0  # corners of bilinear, align_corners=False
-    assert torch.all(features[0, 1:] == 1.0)
+    features = torch.empty(16, 4)
+    sample_pixel_features(native_maps([low, full], 1), torch.arange(16), 4, features)
+    features = features.T.reshape(4, 4, 4)
+    assert features[0, 0, 0] == 4.0 and features[0, -1, -1] == 7.0  # corners of bilinear, align_corners=False
+    assert features[0, 0, 1] == 4.25 and torch.all(features[1:] == 1.0)
+
+
+@pytest.mark.parametrize("native, size", [(8, 256), (32, 256), (128, 256), (12, 48), (24, 48), (7, 30), (48, 48)])
+def test_sampled_pixels_equal_the_papers_full_upsampling(native, size):
+    """Bilinear samples at chosen pixels equal F.interpolate of the whole map (the paper's route)."""
+    fmap = torch.randn(5, native, native).half()
+    full = F.interpolate(fmap.float()[None], size=(size, size), mode="bilinear", align_corners=False)[0]
+    pixels = torch.from_numpy(np.random.default_rng(native).choice(size * size, 500, replace=False))
+    out = torch.empty(500, 5)
+    sample_pixel_features([fmap.permute(1, 2, 0).contiguous()], pixels, size, out)
+    torch.testing.assert_close(out, full.reshape(5, -1)[:, pixels].T, rtol=0, atol=1e-6)

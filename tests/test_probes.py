@@ -18,7 +18,7 @@ from ddpmseg.sweep import (
 )
 
 SETTINGS = dict(n_members=1, batch_size=64, lr=1e-3, max_epochs=2, early_stop_epoch=1, patience=50,
-                min_class_pixels=1, buffer_mb=0.1)
+                min_class_pixels=1, buffer_mb=0.1, cache_mb=0.01)
 
 
 def test_grid_follows_the_paper_and_scales():

@@ -5,16 +5,17 @@ weights, its own initialisation and its own shuffling of the pixels, and Adam (e
 makes this the same as training them one after another, only much faster. A seed's ensemble
 (the paper's unit of a run: 10 members) is initialised from a generator seeded with that
 seed; its members stop by the paper's rule on their own, and it is saved as its own
-state_dict. The seeds share only the order in which buffers of images are visited.
+state_dict. The seeds share only which pixels go into which buffer.
 
-Training pixels are streamed: images are visited in a random order, as many at a time as
-fit in `buffer_mb` megabytes of float32 pixel features; their features are read from the
-Zarr stores, upsampled to label resolution and concatenated
-(`features.load_pixel_features`), and every member walks its own permutation of that
-buffer in batches. When the whole training set fits (the small datasets), every batch is
-drawn from all training pixels, as the paper's in-RAM DataLoader does; batches drawn from a
-few images at a time train noticeably worse. Peak memory is one buffer (plus the next one,
-prefetched), never more than the (pixels x channels) matrix of the training set.
+Training pixels are streamed (`PixelStream`): each epoch deals all labelled pixels at
+random into buffers of `buffer_mb` megabytes of float32 features, so every buffer is a
+random share of every image, and every member walks its own permutation of a buffer in
+batches. A buffer's features are sampled bilinearly at its pixels from the native float16
+Zarr maps (`features.sample_pixel_features`), equal to the paper's upsample-everything
+route at those pixels. Batches are thus uniform draws from all training pixels, as the
+paper's in-RAM DataLoader gives, while memory stays at two buffers plus a cache of native
+maps (`cache_mb`), however many images there are: the paper's route holds the whole
+(pixels x channels) float32 matrix, 2.2 GB per 256x256 image, twice over.
 """
 
 import logging
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ddpmseg.features import load_pixel_features
+from ddpmseg.features import native_maps, sample_pixel_features
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +59,12 @@ class BatchedMLPEnsemble(torch.nn.Module):
                 self.register_buffer(f"bn_var{i}", torch.ones(n_members, d_out))
         self.n_members, self.in_features, self.num_classes = n_members, in_features, num_classes
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, first_layer_done: bool = False) -> torch.Tensor:
+        """x: (M, B, D) -> logits (M, B, C); with `first_layer_done`, x is the first Linear's
+        output (M, B, H1) and the forward continues from its ReLU."""
         for i in range(self.n_layers):
-            x = torch.baddbmm(getattr(self, f"bias{i}").unsqueeze(1), x, getattr(self, f"weight{i}"))
+            if i > 0 or not first_layer_done:
+                x = torch.baddbmm(getattr(self, f"bias{i}").unsqueeze(1), x, getattr(self, f"weight{i}"))
             if i == self.n_layers - 1:
                 return x
             x = torch.relu(x)
@@ -125,33 +129,67 @@ def relabel_rare_classes(labels: np.ndarray, ignore_label: int, min_pixels: int)
 
 
 class PixelStream:
-    """Epochs over the training pixels, one buffer of images at a time.
+    """Epochs over the training pixels, one buffer at a time, each a random share of every image.
 
-    Yields (features (P, D) float32, labels (P,) int64) for the non-ignored pixels of
-    `buffer_images` images; the next buffer is read in a background thread meanwhile.
+    Every epoch deals the labelled pixels (label != ignore) of all images at random into
+    ceil(pixels / buffer_pixels) buffers of equal size, so each buffer is a uniform random
+    subset of the whole training set, as the batches of the paper's in-RAM DataLoader are.
+    A buffer is filled image by image with `sample_pixel_features` from the native float16
+    maps, on `device`: on a GPU only those maps (1/44 of the upsampled float32 features at
+    the paper's settings) cross the bus. The maps of the first `cache_images` images stay on
+    `device` across buffers and epochs; the others are read from the stores again for each
+    buffer. Two float32 buffers of (buffer_pixels, D) are allocated once on `device` and
+    reused: while one is trained on, a background thread fills the other.
+    Yields (features (P, D) float32, labels (P,) int64) views into those buffers.
     """
 
-    def __init__(self, stores, labels: np.ndarray, ignore_label: int, buffer_images: int, rng):
-        self.stores, self.labels, self.ignore_label = stores, labels, ignore_label
-        self.buffer_images, self.rng = buffer_images, rng
+    def __init__(self, stores, labels: np.ndarray, ignore_label: int, buffer_pixels: int, cache_images: int,
+                 rng, device: str = "cpu"):
+        self.stores, self.size, self.rng, self.device = stores, labels.shape[-1], rng, device
+        flat = labels.reshape(len(labels), -1)
+        image, pixel = np.nonzero(flat != ignore_label)
+        self.pixel_image = image
+        self.pixel_index = torch.from_numpy(pixel).to(device)
+        self.pixel_label = torch.from_numpy(flat[image, pixel].astype(np.int64)).to(device)
+        self.buffer_pixels = max(1, min(buffer_pixels, len(image)))
+        self.cache_images = cache_images
+        self.cache = {}
+        width = sum(s.shape[1] for s in stores)
+        self.slots = [(torch.empty((self.buffer_pixels, width), device=device),
+                       torch.empty(self.buffer_pixels, dtype=torch.long, device=device)) for _ in range(2)]
 
-    def _load(self, indices):
-        size = self.labels.shape[-1]
-        features = load_pixel_features(self.stores, indices, size)  # (k, D, S, S)
-        features = features.permute(0, 2, 3, 1).reshape(-1, features.shape[1])
-        labels = torch.from_numpy(self.labels[indices].reshape(-1).astype(np.int64))
-        keep = labels != self.ignore_label
-        return features[keep].contiguous(), labels[keep]
+    @property
+    def n_buffers(self) -> int:
+        return -(-len(self.pixel_image) // self.buffer_pixels)
+
+    def _maps(self, image: int) -> list:
+        if image in self.cache:
+            return self.cache[image]
+        maps = native_maps(self.stores, image, self.device)
+        if image < self.cache_images:
+            self.cache[image] = maps
+        return maps
+
+    def _fill(self, slot: int, selection: np.ndarray):
+        """Samples the pixels `selection` (indices into the labelled pixels) into buffer `slot`."""
+        selection = selection[np.argsort(self.pixel_image[selection], kind="stable")]
+        images, starts = np.unique(self.pixel_image[selection], return_index=True)
+        selection = torch.from_numpy(selection).to(self.device)
+        features, labels = (buffer[: len(selection)] for buffer in self.slots[slot])
+        for image, start, stop in zip(images, starts, [*starts[1:], len(selection)]):
+            pixels = self.pixel_index[selection[start:stop]]
+            sample_pixel_features(self._maps(int(image)), pixels, self.size, features[start:stop])
+        labels.copy_(self.pixel_label[selection])
+        return features, labels
 
     def epoch(self):
-        order = self.rng.permutation(len(self.labels))
-        groups = [order[i : i + self.buffer_images] for i in range(0, len(order), self.buffer_images)]
+        shares = np.array_split(self.rng.permutation(len(self.pixel_image)), self.n_buffers)
         with ThreadPoolExecutor(max_workers=1) as pool:
-            pending = pool.submit(self._load, groups[0])
-            for k in range(len(groups)):
+            pending = pool.submit(self._fill, 0, shares[0])
+            for k in range(len(shares)):
                 buffer = pending.result()
-                if k + 1 < len(groups):
-                    pending = pool.submit(self._load, groups[k + 1])
+                if k + 1 < len(shares):
+                    pending = pool.submit(self._fill, (k + 1) % 2, shares[k + 1])
                 yield buffer
 
 
@@ -170,7 +208,9 @@ def train_ensemble(
     patience: int,
     min_class_pixels: int,
     buffer_mb: float,
+    cache_mb: float,
     device: str = "cpu",
+    max_batches: int | None = None,
 ):
     """Trains one ensemble of `n_members` MLPs per seed on streamed pixel features.
 
@@ -179,9 +219,14 @@ def train_ensemble(
     `max_epochs` epochs; from epoch index `early_stop_epoch` on (the paper's code: 4, i.e.
     the 5th epoch), a member stops after more than `patience` consecutive batches whose loss
     does not beat its best single-batch loss. A stopped member's weights are frozen.
-    A buffer holds max(1, buffer_mb MiB // (S * S * channels * 4 bytes)) images.
-    The ensemble trains on `device` ('cpu' or 'cuda'); buffers are read on the CPU and
-    moved there whole. Returns ([one BatchedMLPEnsemble per seed, in eval mode, on the CPU], history rows
+    Pixels stream through `PixelStream`: a buffer holds buffer_mb MiB of float32 pixel
+    features (a random share of every image's pixels), and the native float16 maps of as
+    many images as fit in cache_mb MiB stay in memory; peak memory is about
+    2 * buffer_mb + cache_mb plus the model, whatever the number of images.
+    The ensemble trains, and its buffers are filled, on `device` ('cpu' or 'cuda'); the
+    cache_mb of native maps then live there too. `max_batches` ends training after that
+    many batches (benchmarks). Returns ([one BatchedMLPEnsemble per seed, in eval mode, on
+    the CPU], history rows
     {seed, epoch, batches, mean_loss, members_active}: one row per seed and epoch; mean_loss
     over the seed's active members' batches of that epoch, NaN once all have stopped).
     """
@@ -193,12 +238,12 @@ def train_ensemble(
     n_total = model.n_members
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, fused=True)
     rng = np.random.default_rng(seeds)
-    buffer_images = max(1, int(buffer_mb * 2**20 // (labels.shape[1] * labels.shape[2] * in_features * 4)))
-    if buffer_images < len(labels):
-        log.warning("a buffer of %.0f MiB holds %d of %d training images: batches mix the pixels of %d images "
-                    "at a time, not of all (raise ensemble.buffer_mb if memory allows)",
-                    buffer_mb, buffer_images, len(labels), buffer_images)
-    stream = PixelStream(stores, labels, ignore_label, buffer_images, rng)
+    native_bytes = sum(2 * int(np.prod(s.shape[1:])) for s in stores)  # one image, float16
+    stream = PixelStream(stores, labels, ignore_label, buffer_pixels=int(buffer_mb * 2**20 // (in_features * 4)),
+                         cache_images=int(cache_mb * 2**20 // native_bytes), rng=rng, device=device)
+    log.info("%d labelled pixels x %d features in %d buffers of %d pixels; native maps of %d of %d images cached",
+             len(stream.pixel_image), in_features, stream.n_buffers, stream.buffer_pixels,
+             min(stream.cache_images, len(labels)), len(labels))
 
     best_loss = torch.full((n_total,), float("inf"), device=device)
     stall = torch.zeros(n_total, dtype=torch.long, device=device)
@@ -209,9 +254,8 @@ def train_ensemble(
         # over this epoch's active batches
         loss_sum, loss_count = torch.zeros(n_total, device=device), torch.zeros(n_total, device=device)
         for features, targets in stream.epoch():
-            features, targets = features.to(device), targets.to(device)
             n_pixels = len(targets)
-            perms = torch.from_numpy(np.argsort(rng.random((n_total, n_pixels)), axis=1)).to(device)
+            perms = torch.from_numpy(rng.permuted(np.tile(np.arange(n_pixels), (n_total, 1)), axis=1)).to(device)
             for start in range(0, n_pixels, batch_size):
                 index = perms[:, start : start + batch_size]  # (M, B)
                 if index.shape[1] < 2:  # BatchNorm needs two samples
@@ -237,9 +281,9 @@ def train_ensemble(
                         log.info("seed %d member %d stopped at epoch %d after %d batches",
                                  seeds[m // n_members], m % n_members, epoch, batches)
                 _restore_frozen(model, frozen)
-                if not active.any():
+                if not active.any() or batches == max_batches:
                     break
-            if not active.any():
+            if not active.any() or batches == max_batches:
                 break
         for k, seed in enumerate(seeds):
             group = slice(k * n_members, (k + 1) * n_members)
@@ -248,7 +292,7 @@ def train_ensemble(
             history.append(dict(seed=seed, epoch=epoch, batches=batches, mean_loss=mean_loss,
                                 members_active=int(active[group].sum())))
         log.info("epoch %d: %d batches, %d of %d members active", epoch, batches, int(active.sum()), n_total)
-        if not active.any():
+        if not active.any() or batches == max_batches:
             break
     return [part.eval() for part in split_ensemble(model.cpu(), len(seeds))], history
 
@@ -271,9 +315,16 @@ def load_ensemble(path) -> BatchedMLPEnsemble:
 
 @torch.no_grad()
 def predict_probabilities(model: BatchedMLPEnsemble, pixel_features: torch.Tensor, chunk: int = 16384) -> torch.Tensor:
-    """Softmax of every member: pixel_features (P, D) float32 -> (M, P, C) float32."""
+    """Softmax of every member: pixel_features (P, D) float32 -> (M, P, C) float32.
+
+    All members see the same pixels, so their first layers run as one (P, D) x (D, M * H1)
+    matrix product instead of M products of the same rows.
+    """
+    first_weight = model.weight0.permute(1, 0, 2).reshape(model.in_features, -1)  # (D, M * H1)
+    first_bias = model.bias0.reshape(-1)
     out = []
     for start in range(0, len(pixel_features), chunk):
-        x = pixel_features[start : start + chunk]
-        out.append(torch.softmax(model(x.unsqueeze(0).expand(model.n_members, -1, -1)), dim=-1))
+        x = torch.addmm(first_bias, pixel_features[start : start + chunk], first_weight)
+        x = x.reshape(len(x), model.n_members, -1).transpose(0, 1)  # (M, P, H1)
+        out.append(torch.softmax(model(x, first_layer_done=True), dim=-1))
     return torch.cat(out, dim=1)

@@ -5,7 +5,7 @@ import torch
 from PIL import Image
 
 from ddpmseg.ensemble import predict_probabilities
-from ddpmseg.features import load_pixel_features
+from ddpmseg.features import native_maps, sample_pixel_features
 
 
 def majority_vote(probabilities: torch.Tensor) -> torch.Tensor:
@@ -36,24 +36,33 @@ def image_uncertainty_score(js: np.ndarray, top_fraction: float = 0.1) -> float:
     return float(flat[: max(1, int(len(flat) * top_fraction))].mean())
 
 
-def predict_images(models, stores, n_images: int, size: int, device: str = "cpu") -> list:
+def predict_images(models, stores, n_images: int, size: int, device: str = "cpu", chunk: int = 8192) -> list:
     """Predictions of each ensemble in `models` for every image of the stores.
 
-    The pixel features of an image are assembled once for all ensembles and classified on
-    `device`. Returns one tuple per model: majority (N, S, S) uint8, soft (N, S, S) uint8,
-    uncertainty (N, S, S) float32.
+    An image's pixel features are sampled from its native maps on `device`, `chunk` pixels
+    at a time (one reused (chunk, D) float32 buffer, never the whole upsampled image), and
+    classified there by all ensembles. Returns one tuple per model: majority (N, S, S) uint8,
+    soft (N, S, S) uint8, uncertainty (N, S, S) float32.
     """
     models = [model.to(device) for model in models]
     outputs = [(np.zeros((n_images, size, size), np.uint8), np.zeros((n_images, size, size), np.uint8),
                 np.zeros((n_images, size, size), np.float32)) for _ in models]
+    n_pixels = size * size
+    buffer = torch.empty((min(chunk, n_pixels), sum(s.shape[1] for s in stores)), device=device)
     for i in range(n_images):
-        features = load_pixel_features(stores, [i], size)[0]  # (D, S, S)
-        pixels = features.reshape(features.shape[0], -1).T.to(device)
-        for model, (majority, soft, uncertainty) in zip(models, outputs):
-            probabilities = predict_probabilities(model, pixels)
-            majority[i] = majority_vote(probabilities).reshape(size, size).cpu().numpy()
-            soft[i] = soft_vote(probabilities).reshape(size, size).cpu().numpy()
-            uncertainty[i] = jensen_shannon(probabilities).reshape(size, size).cpu().numpy()
+        maps = native_maps(stores, i, device)
+        probabilities = [[] for _ in models]
+        for start in range(0, n_pixels, chunk):
+            pixels = torch.arange(start, min(start + chunk, n_pixels), device=device)
+            features = buffer[: len(pixels)]
+            sample_pixel_features(maps, pixels, size, features)
+            for model, parts in zip(models, probabilities):
+                parts.append(predict_probabilities(model, features))
+        for parts, (majority, soft, uncertainty) in zip(probabilities, outputs):
+            p = torch.cat(parts, dim=1)
+            majority[i] = majority_vote(p).reshape(size, size).cpu().numpy()
+            soft[i] = soft_vote(p).reshape(size, size).cpu().numpy()
+            uncertainty[i] = jensen_shannon(p).reshape(size, size).cpu().numpy()
     return outputs
 
 

@@ -2,7 +2,9 @@
 
 Every feature set is a list of Zarr arrays of shape (image, channel, y, x), float16, one
 image per chunk, at the resolution where it was computed (never upsampled). The ensemble
-upsamples them to label resolution on the fly (`load_pixel_features`).
+reads them at label resolution on the fly: `sample_pixel_features` gives the bilinearly
+upsampled features of chosen pixels only, equal to upsampling the whole map as the paper's
+code does (F.interpolate, align_corners=False) and then picking those pixels.
 
 Decoder features follow the paper's code (Sec. 3.2 and its `feature_extractors.py`): the
 image scaled to [-1, 1] is noised with x_t = q_sample(x0, t, noise), one noise tensor of
@@ -11,6 +13,7 @@ timestep and image; the noise predictor is called with the unscaled t and the ou
 `model.output_blocks[b]` are kept. Our forward pass stops after the deepest requested block.
 """
 
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -118,25 +121,24 @@ def extract_decoder_features(
     out_dir.mkdir(parents=True, exist_ok=True)
     device = next(model.parameters()).device
     size = images.shape[1]
-    shapes = decoder_block_shapes(model, size)
     noise = shared_noise(size, noise_seed).to(device)
-    stores = {}
-    for b in blocks:
-        for t in timesteps:
-            stores[b, t] = create_store(
-                out_dir / store_name(b, t),
-                (len(images), *shapes[b]),
-                {
-                    **attrs,
-                    "block": b,
-                    "timestep": t,
-                    "noise_seed": noise_seed,
-                    "image_ids": list(image_ids),
-                    "image_size": size,
-                    "stored_dtype": "float16",
-                    "description": f"output of model.output_blocks[{b}] on q_sample(x0, t={t}, shared noise)",
-                },
-            )
+
+    def create(b, t, shape):
+        return create_store(out_dir / store_name(b, t), (len(images), *shape), {
+            **attrs,
+            "block": b,
+            "timestep": t,
+            "noise_seed": noise_seed,
+            "image_ids": list(image_ids),
+            "image_size": size,
+            "stored_dtype": "float16",
+            "description": f"output of model.output_blocks[{b}] on q_sample(x0, t={t}, shared noise)",
+        })
+
+    stores = {}  # created with the first batch's shapes
+    if len(images) == 0:
+        shapes = decoder_block_shapes(model, size)
+        stores = {(b, t): create(b, t, shapes[b]) for b in blocks for t in timesteps}
     t_batch = torch.tensor(timesteps, dtype=torch.long, device=device)
     for start in tqdm(range(0, len(images), batch_images), desc="extract", unit="batch", mininterval=5):
         x0 = images_to_model_input(images[start : start + batch_images]).to(device)
@@ -148,6 +150,8 @@ def extract_decoder_features(
         for b, act in activations.items():
             act = act.reshape(n, len(timesteps), *act.shape[1:]).cpu().numpy().astype(np.float16)
             for k, t in enumerate(timesteps):
+                if (b, t) not in stores:
+                    stores[b, t] = create(b, t, act.shape[2:])
                 stores[b, t][start : start + n] = act[:, k]
     return [out_dir / store_name(b, t) for b in blocks for t in timesteps]
 
@@ -189,16 +193,52 @@ def open_stores(paths) -> list:
     return [zarr.open_array(str(p), mode="r") for p in paths]
 
 
-def load_pixel_features(stores, image_indices, size: int) -> torch.Tensor:
-    """Pixel features of some images, upsampled to (size, size) and concatenated.
+@lru_cache(maxsize=64)
+def bilinear_taps(in_size: int, out_size: int) -> tuple:
+    """Where upsampling from in_size to out_size reads, as F.interpolate(bilinear, align_corners=False).
 
-    stores: Zarr arrays (N, C_k, H_k, W_k); returns (len(image_indices), sum C_k, size, size)
-    float32. Upsampling is bilinear with align_corners=False, as the paper's code.
+    Returns (first (out,), second (out,) int64, weight (out,) float32): output position j is
+    (1 - weight[j]) * input[first[j]] + weight[j] * input[second[j]].
     """
-    parts = []
-    for store in stores:
-        block = torch.from_numpy(np.stack([store[i] for i in image_indices]).astype(np.float32))
-        if block.shape[-1] != size:
-            block = F.interpolate(block, size=(size, size), mode="bilinear", align_corners=False)
-        parts.append(block)
-    return torch.cat(parts, dim=1)
+    scale = np.float32(in_size / out_size)
+    source = np.maximum((np.arange(out_size, dtype=np.float32) + 0.5) * scale - 0.5, 0)
+    first = np.floor(source).astype(np.int64)
+    second = np.minimum(first + 1, in_size - 1)
+    return torch.from_numpy(first), torch.from_numpy(second), torch.from_numpy((source - first).astype(np.float32))
+
+
+def native_maps(stores, index: int, device: str = "cpu") -> list:
+    """One image's features from every store, each as an (H_k, W_k, C_k) float16 tensor on `device`
+    (copied there from pinned memory when it is a GPU)."""
+    maps = [torch.from_numpy(np.asarray(store[index])).permute(1, 2, 0).contiguous() for store in stores]
+    if torch.device(device).type == "cuda":
+        maps = [m.pin_memory().to(device, non_blocking=True) for m in maps]
+    return maps
+
+
+def sample_pixel_features(maps, pixels: torch.Tensor, size: int, out: torch.Tensor) -> None:
+    """Writes the features of some pixels of one image, at label resolution, into `out`.
+
+    maps: `native_maps` of the image; pixels: (n,) int64 flat indices y * size + x into the
+    (size, size) label grid; out: (n, sum C_k) float32; all on one device, where the work
+    runs. Each map is sampled bilinearly at the pixels (align_corners=False), which equals
+    upsampling the whole map with F.interpolate and picking those pixels, up to float32
+    rounding, at the cost of 4 reads per pixel and channel instead of a full map.
+    """
+    y, x = pixels // size, pixels % size
+    column = 0
+    for fmap in maps:
+        height, width, channels = fmap.shape
+        table = fmap.reshape(height * width, channels)
+        target = out[:, column : column + channels]
+        if (height, width) == (size, size):
+            target.copy_(table[pixels])
+        else:
+            y0, y1, wy = (tap.to(y.device)[y] for tap in bilinear_taps(height, size))
+            x0, x1, wx = (tap.to(x.device)[x] for tap in bilinear_taps(width, size))
+            wx = wx.unsqueeze(1)
+            top = torch.lerp(table[y0 * width + x0].float(), table[y0 * width + x1].float(), wx)
+            bottom = torch.lerp(table[y1 * width + x0].float(), table[y1 * width + x1].float(), wx)
+            torch.lerp(top, bottom, wy.unsqueeze(1), out=top)
+            target.copy_(top)
+        column += channels

@@ -1,0 +1,50 @@
+"""A small run of the paper-vs-ours benchmark harness, so that it cannot rot. Nothing here is
+timed: the assertions are about what the two paths compute, not how fast."""
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+REPOSITORY = pathlib.Path(__file__).resolve().parents[1]
+FASSEG = REPOSITORY.parent / "shared" / "datasets" / "fasseg_face6"
+
+
+@pytest.mark.skipif(not FASSEG.is_dir(), reason="shared fasseg_face6 dataset not available")
+def test_benchmark_harness_smoke_run(tmp_path):
+    command = [sys.executable, str(REPOSITORY / "benchmarks" / "compare_paper_path.py"), "--size", "smoke",
+               "--work", str(tmp_path), "--dataset", str(FASSEG), "--train-batches", "20", "--members", "2",
+               "--miou-seeds", "2", "--test-images", "4", "--sample-pixels", "64"]
+    printed = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    result = json.loads((tmp_path / "results.json").read_text())["smoke"]
+    # the smoke model: blocks 0 and 2 of 4 at t 50 and 150, 32x32
+    dim = result["extract"]["dim"]
+    assert dim == result["paper"]["2"]["dim"] == 2 * (64 + 32)
+    # early exit after block 2 of 4: fewer FLOPs than the full forward per timestep
+    assert 0 < result["flops"]["ours"] < result["flops"]["paper"]
+    # native float16 (block 0 at 16x16, block 2 at 32x32) against float32 at 32x32
+    assert result["extract"]["native_bytes_per_image"] == 2 * 2 * (64 * 16 * 16 + 32 * 32 * 32)
+    assert 0 < result["extract"]["stored_bytes_per_image"]
+    # the features agree within float16 rounding, at real pixels of real images
+    equality = result["equality"]
+    assert equality["within_float16"] and equality["images"] == 2 and equality["pixels"] >= 64
+    assert 0 < equality["max_abs_difference"] < 2**-10 * equality["max_abs_value"]
+    # both paths trained, at every requested size, and memory was measured
+    for runs in (result["paper"], result["ours"]):
+        assert sorted(runs) == ["2", "3"]
+        for run in runs.values():
+            assert run["member_pixels"] > 0 and run["train_seconds"] > 0 and run["peak_rss"] > 2**20
+    # every timed run: 20 batches of 64 pixels for each of the 2 members
+    assert result["ours"]["3"]["member_pixels"] == 20 * 64 * 2
+    assert result["paper"]["3"]["member_pixels"] == 20 * 64 * 2
+    # mIoU of both paths, per seed, trained to the stop rule: real segmentations, close together
+    miou = result["miou"]
+    assert len(miou["paper"]) == len(miou["ours"]) == 2
+    assert min(miou["paper"] + miou["ours"]) > 0.25
+    assert abs(sum(miou["paper"]) - sum(miou["ours"])) / 2 < 0.1
+    for line in ("extraction s/image", "FLOPs/image", "cached features MB/image", "peak RSS", "member-pixels/s",
+                 "float16 bound: PASS", "test mIoU"):
+        assert line in printed
+    assert (tmp_path / "report.txt").read_text().strip() in printed
