@@ -242,9 +242,9 @@ def stage_ours_train(spec: dict) -> dict:
                                      **settings)
     train_seconds = time.perf_counter() - start
     batches = history[-1]["batches"]
-    result = {"train_seconds": train_seconds, "peak_rss": peak_rss_bytes(), "miou": [],
-              # every member steps on every batch unless the stop rule ended it (not in the timed runs)
-              "member_pixels": batches * 64 * spec["n_members"] * len(spec["seeds"])}
+    # in the timed runs no member stops, so every member steps on every batch
+    member_pixels = batches * 64 * spec["n_members"] * len(spec["seeds"]) if train["max_batches"] else None
+    result = {"train_seconds": train_seconds, "peak_rss": peak_rss_bytes(), "miou": [], "member_pixels": member_pixels}
     if spec["predict_test"]:
         test = open_stores([work / "real_test" / store_name(b, t) for b, t in order])
         size = labels.shape[-1]

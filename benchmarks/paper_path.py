@@ -15,7 +15,8 @@ faithfully as the benchmark's baseline; see ../shared/paper-reference.md.
 - `predict_paper`: per image, the (S*S, D) features through every member, argmax, mode.
 
 The UNet runs in float32 here (the paper's runs in float16 on a GPU) so that its features
-can be compared with ours exactly.
+can be compared with ours exactly. The paper's relabelling of rare classes (< 20 pixels in an
+image) is a label edit outside both routes; the benchmark trains both without it.
 """
 
 import torch
