@@ -50,7 +50,7 @@ from ddpmseg.ensemble import train_ensemble  # noqa: E402
 from ddpmseg.evaluate import mean_iou, predict_images  # noqa: E402
 from ddpmseg.features import (  # noqa: E402
     create_store, decoder_activations, decoder_block_shapes, extract_decoder_features, images_to_model_input, native_maps,
-    open_stores, sample_pixel_features, shared_noise, store_name,
+    native_bytes_per_image, open_stores, sample_pixel_features, shared_noise, store_name,
 )
 from ddpmseg.probes import ImageSubset  # noqa: E402
 from paper_path import (  # noqa: E402
@@ -197,10 +197,9 @@ def stage_ours_extract(spec: dict) -> dict:
     paths = extract_decoder_features(model, diffusion, images, list(range(len(images))), out_dir=work / "extracted",
                                      **common)
     extract_seconds = (time.perf_counter() - start) / len(images)
-    order = [(b, t) for t in sorted(spec["timesteps"]) for b in sorted(spec["blocks"])]  # the paper's order
-    extracted = open_stores([work / "extracted" / store_name(b, t) for b, t in order])
+    extracted = open_stores(_store_paths(spec, work / "extracted"))
     stored_bytes = sum(_directory_bytes(p) for p in paths) / len(images)
-    native_bytes = sum(2 * int(np.prod(s.shape[1:])) for s in extracted)
+    native_bytes = native_bytes_per_image(extracted)
     # our features at the comparison's pixels, read the way training reads them
     pixels = torch.from_numpy(sample_pixels(size, spec["n_sample_pixels"]))
     dim = sum(s.shape[1] for s in extracted)
@@ -210,8 +209,8 @@ def stage_ours_extract(spec: dict) -> dict:
     np.save(spec["sample_out"], sampled)
     # training stores of max(ours_images) images, repeating the extracted ones
     n_train = spec["n_train_stores"]
-    for (b, t), source in zip(order, extracted):
-        target = create_store(work / "train" / store_name(b, t), (n_train, *source.shape[1:]), {})
+    for path, source in zip(_store_paths(spec, work / "train"), extracted):
+        target = create_store(path, (n_train, *source.shape[1:]), {})
         for i in range(n_train):
             target[i] = source[i % len(images)]
     if spec["predict_test"]:  # the real images of the mIoU check
@@ -222,6 +221,11 @@ def stage_ours_extract(spec: dict) -> dict:
             "native_bytes_per_image": native_bytes, "dim": dim, "peak_rss": peak_rss_bytes()}
 
 
+def _store_paths(spec: dict, folder: Path) -> list:
+    """The stores of the spec's cells under `folder`, in the paper's order: timestep-major, block-minor."""
+    return [folder / store_name(b, t) for t in sorted(spec["timesteps"]) for b in sorted(spec["blocks"])]
+
+
 def _directory_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
 
@@ -229,9 +233,7 @@ def _directory_bytes(path: Path) -> int:
 def stage_ours_train(spec: dict) -> dict:
     data = np.load(spec["data"])
     work = Path(spec["work"])
-    order = [(b, t) for t in sorted(spec["timesteps"]) for b in sorted(spec["blocks"])]
-    stores = [ImageSubset(s, range(spec["n_train"]))
-              for s in open_stores([work / spec["train_stores"] / store_name(b, t) for b, t in order])]
+    stores = [ImageSubset(s, range(spec["n_train"])) for s in open_stores(_store_paths(spec, work / spec["train_stores"]))]
     labels = data["train_labels"][: spec["n_train"]]
     train = spec["train"]
     settings = dict(n_members=spec["n_members"], batch_size=64, lr=1e-3, max_epochs=train["max_epochs"],
@@ -246,7 +248,7 @@ def stage_ours_train(spec: dict) -> dict:
     member_pixels = batches * 64 * spec["n_members"] * len(spec["seeds"]) if train["max_batches"] else None
     result = {"train_seconds": train_seconds, "peak_rss": peak_rss_bytes(), "miou": [], "member_pixels": member_pixels}
     if spec["predict_test"]:
-        test = open_stores([work / "real_test" / store_name(b, t) for b, t in order])
+        test = open_stores(_store_paths(spec, work / "real_test"))
         size = labels.shape[-1]
         for majority, _, _ in predict_images(models, test, len(data["test_labels"]), size):
             result["miou"].append(mean_iou(majority, data["test_labels"], spec["num_classes"], spec["ignore_label"]))

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ddpmseg.features import native_maps, sample_pixel_features
+from ddpmseg.features import native_bytes_per_image, native_maps, sample_pixel_features
 
 log = logging.getLogger(__name__)
 
@@ -238,9 +238,8 @@ def train_ensemble(
     n_total = model.n_members
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, fused=True)
     rng = np.random.default_rng(seeds)
-    native_bytes = sum(2 * int(np.prod(s.shape[1:])) for s in stores)  # one image, float16
     stream = PixelStream(stores, labels, ignore_label, buffer_pixels=int(buffer_mb * 2**20 // (in_features * 4)),
-                         cache_images=int(cache_mb * 2**20 // native_bytes), rng=rng, device=device)
+                         cache_images=int(cache_mb * 2**20 // native_bytes_per_image(stores)), rng=rng, device=device)
     log.info("%d labelled pixels x %d features in %d buffers of %d pixels; native maps of %d of %d images cached",
              len(stream.pixel_image), in_features, stream.n_buffers, stream.buffer_pixels,
              min(stream.cache_images, len(labels)), len(labels))

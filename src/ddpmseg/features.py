@@ -207,6 +207,11 @@ def bilinear_taps(in_size: int, out_size: int) -> tuple:
     return torch.from_numpy(first), torch.from_numpy(second), torch.from_numpy((source - first).astype(np.float32))
 
 
+def native_bytes_per_image(stores) -> int:
+    """Bytes of one image's float16 features over all `stores` (N, C_k, H_k, W_k)."""
+    return sum(2 * int(np.prod(store.shape[1:])) for store in stores)
+
+
 def native_maps(stores, index: int, device: str = "cpu") -> list:
     """One image's features from every store, each as an (H_k, W_k, C_k) float16 tensor on `device`
     (copied there from pinned memory when it is a GPU)."""
