@@ -49,12 +49,13 @@ from ddpmseg.diffusion import build_model_and_diffusion, build_unet, load_model,
 from ddpmseg.ensemble import train_ensemble  # noqa: E402
 from ddpmseg.evaluate import mean_iou, predict_images  # noqa: E402
 from ddpmseg.features import (  # noqa: E402
-    create_store, decoder_activations, decoder_block_shapes, extract_decoder_features, images_to_model_input, native_maps,
-    native_bytes_per_image, open_stores, sample_pixel_features, shared_noise, store_name,
+    create_store, decoder_activations, decoder_block_shapes, extract_decoder_features, native_maps,
+    native_bytes_per_image, open_stores, sample_pixel_features, store_name,
 )
 from ddpmseg.probes import ImageSubset  # noqa: E402
 from paper_path import (  # noqa: E402
-    PaperFeatureExtractor, collect_features, predict_paper, prepare_data, train_paper_ensemble,
+    PaperFeatureExtractor, collect_features, paper_input, paper_noise, predict_paper, prepare_data,
+    train_paper_ensemble,
 )
 
 GB = 1e9
@@ -143,13 +144,13 @@ def stage_paper(spec: dict) -> dict:
     data = np.load(spec["data"])
     images, labels = data["train_images"][: spec["n_train"]], torch.from_numpy(data["train_labels"][: spec["n_train"]])
     size, n_extract = images.shape[1], min(spec["n_extract"], spec["n_train"])
-    extractor = PaperFeatureExtractor(model, diffusion, spec["blocks"], spec["timesteps"], shared_noise(size, 0))
+    extractor = PaperFeatureExtractor(model, diffusion, spec["blocks"], spec["timesteps"], paper_noise(size, 0))
     pixels = torch.from_numpy(sample_pixels(size, spec["n_sample_pixels"]))
     seconds, samples = [], []
 
     def extract(image):
         start = time.perf_counter()
-        features = collect_features(extractor(images_to_model_input(image[None])), size)
+        features = collect_features(extractor(paper_input(image)), size)
         seconds.append(time.perf_counter() - start)
         samples.append(features.reshape(len(features), -1)[:, pixels].T.numpy())  # for the comparison
         return features
@@ -178,7 +179,7 @@ def stage_paper(spec: dict) -> dict:
 def _paper_test_miou(spec, extractor, members, data) -> float:
     size = data["test_images"].shape[1]
     predictions = np.stack([
-        predict_paper(members, collect_features(extractor(images_to_model_input(image[None])), size)).numpy()
+        predict_paper(members, collect_features(extractor(paper_input(image)), size)).numpy()
         for image in data["test_images"]
     ])
     return mean_iou(predictions, data["test_labels"], spec["num_classes"], spec["ignore_label"])

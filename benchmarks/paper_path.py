@@ -1,6 +1,10 @@
 """The paper's code path (yandex-research/ddpm-segmentation at 9a13776), re-implemented
 faithfully as the benchmark's baseline; see ../shared/paper-reference.md.
 
+- `paper_input`, `paper_noise`: the image as torchvision's ToTensor and `2 * x - 1` make it
+  (contiguous channels-first), and `share_noise` from a generator on the run's device seeded
+  with the run's seed; built here, not with our helpers, so the comparison catches a layout
+  or noise difference of ours.
 - `PaperFeatureExtractor`: forward hooks on `model.output_blocks[b]`; for each timestep one
   full forward pass (through the output layer) of a single image (batch 1) on
   q_sample(x0, t, shared noise); the hooked activations are cast to float32.
@@ -19,8 +23,22 @@ can be compared with ours exactly. The paper's relabelling of rare classes (< 20
 image) is a label edit outside both routes; the benchmark trains both without it.
 """
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+
+
+def paper_input(image: np.ndarray) -> torch.Tensor:
+    """(S, S, 3) uint8 -> (1, 3, S, S) float32 in [-1, 1]: ToTensor (permute, contiguous, / 255),
+    then the paper's `lambda x: 2 * x - 1`."""
+    tensor = torch.from_numpy(np.array(image)).permute(2, 0, 1).contiguous().float().div(255)
+    return (2 * tensor - 1)[None]
+
+
+def paper_noise(image_size: int, seed: int, device: str = "cpu") -> torch.Tensor:
+    """`share_noise`: (1, 3, S, S) from a generator on `device` seeded with the run's seed."""
+    generator = torch.Generator(device=device).manual_seed(seed)
+    return torch.randn(1, 3, image_size, image_size, generator=generator, device=device)
 
 
 class PaperFeatureExtractor:

@@ -8,7 +8,7 @@ import zarr
 from ddpmseg.diffusion import (
     build_model_and_diffusion, build_unet, full_flags, infer_flags, load_model, save_model, train_diffusion,
 )
-from ddpmseg.features import decoder_activations, decoder_block_shapes, extract_decoder_features
+from ddpmseg.features import decoder_activations, decoder_block_shapes, extract_decoder_features, open_store
 
 from conftest import TINY_FLAGS
 
@@ -128,7 +128,7 @@ def test_official_layout_fp16_checkpoint_gives_the_papers_feature_shapes(tmp_pat
     images = np.random.default_rng(0).integers(0, 256, (2, 256, 256, 3), dtype=np.uint8)
     paths = extract_decoder_features(loaded, diffusion, images, ["a", "b"], blocks=[5, 6, 7, 8, 12], timesteps=[50],
                                      noise_seed=0, out_dir=tmp_path / "features", attrs={}, batch_images=2)
-    shapes = {p.name: zarr.open_array(str(p), mode="r").shape for p in paths}
+    shapes = {p.name: open_store(str(p)).shape for p in paths}
     assert shapes == {  # the table's channels / 8 (num_channels 32 instead of 256), same resolutions
         "features_b5_t50.zarr": (2, 128, 32, 32), "features_b6_t50.zarr": (2, 64, 32, 32),
         "features_b7_t50.zarr": (2, 64, 32, 32), "features_b8_t50.zarr": (2, 64, 64, 64),

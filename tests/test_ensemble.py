@@ -16,7 +16,7 @@ from ddpmseg.ensemble import (
     train_ensemble,
 )
 from ddpmseg.evaluate import mean_iou, predict_images
-from ddpmseg.features import write_control_features
+from ddpmseg.features import open_store, write_control_features
 
 SETTINGS = dict(batch_size=64, lr=1e-3, max_epochs=3, early_stop_epoch=1, patience=50, min_class_pixels=20, buffer_mb=0.1,
                 cache_mb=0.01)
@@ -113,7 +113,7 @@ def patch_stores(creatures32, tmp_path_factory):
     root = tmp_path_factory.mktemp("patch")
     write_control_features(images[:8], list(range(8)), "patch", root / "train.zarr", {})
     write_control_features(images[8:], list(range(4)), "patch", root / "test.zarr", {})
-    return zarr.open_array(str(root / "train.zarr"), mode="r"), zarr.open_array(str(root / "test.zarr"), mode="r")
+    return open_store(str(root / "train.zarr")), open_store(str(root / "test.zarr"))
 
 
 def test_training_learns_real_labels_and_stops_by_the_rule(creatures32, tmp_path):

@@ -9,6 +9,7 @@ from ddpmseg.features import (
     decoder_activations,
     extract_decoder_features,
     native_maps,
+    open_store,
     sample_pixel_features,
     shared_noise,
     store_name,
@@ -44,8 +45,8 @@ def test_stores_native_resolution_float16_with_attrs(tiny_model, creatures32, tm
         noise_seed=0, out_dir=tmp_path, attrs={"model": "test"}, batch_images=2,
     )
     assert sorted(p.name for p in paths) == sorted(store_name(b, t) for b in (0, 3) for t in (5, 50))
-    deep = zarr.open_array(str(tmp_path / store_name(0, 5)), mode="r")
-    shallow = zarr.open_array(str(tmp_path / store_name(3, 50)), mode="r")
+    deep = open_store(str(tmp_path / store_name(0, 5)))
+    shallow = open_store(str(tmp_path / store_name(3, 50)))
     assert deep.shape == (5, 64, 16, 16) and shallow.shape == (5, 32, 32, 32)  # native, not upsampled
     assert deep.dtype == np.float16 and deep.chunks == (1, 64, 16, 16)
     assert deep.metadata.dimension_names == ("image", "channel", "y", "x")
@@ -75,7 +76,7 @@ def test_control_features(creatures32, tmp_path):
     # the centre of the 5x5 patch is the pixel itself
     np.testing.assert_allclose(patch[1, [12, 37, 62], 10, 10], pixels[1, :3, 10, 10], atol=1e-6)
     write_control_features(images, ["a", "b"], "patch", tmp_path / "p.zarr", {})
-    assert zarr.open_array(str(tmp_path / "p.zarr"), mode="r").shape == (2, 77, 32, 32)
+    assert open_store(str(tmp_path / "p.zarr")).shape == (2, 77, 32, 32)
     with pytest.raises(ValueError, match="unknown control"):
         control_features(images, "hog")
 
@@ -101,3 +102,39 @@ def test_sampled_pixels_equal_the_papers_full_upsampling(native, size):
     out = torch.empty(500, 5)
     sample_pixel_features([fmap.permute(1, 2, 0).contiguous()], pixels, size, out)
     torch.testing.assert_close(out, full.reshape(5, -1)[:, pixels].T, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("precision", ["float32", "float16"])
+def test_extracted_features_equal_the_paper_extractor_bit_for_bit(creatures32, tmp_path, precision):
+    """The paper's route (benchmarks/paper_path.py: ToTensor input, share_noise, hooks on a full
+    forward at batch 1) and our stores hold the same values, bit for bit before float16 storage;
+    with the UNet in float16 as the paper runs it, too. A channels-last input broke this."""
+    import sys
+    from pathlib import Path
+
+    from conftest import TINY_FLAGS
+    from ddpmseg.diffusion import build_model_and_diffusion, randomize_weights
+    from ddpmseg.features import images_to_model_input
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from paper_path import PaperFeatureExtractor, paper_input, paper_noise
+
+    model, diffusion = build_model_and_diffusion(TINY_FLAGS)
+    randomize_weights(model, seed=1)
+    if precision == "float16":
+        model.convert_to_fp16()
+        model.dtype = torch.float16
+    image, blocks, step = creatures32[0][4], [1, 2], 20
+    torch.testing.assert_close(images_to_model_input(image[None]), paper_input(image), rtol=0, atol=0)
+    assert images_to_model_input(image[None]).is_contiguous()
+    paper = PaperFeatureExtractor(model, diffusion, blocks, [step], paper_noise(32, 0))(paper_input(image))
+    t = torch.tensor([step])
+    x_t = diffusion.q_sample(images_to_model_input(image[None]), t, noise=shared_noise(32, 0))
+    ours = decoder_activations(model, x_t, t, blocks)
+    for block, theirs in zip(blocks, paper):
+        assert torch.equal(ours[block], theirs), f"block {block}: max difference {(ours[block] - theirs).abs().max()}"
+    paths = extract_decoder_features(model, diffusion, image[None], ["a"], blocks=blocks, timesteps=[step],
+                                     noise_seed=0, out_dir=tmp_path, attrs={}, batch_images=1)
+    for path, theirs in zip(paths, paper):
+        stored = zarr.open_group(str(path), mode="r")["features"][0]
+        np.testing.assert_array_equal(stored, theirs[0].numpy().astype(np.float16))

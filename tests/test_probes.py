@@ -5,7 +5,7 @@ import pytest
 import zarr
 from PIL import Image
 
-from ddpmseg.features import extract_decoder_features, write_control_features
+from ddpmseg.features import extract_decoder_features, open_store, write_control_features
 from ddpmseg.plots import kmeans_figure, probe_figure, small_large_figure
 from ddpmseg.probes import ImageSubset, class_area_split, kmeans_maps, probe_cell, probe_table
 from ddpmseg.sweep import (
@@ -67,8 +67,8 @@ def test_probe_cell_scores_and_table_on_real_decoder_features(creatures32, tiny_
         extract_decoder_features(model, diffusion, images[part], list(range(len(images[part]))), blocks=[0, 3],
                                  timesteps=[5], noise_seed=0, out_dir=tmp_path / split, attrs={})
     for block in (0, 3):
-        train = zarr.open_array(str(tmp_path / "train" / f"features_b{block}_t5.zarr"), mode="r")
-        test = zarr.open_array(str(tmp_path / "test" / f"features_b{block}_t5.zarr"), mode="r")
+        train = open_store(str(tmp_path / "train" / f"features_b{block}_t5.zarr"))
+        test = open_store(str(tmp_path / "test" / f"features_b{block}_t5.zarr"))
         scores = probe_cell(train, labels[:8], test, labels[8:], 7, 255, cv_folds=2, convention="paper",
                             vote="majority", seed=0, ensemble_settings=SETTINGS)
         assert 0 <= scores["miou_test"] <= 1 and 0 <= scores["miou_cv"] <= 1
@@ -94,12 +94,12 @@ def test_cv_never_reads_the_test_store(creatures32, tmp_path):
     images, labels = creatures32
     write_control_features(images[:8], list(range(8)), "patch", tmp_path / "train.zarr", {})
     write_control_features(images[8:], list(range(4)), "patch", tmp_path / "test.zarr", {})
-    train = zarr.open_array(str(tmp_path / "train.zarr"), mode="r")
+    train = open_store(str(tmp_path / "train.zarr"))
     noise = zarr.create_array(store=str(tmp_path / "noise.zarr"), shape=(4, 77, 32, 32), chunks=(1, 77, 32, 32),
                               dtype="float16")
     noise[:] = np.random.default_rng(0).normal(size=noise.shape).astype(np.float16)
     common = dict(cv_folds=4, convention="paper", vote="majority", seed=0, ensemble_settings=SETTINGS)
-    real = probe_cell(train, labels[:8], zarr.open_array(str(tmp_path / "test.zarr"), mode="r"), labels[8:],
+    real = probe_cell(train, labels[:8], open_store(str(tmp_path / "test.zarr")), labels[8:],
                       7, 255, **common)
     fake = probe_cell(train, labels[:8], noise, labels[8:], 7, 255, **common)
     assert fake["miou_cv"] == real["miou_cv"]
@@ -109,7 +109,7 @@ def test_cv_never_reads_the_test_store(creatures32, tmp_path):
 def test_kmeans_maps_and_figure_on_tiny_data(creatures32, tmp_path):
     images, _ = creatures32
     write_control_features(images[:3], [0, 1, 2], "pixels", tmp_path / "pixels.zarr", {})
-    store = zarr.open_array(str(tmp_path / "pixels.zarr"), mode="r")
+    store = open_store(str(tmp_path / "pixels.zarr"))
     maps = kmeans_maps(store, 2, k=5, seed=0)
     assert maps.shape == (2, 32, 32) and set(np.unique(maps)) <= set(range(5))
     sizes = np.bincount(maps[0].ravel(), minlength=5)

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import zarr
+
+from ddpmseg.features import open_store
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_CONFIG = REPO / "tests" / "config.test.yaml"
@@ -114,10 +115,10 @@ def test_tiny_workflow_end_to_end(tmp_path):
     long = pd.read_csv(results / "table2_long.csv")
     assert len(long) == 8 and long["miou"].between(0, 1).all()
 
-    store = zarr.open_array(str(results / "tiny/features/ddpm/test/features_b1_t20.zarr"), mode="r")
+    store = open_store(str(results / "tiny/features/ddpm/test/features_b1_t20.zarr"))
     assert store.shape == (3, 64, 32, 32) and store.dtype == "float16"  # block 1 upsamples 16 -> 32
     assert store.attrs["timestep"] == 20 and len(store.attrs["checkpoint_sha256"]) == 64
-    assert zarr.open_array(str(results / "tiny/features/ddpm/test/features_b2_t5.zarr"), mode="r").shape[1] == 32
+    assert open_store(str(results / "tiny/features/ddpm/test/features_b2_t5.zarr")).shape[1] == 32
     metrics = json.loads((results / "tiny/ddpm/seed1/metrics.json").read_text())
     assert metrics["vote"] == "majority" and 0 <= metrics["miou_soft"] <= 1
     assert sorted(p.name for p in (results / "tiny/ddpm/seed0/masks").glob("*.png")) == ["0000.png", "0001.png", "0002.png"]
@@ -252,7 +253,7 @@ datasets:
     args = ("results/table2.csv", "--configfile", str(config))
     snakemake(workdir, *args)
     assert (workdir / "resources/downloads/tiny.pt").read_bytes() == (tmp_path / "tiny.pt").read_bytes()
-    store = zarr.open_array(str(workdir / "results/tiny_paper/features/ddpm/test/features_b1_t5.zarr"), mode="r")
+    store = open_store(str(workdir / "results/tiny_paper/features/ddpm/test/features_b1_t5.zarr"))
     flags = store.attrs["model_flags"]
     assert (flags["num_channels"], flags["channel_mult"], flags["learn_sigma"]) == (32, "1,2", True)
     assert store.shape == (3, 64, 32, 32)  # block 1 ends with the upsampler: 16 -> 32

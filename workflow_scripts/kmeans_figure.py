@@ -2,6 +2,7 @@
 import _repository_src  # noqa: F401  (puts the repository's src/ on sys.path)
 import zarr
 
+from ddpmseg.features import open_store
 from ddpmseg.plots import kmeans_figure
 from ddpmseg.probes import kmeans_maps
 from ddpmseg.runtime import start_rule
@@ -12,7 +13,7 @@ test = zarr.open_group(snakemake.input.test, mode="r")
 n = min(kmeans["n_images"], len(test.attrs["image_ids"]))
 clusters, shapes = {}, {}
 for (block, step), path in zip(cells, snakemake.input.stores):
-    store = zarr.open_array(path, mode="r")
+    store = open_store(path)
     clusters[block, step] = kmeans_maps(store, n, kmeans["k"], snakemake.params.seed)
     shapes[block] = (store.shape[1], store.shape[2])
 kmeans_figure(test["images"][:n], clusters, shapes, test.attrs["image_ids"][:n],

@@ -6,7 +6,7 @@ import time
 
 import zarr
 
-from ddpmseg.features import pick_device
+from ddpmseg.features import open_store, pick_device
 from ddpmseg.probes import probe_cell
 from ddpmseg.runtime import start_rule
 
@@ -15,8 +15,8 @@ probes, evaluation = snakemake.params.probes, snakemake.params.evaluation
 ensemble = {k: v for k, v in snakemake.params.ensemble.items() if k not in ("n_members", "gpu")}
 device = pick_device() if snakemake.params.ensemble["gpu"] else "cpu"
 train, test = zarr.open_group(snakemake.input.train, mode="r"), zarr.open_group(snakemake.input.test, mode="r")
-train_store = zarr.open_array(snakemake.input.train_store, mode="r")
-test_store = zarr.open_array(snakemake.input.test_store, mode="r")
+train_store = open_store(snakemake.input.train_store)
+test_store = open_store(snakemake.input.test_store)
 start = time.monotonic()
 scores = probe_cell(
     train_store, train["labels"][:], test_store, test["labels"][:], len(train.attrs["classes"]),

@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 
 DIMENSION_NAMES = ("image", "channel", "y", "x")
+STORE_ARRAY = "features"  # the array of a feature store's Zarr group
 
 
 def store_name(block: int, timestep: int) -> str:
@@ -38,8 +39,11 @@ def pick_device() -> str:
 
 
 def images_to_model_input(images: np.ndarray) -> torch.Tensor:
-    """(N, S, S, 3) uint8 -> (N, 3, S, S) float32 in [-1, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    """(N, S, S, 3) uint8 -> (N, 3, S, S) float32 in [-1, 1], contiguous (channels-first in
+    memory, as torchvision's ToTensor gives the paper's code: a channels-last view would make
+    the convolutions pick other kernels and other roundings). u / 127.5 - 1 equals the paper's
+    2 * (u / 255) - 1 bit for bit for every uint8 u."""
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous().float() / 127.5 - 1.0
 
 
 def shared_noise(image_size: int, seed: int) -> torch.Tensor:
@@ -84,17 +88,22 @@ def decoder_block_shapes(model, image_size: int) -> dict:
 
 
 def create_store(path, shape, attrs: dict) -> zarr.Array:
-    """An empty float16 (image, channel, y, x) Zarr v3 array, one image per chunk."""
-    array = zarr.create_array(
-        store=str(path),
-        shape=shape,
-        chunks=(1, *shape[1:]),
-        dtype="float16",
-        dimension_names=DIMENSION_NAMES,
-        overwrite=True,
+    """An empty float16 (image, channel, y, x) array, one image per chunk, as the array
+    `features` of a Zarr v3 group at `path` with consolidated metadata, so that zarr
+    (`open_store`), xarray (`xr.open_zarr(path)`) and dask (`da.from_zarr(path,
+    component="features")`) all open it; `attrs` describe it (on the array)."""
+    group = zarr.open_group(str(path), mode="w")
+    array = group.create_array(
+        STORE_ARRAY, shape=shape, chunks=(1, *shape[1:]), dtype="float16", dimension_names=DIMENSION_NAMES,
     )
     array.attrs.update(attrs)
+    zarr.consolidate_metadata(str(path))
     return array
+
+
+def open_store(path) -> zarr.Array:
+    """The read-only (image, channel, y, x) feature array of the store at `path`."""
+    return zarr.open_group(str(path), mode="r")[STORE_ARRAY]
 
 
 def extract_decoder_features(
@@ -189,8 +198,8 @@ def write_control_features(images: np.ndarray, image_ids: list, kind: str, path,
 
 
 def open_stores(paths) -> list:
-    """Read-only Zarr arrays for the given store paths."""
-    return [zarr.open_array(str(p), mode="r") for p in paths]
+    """Read-only feature arrays (`open_store`) for the given store paths."""
+    return [open_store(p) for p in paths]
 
 
 @lru_cache(maxsize=64)
