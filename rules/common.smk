@@ -1,5 +1,6 @@
 # Config validation, helpers and wildcard constraints shared by the stage files.
 import csv
+import re
 import sys
 import urllib.parse
 from pathlib import Path, PurePosixPath
@@ -68,14 +69,20 @@ METHODS = config["methods"]
 SEEDS = config["seeds"]
 MODEL_METHODS = ["ddpm", "unet_untrained"]  # methods whose features come from a UNet
 CONTROL_METHODS = ["pixels", "patch"]  # hand-made features
+for _name, _settings in config["datasets"].items():
+    if _settings["diffusion"]["checkpoint"] and len(_settings["diffusion"]["seeds"]) > 1:
+        raise ValueError(f"config: datasets.{_name}.diffusion.seeds lists {len(_settings['diffusion']['seeds'])} "
+                         "seeds, but a given checkpoint is one model; list one seed")
+_MODEL_KEY = "(" + "|".join(MODEL_METHODS) + r")(_m\d+)?"  # a model method, `_m<d>` for an extra model seed d
 
 
 wildcard_constraints:
     dataset="[A-Za-z0-9_]+",
     split="train|test|unlabeled",
-    model="|".join(MODEL_METHODS),
+    model=_MODEL_KEY,
     control="|".join(CONTROL_METHODS),
-    method="|".join(MODEL_METHODS + CONTROL_METHODS),
+    method="|".join([_MODEL_KEY] + CONTROL_METHODS),
+    diffusion_dir=r"diffusion(_m\d+)?",
     seed=r"\d+",
     block=r"\d+",
     timestep=r"\d+",
@@ -96,6 +103,56 @@ def ensemble_mem_mb(wildcards):
     of native maps, plus 2 GB."""
     settings = ds(wildcards)["ensemble"]
     return int(2 * settings["buffer_mb"] + settings["cache_mb"]) + 2000
+
+
+def model_seeds(dataset):
+    """The dataset's model seeds (`diffusion.seeds`), the first one's results on the plain paths."""
+    return config["datasets"][dataset]["diffusion"]["seeds"]
+
+
+def method_keys(dataset, method):
+    """The result folders of a method: a control is one; a model method has one per model seed
+    ('ddpm' for the first, 'ddpm_m<d>' for seed d of the others)."""
+    if method not in MODEL_METHODS:
+        return [method]
+    return [method] + [f"{method}_m{d}" for d in model_seeds(dataset)[1:]]
+
+
+def base_method(key):
+    """The method of a result folder: 'ddpm_m2' -> 'ddpm'."""
+    return re.sub(r"_m\d+$", "", key)
+
+
+def model_seed(dataset, key):
+    """The model seed of a model method's folder: d of 'ddpm_m<d>', else the first seed."""
+    match = re.search(r"_m(\d+)$", key)
+    return int(match.group(1)) if match else model_seeds(dataset)[0]
+
+
+def model_seed_param(dataset):
+    """Param function of one dataset's extraction rule: the model seed of its {model} folder."""
+
+    def param(wildcards):
+        return model_seed(dataset, wildcards.model)
+
+    return param
+
+
+def diffusion_dir(dataset, key):
+    """Where the diffusion model of a model method's folder is trained: diffusion[_m<d>]."""
+    suffix = re.search(r"_m\d+$", key)
+    return "diffusion" + (suffix.group(0) if suffix else "")
+
+
+RUNS = [(d, key, s) for d in DATASETS for m in METHODS for key in method_keys(d, m) for s in SEEDS]
+
+
+def training_outcomes():
+    """The training.json of every diffusion model the workflow trains (Table 2's notes)."""
+    if "ddpm" not in METHODS:
+        return []
+    return [f"results/{d}/{diffusion_dir(d, key)}/training.json" for d in DATASETS if trains_diffusion(d)
+            for key in method_keys(d, "ddpm")]
 
 
 def per_seed(path):
@@ -168,7 +225,7 @@ def extraction_settings(dataset):
     """The feature settings that change extracted values (params of the extraction rules, so
     that editing e.g. the ensemble's settings never re-extracts features)."""
     features = config["datasets"][dataset]["features"]
-    return {key: features[key] for key in ("noise_seed", "batch_images", "untrained_seed")}
+    return {key: features[key] for key in ("noise_seed", "batch_images")}
 
 
 def extraction_inputs(dataset):
@@ -177,8 +234,8 @@ def extraction_inputs(dataset):
     def inputs(wildcards):
         paths = {"data": f"results/{dataset}/data/{wildcards.split}.zarr"}
         given = config["datasets"][dataset]["diffusion"]["checkpoint"]
-        if wildcards.model == "ddpm":
-            paths["checkpoint"] = given or f"results/{dataset}/diffusion/model.pt"
+        if base_method(wildcards.model) == "ddpm":
+            paths["checkpoint"] = given or f"results/{dataset}/{diffusion_dir(dataset, wildcards.model)}/model.pt"
         elif given:  # the untrained control takes the given checkpoint's architecture
             paths["checkpoint"] = given
         return paths

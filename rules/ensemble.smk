@@ -13,7 +13,8 @@ rule train_ensemble:
     params:
         settings=lambda wc: ds(wc)["ensemble"],
         seeds=SEEDS,
-        auto=lambda wc: wc.method in MODEL_METHODS and is_auto(wc.dataset),
+        auto=lambda wc: base_method(wc.method) in MODEL_METHODS and is_auto(wc.dataset),
+        torch_threads=lambda wc: ds(wc)["threads"],
     log:
         "logs/train_ensemble/{dataset}_{method}.log",
     benchmark:

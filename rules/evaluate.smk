@@ -13,6 +13,7 @@ rule predict:
     params:
         vote=lambda wc: ds(wc)["evaluation"]["vote"],
         gpu=ensemble_gpu,
+        torch_threads=lambda wc: ds(wc)["threads"],
     log:
         "logs/predict/{dataset}_{method}.log",
     benchmark:

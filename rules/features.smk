@@ -21,11 +21,13 @@ for _dataset in DATASETS:
             extraction=extraction_settings(_dataset),
             blocks=sorted({b for b, _ in fixed_cells(_dataset)}),
             timesteps=sorted({t for _, t in fixed_cells(_dataset)}),
+            model_seed=model_seed_param(_dataset),
+            torch_threads=config["datasets"][_dataset]["features"]["threads"],
         log:
             f"logs/extract_features/{_dataset}_{{model}}_{{split}}.log",
         benchmark:
             f"benchmarks/runs/extract_features/{_dataset}_{{model}}_{{split}}.tsv"
-        threads: workflow.cores
+        threads: config["datasets"][_dataset]["features"]["threads"]
         resources:
             gpu=1,
             mem_mb=8000,

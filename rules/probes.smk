@@ -26,11 +26,13 @@ for _dataset in DATASETS:
                 extraction=extraction_settings(_dataset),
                 blocks=_blocks,
                 timesteps=[_t],
+                model_seed=model_seed_param(_dataset),
+                torch_threads=config["datasets"][_dataset]["features"]["threads"],
             log:
                 f"logs/extract_sweep/{_dataset}_t{_t}_{{model}}_{{split}}.log",
             benchmark:
                 f"benchmarks/runs/extract_sweep/{_dataset}_t{_t}_{{model}}_{{split}}.tsv"
-            threads: workflow.cores
+            threads: config["datasets"][_dataset]["features"]["threads"]
             resources:
                 gpu=1,
                 mem_mb=8000,
@@ -52,6 +54,7 @@ rule probe:
         probes=lambda wc: ds(wc)["probes"],
         ensemble=lambda wc: ds(wc)["ensemble"],
         evaluation=lambda wc: ds(wc)["evaluation"],
+        torch_threads=lambda wc: ds(wc)["threads"],
     log:
         "logs/probe/{dataset}_b{block}_t{timestep}.log",
     benchmark:

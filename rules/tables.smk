@@ -4,19 +4,16 @@
 
 rule table2:
     input:
-        metrics=expand(
-            "results/{dataset}/{method}/seed{seed}/metrics.json",
-            dataset=DATASETS,
-            method=METHODS,
-            seed=SEEDS,
-        ),
+        metrics=[f"results/{d}/{key}/seed{s}/metrics.json" for d, key, s in RUNS],
         overviews=expand("results/{dataset}/overview.png", dataset=DATASETS),
         features=expand("results/{dataset}/ddpm/features.json", dataset=DATASETS if "ddpm" in METHODS else []),
+        training=training_outcomes(),
     output:
         table="results/table2.csv",
         long="results/table2_long.csv",
+        spread="results/table2_spread.csv",
     params:
-        runs=[(d, m, s) for d in DATASETS for m in METHODS for s in SEEDS],
+        runs=[(d, key, model_seed(d, key) if base_method(key) in MODEL_METHODS else None, s) for d, key, s in RUNS],
     log:
         "logs/table2.log",
     threads: 1

@@ -15,11 +15,12 @@ from conftest import TINY_FLAGS
 
 def test_training_lowers_the_loss_and_saves_a_loadable_checkpoint(creatures32, tmp_path):
     images, _ = creatures32
-    ema, rows = train_diffusion(
-        images, TINY_FLAGS, max_steps=24, max_minutes=30, batch_size=4, lr=1e-3, ema_rate=0.999, seed=0,
+    ema, rows, outcome = train_diffusion(
+        images, TINY_FLAGS, max_steps=24, max_minutes=None, batch_size=4, lr=1e-3, ema_rate=0.999, seed=0,
         random_flip=True, log_every=6,
     )
     assert [r["step"] for r in rows] == [6, 12, 18, 24]
+    assert (outcome["steps"], outcome["stopped_by"], outcome["torch_threads"]) == (24, "max_steps", torch.get_num_threads())
     assert rows[-1]["loss"] < 0.7 * rows[0]["loss"]
     save_model(ema, TINY_FLAGS, tmp_path / "model.pt", tmp_path / "flags.json")
     flags = json.loads((tmp_path / "flags.json").read_text())
@@ -27,6 +28,16 @@ def test_training_lowers_the_loss_and_saves_a_loadable_checkpoint(creatures32, t
     model, _, _ = load_model(tmp_path / "model.pt", flags)
     for name, value in model.state_dict().items():
         torch.testing.assert_close(value, ema.state_dict()[name])
+
+
+def test_a_stop_by_the_time_budget_is_an_outcome_not_a_silent_shorter_run(creatures32, caplog):
+    _, rows, outcome = train_diffusion(
+        creatures32[0], TINY_FLAGS, max_steps=50, max_minutes=1e-9, batch_size=2, lr=1e-3, ema_rate=0.999, seed=0,
+        random_flip=False, log_every=10,
+    )
+    assert (outcome["steps"], outcome["max_steps"], outcome["stopped_by"]) == (1, 50, "max_minutes")
+    assert rows[-1]["step"] == 1
+    assert "STOPPED BY THE TIME BUDGET" in caplog.text and "1 of 50 steps" in caplog.text
 
 
 def test_checkpoint_variants_fp16_and_module_prefix(tmp_path):

@@ -1,5 +1,8 @@
-"""Trains the dataset's ADM UNet on its unlabeled images; writes EMA weights, flags, loss curve."""
+"""Trains one of the dataset's ADM UNets (one per model seed) on its unlabeled images; writes EMA
+weights, flags, loss curve and the outcome (steps done, what stopped it, threads)."""
 import _repository_src  # noqa: F401  (puts the repository's src/ on sys.path)
+import json
+
 import pandas as pd
 import zarr
 
@@ -11,9 +14,14 @@ from ddpmseg.runtime import start_rule
 log = start_rule(snakemake)
 images = zarr.open_group(snakemake.input[0], mode="r")["images"][:]
 flags = snakemake.params.flags
-model, loss_rows = train_diffusion(images, flags, device=pick_device(), **snakemake.params.train)
+model, loss_rows, outcome = train_diffusion(images, flags, device=pick_device(), seed=snakemake.params.seed,
+                                            **snakemake.params.train)
 save_model(model, flags, snakemake.output.checkpoint, snakemake.output.flags)
 losses = pd.DataFrame(loss_rows)
 losses.to_csv(snakemake.output.loss_csv, index=False)
-loss_curve_figure(losses, f"{snakemake.wildcards.dataset}: diffusion training loss", snakemake.output.loss_png)
+with open(snakemake.output.outcome, "w") as f:
+    json.dump(outcome, f, indent=1)
+stopped = "" if outcome["stopped_by"] == "max_steps" else f" (STOPPED by max_minutes at {outcome['steps']} of {outcome['max_steps']} steps)"
+loss_curve_figure(losses, f"{snakemake.wildcards.dataset}: diffusion training loss, model seed {outcome['seed']}{stopped}",
+                  snakemake.output.loss_png)
 log.info("trained %d steps in %.1f s, final loss %.4f", losses.step.iloc[-1], losses.seconds.iloc[-1], losses.loss.iloc[-1])

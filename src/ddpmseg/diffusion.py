@@ -280,7 +280,7 @@ def train_diffusion(
     flags: dict,
     *,
     max_steps: int,
-    max_minutes: float,
+    max_minutes: float | None,
     batch_size: int,
     lr: float,
     ema_rate: float,
@@ -292,12 +292,16 @@ def train_diffusion(
     """Trains an ADM UNet on unlabeled images with guided-diffusion's training loss.
 
     images: (N, S, S, 3) uint8, S == flags["image_size"]. Timesteps are drawn uniformly.
-    Stops after `max_steps` optimiser steps or `max_minutes` of wall time, whichever is first.
+    `max_steps` optimiser steps define the training; `max_minutes` (None: no limit) is a guard
+    that stops it early, an outcome the caller must show (`outcome["stopped_by"]`), since the
+    weights then depend on the machine's speed.
     The EMA weights use the warm-up rate min(ema_rate, (1 + step) / (10 + step)), so short
     budgets still average over their last steps rather than the random initialisation.
 
-    Returns (ema_model, loss_rows): loss_rows is a list of dicts {step, seconds, loss} every
-    `log_every` steps (loss: mean training loss over those steps, per pixel and channel).
+    Returns (ema_model, loss_rows, outcome): loss_rows is a list of dicts {step, seconds, loss}
+    every `log_every` steps (loss: mean training loss over those steps, per pixel and channel);
+    outcome is {steps, max_steps, max_minutes, stopped_by: "max_steps" | "max_minutes",
+    seconds, seed, torch_threads}.
     """
     flags = full_flags(flags)
     size = flags["image_size"]
@@ -330,15 +334,20 @@ def train_diffusion(
                 p_ema.lerp_(p, 1.0 - rate)
         window.append(loss.item())
         elapsed = time.monotonic() - start
-        out_of_time = elapsed > 60.0 * max_minutes
+        out_of_time = max_minutes is not None and elapsed > 60.0 * max_minutes
         if step % log_every == 0 or step == max_steps or out_of_time:
             mean_loss = float(np.mean(window))
             rows.append(dict(step=step, seconds=round(elapsed, 2), loss=mean_loss))
             log.info("step %d  %.1f s  loss %.4f", step, elapsed, mean_loss)
             window = []
         if out_of_time:
-            log.info("time budget of %.1f min reached after %d steps", max_minutes, step)
+            log.warning("STOPPED BY THE TIME BUDGET: max_minutes %.1f reached after %d of %d steps; the "
+                        "weights depend on this machine's speed (raise or remove train.max_minutes)",
+                        max_minutes, step, max_steps)
             break
     if not math.isfinite(rows[-1]["loss"]):
         raise RuntimeError("diffusion training diverged (loss is not finite); lower `lr`")
-    return ema, rows
+    outcome = dict(steps=step, max_steps=max_steps, max_minutes=max_minutes,
+                   stopped_by="max_minutes" if step < max_steps else "max_steps",
+                   seconds=round(time.monotonic() - start, 1), seed=seed, torch_threads=torch.get_num_threads())
+    return ema, rows, outcome

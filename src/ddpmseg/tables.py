@@ -1,6 +1,7 @@
 """Tables shaped like the paper's Table 2: methods as rows, datasets as columns."""
 
 import json
+import re
 
 import pandas as pd
 
@@ -12,22 +13,29 @@ METHOD_NAMES = {
 }
 
 
-def collect_metrics(metric_files: dict) -> pd.DataFrame:
-    """Long format, one row per (dataset, method, seed).
+def method_of(key: str) -> str:
+    """The method of a result folder: 'ddpm_m2' (model seed 2) -> 'ddpm'."""
+    return re.sub(r"_m\d+$", "", key)
 
-    metric_files: {(dataset, method, seed): path of a metrics.json}. Columns: dataset, method
-    (display name), method_key, seed, miou, miou_majority, miou_soft, vote, convention;
-    mIoU values are fractions in [0, 1].
+
+def collect_metrics(metric_files: dict) -> pd.DataFrame:
+    """Long format, one row per run.
+
+    metric_files: {(dataset, method folder, model seed or None, seed): path of a metrics.json};
+    the folder is a method key, 'ddpm_m<d>' for an extra model seed. Columns: dataset, method
+    (display name), method_key (the folder), model_seed (empty for the controls), seed,
+    miou, miou_majority, miou_soft, vote, convention; mIoU values are fractions in [0, 1].
     """
     rows = []
-    for (dataset, method, seed), path in metric_files.items():
+    for (dataset, key, model_seed, seed), path in metric_files.items():
         with open(path) as f:
             metrics = json.load(f)
         rows.append(
             dict(
                 dataset=dataset,
-                method=METHOD_NAMES[method],
-                method_key=method,
+                method=METHOD_NAMES[method_of(key)],
+                method_key=key,
+                model_seed=model_seed,
                 seed=seed,
                 miou=metrics["miou"],
                 miou_majority=metrics["miou_majority"],
@@ -36,11 +44,22 @@ def collect_metrics(metric_files: dict) -> pd.DataFrame:
                 convention=metrics["convention"],
             )
         )
-    return pd.DataFrame(rows)
+    long = pd.DataFrame(rows)
+    long["model_seed"] = long["model_seed"].astype("Int64")
+    return long
+
+
+def _ordered(cells: pd.DataFrame, long: pd.DataFrame) -> pd.DataFrame:
+    """Rows in the order of METHOD_NAMES, columns (datasets) in order of appearance."""
+    order = [name for name in METHOD_NAMES.values() if name in cells.index]
+    table = cells.loc[order, list(dict.fromkeys(long["dataset"]))]
+    table.index.name = "method"
+    return table
 
 
 def summary_table(long: pd.DataFrame) -> pd.DataFrame:
-    """Cells "mean ± std" of mIoU in percent over seeds (std with ddof=0, as numpy's default).
+    """Cells "mean ± std" of mIoU in percent over all runs of a method on a dataset: model seeds
+    x MLP seeds (std with ddof=0, as numpy's default).
 
     Rows: methods in the order of METHOD_NAMES; columns: datasets in order of appearance.
     """
@@ -48,8 +67,49 @@ def summary_table(long: pd.DataFrame) -> pd.DataFrame:
         mean="mean", std=lambda s: s.std(ddof=0)
     )
     cells = stats.apply(lambda r: f"{100 * r['mean']:.1f} ± {100 * r['std']:.1f}", axis=1).unstack("dataset")
-    order = [name for name in METHOD_NAMES.values() if name in cells.index]
-    datasets = list(dict.fromkeys(long["dataset"]))
-    table = cells.loc[order, datasets]
-    table.index.name = "method"
-    return table
+    return _ordered(cells, long)
+
+
+def spread_table(long: pd.DataFrame) -> pd.DataFrame:
+    """Where the spread of Table 2 comes from, one row per (dataset, method).
+
+    Columns: models (model seeds; 1 for the controls), mlp_seeds, mean, std (over all runs, as
+    in Table 2), between_models (std of the per-model means over model seeds), within_model
+    (mean over models of the std over MLP seeds); mIoU in percent, std with ddof=0.
+    """
+    rows = []
+    for (dataset, method), runs in long.groupby(["dataset", "method"], sort=False):
+        per_model = runs.groupby(runs["model_seed"].fillna(-1))["miou"]
+        rows.append(dict(
+            dataset=dataset, method=method, models=per_model.ngroups, mlp_seeds=runs["seed"].nunique(),
+            mean=100 * runs["miou"].mean(), std=100 * runs["miou"].std(ddof=0),
+            between_models=100 * per_model.mean().std(ddof=0),
+            within_model=100 * per_model.std(ddof=0).mean(),
+        ))
+    return pd.DataFrame(rows).round(2)
+
+
+def runs_note(long: pd.DataFrame) -> pd.Series:
+    """Per dataset, what a cell's ± is over: "3 model seeds x 5 MLP seeds (controls: 5 MLP seeds)"."""
+    notes = {}
+    for dataset, runs in long.groupby("dataset", sort=False):
+        models = runs["model_seed"].dropna().nunique()
+        seeds = runs["seed"].nunique()
+        text = f"{models} model seed{'s' if models != 1 else ''} x {seeds} MLP seeds" if models else f"{seeds} MLP seeds"
+        if models and runs["model_seed"].isna().any():
+            text += f" (controls: {seeds} MLP seeds)"
+        notes[dataset] = text
+    return pd.Series(notes)
+
+
+def training_note(outcomes: list) -> str:
+    """A table cell on one dataset's diffusion training, from its models' training.json dicts:
+    "250 steps" (several models: "250 steps, 3 models"), with every stop by the time budget
+    named, e.g. "250 steps, 3 models; STOPPED by max_minutes: model seed 1 at 183 of 250 steps"."""
+    steps = sorted({o["max_steps"] for o in outcomes})
+    text = "/".join(str(s) for s in steps) + " steps" + (f", {len(outcomes)} models" if len(outcomes) > 1 else "")
+    stopped = [o for o in outcomes if o["stopped_by"] != "max_steps"]
+    if stopped:
+        text += "; STOPPED by max_minutes: " + ", ".join(
+            f"model seed {o['seed']} at {o['steps']} of {o['max_steps']} steps" for o in stopped)
+    return text
