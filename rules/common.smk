@@ -5,9 +5,11 @@ import sys
 import urllib.parse
 from pathlib import Path, PurePosixPath
 
+import yaml
 from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+from ddpmseg.config import schema_problem, value_problems  # noqa: E402
 from ddpmseg.sweep import (  # noqa: E402  (light: no torch in the Snakemake process)
     choose_cells,
     decoder_block_count,
@@ -18,12 +20,24 @@ from ddpmseg.sweep import (  # noqa: E402  (light: no torch in the Snakemake pro
     timestep_grid,
 )
 
+
+
+def config_error(message):
+    """Stops the workflow at parse time with `message` (one line naming the key) and nothing else."""
+    print(message, file=sys.stderr)
+    raise SystemExit(1)
+
+
+with open(Path(workflow.basedir) / "schemas" / "config.schema.yaml") as _f:
+    _problem = schema_problem(config, yaml.safe_load(_f))
+if _problem:
+    config_error(_problem)
 validate(config, "../schemas/config.schema.yaml", set_default=True)
 
 # A dataset mapped to null (e.g. `creatures7: null` in a --configfile) is switched off.
 config["datasets"] = {name: settings for name, settings in config["datasets"].items() if settings is not None}
 if not config["datasets"]:
-    raise ValueError("config: every dataset is switched off (mapped to null); configure at least one under `datasets:`")
+    config_error("config: every dataset is switched off (mapped to null); configure at least one under `datasets:`")
 DATASETS = list(config["datasets"])
 for _name, _settings in config["datasets"].items():
     # A checkpoint's flags may leave image_size to the dataset (shapes cannot show it).
@@ -32,14 +46,16 @@ for _name, _settings in config["datasets"].items():
     _model_size = _flags["image_size"]
     _settings["image_size"] = _settings["image_size"] or _model_size
     if _settings["image_size"] != _model_size:
-        raise ValueError(
+        config_error(
             f"config: dataset {_name!r} has image_size {_settings['image_size']} but its diffusion "
             f"model flags have image_size {_model_size}; set both to the model's resolution."
         )
 for _name, _settings in config["datasets"].items():
     if (_settings["features"]["blocks"] == "auto") != (_settings["features"]["timesteps"] == "auto"):
-        raise ValueError(f"config: dataset {_name!r}: features.blocks and features.timesteps must both be "
-                         "'auto' (the sweep picks (block, timestep) cells) or both be lists")
+        config_error(f"config: dataset {_name!r}: features.blocks and features.timesteps must both be "
+                     "'auto' (the sweep picks (block, timestep) cells) or both be lists")
+for _problem in value_problems(config):
+    config_error(_problem)
 
 
 def _sweep_grid(name, settings):
@@ -64,14 +80,14 @@ def _sweep_grid(name, settings):
 SWEEPS = {name: _sweep_grid(name, settings) for name, settings in config["datasets"].items()}
 for _name in DATASETS:
     if config["datasets"][_name]["features"]["blocks"] == "auto" and "problem" in SWEEPS[_name]:
-        raise ValueError(f"config: features 'auto' needs the probe sweep, but {SWEEPS[_name]['problem']}")
+        config_error(f"config: features 'auto' needs the probe sweep, but {SWEEPS[_name]['problem']}")
 METHODS = config["methods"]
 SEEDS = config["seeds"]
 MODEL_METHODS = ["ddpm", "unet_untrained"]  # methods whose features come from a UNet
 CONTROL_METHODS = ["pixels", "patch"]  # hand-made features
 for _name, _settings in config["datasets"].items():
     if _settings["diffusion"]["checkpoint"] and len(_settings["diffusion"]["seeds"]) > 1:
-        raise ValueError(f"config: datasets.{_name}.diffusion.seeds lists {len(_settings['diffusion']['seeds'])} "
+        config_error(f"config: datasets.{_name}.diffusion.seeds lists {len(_settings['diffusion']['seeds'])} "
                          "seeds, but a given checkpoint is one model; list one seed")
 _MODEL_KEY = "(" + "|".join(MODEL_METHODS) + r")(_m\d+)?"  # a model method, `_m<d>` for an extra model seed d
 

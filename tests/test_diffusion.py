@@ -6,7 +6,8 @@ import torch
 import zarr
 
 from ddpmseg.diffusion import (
-    build_model_and_diffusion, build_unet, full_flags, infer_flags, load_model, save_model, train_diffusion,
+    CheckpointError, build_model_and_diffusion, build_unet, full_flags, infer_flags, load_model, save_model,
+    train_diffusion,
 )
 from ddpmseg.features import decoder_activations, decoder_block_shapes, extract_decoder_features, open_store
 
@@ -61,13 +62,30 @@ def test_mismatched_flags_name_the_tensor_and_the_flag(tmp_path):
         load_model(tmp_path / "m.pt", {**TINY_FLAGS, "learn_sigma": True})
     with pytest.raises(ValueError, match=r"flag attention_resolutions is probably wrong: the checkpoint's shapes say '16'"):
         load_model(tmp_path / "m.pt", {**TINY_FLAGS, "attention_resolutions": "8"})
-    with pytest.raises(FileNotFoundError, match="missing.pt: checkpoint not found"):
+    with pytest.raises(CheckpointError, match="missing.pt: checkpoint not found"):
         load_model(tmp_path / "missing.pt", TINY_FLAGS)
     torch.save({"conv.weight": torch.zeros(3)}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match=r"other\.pt: cannot read the model flags .* is it a guided-diffusion UNet"):
         load_model(tmp_path / "other.pt", TINY_FLAGS)
     with pytest.raises(ValueError, match="unknown model flags"):
         full_flags({"num_chanels": 3})
+
+
+@pytest.mark.parametrize("content", ["garbage", "truncated", "object"])
+def test_a_file_that_is_no_checkpoint_of_tensors_is_named_with_its_sha256_advice(tmp_path, content):
+    path = tmp_path / "model.pt"
+    if content == "garbage":
+        path.write_bytes(np.random.default_rng(0).bytes(4096))
+    elif content == "truncated":
+        torch.save(build_unet(TINY_FLAGS).state_dict(), path)
+        path.write_bytes(path.read_bytes()[:5000])
+    else:
+        torch.save({"weight": torch.zeros(2), "epoch": 3}, path)
+    with pytest.raises(CheckpointError) as raised:
+        load_model(path, TINY_FLAGS)
+    message = str(raised.value)
+    assert message.startswith(f"{path}: ") and f"sha256sum {path}" in message
+    assert "do not load it with weights_only=False" in message and "\n" not in message
 
 
 ARCHITECTURES = [  # (flags beside image_size, image_size): guided-diffusion's sizes, 32, and odd ones

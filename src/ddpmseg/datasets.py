@@ -33,6 +33,8 @@ import numpy as np
 import zarr
 from PIL import Image
 
+from ddpmseg.errors import UserError
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 SPLITS = ("train", "test", "unlabeled")
 NON_SQUARE_MODES = ("error", "pad", "crop")
@@ -46,7 +48,7 @@ _MAX_LISTED_VALUES = 20
 _VALIDATION_THREADS = 8
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """A problem with the user's data; the message names the file and says what to do.
 
     ``problems`` holds the individual problem lines (one per file and fault); for

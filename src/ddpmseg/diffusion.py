@@ -22,6 +22,7 @@ import torch
 from guided_diffusion.script_util import NUM_CLASSES, create_gaussian_diffusion, model_and_diffusion_defaults
 from guided_diffusion.unet import UNetModel
 
+from ddpmseg.errors import UserError
 from ddpmseg.sweep import parse_channel_mult
 
 log = logging.getLogger(__name__)
@@ -227,17 +228,32 @@ def randomize_weights(model: torch.nn.Module, seed: int) -> None:
             module.reset_parameters()
 
 
+class CheckpointError(UserError, ValueError):
+    """A checkpoint file that is missing, damaged, or not a guided-diffusion UNet's."""
+
+
 def load_state_dict(path) -> dict:
-    """A checkpoint's tensors as a plain state_dict (fp16 or fp32; a `module.` prefix removed)."""
+    """A checkpoint's tensors as a plain state_dict (fp16 or fp32; a `module.` prefix removed).
+
+    Only tensors are loaded (torch's weights_only): a file that holds anything else, or is not
+    a PyTorch file at all, raises CheckpointError naming it and saying to check its sha256.
+    """
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(
+        raise CheckpointError(
             f"{path}: checkpoint not found. Put the guided-diffusion .pt file there or fix "
             "`diffusion.checkpoint` in the config."
         )
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if "state_dict" in state and isinstance(state["state_dict"], dict):
+    fix = (f"Check its sha256 (sha256sum {path}) against the published one and fetch it again; do not load "
+           "it with weights_only=False, which would run code from the file.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # UnpicklingError, RuntimeError, EOFError, ...: the file is not a safe checkpoint
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint of tensors ({type(exc).__name__}). {fix}") from exc
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path}: holds a {type(state).__name__}, not a state_dict of tensors. {fix}")
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
@@ -250,7 +266,10 @@ def load_model(checkpoint, flags: dict, device: str = "cpu"):
     that probably differs with the value the checkpoint implies.
     """
     state = load_state_dict(checkpoint)
-    resolved, conflicts = resolve_flags(flags, state, checkpoint)
+    try:
+        resolved, conflicts = resolve_flags(flags, state, checkpoint)
+    except ValueError as exc:
+        raise CheckpointError(str(exc)) from exc
     with torch.device("meta"):
         expected = build_unet(resolved).state_dict()
     mismatch = _first_shape_mismatch(expected, state)
@@ -262,7 +281,7 @@ def load_model(checkpoint, flags: dict, device: str = "cpu"):
         else:
             hint = ("check the flags that shapes cannot show and the ones given: num_channels, channel_mult, "
                     "attention_resolutions (at this image_size), num_res_blocks, learn_sigma")
-        raise ValueError(f"{checkpoint}: tensor {name!r} is {in_checkpoint or 'absent'} in the checkpoint, "
+        raise CheckpointError(f"{checkpoint}: tensor {name!r} is {in_checkpoint or 'absent'} in the checkpoint, "
                          f"the flags build {built or 'no such tensor'}; {hint}.")
     model, diffusion = build_model_and_diffusion(resolved, device)
     model.load_state_dict(state)  # copies cast fp16 <-> fp32 as the model needs

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 CHUNK_BYTES = 1 << 20
 
 
-class DownloadError(RuntimeError):
+class DownloadError(UserError, RuntimeError):
     """A file could not be fetched or failed its checksum; the message says what to do."""
 
 

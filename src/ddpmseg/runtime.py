@@ -6,6 +6,8 @@ import sys
 
 import torch
 
+from ddpmseg.errors import UserError
+
 
 def start_rule(snakemake) -> logging.Logger:
     """Sends stderr and `logging` to snakemake.log[0], sets torch's thread count to the rule's
@@ -22,8 +24,25 @@ def start_rule(snakemake) -> logging.Logger:
     )
     torch.set_num_threads(int(snakemake.params.get("torch_threads", 1)))
     logger = logging.getLogger(f"ddpmseg.rules.{snakemake.rule}")
+    sys.excepthook = _user_errors_first(logger, snakemake.log[0])
     device = "cuda" if torch.cuda.is_available() else "cpu"
     logger.info("rule %s, wildcards %s, %d torch threads (%d CPUs available), device %s",
         snakemake.rule, dict(snakemake.wildcards), torch.get_num_threads(), len(os.sched_getaffinity(0)), device,
     )
     return logger
+
+
+def _user_errors_first(logger: logging.Logger, log_path: str):
+    """An excepthook: a UserError's message goes to the terminal (the real stderr) as the first
+    thing the user reads, and to the log, without a traceback (the message says what to do);
+    any other error's traceback goes to the log (which Snakemake shows: show-failed-logs)."""
+
+    def hook(kind, error, traceback):
+        if issubclass(kind, UserError):
+            logger.error("%s", error)
+            sys.__stderr__.write(f"\nERROR {error}\n(log: {log_path})\n\n")
+            sys.__stderr__.flush()
+        else:
+            logger.error("stopped by a bug, not by the input: please report it", exc_info=(kind, error, traceback))
+
+    return hook

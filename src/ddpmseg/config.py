@@ -1,0 +1,129 @@
+"""Checks of the workflow's config made when the Snakefile is parsed, before any job runs.
+
+`schema_problem` turns the first (most relevant) schema violation into one line that names the
+key path and what is allowed; `value_problems` checks what the schema cannot: model flags that
+guided-diffusion does not know, decoder blocks the model does not have, diffusion steps it does
+not take. Nothing here imports torch: planning a DAG needs none.
+"""
+
+import difflib
+import re
+
+import jsonschema
+from jsonschema.exceptions import best_match
+
+from ddpmseg.sweep import decoder_block_count
+
+# The keys of guided_diffusion.script_util.model_and_diffusion_defaults() (a test keeps them equal).
+MODEL_FLAGS = (
+    "attention_resolutions", "channel_mult", "class_cond", "diffusion_steps", "dropout", "image_size",
+    "learn_sigma", "noise_schedule", "num_channels", "num_head_channels", "num_heads", "num_heads_upsample",
+    "num_res_blocks", "predict_xstart", "resblock_updown", "rescale_learned_sigmas", "rescale_timesteps",
+    "timestep_respacing", "use_checkpoint", "use_fp16", "use_kl", "use_new_attention_order", "use_scale_shift_norm",
+)
+
+
+def key_path(path) -> str:
+    """['datasets', 'a', 'features', 'blocks', 1] -> 'datasets.a.features.blocks[1]'."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def _unknown_keys_message(error) -> str:
+    allowed = sorted(error.schema.get("properties", {}))
+    unknown = sorted(set(error.instance) - set(allowed))
+    unknown = [k for k in unknown if not any(re.match(p, k) for p in error.schema.get("patternProperties", {}))]
+    hints = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, allowed, n=1)
+        hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return f"unknown key {', '.join(hints)}; allowed: {', '.join(allowed)}"
+
+
+def _describe(schema: dict) -> str:
+    """A few words for what a sub-schema allows."""
+    if "const" in schema:
+        return repr(schema["const"])
+    if "enum" in schema:
+        return " or ".join(repr(v) for v in schema["enum"])
+    if "$ref" in schema:
+        return "a mapping of settings"
+    kinds = schema.get("type", "any value")
+    kinds = kinds if isinstance(kinds, list) else [kinds]
+    words = []
+    for kind in kinds:
+        if kind == "array":
+            item = schema.get("items", {})
+            item_kind = item.get("type", "value")
+            bound = f" >= {item['minimum']}" if "minimum" in item else ""
+            words.append(f"a list of {item_kind}s{bound}")
+        else:
+            words.append("null" if kind == "null" else f"a {kind}")
+    return " or ".join(words)
+
+
+def schema_problem(config: dict, schema: dict) -> str | None:
+    """One line for the most relevant violation of `schema` by `config`, or None: the key path,
+    the value and what is allowed, e.g. "datasets.a.ensemble: unknown key 'n_member' (did you
+    mean 'n_members'?); allowed: batch_size, ..."."""
+    error = best_match(jsonschema.Draft202012Validator(schema).iter_errors(config))
+    if error is None:
+        return None
+    if error.validator == "additionalProperties":
+        message = _unknown_keys_message(error)
+    elif error.validator in ("anyOf", "oneOf"):
+        options = [s for s in error.schema[error.validator] if s.get("type") != "null" or error.instance is None]
+        message = f"{error.instance!r} is not allowed; give {' or '.join(_describe(s) for s in options)}"
+    else:
+        message = error.message
+    return f"config: {key_path(error.absolute_path)}: {message}"
+
+
+def _model_problems(name: str, settings: dict) -> list:
+    """Flags, blocks and timesteps of one dataset that its diffusion model cannot have."""
+    problems = []
+    where = f"config: datasets.{name}"
+    flags = settings["diffusion"]["flags"]
+    for key in sorted(set(flags) - set(MODEL_FLAGS)):
+        close = difflib.get_close_matches(key, MODEL_FLAGS, n=1)
+        problems.append(f"{where}.diffusion.flags: unknown model flag {key!r}"
+                        + (f" (did you mean {close[0]!r}?)" if close else "")
+                        + f"; guided-diffusion's flags are {', '.join(MODEL_FLAGS)}")
+    steps = int(flags.get("diffusion_steps", 1000))
+    known_structure = not settings["diffusion"]["checkpoint"] or "num_res_blocks" in flags
+    n_blocks = decoder_block_count({"num_res_blocks": 2, "channel_mult": "", **flags}) if known_structure else None
+    features, probes = settings["features"], settings["probes"]
+    lists = {
+        "features.blocks": ("block", features["blocks"]), "features.timesteps": ("step", features["timesteps"]),
+        "probes.blocks": ("block", probes["blocks"]), "probes.timesteps": ("step", probes["timesteps"]),
+        "probes.kmeans.blocks": ("block", probes["kmeans"]["blocks"]),
+        "probes.kmeans.timesteps": ("step", probes["kmeans"]["timesteps"]),
+    }
+    for key, (kind, values) in lists.items():
+        if not isinstance(values, list):  # "auto" or null
+            continue
+        if kind == "step":
+            bad = [t for t in values if t >= steps]
+            if bad:
+                problems.append(f"{where}.{key}: step {bad[0]} does not exist: the diffusion has {steps} steps "
+                                f"(t in 0..{steps - 1}, flag diffusion_steps)")
+        elif n_blocks is not None:
+            bad = [b for b in values if b >= n_blocks]
+            if bad:
+                problems.append(f"{where}.{key}: block {bad[0]} does not exist: the model's decoder has {n_blocks} "
+                                f"blocks (0..{n_blocks - 1}: levels x (num_res_blocks + 1) of its flags)")
+    return problems
+
+
+def value_problems(config: dict) -> list:
+    """One line per value the schema accepts but the workflow cannot run, over every dataset of a
+    validated config (defaults set)."""
+    problems = []
+    for name, settings in config["datasets"].items():
+        try:
+            problems.extend(_model_problems(name, settings))
+        except (KeyError, ValueError) as exc:  # e.g. an image size without a default channel_mult
+            problems.append(f"config: datasets.{name}.diffusion.flags: {exc}")
+    return problems

@@ -1,0 +1,9 @@
+"""Errors of the user's inputs (data, config, checkpoints, downloads), as opposed to bugs.
+
+A rule script that stops on a `UserError` prints its message, which names the file and the fix,
+as the first thing on the terminal (`runtime.start_rule`); the traceback goes to the rule's log.
+"""
+
+
+class UserError(Exception):
+    """A problem with what the user gave; the message names the file and says what to do."""
