@@ -10,6 +10,7 @@ from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from ddpmseg.config import schema_problem, value_problems  # noqa: E402
+from ddpmseg.datasets import manifest_digest  # noqa: E402
 from ddpmseg.sweep import (  # noqa: E402  (light: no torch in the Snakemake process)
     choose_cells,
     decoder_block_count,
@@ -197,6 +198,14 @@ def dataset_source(wildcards):
         if download["unpack"] and PurePosixPath(path).is_relative_to(folder):
             return folder
     return path
+
+
+def dataset_manifest(wildcards):
+    """Fingerprint of every file of a user's dataset folder (names, sizes, mtimes): a param of
+    the preparation, so that a file added, removed or rewritten reruns it and all after it.
+    "" for folders the workflow writes itself (generated, unpacked), which Snakemake tracks."""
+    path = ds(wildcards)["path"]
+    return manifest_digest(path) if path is not None and dataset_source(wildcards) == path else ""
 
 
 def dataset_root(wildcards):

@@ -32,6 +32,7 @@ rule prepare_dataset:
         settings=lambda wc: {key: ds(wc)[key] for key in ("image_size", "non_square", "max_train", "max_test",
                                                            "classes", "ignore_label")},
         root=dataset_root,
+        manifest=dataset_manifest,
         needs_unlabeled=lambda wc: trains_diffusion(wc.dataset),
     log:
         "logs/prepare_dataset/{dataset}.log",

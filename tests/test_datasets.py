@@ -14,6 +14,7 @@ from ddpmseg.datasets import (
     list_split,
     load_image,
     load_label,
+    manifest_digest,
     prepare_split,
     read_meta,
     validate_dataset,
@@ -378,3 +379,61 @@ def test_fasseg_validate_and_prepare(tmp_path):
     assert attrs["classes"] == ["background", "skin", "hair", "eyes", "nose", "mouth"]
     assert attrs["ignore_label"] == 255 and attrs["non_square"] == "error"
     assert [p.name for p in out.parent.iterdir()] == ["train.zarr"]  # no temp dir left behind
+
+
+def test_folder_links_that_loop_or_leave_the_split_are_refused(tmp_path):
+    root = _dataset(tmp_path / "ds")
+    (root / "unlabeled" / "self").symlink_to(".", target_is_directory=True)  # a loop
+    (root / "unlabeled" / "x").symlink_to("../real", target_is_directory=True)  # train and test images
+    error = _problems(root)
+    assert len(error.problems) == 2
+    assert error.problems[0].startswith(f"{root}/unlabeled/self: folder link to {(root / 'unlabeled').resolve()}, "
+                                        "a folder this split already reaches (a loop")
+    assert error.problems[1].startswith(f"{root}/unlabeled/x: folder link to {(root / 'real').resolve()}, outside "
+                                        f"the split folder {root}/unlabeled")
+    # linked files are read; a second way into a folder of the split is refused too
+    (root / "unlabeled" / "self").unlink()
+    (root / "unlabeled" / "x").unlink()
+    _image(tmp_path / "more" / "m.png")
+    (root / "unlabeled" / "elsewhere").mkdir()
+    (root / "unlabeled" / "elsewhere" / "m.png").symlink_to(tmp_path / "more" / "m.png")
+    assert validate_dataset(root)["counts"]["unlabeled"] == 3
+    (root / "unlabeled" / "sub").mkdir()
+    (root / "unlabeled" / "sub" / "alias").symlink_to("../elsewhere", target_is_directory=True)
+    assert "a folder this split already reaches" in _problems(root).problems[0]
+
+
+def test_manifest_changes_with_any_file_of_the_dataset(tmp_path):
+    root = _dataset(tmp_path / "ds")
+    first = manifest_digest(root)
+    assert len(first) == 64 and manifest_digest(root) == first
+    label = root / "real" / "train" / "000.npy"
+    np.save(label, np.zeros((16, 16), np.uint8))  # rewritten
+    second = manifest_digest(root)
+    assert second != first
+    _image(root / "real" / "test" / "009.png")  # added
+    third = manifest_digest(root)
+    assert third != second
+    (root / "real" / "test" / "009.png").unlink()  # removed again
+    assert manifest_digest(root) == second
+    (root / "unlabeled" / ".hidden.png").write_bytes(b"x")  # dot-files are not read, so they do not count
+    assert manifest_digest(root) == second
+    (root / "meta.json").write_text((root / "meta.json").read_text() + " ")
+    assert manifest_digest(root) != second
+    assert manifest_digest(tmp_path / "absent") == ""
+
+
+def test_rgba_images_are_named_once_per_split_in_the_log(tmp_path, caplog):
+    root = _dataset(tmp_path / "ds", n_train=3)
+    rgba = np.zeros((16, 16, 4), np.uint8)
+    rgba[..., 3] = 128
+    for name in ("000.png", "002.png"):
+        Image.fromarray(rgba).save(root / "real" / "train" / name)
+    caplog.set_level("WARNING")
+    prepare_split(root, "train", tmp_path / "train.zarr", image_size=16)
+    warnings = [r.getMessage() for r in caplog.records if "alpha channel" in r.getMessage()]
+    assert len(warnings) == 1 and "2 of 3 train images have an alpha channel" in warnings[0]
+    assert "000.png" in warnings[0]
+    caplog.clear()
+    prepare_split(root, "test", tmp_path / "test.zarr", image_size=16)
+    assert not [r for r in caplog.records if "alpha channel" in r.getMessage()]

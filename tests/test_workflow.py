@@ -93,6 +93,42 @@ def test_bad_dataset_fails_before_any_output(tmp_path):
     assert not (tmp_path / "results" / "broken" / "data" / "train.zarr").exists()
 
 
+def test_any_changed_file_of_a_dataset_reruns_its_preparation(tmp_path):
+    """Snakemake alone sees only the folder's own time stamp; the manifest param sees every file."""
+    import numpy as np
+
+    from ddpmseg.synthetic import generate_dataset
+
+    data = tmp_path / "mine"
+    generate_dataset(data, n_unlabeled=3, n_train=2, n_test=2, image_size=32)
+    config = tmp_path / "mine.yaml"
+    config.write_text(f"datasets:\n  creatures7: null\n  mine:\n    path: {data}\n")
+    shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
+    args = ("results/mine/data/summary.json", "--configfile", str(config))
+    snakemake(tmp_path, *args)
+    assert planned_jobs(tmp_path, *args) == {}
+    label = data / "real" / "train" / "0001.npy"
+    np.save(label, np.zeros_like(np.load(label)))  # a label rewritten
+    assert planned_jobs(tmp_path, *args) == {"prepare_dataset": 1}
+    snakemake(tmp_path, *args)
+    assert zarr_labels(tmp_path / "results/mine/data/train.zarr")[1].max() == 0
+    shutil.copy(data / "real" / "test" / "0000.png", data / "real" / "test" / "sub.png")  # an image added
+    shutil.copy(data / "real" / "test" / "0000.npy", data / "real" / "test" / "sub.npy")
+    assert planned_jobs(tmp_path, *args) == {"prepare_dataset": 1}
+    snakemake(tmp_path, *args)
+    (data / "unlabeled" / "0002.png").unlink()  # an image removed
+    assert planned_jobs(tmp_path, *args) == {"prepare_dataset": 1}
+    snakemake(tmp_path, *args)
+    summary = json.loads((tmp_path / "results/mine/data/summary.json").read_text())
+    assert summary["counts"] == {"train": 2, "test": 3, "unlabeled": 2} and len(summary["manifest_sha256"]) == 64
+
+
+def zarr_labels(path):
+    import zarr
+
+    return zarr.open_group(str(path), mode="r")["labels"][:]
+
+
 @pytest.mark.slow
 def test_tiny_workflow_end_to_end(tmp_path):
     clean, killed = tmp_path / "clean", tmp_path / "killed"

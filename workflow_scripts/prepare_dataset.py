@@ -21,4 +21,4 @@ if snakemake.params.needs_unlabeled:
 else:
     write_empty_split(snakemake.output.unlabeled, settings["image_size"])
 with open(snakemake.output.summary, "w") as f:
-    json.dump(summary, f, indent=2)
+    json.dump({**summary, "manifest_sha256": snakemake.params.manifest}, f, indent=2)

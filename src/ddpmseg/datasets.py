@@ -9,7 +9,10 @@ A dataset folder follows the layout of the paper's code (ddpm-segmentation)::
 
 Images are found recursively under each split folder (files and folders whose
 name starts with "." are skipped) and sorted by their path relative to the split
-folder, as the paper's code does. A label sits next to its image with the image
+folder, as the paper's code does. Linked files are read; a linked folder must lead
+to a folder inside its split folder not reached otherwise (no loops, no other
+split's or outside images). `manifest_digest` fingerprints every file of a dataset
+(names, sizes, mtimes), so that the workflow reruns when any of them changes. A label sits next to its image with the image
 suffix replaced by ".npy"; its values are class ids 0..K-1 (the index in
 ``meta.json["classes"]``) or the ignore label.
 
@@ -22,7 +25,9 @@ centre-cropped), and `prepare_split` writes a whole split as a Zarr v3 group.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 import pathlib
 import shutil
@@ -44,7 +49,9 @@ NON_SQUARE_MODES = ("error", "pad", "crop")
 _RGB_CONVERTIBLE_MODES = frozenset(
     {"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"}
 )
+_ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 _MAX_LISTED_VALUES = 20
+log = logging.getLogger(__name__)
 _VALIDATION_THREADS = 8
 
 
@@ -138,14 +145,66 @@ def read_meta(root, classes: list | None = None, ignore_label: int | None = None
     return {"classes": list(classes), "ignore_label": ignore, "num_classes": len(classes), "name": name}
 
 
-def _walk_files(folder: pathlib.Path) -> list[pathlib.PurePosixPath]:
-    """Paths (relative to ``folder``) of all files below it, skipping dot-files and dot-folders."""
-    found = []
+def _folder_link_problem(link: pathlib.Path, folder: pathlib.Path, visited: set) -> str | None:
+    """Why the folder link ``link`` below ``folder`` must not be followed, or None."""
+    target = link.resolve()
+    if not target.is_relative_to(folder.resolve()):
+        return (f"{link}: folder link to {target}, outside the split folder {folder}: its images would join "
+                "this split (another split's, or from elsewhere). Copy the images in, or remove the link.")
+    if target in visited or link.parent.resolve().is_relative_to(target):
+        return (f"{link}: folder link to {target}, a folder this split already reaches (a loop or a second way "
+                "in): its images would count more than once. Remove the link.")
+    return None
+
+
+def _walk_files(folder: pathlib.Path, strict: bool = True) -> list[pathlib.PurePosixPath]:
+    """Paths (relative to ``folder``) of all files below it, skipping dot-files and dot-folders.
+
+    Folder links are followed when they lead inside ``folder`` to a folder not reached
+    otherwise; any other raises DatasetError naming it (``strict``) or is skipped.
+    """
+    found, problems = [], []
+    visited = {folder.resolve()}
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        kept = []
+        for name in sorted(d for d in dirnames if not d.startswith(".")):
+            path = pathlib.Path(dirpath) / name
+            if path.is_symlink():
+                problem = _folder_link_problem(path, folder, visited)
+            elif path.resolve() in visited:  # a link listed earlier leads here
+                problem = (f"{path}: this folder is also reached through a folder link in {folder}: its images "
+                           "would count twice. Remove the link.")
+            else:
+                problem = None
+            if problem:
+                problems.append(problem)
+            else:
+                visited.add(path.resolve())
+                kept.append(name)
+        dirnames[:] = kept
         rel = pathlib.PurePosixPath(pathlib.Path(dirpath).relative_to(folder).as_posix())
         found.extend(rel / f for f in filenames if not f.startswith("."))
+    if problems and strict:
+        raise DatasetError("\n".join(problems), problems)
     return found
+
+
+def manifest_digest(root) -> str:
+    """sha256 (hex) over the relative path, size and mtime (ns) of meta.json and of every file
+    below real/ and unlabeled/ (as the splits list them; links followed where they may be).
+    Any file added, removed, rewritten or touched changes it; "" when ``root`` is no folder."""
+    root = pathlib.Path(root)
+    if not root.is_dir():
+        return ""
+    digest = hashlib.sha256()
+    files = [pathlib.PurePosixPath("meta.json")] if (root / "meta.json").is_file() else []
+    for top in ("real", "unlabeled"):
+        if (root / top).is_dir():
+            files += [pathlib.PurePosixPath(top) / rel for rel in _walk_files(root / top, strict=False)]
+    for rel in sorted(files, key=str):
+        stat = (root / rel).stat()
+        digest.update(f"{rel}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
 
 
 def list_split(root, split: str, max_images: int | None = None) -> list[tuple[str, pathlib.Path, pathlib.Path | None]]:
@@ -290,7 +349,11 @@ def validate_dataset(root, splits=("train", "test", "unlabeled"), non_square: st
                     if split == "unlabeled" else f"Put the {split} images and their .npy labels there.")
             problems.append(f"{folder}: {split} folder not found. {what}")
             continue
-        items = list_split(root, split, max_images.get(split))
+        try:
+            items = list_split(root, split, max_images.get(split))
+        except DatasetError as exc:  # folder links that must not be followed
+            problems.extend(exc.problems)
+            continue
         counts[split] = len(items)
         if not items:
             problems.append(f"{folder}: {split} folder holds no images ({', '.join(IMAGE_SUFFIXES)}). "
@@ -348,6 +411,13 @@ def _make_square(array: np.ndarray, path, non_square: str, **pad_kwargs) -> np.n
     pad = [((side - height) // 2, side - height - (side - height) // 2),
            ((side - width) // 2, side - width - (side - width) // 2)] + [(0, 0)] * (array.ndim - 2)
     return np.pad(array, pad, **pad_kwargs)
+
+
+def has_alpha(path) -> bool:
+    """Whether the image file has an alpha channel (or a transparent palette entry), which
+    `load_image` drops: the model sees the colour under transparent pixels."""
+    with Image.open(path) as im:
+        return im.mode in _ALPHA_MODES or (im.mode == "P" and "transparency" in im.info)
 
 
 def load_image(path, image_size: int, non_square: str = "error") -> np.ndarray:
@@ -414,8 +484,11 @@ def prepare_split(root, split: str, out_path, image_size: int, non_square: str =
             labels = group.create_array("labels", shape=(len(items), image_size, image_size),
                                         chunks=(1, image_size, image_size), dtype="uint8",
                                         dimension_names=("image", "y", "x"))
+        with_alpha = []
         for i, (_, image_path, label_path) in enumerate(items):
             images[i] = load_image(image_path, image_size, non_square)
+            if has_alpha(image_path):
+                with_alpha.append(image_path)
             if labels is not None:
                 labels[i] = load_label(label_path, image_size, summary["ignore_label"], non_square)
         group.attrs.update({
@@ -427,6 +500,10 @@ def prepare_split(root, split: str, out_path, image_size: int, non_square: str =
             "source": str(root),
             "non_square": non_square,
         })
+        if with_alpha:
+            log.warning("%s: %d of %d %s images have an alpha channel (first: %s); it is dropped, so transparent "
+                        "pixels show the colour stored under them. Flatten the images onto a background to choose it.",
+                        root, len(with_alpha), len(items), split, with_alpha[0])
 
     _write_group_atomically(out_path, write)
 
