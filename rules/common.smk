@@ -250,7 +250,7 @@ def extraction_settings(dataset):
     """The feature settings that change extracted values (params of the extraction rules, so
     that editing e.g. the ensemble's settings never re-extracts features)."""
     features = config["datasets"][dataset]["features"]
-    return {key: features[key] for key in ("noise_seed", "batch_images")}
+    return {key: features[key] for key in ("noise_seed", "noise_device", "batch_images")}
 
 
 def extraction_inputs(dataset):

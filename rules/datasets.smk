@@ -30,7 +30,7 @@ rule prepare_dataset:
         summary="results/{dataset}/data/summary.json",
     params:
         settings=lambda wc: {key: ds(wc)[key] for key in ("image_size", "non_square", "max_train", "max_test",
-                                                           "classes", "ignore_label")},
+                                                           "classes", "ignore_label", "resize")},
         root=dataset_root,
         manifest=dataset_manifest,
         needs_unlabeled=lambda wc: trains_diffusion(wc.dataset),

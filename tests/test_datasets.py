@@ -15,6 +15,7 @@ from ddpmseg.datasets import (
     load_image,
     load_label,
     manifest_digest,
+    opencv_nearest_indices,
     prepare_split,
     read_meta,
     validate_dataset,
@@ -326,7 +327,8 @@ def test_prepare_split_tiny_pad(tmp_path):
     np.testing.assert_array_equal(group["labels"][0], load_label(root / "real/train/000.npy", 8, 255, "pad"))
     np.testing.assert_array_equal(group["images"][1], load_image(root / "real/train/001.jpg", 8, "pad"))
     assert dict(group.attrs) == {"split": "train", "image_ids": ["000", "001"], "classes": CLASSES,
-                                 "ignore_label": 255, "image_size": 8, "source": str(root), "non_square": "pad"}
+                                 "ignore_label": 255, "image_size": 8, "source": str(root), "non_square": "pad",
+                                 "resize": "lanczos"}
 
     prepare_split(root, "unlabeled", out.with_name("unlabeled.zarr"), 8, max_images=1)
     group = zarr.open_group(out.with_name("unlabeled.zarr"), mode="r")
@@ -437,3 +439,21 @@ def test_rgba_images_are_named_once_per_split_in_the_log(tmp_path, caplog):
     caplog.clear()
     prepare_split(root, "test", tmp_path / "test.zarr", image_size=16)
     assert not [r for r in caplog.records if "alpha channel" in r.getMessage()]
+
+
+@pytest.mark.skipif(not FASSEG.is_dir(), reason="shared fasseg_face6 dataset not available")
+def test_paper_resize_is_bilinear_images_and_opencv_nearest_labels():
+    (_, image_path, label_path), = list_split(FASSEG, "train", max_images=1)
+    with Image.open(image_path) as im:
+        assert im.size == (128, 128)
+        bilinear = np.asarray(im.convert("RGB").resize((64, 64), Image.Resampling.BILINEAR))
+    np.testing.assert_array_equal(load_image(image_path, 64, resize="paper"), bilinear)
+    assert not np.array_equal(load_image(image_path, 64), bilinear)  # LANCZOS
+    raw = np.load(label_path)
+    paper = load_label(label_path, 64, 255, resize="paper")
+    np.testing.assert_array_equal(paper, raw[::2, ::2])  # OpenCV: floor(x * 2), the even pixels
+    np.testing.assert_array_equal(load_label(label_path, 64, 255), raw[1::2, 1::2])  # PIL: pixel centres
+    assert 0.01 < (paper != load_label(label_path, 64, 255)).mean() < 0.2
+    # OpenCV's index rule at a scale that is not a whole number (checked against cv2.resize)
+    assert opencv_nearest_indices(100, 64).tolist()[:8] == [0, 1, 3, 4, 6, 7, 9, 10]
+    assert opencv_nearest_indices(3, 7).tolist() == [0, 0, 0, 1, 1, 2, 2]

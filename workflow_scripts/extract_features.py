@@ -33,6 +33,6 @@ paths = extract_decoder_features(
     out_dir=Path(snakemake.output[0]).parent,
     attrs={**identity, "dataset": snakemake.params.dataset, "split": snakemake.wildcards.split, "model_flags": flags,
            "torch_threads": snakemake.params.torch_threads},
-    batch_images=features["batch_images"],
+    batch_images=features["batch_images"], noise_device=features["noise_device"],
 )
 log.info("wrote %d stores for %d images", len(paths), len(data.attrs["image_ids"]))

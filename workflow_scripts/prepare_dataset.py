@@ -13,7 +13,7 @@ splits = ("train", "test", "unlabeled") if snakemake.params.needs_unlabeled else
 classes = dict(classes=settings["classes"], ignore_label=settings["ignore_label"])
 summary = validate_dataset(root, splits=splits, non_square=settings["non_square"], max_images=limits, **classes)
 log.info("validated %s: %s", root, summary["counts"])
-common = dict(image_size=settings["image_size"], non_square=settings["non_square"], **classes)
+common = dict(image_size=settings["image_size"], non_square=settings["non_square"], resize=settings["resize"], **classes)
 for split in ("train", "test"):
     prepare_split(root, split, snakemake.output[split], max_images=limits[split], **common)
 if snakemake.params.needs_unlabeled:

@@ -43,6 +43,10 @@ from ddpmseg.errors import UserError
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 SPLITS = ("train", "test", "unlabeled")
 NON_SQUARE_MODES = ("error", "pad", "crop")
+# How images and labels are brought to the model's size: 'lanczos' (images LANCZOS, labels
+# PIL NEAREST at pixel centres) or 'paper' (the paper's code: torchvision's Resize on a PIL
+# image, i.e. PIL BILINEAR, and OpenCV's INTER_NEAREST for labels).
+RESIZE_MODES = ("lanczos", "paper")
 
 # Pillow modes whose conversion to 8-bit RGB keeps the picture. 16-bit and float
 # modes ("I;16", "I", "F") would be clipped to 0..255 and come out wrong.
@@ -420,11 +424,20 @@ def has_alpha(path) -> bool:
         return im.mode in _ALPHA_MODES or (im.mode == "P" and "transparency" in im.info)
 
 
-def load_image(path, image_size: int, non_square: str = "error") -> np.ndarray:
+def opencv_nearest_indices(in_size: int, out_size: int) -> np.ndarray:
+    """Source index of each output position of OpenCV's INTER_NEAREST resize along one axis:
+    min(floor(x * (1 / (out / in))), in - 1), in float64 as OpenCV computes it (no half-pixel
+    offset, unlike PIL's NEAREST, which samples pixel centres)."""
+    inverse_scale = 1.0 / (out_size / in_size)
+    return np.minimum(np.floor(np.arange(out_size) * inverse_scale).astype(np.int64), in_size - 1)
+
+
+def load_image(path, image_size: int, non_square: str = "error", resize: str = "lanczos") -> np.ndarray:
     """Image at ``path`` as an (image_size, image_size, 3) uint8 RGB array.
 
     Non-square images: 'error' raises DatasetError, 'pad' centre-pads to a square
-    by edge replication, 'crop' takes the centre square. Resized with LANCZOS.
+    by edge replication, 'crop' takes the centre square. Resized with LANCZOS, or with
+    PIL's BILINEAR for ``resize='paper'`` (what torchvision's Resize does to a PIL image).
     """
     _check_non_square_mode(non_square)
     try:
@@ -434,16 +447,19 @@ def load_image(path, image_size: int, non_square: str = "error") -> np.ndarray:
         raise DatasetError(_unreadable_image_problem(path, exc)) from exc
     square = _make_square(rgb, path, non_square, mode="edge")
     if square.shape[0] != image_size:
-        square = np.asarray(Image.fromarray(square).resize((image_size, image_size), Image.Resampling.LANCZOS))
+        method = Image.Resampling.BILINEAR if resize == "paper" else Image.Resampling.LANCZOS
+        square = np.asarray(Image.fromarray(square).resize((image_size, image_size), method))
     return np.ascontiguousarray(square, dtype=np.uint8)
 
 
-def load_label(path, image_size: int, ignore_label: int, non_square: str = "error") -> np.ndarray:
+def load_label(path, image_size: int, ignore_label: int, non_square: str = "error",
+               resize: str = "lanczos") -> np.ndarray:
     """Label at ``path`` as an (image_size, image_size) uint8 array.
 
     Same geometry as `load_image` ('pad' fills with ``ignore_label``), resized
-    with NEAREST so only values present in the file appear. Any 2-D integer
-    array with values in 0..255 is accepted.
+    with PIL's NEAREST, or OpenCV's INTER_NEAREST for ``resize='paper'``, so only
+    values present in the file appear. Any 2-D integer array with values in 0..255
+    is accepted.
     """
     _check_non_square_mode(non_square)
     label = _read_label_array(path)
@@ -454,19 +470,24 @@ def load_label(path, image_size: int, ignore_label: int, non_square: str = "erro
         label = label.astype(np.uint8)
     square = _make_square(label, path, non_square, mode="constant", constant_values=ignore_label)
     if square.shape[0] != image_size:
-        square = np.asarray(Image.fromarray(square).resize((image_size, image_size), Image.Resampling.NEAREST))
+        if resize == "paper":
+            rows = opencv_nearest_indices(square.shape[0], image_size)
+            square = square[np.ix_(rows, opencv_nearest_indices(square.shape[1], image_size))]
+        else:
+            square = np.asarray(Image.fromarray(square).resize((image_size, image_size), Image.Resampling.NEAREST))
     return np.ascontiguousarray(square, dtype=np.uint8)
 
 
 def prepare_split(root, split: str, out_path, image_size: int, non_square: str = "error",
                   max_images: int | None = None, classes: list | None = None,
-                  ignore_label: int | None = None) -> None:
+                  ignore_label: int | None = None, resize: str = "lanczos") -> None:
     """Validate one split, then write it as a Zarr v3 group at ``out_path`` (a directory).
 
     Arrays (N = number of images, S = image_size):
       images: (N, S, S, 3) uint8, chunks (1, S, S, 3), dimension_names ("image", "y", "x", "rgb")
       labels: (N, S, S) uint8, chunks (1, S, S), dimension_names ("image", "y", "x"); train/test only
-    Group attrs: split, image_ids, classes, ignore_label, image_size, source (str(root)), non_square.
+    Group attrs: split, image_ids, classes, ignore_label, image_size, source (str(root)), non_square,
+    resize (see `RESIZE_MODES`).
 
     The group is written to a temporary sibling directory and renamed into place
     at the end (replacing any old ``out_path``), so a failure never leaves a
@@ -486,11 +507,11 @@ def prepare_split(root, split: str, out_path, image_size: int, non_square: str =
                                         dimension_names=("image", "y", "x"))
         with_alpha = []
         for i, (_, image_path, label_path) in enumerate(items):
-            images[i] = load_image(image_path, image_size, non_square)
+            images[i] = load_image(image_path, image_size, non_square, resize)
             if has_alpha(image_path):
                 with_alpha.append(image_path)
             if labels is not None:
-                labels[i] = load_label(label_path, image_size, summary["ignore_label"], non_square)
+                labels[i] = load_label(label_path, image_size, summary["ignore_label"], non_square, resize)
         group.attrs.update({
             "split": split,
             "image_ids": [image_id for image_id, _, _ in items],
@@ -499,6 +520,7 @@ def prepare_split(root, split: str, out_path, image_size: int, non_square: str =
             "image_size": image_size,
             "source": str(root),
             "non_square": non_square,
+            "resize": resize,
         })
         if with_alpha:
             log.warning("%s: %d of %d %s images have an alpha channel (first: %s); it is dropped, so transparent "

@@ -8,7 +8,8 @@ code does (F.interpolate, align_corners=False) and then picking those pixels.
 
 Decoder features follow the paper's code (Sec. 3.2 and its `feature_extractors.py`): the
 image scaled to [-1, 1] is noised with x_t = q_sample(x0, t, noise), one noise tensor of
-shape (1, 3, S, S) drawn from a generator seeded with `noise_seed` and shared by every
+shape (1, 3, S, S) drawn from a generator seeded with `noise_seed` on `noise_device` (the
+paper's code draws it on the run's device: a CUDA generator on a GPU) and shared by every
 timestep and image; the noise predictor is called with the unscaled t and the outputs of
 `model.output_blocks[b]` are kept. Our forward pass stops after the deepest requested block.
 """
@@ -22,6 +23,8 @@ import torch.nn.functional as F
 import zarr
 from guided_diffusion.nn import timestep_embedding
 from tqdm import tqdm
+
+from ddpmseg.errors import UserError
 
 
 DIMENSION_NAMES = ("image", "channel", "y", "x")
@@ -46,10 +49,15 @@ def images_to_model_input(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous().float() / 127.5 - 1.0
 
 
-def shared_noise(image_size: int, seed: int) -> torch.Tensor:
-    """The paper's `share_noise`: (1, 3, S, S) standard normal from a generator seeded with `seed`."""
-    generator = torch.Generator().manual_seed(seed)
-    return torch.randn(1, 3, image_size, image_size, generator=generator)
+def shared_noise(image_size: int, seed: int, device: str = "cpu") -> torch.Tensor:
+    """The paper's `share_noise`: (1, 3, S, S) standard normal from a generator on `device`
+    ('cpu' or 'cuda': their generators give different numbers from one seed) seeded with `seed`.
+    Raises a UserError for 'cuda' where no GPU is visible."""
+    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"features.noise_device is {device!r}, but this job sees no GPU: run it on a GPU, or set "
+                        "noise_device: cpu (other noise, so other features than the paper's GPU runs)")
+    generator = torch.Generator(device=device).manual_seed(seed)
+    return torch.randn(1, 3, image_size, image_size, generator=generator, device=device)
 
 
 @torch.no_grad()
@@ -117,6 +125,7 @@ def extract_decoder_features(
     out_dir,
     attrs: dict,
     batch_images: int = 1,
+    noise_device: str = "cpu",
 ) -> list:
     """Writes one store per (block, timestep) under out_dir; returns their paths.
 
@@ -130,7 +139,7 @@ def extract_decoder_features(
     out_dir.mkdir(parents=True, exist_ok=True)
     device = next(model.parameters()).device
     size = images.shape[1]
-    noise = shared_noise(size, noise_seed).to(device)
+    noise = shared_noise(size, noise_seed, noise_device).to(device)
 
     def create(b, t, shape):
         return create_store(out_dir / store_name(b, t), (len(images), *shape), {
@@ -138,6 +147,7 @@ def extract_decoder_features(
             "block": b,
             "timestep": t,
             "noise_seed": noise_seed,
+            "noise_device": noise_device,
             "image_ids": list(image_ids),
             "image_size": size,
             "stored_dtype": "float16",
