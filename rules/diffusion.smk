@@ -10,7 +10,8 @@ rule train_diffusion:
         checkpoint="results/{dataset}/{diffusion_dir}/model.pt",
         flags="results/{dataset}/{diffusion_dir}/flags.json",
         loss_csv="results/{dataset}/{diffusion_dir}/loss.csv",
-        loss_png="results/{dataset}/{diffusion_dir}/loss.png",
+        loss_png=report("results/{dataset}/{diffusion_dir}/loss.png", caption="report/loss.rst", category="{dataset}",
+                        subcategory="diffusion training", labels={"model": "{diffusion_dir}"}),
         outcome="results/{dataset}/{diffusion_dir}/training.json",
     params:
         flags=lambda wc: ds(wc)["diffusion"]["flags"],

@@ -34,7 +34,11 @@ rule evaluate:
         data="results/{dataset}/data/test.zarr",
     output:
         metrics=per_seed("results/{{dataset}}/{{method}}/seed{seed}/metrics.json"),
-        per_class=per_seed("results/{{dataset}}/{{method}}/seed{seed}/per_class_iou.csv"),
+        per_class=[
+            report(f"results/{{dataset}}/{{method}}/seed{s}/per_class_iou.csv", caption="report/per_class_iou.rst",
+                   category="{dataset}", subcategory="{method}", labels={"result": "per-class IoU", "MLP seed": str(s)})
+            for s in SEEDS
+        ],
     params:
         evaluation=lambda wc: ds(wc)["evaluation"],
     log:
@@ -53,7 +57,8 @@ rule overview:
         predictions=lambda wc: f"results/{wc.dataset}/{METHODS[0]}/seed{SEEDS[0]}/predictions.zarr",
         data="results/{dataset}/data/test.zarr",
     output:
-        "results/{dataset}/overview.png",
+        report("results/{dataset}/overview.png", caption="report/overview.rst", category="{dataset}",
+               subcategory="overview", labels={"figure": "predictions and uncertainty"}),
     params:
         n_images=lambda wc: ds(wc)["evaluation"]["overview_images"],
         vote=lambda wc: ds(wc)["evaluation"]["vote"],

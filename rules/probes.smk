@@ -99,8 +99,10 @@ rule probe_figures:
         split="results/{dataset}/probes/class_split.json",
         test="results/{dataset}/data/test.zarr",
     output:
-        fig2="results/{dataset}/figures/fig2.png",
-        fig3="results/{dataset}/figures/fig3.png",
+        fig2=report("results/{dataset}/figures/fig2.png", caption="report/fig2.rst", category="{dataset}",
+                    subcategory="probe sweep", labels={"figure": "2: mIoU by block and step"}),
+        fig3=report("results/{dataset}/figures/fig3.png", caption="report/fig3.rst", category="{dataset}",
+                    subcategory="probe sweep", labels={"figure": "3: small vs large classes"}),
     params:
         marked=lambda wc: fixed_cells(wc.dataset),
         settings=lambda wc: ds(wc)["probes"],
@@ -120,7 +122,8 @@ rule kmeans_figure:
         stores=lambda wc: [store_path(wc.dataset, "ddpm", "test", b, t) for b, t in sweep(wc)["kmeans"]],
         test="results/{dataset}/data/test.zarr",
     output:
-        "results/{dataset}/figures/fig4.png",
+        report("results/{dataset}/figures/fig4.png", caption="report/fig4.rst", category="{dataset}",
+               subcategory="probe sweep", labels={"figure": "4: k-means of the features"}),
     params:
         cells=lambda wc: sweep(wc)["kmeans"],
         kmeans=lambda wc: ds(wc)["probes"]["kmeans"],

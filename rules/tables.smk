@@ -9,9 +9,9 @@ rule table2:
         features=expand("results/{dataset}/ddpm/features.json", dataset=DATASETS if "ddpm" in METHODS else []),
         training=training_outcomes(),
     output:
-        table="results/table2.csv",
+        table=report("results/table2.csv", caption="report/table2.rst", category="Table 2"),
         long="results/table2_long.csv",
-        spread="results/table2_spread.csv",
+        spread=report("results/table2_spread.csv", caption="report/spread.rst", category="Table 2"),
     params:
         runs=[(d, key, model_seed(d, key) if base_method(key) in MODEL_METHODS else None, s) for d, key, s in RUNS],
     log:

@@ -3,7 +3,6 @@ import json
 import numpy as np
 import pytest
 import torch
-import zarr
 
 from ddpmseg.diffusion import (
     CheckpointError, build_model_and_diffusion, build_unet, full_flags, infer_flags, load_model, save_model,

@@ -21,6 +21,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ddpmseg.errors import UserError
+
 log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 1 << 20
