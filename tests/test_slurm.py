@@ -230,7 +230,7 @@ def test_tiny_workflow_through_slurm_equals_a_local_run(slurm_cluster, tmp_path)
     gpu_spans = sorted((job["StartTime"], job["EndTime"]) for job in jobs if rule_of[job["JobId"]] in gpu_rules)
     assert all(end <= next_start for (_, end), (next_start, _) in itertools.pairwise(gpu_spans)), gpu_spans
     # under its GPU allocation, the script picked the same device as locally (CPU on a machine without CUDA)
-    assert rule_device(cluster, "train_diffusion/tiny.log") == rule_device(local, "train_diffusion/tiny.log")
+    assert rule_device(cluster, "train_diffusion/tiny_diffusion.log") == rule_device(local, "train_diffusion/tiny_diffusion.log")
 
     numbers = ["dataset", "method", "seed", "miou", "miou_soft"]
     pd.testing.assert_frame_equal(pd.read_csv(cluster / "results/table2_long.csv")[numbers],

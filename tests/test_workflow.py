@@ -19,9 +19,9 @@ TEST_CONFIG = REPO / "tests" / "config.test.yaml"
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
 
 
-def snakemake(workdir, *args, check=True):
+def snakemake(workdir, *args, check=True, cores=2):
     result = subprocess.run(
-        [*SNAKEMAKE, "--directory", str(workdir), "--cores", "2", *args],
+        [*SNAKEMAKE, "--directory", str(workdir), "--cores", str(cores), *args],
         capture_output=True, text=True, timeout=600,
     )
     if check and result.returncode != 0:
@@ -29,10 +29,10 @@ def snakemake(workdir, *args, check=True):
     return result
 
 
-def run_killed_during_extraction(workdir, *args):
+def run_killed_during_extraction(workdir, *args, cores=2):
     """Starts the workflow and SIGKILLs it (all its processes) once a feature extraction job runs."""
     process = subprocess.Popen(
-        [*SNAKEMAKE, "--directory", str(workdir), "--cores", "2", *args],
+        [*SNAKEMAKE, "--directory", str(workdir), "--cores", str(cores), *args],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     deadline = time.monotonic() + 300
@@ -141,8 +141,12 @@ def test_tiny_workflow_end_to_end(tmp_path):
 
     table = pd.read_csv(results / "table2.csv", index_col=0)
     assert list(table.index) == ["DDPM", "UNet (untrained)", "Pixels (RGB+xy)", "Patch (5x5 RGB+xy)",
-                                 "DDPM features (timestep: blocks)"]
+                                 "DDPM features (timestep: blocks)", "Runs (± over)", "Diffusion training"]
     assert table.loc["DDPM features (timestep: blocks)", "tiny"] == "t5: b1,2,3; t20: b1,2,3"
+    assert table.loc["Runs (± over)", "tiny"] == "1 model seed x 2 MLP seeds (controls: 2 MLP seeds)"
+    assert table.loc["Diffusion training", "tiny"] == "6 steps"
+    training = json.loads((results / "tiny/diffusion/training.json").read_text())
+    assert (training["steps"], training["stopped_by"], training["torch_threads"]) == (6, "max_steps", 2)
     assert list(table.columns) == ["tiny"] and table.loc["DDPM", "tiny"].count("±") == 1
     long = pd.read_csv(results / "table2_long.csv")
     assert len(long) == 8 and long["miou"].between(0, 1).all()
@@ -150,6 +154,16 @@ def test_tiny_workflow_end_to_end(tmp_path):
     store = open_store(str(results / "tiny/features/ddpm/test/features_b1_t20.zarr"))
     assert store.shape == (3, 64, 32, 32) and store.dtype == "float16"  # block 1 upsamples 16 -> 32
     assert store.attrs["timestep"] == 20 and len(store.attrs["checkpoint_sha256"]) == 64
+    assert store.attrs["torch_threads"] == 2 and store.attrs["model_seed"] == 0
+    # the same store with xarray and dask, attrs kept
+    import dask.array as da
+    import xarray as xr
+
+    opened = xr.open_zarr(results / "tiny/features/ddpm/test/features_b1_t20.zarr")["features"]
+    assert opened.dims == ("image", "channel", "y", "x") and opened.attrs["timestep"] == 20
+    assert (opened.values == store[:]).all()
+    lazy = da.from_zarr(str(results / "tiny/features/ddpm/test/features_b1_t20.zarr"), component="features")
+    assert lazy.shape == store.shape and float(lazy[2].sum().compute()) == float(store[2].sum())
     assert open_store(str(results / "tiny/features/ddpm/test/features_b2_t5.zarr")).shape[1] == 32
     metrics = json.loads((results / "tiny/ddpm/seed1/metrics.json").read_text())
     assert metrics["vote"] == "majority" and 0 <= metrics["miou_soft"] <= 1
@@ -188,11 +202,21 @@ def test_tiny_workflow_end_to_end(tmp_path):
     for name in ("fig2.png", "fig3.png", "fig4.png"):
         assert (results / "tiny/figures" / name).stat().st_size > 10_000
 
-    # killed in the middle of feature extraction, a rerun completes with the same numbers
-    run_killed_during_extraction(killed, *args)
+    # Snakemake's report holds every table and figure with its caption, grouped by dataset
+    snakemake(clean, "--report", "report.html", "results/table2.csv", "figures", "--configfile", str(TEST_CONFIG))
+    report = (clean / "report.html").read_text()
+    for name in ("table2.csv", "table2_spread.csv", "overview.png", "loss.png", "fig2.png", "fig3.png", "fig4.png",
+                 "per_class_iou.csv", "probe sweep", "diffusion training", "Figure 2, tiny: mIoU of one probe",
+                 "Where Table 2's spread comes from"):
+        assert name in report, name
+
+    # killed in the middle of feature extraction, a rerun completes with the same numbers, and
+    # with --cores 1 instead of 2: the torch threads are settings, not --cores
+    run_killed_during_extraction(killed, *args, cores=1)
     assert not (killed / "results/table2.csv").exists()
     snakemake(killed, "--unlock", *args)  # a killed Snakemake leaves its lock behind
-    snakemake(killed, *args)
+    snakemake(killed, *args, cores=1)
+    assert (killed / "results/tiny/diffusion/model.pt").read_bytes() == (results / "tiny/diffusion/model.pt").read_bytes()
     pd.testing.assert_frame_equal(pd.read_csv(killed / "results/table2_long.csv")[numbers], long[numbers])
 
 
