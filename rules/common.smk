@@ -100,6 +100,7 @@ wildcard_constraints:
     control="|".join(CONTROL_METHODS),
     method="|".join([_MODEL_KEY] + CONTROL_METHODS),
     diffusion_dir=r"diffusion(_m\d+)?",
+    noise=r"\d+",
     seed=r"\d+",
     block=r"\d+",
     timestep=r"\d+",
@@ -213,8 +214,18 @@ def dataset_root(wildcards):
     return ds(wildcards)["path"] or dataset_source(wildcards)
 
 
-def store_path(dataset, method, split, block, timestep):
-    return f"results/{dataset}/features/{method}/{split}/features_b{block}_t{timestep}.zarr"
+def per_run_noise(dataset):
+    """Whether every MLP seed's run has features of its own noise (`features.noise_seed: per_run`)."""
+    return config["datasets"][dataset]["features"]["noise_seed"] == "per_run"
+
+
+def store_path(dataset, method, split, block, timestep, noise=None):
+    """A model method's store; with per-run noise in noise<seed>/ (`noise`: the seed, default the
+    first run's, whose stores the probe sweep uses)."""
+    folder = f"results/{dataset}/features/{method}/{split}"
+    if per_run_noise(dataset):
+        folder += f"/noise{SEEDS[0] if noise is None else noise}"
+    return f"{folder}/features_b{block}_t{timestep}.zarr"
 
 
 def is_auto(dataset):
@@ -243,14 +254,32 @@ def feature_stores(dataset, method, split):
     if method in CONTROL_METHODS:
         return [f"results/{dataset}/features/{method}/{split}/features_{method}.zarr"]
     cells = auto_cells(dataset) if is_auto(dataset) else fixed_cells(dataset)
+    if per_run_noise(dataset):  # every run's stores, run-major
+        return [store_path(dataset, method, split, b, t, noise=s) for s in SEEDS for b, t in cells]
     return [store_path(dataset, method, split, b, t) for b, t in cells]
+
+
+def runs_own_stores(wildcards):
+    """Param of the ensemble and prediction rules: whether each seed's run has stores of its own
+    (per-run noise of a model method), given run-major by `feature_stores`."""
+    return per_run_noise(wildcards.dataset) and base_method(wildcards.method) in MODEL_METHODS
 
 
 def extraction_settings(dataset):
     """The feature settings that change extracted values (params of the extraction rules, so
     that editing e.g. the ensemble's settings never re-extracts features)."""
     features = config["datasets"][dataset]["features"]
-    return {key: features[key] for key in ("noise_seed", "noise_device", "batch_images")}
+    return {key: features[key] for key in ("noise_device", "batch_images")}
+
+
+def noise_seed_param(dataset):
+    """Param function of one dataset's extraction rule: the seed of its shared noise (with
+    per-run noise, the run's seed: the {noise} of its stores' folder)."""
+
+    def param(wildcards):
+        return int(wildcards.noise) if per_run_noise(dataset) else config["datasets"][dataset]["features"]["noise_seed"]
+
+    return param
 
 
 def extraction_inputs(dataset):

@@ -15,6 +15,7 @@ rule train_ensemble:
         seeds=SEEDS,
         auto=lambda wc: base_method(wc.method) in MODEL_METHODS and is_auto(wc.dataset),
         torch_threads=lambda wc: ds(wc)["threads"],
+        runs_own_stores=runs_own_stores,
     log:
         "logs/train_ensemble/{dataset}_{method}.log",
     benchmark:

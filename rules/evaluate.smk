@@ -14,6 +14,7 @@ rule predict:
         vote=lambda wc: ds(wc)["evaluation"]["vote"],
         gpu=ensemble_gpu,
         torch_threads=lambda wc: ds(wc)["threads"],
+        runs_own_stores=runs_own_stores,
     log:
         "logs/predict/{dataset}_{method}.log",
     benchmark:

@@ -14,7 +14,7 @@ for _dataset in DATASETS:
         input:
             unpack(extraction_inputs(_dataset)),
         output:
-            [directory(store_path(_dataset, "{model}", "{split}", b, t)) for b, t in fixed_cells(_dataset)],
+            [directory(store_path(_dataset, "{model}", "{split}", b, t, noise="{noise}")) for b, t in fixed_cells(_dataset)],
         params:
             dataset=_dataset,
             flags=config["datasets"][_dataset]["diffusion"]["flags"],
@@ -22,11 +22,12 @@ for _dataset in DATASETS:
             blocks=sorted({b for b, _ in fixed_cells(_dataset)}),
             timesteps=sorted({t for _, t in fixed_cells(_dataset)}),
             model_seed=model_seed_param(_dataset),
+            noise_seed=noise_seed_param(_dataset),
             torch_threads=config["datasets"][_dataset]["features"]["threads"],
         log:
-            f"logs/extract_features/{_dataset}_{{model}}_{{split}}.log",
+            f"logs/extract_features/{_dataset}_{{model}}_{{split}}{'_noise{noise}' if per_run_noise(_dataset) else ''}.log",
         benchmark:
-            f"benchmarks/runs/extract_features/{_dataset}_{{model}}_{{split}}.tsv"
+            f"benchmarks/runs/extract_features/{_dataset}_{{model}}_{{split}}{'_noise{noise}' if per_run_noise(_dataset) else ''}.tsv"
         threads: config["datasets"][_dataset]["features"]["threads"]
         resources:
             gpu=1,

@@ -19,7 +19,7 @@ for _dataset in DATASETS:
             input:
                 unpack(extraction_inputs(_dataset)),
             output:
-                [directory(store_path(_dataset, "{model}", "{split}", b, _t)) for b in _blocks],
+                [directory(store_path(_dataset, "{model}", "{split}", b, _t)) for b in _blocks],  # the first run's noise
             params:
                 dataset=_dataset,
                 flags=config["datasets"][_dataset]["diffusion"]["flags"],
@@ -27,6 +27,7 @@ for _dataset in DATASETS:
                 blocks=_blocks,
                 timesteps=[_t],
                 model_seed=model_seed_param(_dataset),
+                noise_seed=config["datasets"][_dataset]["features"]["noise_seed"] if not per_run_noise(_dataset) else SEEDS[0],
                 torch_threads=config["datasets"][_dataset]["features"]["threads"],
             log:
                 f"logs/extract_sweep/{_dataset}_t{_t}_{{model}}_{{split}}.log",

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import zarr
 
 from ddpmseg.features import open_store
 
@@ -111,7 +112,7 @@ def test_any_changed_file_of_a_dataset_reruns_its_preparation(tmp_path):
     np.save(label, np.zeros_like(np.load(label)))  # a label rewritten
     assert planned_jobs(tmp_path, *args) == {"prepare_dataset": 1}
     snakemake(tmp_path, *args)
-    assert zarr_labels(tmp_path / "results/mine/data/train.zarr")[1].max() == 0
+    assert zarr.open_group(str(tmp_path / "results/mine/data/train.zarr"), mode="r")["labels"][1].max() == 0
     shutil.copy(data / "real" / "test" / "0000.png", data / "real" / "test" / "sub.png")  # an image added
     shutil.copy(data / "real" / "test" / "0000.npy", data / "real" / "test" / "sub.npy")
     assert planned_jobs(tmp_path, *args) == {"prepare_dataset": 1}
@@ -121,12 +122,6 @@ def test_any_changed_file_of_a_dataset_reruns_its_preparation(tmp_path):
     snakemake(tmp_path, *args)
     summary = json.loads((tmp_path / "results/mine/data/summary.json").read_text())
     assert summary["counts"] == {"train": 2, "test": 3, "unlabeled": 2} and len(summary["manifest_sha256"]) == 64
-
-
-def zarr_labels(path):
-    import zarr
-
-    return zarr.open_group(str(path), mode="r")["labels"][:]
 
 
 @pytest.mark.slow
@@ -243,7 +238,7 @@ def test_paper_config_plans_the_full_dag_without_any_file(tmp_path):
     assert planned_jobs(tmp_path, *args) == {
         "download_paper_datasets": 1, "unpack_paper_datasets": 1,
         "download_lsun_bedroom": 1, "download_lsun_cat": 1, "download_lsun_horse": 1, "download_ffhq": 1,
-        "prepare_dataset": 6, **{f"extract_features_{d}": 2 for d in datasets},  # train and test, ddpm only
+        "prepare_dataset": 6, **{f"extract_features_{d}": 10 for d in datasets},  # train/test x 5 runs' noise, ddpm
         "train_ensemble": 6, "predict": 6, "evaluate": 6, "overview": 6, "table2": 1,
     }
     plan = planned_resources(tmp_path, *args)
@@ -251,12 +246,12 @@ def test_paper_config_plans_the_full_dag_without_any_file(tmp_path):
     for rule, jobs in plan.items():
         expected = "1" if rule in gpu_rules else None
         assert all(job.get("gpu") == expected for job in jobs), (rule, jobs)
-    assert sum(len(jobs) for rule, jobs in plan.items() if rule in gpu_rules) == 24
+    assert sum(len(jobs) for rule, jobs in plan.items() if rule in gpu_rules) == 72
     dry = snakemake(tmp_path, "-n", *args).stdout
     # CelebA-19 uses the FFHQ model and ADE-Bedroom-30 the LSUN-bedroom one, as in the paper
     assert "input: results/celeba_19/data/test.zarr, resources/downloads/ffhq.pt" in dry
     assert "input: results/ade_bedroom_30/data/train.zarr, resources/downloads/lsun_bedroom.pt" in dry
-    assert "features_b12_t250.zarr" in dry and "features_b9_t" not in dry
+    assert "features/ddpm/train/noise4/features_b12_t250.zarr" in dry and "features_b9_t" not in dry
 
 
 @pytest.mark.slow
@@ -264,7 +259,8 @@ def test_downloaded_archive_and_official_checkpoint_run_through_the_workflow(tmp
     """The paper's route on a small scale: a dataset archive without meta.json and an
     official-format checkpoint (fp16, `module.` prefix), both fetched from file:// URLs with
     pinned checksums; the flags are read from the checkpoint's shapes (only image_size and
-    num_heads given); both the DDPM and the untrained control run to the table."""
+    num_heads given); the paper's resize, and its noise seeded per run (each run its own
+    stores); both the DDPM and the untrained control run to the table."""
     import tarfile
 
     import torch
@@ -289,7 +285,7 @@ def test_downloaded_archive_and_official_checkpoint_run_through_the_workflow(tmp
     config = workdir / "paper_like.yaml"
     config.write_text(f"""
 methods: [ddpm, unet_untrained]
-seeds: [0]
+seeds: [0, 1]
 downloads:
   archive: {{url: "{(tmp_path / 'datasets.tar.gz').as_uri()}", sha256: {sha256_of(tmp_path / 'datasets.tar.gz')}, unpack: true}}
   checkpoint: {{url: "{(tmp_path / 'tiny.pt').as_uri()}", sha256: {sha256_of(tmp_path / 'tiny.pt')}}}
@@ -299,22 +295,31 @@ datasets:
     path: resources/archive/tiny_paper
     classes: {json.dumps(list(CLASSES))}
     ignore_label: 255
+    resize: paper
     diffusion:
       checkpoint: resources/downloads/tiny.pt
       flags: {{image_size: 32, num_heads: 2, diffusion_steps: 100}}
-    features: {{blocks: [1, 2], timesteps: [5], batch_images: 2}}
+    features: {{blocks: [1, 2], timesteps: [5], batch_images: 2, noise_seed: per_run}}
     ensemble: {{n_members: 2, max_epochs: 2, early_stop_epoch: 1, patience: 5}}
     evaluation: {{overview_images: 1}}
 """)
     args = ("results/table2.csv", "--configfile", str(config))
     snakemake(workdir, *args)
     assert (workdir / "resources/downloads/tiny.pt").read_bytes() == (tmp_path / "tiny.pt").read_bytes()
-    store = open_store(str(workdir / "results/tiny_paper/features/ddpm/test/features_b1_t5.zarr"))
+    features = workdir / "results/tiny_paper/features/ddpm/test"
+    store = open_store(str(features / "noise0/features_b1_t5.zarr"))
     flags = store.attrs["model_flags"]
     assert (flags["num_channels"], flags["channel_mult"], flags["learn_sigma"]) == (32, "1,2", True)
     assert store.shape == (3, 64, 32, 32)  # block 1 ends with the upsampler: 16 -> 32
+    other = open_store(str(features / "noise1/features_b1_t5.zarr"))  # run 1's noise: other features
+    assert (store.attrs["noise_seed"], other.attrs["noise_seed"]) == (0, 1) and (store[:] != other[:]).any()
+    used = json.loads((workdir / "results/tiny_paper/ddpm/features.json").read_text())
+    assert [Path(p).parent.name for p in used["stores"]] == ["noise0", "noise0", "noise1", "noise1"]
+    assert zarr.open_group(str(workdir / "results/tiny_paper/data/train.zarr"), mode="r").attrs["resize"] == "paper"
     table = pd.read_csv(workdir / "results/table2.csv", index_col=0)
-    assert list(table.index) == ["DDPM", "UNet (untrained)", "DDPM features (timestep: blocks)"]
+    assert list(table.index) == ["DDPM", "UNet (untrained)", "DDPM features (timestep: blocks)", "Runs (± over)",
+                                 "Diffusion training"]
+    assert table.loc["Diffusion training", "tiny_paper"] == "checkpoint"
     assert list(table.columns) == ["tiny_paper"]
 
 

@@ -29,7 +29,7 @@ log.info("model flags: %s", flags)
 data = zarr.open_group(snakemake.input.data, mode="r")
 paths = extract_decoder_features(
     model, diffusion, data["images"][:], data.attrs["image_ids"],
-    blocks=snakemake.params.blocks, timesteps=snakemake.params.timesteps, noise_seed=features["noise_seed"],
+    blocks=snakemake.params.blocks, timesteps=snakemake.params.timesteps, noise_seed=snakemake.params.noise_seed,
     out_dir=Path(snakemake.output[0]).parent,
     attrs={**identity, "dataset": snakemake.params.dataset, "split": snakemake.wildcards.split, "model_flags": flags,
            "torch_threads": snakemake.params.torch_threads},

@@ -17,7 +17,13 @@ ids, size, classes = data.attrs["image_ids"], data.attrs["image_size"], data.att
 models = [load_ensemble(path) for path in snakemake.input.models]
 device = pick_device() if snakemake.params.gpu else "cpu"
 log.info("predicting on %s", device)
-outputs = predict_images(models, open_stores(snakemake.input.stores), len(ids), size, device)
+stores = open_stores(snakemake.input.stores)
+if snakemake.params.runs_own_stores:  # each seed's ensemble on its run's stores (per-run noise)
+    per_run = len(stores) // len(models)
+    outputs = [predict_images([model], stores[k * per_run : (k + 1) * per_run], len(ids), size, device)[0]
+               for k, model in enumerate(models)]
+else:
+    outputs = predict_images(models, stores, len(ids), size, device)
 for (majority, soft, uncertainty), predictions_path, masks_path in zip(
     outputs, snakemake.output.predictions, snakemake.output.masks
 ):

@@ -1,5 +1,6 @@
-"""Trains the pixel classifier ensembles of all seeds together on streamed features; saves
-one state_dict and one training history per seed."""
+"""Trains the pixel classifier ensembles of all seeds together on streamed features (one after
+another where each run has stores of its own: per-run noise); saves one state_dict and one
+training history per seed."""
 import _repository_src  # noqa: F401  (puts the repository's src/ on sys.path)
 import json
 
@@ -18,13 +19,21 @@ settings = dict(snakemake.params.settings)
 device = pick_device() if settings.pop("gpu") else "cpu"
 log.info("training on %s", device)
 stores = open_stores(snakemake.input.stores)
-cells = [[s.attrs["block"], s.attrs["timestep"]] for s in stores] if "block" in stores[0].attrs else None
+per_run = len(stores) // len(seeds) if snakemake.params.runs_own_stores else len(stores)
+cells = [[s.attrs["block"], s.attrs["timestep"]] for s in stores[:per_run]] if "block" in stores[0].attrs else None
 with open(snakemake.output.features, "w") as f:  # which features this method's ensembles use
-    json.dump({"stores": list(snakemake.input.stores), "cells": cells, "auto": snakemake.params.auto}, f, indent=1)
-models, history = train_ensemble(
-    stores, data["labels"][:], len(data.attrs["classes"]), data.attrs["ignore_label"],
-    seeds=seeds, device=device, **settings,
-)
+    json.dump({"stores": list(snakemake.input.stores), "cells": cells, "auto": snakemake.params.auto,
+               "torch_threads": snakemake.params.torch_threads}, f, indent=1)
+train = dict(labels=data["labels"][:], num_classes=len(data.attrs["classes"]), ignore_label=data.attrs["ignore_label"],
+             device=device, **settings)
+if snakemake.params.runs_own_stores:
+    models, history = [], []
+    for k, seed in enumerate(seeds):
+        run_models, run_history = train_ensemble(stores[k * per_run : (k + 1) * per_run], seeds=[seed], **train)
+        models += run_models
+        history += run_history
+else:
+    models, history = train_ensemble(stores, seeds=seeds, **train)
 history = pd.DataFrame(history)
 for seed, model, model_path, history_path in zip(seeds, models, snakemake.output.models, snakemake.output.histories):
     torch.save(model.state_dict(), model_path)
