@@ -222,10 +222,9 @@ def per_run_noise(dataset):
 def store_path(dataset, method, split, block, timestep, noise=None):
     """A model method's store; with per-run noise in noise<seed>/ (`noise`: the seed, default the
     first run's, whose stores the probe sweep uses)."""
-    folder = f"results/{dataset}/features/{method}/{split}"
-    if per_run_noise(dataset):
-        folder += f"/noise{SEEDS[0] if noise is None else noise}"
-    return f"{folder}/features_b{block}_t{timestep}.zarr"
+    noise_folder = f"noise{SEEDS[0] if noise is None else noise}" if per_run_noise(dataset) else ""
+    return str(PurePosixPath("results", dataset, "features", method, split, noise_folder,
+                             f"features_b{block}_t{timestep}.zarr"))
 
 
 def is_auto(dataset):
