@@ -14,6 +14,7 @@ timestep and image; the noise predictor is called with the unscaled t and the ou
 `model.output_blocks[b]` are kept. Our forward pass stops after the deepest requested block.
 """
 
+import warnings
 from functools import lru_cache
 from pathlib import Path
 
@@ -105,7 +106,9 @@ def create_store(path, shape, attrs: dict) -> zarr.Array:
         STORE_ARRAY, shape=shape, chunks=(1, *shape[1:]), dtype="float16", dimension_names=DIMENSION_NAMES,
     )
     array.attrs.update(attrs)
-    zarr.consolidate_metadata(str(path))
+    with warnings.catch_warnings():  # "not part of the Zarr v3 specification": xarray reads it all the same
+        warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+        zarr.consolidate_metadata(str(path))
     return array
 
 
