@@ -49,8 +49,8 @@ from ddpmseg.diffusion import build_model_and_diffusion, build_unet, load_model,
 from ddpmseg.ensemble import train_ensemble  # noqa: E402
 from ddpmseg.evaluate import mean_iou, predict_images  # noqa: E402
 from ddpmseg.features import (  # noqa: E402
-    create_store, decoder_activations, decoder_block_shapes, extract_decoder_features, native_maps,
-    native_bytes_per_image, open_stores, sample_pixel_features, store_name,
+    create_store, decoder_activations, decoder_block_shapes, extract_decoder_features, images_to_model_input,
+    native_maps, native_bytes_per_image, open_stores, sample_pixel_features, shared_noise, store_name,
 )
 from ddpmseg.probes import ImageSubset  # noqa: E402
 from paper_path import (  # noqa: E402
@@ -160,9 +160,10 @@ def stage_paper(spec: dict) -> dict:
     dim = len(spec["timesteps"]) * sum(shapes[b][0] for b in spec["blocks"])
     features, targets = prepare_data(images, labels, extract, dim, spec["ignore_label"], n_extract)
     np.save(spec["sample_out"], np.stack(samples))
+    exact = exact_activations(model, diffusion, extractor, images[0], spec)
     # the first image carries one-time costs: timed are the others
     result = {"extract_seconds_per_image": float(np.mean(seconds[1:])) if len(seconds) > 1 else None,
-              "dim": features.shape[1]}
+              "dim": features.shape[1], "exact": exact}
     start = time.perf_counter()
     member_pixels, miou = 0, []
     for seed in spec["seeds"]:
@@ -174,6 +175,24 @@ def stage_paper(spec: dict) -> dict:
     result.update(train_seconds=time.perf_counter() - start, member_pixels=member_pixels, miou=miou,
                   peak_rss=peak_rss_bytes())
     return result
+
+
+def exact_activations(model, diffusion, extractor, image, spec) -> dict:
+    """Our input, noise and stopped forward against the paper's hooks, before any storage: the
+    decoder activations of one image at each timestep alone (batch 1, as the paper runs),
+    compared bit for bit. A channels-last input or other noise shows here, far below the
+    float16 bound of the stored features."""
+    paper = extractor(paper_input(image))  # timestep-major, block-minor
+    size, blocks = image.shape[0], spec["blocks"]
+    ours = []
+    for t in spec["timesteps"]:
+        t = torch.tensor([t])
+        x_t = diffusion.q_sample(images_to_model_input(image[None]), t, noise=shared_noise(size, 0))
+        activations = decoder_activations(model, x_t, t, blocks)
+        ours += [activations[b] for b in blocks]
+    differences = [float((a - b).abs().max()) for a, b in zip(paper, ours)]
+    return {"bit_identical": all(torch.equal(a, b) for a, b in zip(paper, ours)),
+            "max_abs_difference": max(differences), "maps": len(paper)}
 
 
 def _paper_test_miou(spec, extractor, members, data) -> float:
@@ -372,6 +391,10 @@ def report(result: dict, quiet: bool = False) -> list:
             "its rows in the matrix and in the reshape copy)")
     say("  ours, member-pixels/s by images: " + ", ".join(
         f"{n}: {o['member_pixels'] / o['train_seconds']:.0f}" for n, o in sorted(ours.items())))
+    exact = result["paper"][max(result["paper"])]["exact"]
+    say(f"activations before storage, paper's extractor vs ours, one image, batch 1: "
+        f"{'bit-identical' if exact['bit_identical'] else 'DIFFERENT'} over {exact['maps']} maps "
+        f"(max |diff| {exact['max_abs_difference']:.3g})")
     eq = result["equality"]
     say(f"features, paper vs ours at {eq['pixels']} pixels of {eq['images']} image(s): max |diff| "
         f"{eq['max_abs_difference']:.3g} (values up to {eq['max_abs_value']:.3g}); worst channel at "

@@ -28,6 +28,8 @@ def test_benchmark_harness_smoke_run(tmp_path):
     assert result["extract"]["native_bytes_per_image"] == 2 * 2 * (64 * 16 * 16 + 32 * 32 * 32)
     assert 0 < result["extract"]["stored_bytes_per_image"]
     # the features agree within float16 rounding, at real pixels of real images
+    for run in result["paper"].values():  # before storage: the paper's extractor and ours agree exactly
+        assert run["exact"]["bit_identical"] and run["exact"]["max_abs_difference"] == 0 and run["exact"]["maps"] == 4
     equality = result["equality"]
     assert equality["within_float16"] and equality["images"] == 2 and equality["pixels"] >= 64
     assert 0 < equality["max_abs_difference"] < 2**-10 * equality["max_abs_value"]
@@ -45,6 +47,6 @@ def test_benchmark_harness_smoke_run(tmp_path):
     assert min(miou["paper"] + miou["ours"]) > 0.25
     assert abs(sum(miou["paper"]) - sum(miou["ours"])) / 2 < 0.1
     for line in ("extraction s/image", "FLOPs/image", "cached features MB/image", "peak RSS", "member-pixels/s",
-                 "float16 bound: PASS", "test mIoU"):
+                 "float16 bound: PASS", "test mIoU", "batch 1: bit-identical over 4 maps"):
         assert line in printed
     assert (tmp_path / "report.txt").read_text().strip() in printed
