@@ -20,7 +20,7 @@ from ddpmseg.sweep import (  # noqa: E402  (light: no torch in the Snakemake pro
     nearest_in_grid,
     timestep_grid,
 )
-
+from ddpmseg.tables import method_of as base_method  # noqa: E402  ('ddpm_m2' -> 'ddpm')
 
 
 def config_error(message):
@@ -89,7 +89,7 @@ CONTROL_METHODS = ["pixels", "patch"]  # hand-made features
 for _name, _settings in config["datasets"].items():
     if _settings["diffusion"]["checkpoint"] and len(_settings["diffusion"]["seeds"]) > 1:
         config_error(f"config: datasets.{_name}.diffusion.seeds lists {len(_settings['diffusion']['seeds'])} "
-                         "seeds, but a given checkpoint is one model; list one seed")
+                     "seeds, but a given checkpoint is one model; list one seed")
 _MODEL_KEY = "(" + "|".join(MODEL_METHODS) + r")(_m\d+)?"  # a model method, `_m<d>` for an extra model seed d
 
 
@@ -134,11 +134,6 @@ def method_keys(dataset, method):
     if method not in MODEL_METHODS:
         return [method]
     return [method] + [f"{method}_m{d}" for d in model_seeds(dataset)[1:]]
-
-
-def base_method(key):
-    """The method of a result folder: 'ddpm_m2' -> 'ddpm'."""
-    return re.sub(r"_m\d+$", "", key)
 
 
 def model_seed(dataset, key):

@@ -28,7 +28,7 @@ for _name, _download in config["downloads"].items():
     if _download["unpack"]:
         if not download_path(_name).endswith((".tar.gz", ".tgz", ".tar", ".zip")):
             config_error(f"config: download {_name!r} has unpack: true but {download_path(_name)} is not a "
-                             ".tar.gz, .tgz, .tar or .zip archive")
+                         ".tar.gz, .tgz, .tar or .zip archive")
 
         rule:
             name:

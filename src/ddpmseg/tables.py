@@ -49,14 +49,6 @@ def collect_metrics(metric_files: dict) -> pd.DataFrame:
     return long
 
 
-def _ordered(cells: pd.DataFrame, long: pd.DataFrame) -> pd.DataFrame:
-    """Rows in the order of METHOD_NAMES, columns (datasets) in order of appearance."""
-    order = [name for name in METHOD_NAMES.values() if name in cells.index]
-    table = cells.loc[order, list(dict.fromkeys(long["dataset"]))]
-    table.index.name = "method"
-    return table
-
-
 def summary_table(long: pd.DataFrame) -> pd.DataFrame:
     """Cells "mean ± std" of mIoU in percent over all runs of a method on a dataset: model seeds
     x MLP seeds (std with ddof=0, as numpy's default).
@@ -67,7 +59,10 @@ def summary_table(long: pd.DataFrame) -> pd.DataFrame:
         mean="mean", std=lambda s: s.std(ddof=0)
     )
     cells = stats.apply(lambda r: f"{100 * r['mean']:.1f} ± {100 * r['std']:.1f}", axis=1).unstack("dataset")
-    return _ordered(cells, long)
+    order = [name for name in METHOD_NAMES.values() if name in cells.index]
+    table = cells.loc[order, list(dict.fromkeys(long["dataset"]))]
+    table.index.name = "method"
+    return table
 
 
 def spread_table(long: pd.DataFrame) -> pd.DataFrame:
