@@ -11,7 +11,7 @@ its own subprocess so that its peak RSS (ru_maxrss) is its own:
   all pixels in one in-RAM matrix (plus the reshape copy), members trained one after another
   from it; run at `--paper-images` only (its memory is N x D x S^2 x 4 bytes twice over; at
   larger N it is printed as computed, never as measured).
-- ours-extract: `features.extract_decoder_features` (forward stopped after the deepest
+- ours-extract: `features.extract_features` with the ADM source (forward stopped after the deepest
   block, the timesteps of an image in one batch) into float16 native-resolution Zarr stores.
 - ours-train: `ensemble.train_ensemble` streaming those stores at each of `--ours-images`
   (buffers of `--buffer-mb`, a cache of `--cache-mb`, the paper config's settings).
@@ -48,9 +48,11 @@ from ddpmseg.datasets import list_split, load_image, load_label, read_meta  # no
 from ddpmseg.diffusion import build_model_and_diffusion, build_unet, load_model, randomize_weights  # noqa: E402
 from ddpmseg.ensemble import train_ensemble  # noqa: E402
 from ddpmseg.evaluate import mean_iou, predict_images  # noqa: E402
+from ddpmseg.backbones import adm, store_name  # noqa: E402
+from ddpmseg.backbones.adm import decoder_activations  # noqa: E402
 from ddpmseg.features import (  # noqa: E402
-    create_store, decoder_activations, decoder_block_shapes, extract_decoder_features, images_to_model_input,
-    native_maps, native_bytes_per_image, open_stores, sample_pixel_features, shared_noise, store_name,
+    create_store, extract_features, images_to_model_input, native_maps, native_bytes_per_image, open_stores,
+    sample_pixel_features, shared_noise,
 )
 from ddpmseg.probes import ImageSubset  # noqa: E402
 from paper_path import (  # noqa: E402
@@ -155,9 +157,8 @@ def stage_paper(spec: dict) -> dict:
         samples.append(features.reshape(len(features), -1)[:, pixels].T.numpy())  # for the comparison
         return features
 
-    with torch.device("meta"):
-        shapes = decoder_block_shapes(build_unet(spec["flags"]), size)
-    dim = len(spec["timesteps"]) * sum(shapes[b][0] for b in spec["blocks"])
+    table = adm.layer_table({"flags": spec["flags"]}, size)
+    dim = len(spec["timesteps"]) * sum(table[adm.layer_name(b)][0] for b in spec["blocks"])
     features, targets = prepare_data(images, labels, extract, dim, spec["ignore_label"], n_extract)
     np.save(spec["sample_out"], np.stack(samples))
     exact = exact_activations(model, diffusion, extractor, images[0], spec)
@@ -210,12 +211,17 @@ def stage_ours_extract(spec: dict) -> dict:
     work = Path(spec["work"])
     images = data["train_images"][: spec["n_extract"]]
     size = images.shape[1]
-    common = dict(blocks=spec["blocks"], timesteps=spec["timesteps"], noise_seed=0, attrs={}, batch_images=1)
-    # the first image runs alone (one-time setup costs), the others are timed
-    extract_decoder_features(model, diffusion, images[:1], [0], out_dir=work / "warmup", **common)
+    source_model = adm.Adm(model, diffusion, spec["flags"])
+    layers = [adm.layer_name(b) for b in spec["blocks"]]
+    table = adm.layer_table({"flags": spec["flags"]}, size)
+
+    def extract(images, out_dir):
+        return extract_features("adm", source_model, images, list(range(len(images))), layers, spec["timesteps"],
+                                table, out_dir, {}, noise_seed=0, batch_images=1)
+
+    extract(images[:1], work / "warmup")  # the first image runs alone (one-time setup costs), the others are timed
     start = time.perf_counter()
-    paths = extract_decoder_features(model, diffusion, images, list(range(len(images))), out_dir=work / "extracted",
-                                     **common)
+    paths = extract(images, work / "extracted")
     extract_seconds = (time.perf_counter() - start) / len(images)
     extracted = open_stores(_store_paths(spec, work / "extracted"))
     stored_bytes = sum(_directory_bytes(p) for p in paths) / len(images)
@@ -235,15 +241,14 @@ def stage_ours_extract(spec: dict) -> dict:
             target[i] = source[i % len(images)]
     if spec["predict_test"]:  # the real images of the mIoU check
         for split, n in (("train", spec["n_real"]), ("test", len(data["test_images"]))):
-            extract_decoder_features(model, diffusion, data[f"{split}_images"][:n], list(range(n)),
-                                     out_dir=work / f"real_{split}", **common)
+            extract(data[f"{split}_images"][:n], work / f"real_{split}")
     return {"extract_seconds_per_image": extract_seconds, "stored_bytes_per_image": stored_bytes,
             "native_bytes_per_image": native_bytes, "dim": dim, "peak_rss": peak_rss_bytes()}
 
 
 def _store_paths(spec: dict, folder: Path) -> list:
     """The stores of the spec's cells under `folder`, in the paper's order: timestep-major, block-minor."""
-    return [folder / store_name(b, t) for t in sorted(spec["timesteps"]) for b in sorted(spec["blocks"])]
+    return [folder / store_name(adm.layer_name(b), t) for t in sorted(spec["timesteps"]) for b in sorted(spec["blocks"])]
 
 
 def _directory_bytes(path: Path) -> int:

@@ -9,17 +9,11 @@ import yaml
 from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+from ddpmseg import backbones  # noqa: E402  (light: no torch in the Snakemake process)
 from ddpmseg.config import schema_problem, value_problems  # noqa: E402
 from ddpmseg.datasets import manifest_digest  # noqa: E402
-from ddpmseg.sweep import (  # noqa: E402  (light: no torch in the Snakemake process)
-    choose_cells,
-    decoder_block_count,
-    describe_cells,
-    kmeans_blocks,
-    kmeans_steps,
-    nearest_in_grid,
-    timestep_grid,
-)
+from ddpmseg.methods import ConfigProblem, plans  # noqa: E402
+from ddpmseg.sweep import choose_cells, kmeans_blocks, kmeans_steps, nearest_in_grid, timestep_grid  # noqa: E402
 from ddpmseg.tables import method_of as base_method  # noqa: E402  ('ddpm_m2' -> 'ddpm')
 
 
@@ -51,59 +45,85 @@ for _name, _settings in config["datasets"].items():
             f"config: dataset {_name!r} has image_size {_settings['image_size']} but its diffusion "
             f"model flags have image_size {_model_size}; set both to the model's resolution."
         )
-for _name, _settings in config["datasets"].items():
-    if (_settings["features"]["blocks"] == "auto") != (_settings["features"]["timesteps"] == "auto"):
-        config_error(f"config: dataset {_name!r}: features.blocks and features.timesteps must both be "
-                     "'auto' (the sweep picks (block, timestep) cells) or both be lists")
 for _problem in value_problems(config):
     config_error(_problem)
-
-
-def _sweep_grid(name, settings):
-    """{blocks, timesteps, kmeans cells} of a dataset's probe sweep, or {problem: why there is none}."""
-    probes, flags = settings["probes"], settings["diffusion"]["flags"]
-    steps = probes["timesteps"] or timestep_grid(flags.get("diffusion_steps", 1000))
-    blocks = probes["blocks"]
-    if blocks is None:
-        if settings["diffusion"]["checkpoint"] and "num_res_blocks" not in flags:
-            return {"problem": f"dataset {name!r}: the number of decoder blocks of its checkpoint is not known "
-                               "before it is read; give num_res_blocks (and channel_mult) in its diffusion flags, "
-                               "or list probes.blocks"}
-        blocks = range(decoder_block_count({"num_res_blocks": 2, "channel_mult": "", **flags}))
-    blocks, steps = sorted(set(blocks)), sorted(set(steps))
-    kmeans = probes["kmeans"]
-    k_blocks = nearest_in_grid(kmeans["blocks"] or kmeans_blocks(max(blocks) + 1), blocks)
-    k_steps = (nearest_in_grid(kmeans["timesteps"], steps) if kmeans["timesteps"]
-               else kmeans_steps(flags.get("diffusion_steps", 1000), steps))
-    return {"blocks": blocks, "timesteps": steps, "kmeans": [(b, t) for b in k_blocks for t in k_steps]}
-
-
-SWEEPS = {name: _sweep_grid(name, settings) for name, settings in config["datasets"].items()}
-for _name in DATASETS:
-    if config["datasets"][_name]["features"]["blocks"] == "auto" and "problem" in SWEEPS[_name]:
-        config_error(f"config: features 'auto' needs the probe sweep, but {SWEEPS[_name]['problem']}")
-METHODS = config["methods"]
+try:
+    PLANS = plans(config)  # {dataset: {method key: plan}}: source, settings, layers, timesteps, ... (ddpmseg.methods)
+except ConfigProblem as _exc:
+    config_error(str(_exc))
+METHODS = list(PLANS[DATASETS[0]])
 SEEDS = config["seeds"]
-MODEL_METHODS = ["ddpm", "unet_untrained"]  # methods whose features come from a UNet
-CONTROL_METHODS = ["pixels", "patch"]  # hand-made features
 for _name, _settings in config["datasets"].items():
     if _settings["diffusion"]["checkpoint"] and len(_settings["diffusion"]["seeds"]) > 1:
         config_error(f"config: datasets.{_name}.diffusion.seeds lists {len(_settings['diffusion']['seeds'])} "
                      "seeds, but a given checkpoint is one model; list one seed")
-_MODEL_KEY = "(" + "|".join(MODEL_METHODS) + r")(_m\d+)?"  # a model method, `_m<d>` for an extra model seed d
+
+
+def plan_of(dataset, key):
+    """The plan of a method (`ddpmseg.methods.plan`) from one of its result folders ('ddpm_m2' too)."""
+    return PLANS[dataset][base_method(key)]
+
+
+def takes_timesteps(dataset, key):
+    return backbones.source(plan_of(dataset, key)["source"]).TAKES_TIMESTEPS
+
+
+def _sweep_grid(name, plan):
+    """{layers, timesteps ([None] for a source without), kmeans cells} of one method's probe
+    sweep, or {problem: why there is none}."""
+    settings = config["datasets"][name]
+    probes, flags = settings["probes"], settings["diffusion"]["flags"]
+    if plan["source"] != "adm":
+        layers = list(plan["table"])
+        k_layers = [layers[i] for i in kmeans_blocks(len(layers))]
+        return {"layers": layers, "timesteps": [None], "kmeans": [(layer, None) for layer in k_layers]}
+    if settings["diffusion"]["checkpoint"] and probes["blocks"] is None and "num_res_blocks" not in flags:
+        return {"problem": f"dataset {name!r}: the number of decoder blocks of its checkpoint is not known "
+                           "before it is read; give num_res_blocks (and channel_mult) in its diffusion flags, "
+                           "or list probes.blocks"}
+    steps = sorted(set(probes["timesteps"] or timestep_grid(flags.get("diffusion_steps", 1000))))
+    blocks = sorted(set(probes["blocks"])) if probes["blocks"] is not None else list(range(len(plan["table"])))
+    k_blocks = nearest_in_grid(probes["kmeans"]["blocks"] or kmeans_blocks(max(blocks) + 1), blocks)
+    k_steps = (nearest_in_grid(probes["kmeans"]["timesteps"], steps) if probes["kmeans"]["timesteps"]
+               else kmeans_steps(flags.get("diffusion_steps", 1000), steps))
+    return {"layers": [f"b{b}" for b in blocks], "timesteps": steps,
+            "kmeans": [(f"b{b}", t) for b in k_blocks for t in k_steps]}
+
+
+SWEEPS = {name: {key: _sweep_grid(name, plan) for key, plan in PLANS[name].items()} for name in DATASETS}
+for _name in DATASETS:
+    for _key, _plan in PLANS[_name].items():
+        if _plan["layers"] == "auto" and "problem" in SWEEPS[_name][_key]:
+            config_error(f"config: method {_key} 'auto' needs the probe sweep, but {SWEEPS[_name][_key]['problem']}")
+
+
+def probe_methods(dataset):
+    """The methods whose sweep the target `figures` draws: probes.methods, or the first method
+    with more than one layer."""
+    chosen = config["datasets"][dataset]["probes"]["methods"]
+    if chosen is not None:
+        return [m for m in chosen if m in PLANS[dataset]]
+    return [key for key, plan in PLANS[dataset].items() if len(plan["table"] or [None, None]) > 1][:1]
+
+
+def _key_pattern(keys, adm_keys):
+    """A regex of result folders: the method keys, with `_m<d>` (an extra model seed) for ADM ones."""
+    return "|".join([f"{k}(_m\\d+)?" for k in adm_keys] + [k for k in keys if k not in adm_keys])
+
+
+_ADM_KEYS = [k for k in METHODS if PLANS[DATASETS[0]][k]["source"] == "adm"]
+_METHOD_KEY = _key_pattern(METHODS, _ADM_KEYS)
 
 
 wildcard_constraints:
     dataset="[A-Za-z0-9_]+",
     split="train|test|unlabeled",
-    model=_MODEL_KEY,
-    control="|".join(CONTROL_METHODS),
-    method="|".join([_MODEL_KEY] + CONTROL_METHODS),
+    model=_METHOD_KEY,
+    method=_METHOD_KEY,
     diffusion_dir=r"diffusion(_m\d+)?",
     noise=r"\d+",
     seed=r"\d+",
-    block=r"\d+",
-    timestep=r"\d+",
+    cell=r"[A-Za-z0-9_.]+",
 
 
 def ds(wildcards):
@@ -129,21 +149,24 @@ def model_seeds(dataset):
 
 
 def method_keys(dataset, method):
-    """The result folders of a method: a control is one; a model method has one per model seed
-    ('ddpm' for the first, 'ddpm_m<d>' for seed d of the others)."""
-    if method not in MODEL_METHODS:
+    """The result folders of a method: one, or for an ADM method one per model seed ('ddpm' for
+    the first, 'ddpm_m<d>' for seed d of the others)."""
+    if PLANS[dataset][method]["source"] != "adm":
         return [method]
     return [method] + [f"{method}_m{d}" for d in model_seeds(dataset)[1:]]
 
 
 def model_seed(dataset, key):
-    """The model seed of a model method's folder: d of 'ddpm_m<d>', else the first seed."""
+    """The model seed of a method's or diffusion model's folder: d of 'ddpm_m<d>' or
+    'diffusion_m<d>', else its first model seed."""
     match = re.search(r"_m(\d+)$", key)
-    return int(match.group(1)) if match else model_seeds(dataset)[0]
+    if match:
+        return int(match.group(1))
+    return model_seeds(dataset)[0] if key == "diffusion" else plan_of(dataset, key)["model_seeds"][0]
 
 
 def model_seed_param(dataset):
-    """Param function of one dataset's extraction rule: the model seed of its {model} folder."""
+    """Param function of the extraction rules of one dataset, giving the model seed of their {model} folder."""
 
     def param(wildcards):
         return model_seed(dataset, wildcards.model)
@@ -161,11 +184,15 @@ RUNS = [(d, key, s) for d in DATASETS for m in METHODS for key in method_keys(d,
 
 
 def training_outcomes():
-    """The training.json of every diffusion model the workflow trains (Table 2's notes)."""
-    if "ddpm" not in METHODS:
-        return []
-    return [f"results/{d}/{diffusion_dir(d, key)}/training.json" for d in DATASETS if trains_diffusion(d)
-            for key in method_keys(d, "ddpm")]
+    """The training.json of every model the workflow trains (Table 2's notes): diffusion models
+    of the ADM methods with trained weights, and the pretrained sources."""
+    paths = []
+    for d in DATASETS:
+        trained_adm = [k for k in METHODS if PLANS[d][k]["source"] == "adm" and PLANS[d][k]["settings"]["weights"] == "trained"]
+        if trained_adm and trains_diffusion(d):
+            paths += [f"results/{d}/{diffusion_dir(d, key)}/training.json" for key in method_keys(d, trained_adm[0])]
+        paths += [f"results/{d}/pretrained/{k}/training.json" for k in METHODS if PLANS[d][k]["pretrain"]]
+    return paths
 
 
 def per_seed(path):
@@ -178,9 +205,9 @@ def trains_diffusion(dataset):
 
 
 def download_path(name):
-    """Where download `name` lands: resources/downloads/<file name of its URL>."""
-    url_path = urllib.parse.urlparse(config["downloads"][name]["url"]).path
-    return f"resources/downloads/{PurePosixPath(url_path).name}"
+    """Where download `name` lands: resources/downloads/<its `file`, or the file name of its URL>."""
+    download = config["downloads"][name]
+    return f"resources/downloads/{download['file'] or PurePosixPath(urllib.parse.urlparse(download['url']).path).name}"
 
 
 def dataset_source(wildcards):
@@ -209,54 +236,73 @@ def dataset_root(wildcards):
     return ds(wildcards)["path"] or dataset_source(wildcards)
 
 
-def per_run_noise(dataset):
-    """Whether every MLP seed's run has features of its own noise (`features.noise_seed: per_run`)."""
-    return config["datasets"][dataset]["features"]["noise_seed"] == "per_run"
+def per_run_noise(dataset, key):
+    """Whether every MLP seed's run of a method has features of its own noise (`features.noise_seed:
+    per_run`, for a source that takes timesteps)."""
+    return config["datasets"][dataset]["features"]["noise_seed"] == "per_run" and takes_timesteps(dataset, key)
 
 
-def store_path(dataset, method, split, block, timestep, noise=None):
-    """A model method's store; with per-run noise in noise<seed>/ (`noise`: the seed, default the
-    first run's, whose stores the probe sweep uses)."""
-    noise_folder = f"noise{SEEDS[0] if noise is None else noise}" if per_run_noise(dataset) else ""
-    return str(PurePosixPath("results", dataset, "features", method, split, noise_folder,
-                             f"features_b{block}_t{timestep}.zarr"))
+def store_path(dataset, key, split, layer, timestep, noise=None, method=None):
+    """A store of a method's folder `key`; with per-run noise in noise<seed>/ (`noise`: the seed,
+    default the first run's, whose stores the probe sweep uses). `method`: the folder's method
+    where `key` is a wildcard pattern such as "{model}"."""
+    per_run = per_run_noise(dataset, method or key)
+    noise_folder = f"noise{SEEDS[0] if noise is None else noise}" if per_run else ""
+    return str(PurePosixPath("results", dataset, "features", key, split, noise_folder,
+                             backbones.store_name(layer, timestep)))
 
 
-def is_auto(dataset):
-    """Whether the dataset's ensemble takes its (block, timestep) cells from the probe sweep."""
-    return config["datasets"][dataset]["features"]["blocks"] == "auto"
+def cell_id(layer, timestep):
+    """'b5_t50' or 'block3': a cell's name in the sweep's paths (its store's name, less features_ and .zarr)."""
+    return backbones.store_name(layer, timestep).removeprefix("features_").removesuffix(".zarr")
 
 
-def fixed_cells(dataset):
-    """The configured (block, timestep) cells, timestep-major and block-minor (the paper's
-    order); none when they are chosen by the sweep (`auto`)."""
-    if is_auto(dataset):
+def is_auto(dataset, method):
+    """Whether a method's cells are chosen by the probe sweep (`auto`)."""
+    return PLANS[dataset][method]["layers"] == "auto"
+
+
+def fixed_cells(dataset, method):
+    """The configured (layer, timestep) cells of a method, timestep-major and layer-minor (the
+    paper's order; timestep None for a source without); none when the sweep chooses them."""
+    plan = PLANS[dataset][method]
+    if plan["layers"] == "auto":
         return []
-    settings = config["datasets"][dataset]["features"]
-    return [(b, t) for t in sorted(set(settings["timesteps"])) for b in sorted(set(settings["blocks"]))]
+    return [(layer, t) for t in (plan["timesteps"] or [None]) for layer in plan["layers"]]
 
 
-def auto_cells(dataset):
-    """The cells `auto` picks from the sweep's table (a checkpoint: known once it is written)."""
-    table = checkpoints.probe_table.get(dataset=dataset).output.csv
+def swept_method(dataset, method):
+    """The method whose probe sweep chooses an `auto` method's cells: its own, except the random-
+    weight ADM control, which takes the cells of the first trained ADM method (the same
+    architecture: the paper compares them on the same cells)."""
+    plan = PLANS[dataset][method]
+    if plan["source"] == "adm" and plan["settings"]["weights"] == "random":
+        trained = [k for k, p in PLANS[dataset].items() if p["source"] == "adm" and p["settings"]["weights"] == "trained"]
+        return trained[0] if trained else method
+    return method
+
+
+def auto_cells(dataset, method):
+    """The cells `auto` picks from the sweep table of `swept_method` (a checkpoint: known once it is written)."""
+    table = checkpoints.probe_table.get(dataset=dataset, method=swept_method(dataset, method)).output.csv
     with open(table) as f:
         return choose_cells(list(csv.DictReader(f)), config["datasets"][dataset]["features"]["auto_cells"])
 
 
-def feature_stores(dataset, method, split):
-    """Store paths of one method's features, timestep-major and block-minor (paper's order)."""
-    if method in CONTROL_METHODS:
-        return [f"results/{dataset}/features/{method}/{split}/features_{method}.zarr"]
-    cells = auto_cells(dataset) if is_auto(dataset) else fixed_cells(dataset)
-    if per_run_noise(dataset):  # every run's stores, run-major
-        return [store_path(dataset, method, split, b, t, noise=s) for s in SEEDS for b, t in cells]
-    return [store_path(dataset, method, split, b, t) for b, t in cells]
+def feature_stores(dataset, key, split):
+    """Store paths of one method folder's features, timestep-major and layer-minor (paper's order);
+    with per-run noise every run's stores, run-major."""
+    method = base_method(key)
+    cells = auto_cells(dataset, method) if is_auto(dataset, method) else fixed_cells(dataset, method)
+    if per_run_noise(dataset, key):
+        return [store_path(dataset, key, split, layer, t, noise=s) for s in SEEDS for layer, t in cells]
+    return [store_path(dataset, key, split, layer, t) for layer, t in cells]
 
 
 def runs_own_stores(wildcards):
     """Param of the ensemble and prediction rules: whether each seed's run has stores of its own
-    (per-run noise of a model method), given run-major by `feature_stores`."""
-    return per_run_noise(wildcards.dataset) and base_method(wildcards.method) in MODEL_METHODS
+    (per-run noise), given run-major by `feature_stores`."""
+    return per_run_noise(wildcards.dataset, wildcards.method)
 
 
 def extraction_settings(dataset):
@@ -266,34 +312,64 @@ def extraction_settings(dataset):
     return {key: features[key] for key in ("noise_device", "batch_images")}
 
 
-def noise_seed_param(dataset):
-    """Param function of one dataset's extraction rule: the seed of its shared noise (with
-    per-run noise, the run's seed: the {noise} of its stores' folder)."""
+def noise_seed_param(dataset, key):
+    """Param function of an extraction rule: the seed of its shared noise (with per-run noise, the
+    run's seed: the {noise} of its stores' folder)."""
 
     def param(wildcards):
-        return int(wildcards.noise) if per_run_noise(dataset) else config["datasets"][dataset]["features"]["noise_seed"]
+        return int(wildcards.noise) if per_run_noise(dataset, key) else config["datasets"][dataset]["features"]["noise_seed"]
 
     return param
 
 
-def extraction_inputs(dataset):
-    """Input function of one dataset's extraction rule: its prepared split and checkpoint."""
+def extraction_inputs(dataset, method):
+    """Input function of a method's extraction rule: the prepared split and the model's checkpoint
+    (none for a source without a model, or for random ADM weights built from the flags)."""
 
     def inputs(wildcards):
         paths = {"data": f"results/{dataset}/data/{wildcards.split}.zarr"}
-        given = config["datasets"][dataset]["diffusion"]["checkpoint"]
-        if base_method(wildcards.model) == "ddpm":
-            paths["checkpoint"] = given or f"results/{dataset}/{diffusion_dir(dataset, wildcards.model)}/model.pt"
-        elif given:  # the untrained control takes the given checkpoint's architecture
-            paths["checkpoint"] = given
+        plan = PLANS[dataset][method]
+        if plan["source"] == "adm":
+            given = config["datasets"][dataset]["diffusion"]["checkpoint"]
+            if plan["settings"]["weights"] == "trained":
+                paths["checkpoint"] = given or f"results/{dataset}/{diffusion_dir(dataset, wildcards.model)}/model.pt"
+            elif given:  # the untrained control takes the given checkpoint's architecture
+                paths["checkpoint"] = given
+        elif plan["pretrain"]:
+            paths["checkpoint"] = f"results/{dataset}/pretrained/{method}/model.pt"
+        elif plan["checkpoint"]:
+            paths["checkpoint"] = plan["checkpoint"]
         return paths
 
     return inputs
 
 
 def sweep(wildcards):
-    """The dataset's sweep grid; a clear error where it cannot be planned."""
-    grid = SWEEPS[wildcards.dataset]
+    """The sweep grid of a dataset's method; a clear error where it cannot be planned."""
+    grid = SWEEPS[wildcards.dataset][wildcards.method]
     if "problem" in grid:
         raise ValueError(f"config: no probe sweep for {grid['problem']}")
     return grid
+
+
+def sweep_cell(wildcards):
+    """{layer, timestep, depth} of the sweep cell {cell} ('b5_t50', 'block3') of a method; depth
+    is the layer's index in the sweep's layers, which are in forward order (params of the probe)."""
+    grid = sweep(wildcards)
+    for depth, layer in enumerate(grid["layers"]):
+        for t in grid["timesteps"]:
+            if cell_id(layer, t) == wildcards.cell:
+                return {"layer": layer, "timestep": t, "depth": depth}
+    raise ValueError(f"{wildcards.cell!r} is not a cell of the sweep of {wildcards.method} on {wildcards.dataset}")
+
+
+def probe_stores(wildcards):
+    """Input function of a probe: the train and test stores of its sweep cell."""
+    cell = sweep_cell(wildcards)
+    return {f"{split}_store": store_path(wildcards.dataset, wildcards.method, split, cell["layer"], cell["timestep"])
+            for split in ("train", "test")}
+
+
+def described_methods(dataset):
+    """The methods whose layers Table 2 names: those of a source with more than one layer."""
+    return [m for m in METHODS if len(PLANS[dataset][m]["table"] or [None, None]) > 1]

@@ -13,7 +13,7 @@ rule train_ensemble:
     params:
         settings=lambda wc: ds(wc)["ensemble"],
         seeds=SEEDS,
-        auto=lambda wc: base_method(wc.method) in MODEL_METHODS and is_auto(wc.dataset),
+        auto=lambda wc: is_auto(wc.dataset, base_method(wc.method)),
         torch_threads=lambda wc: ds(wc)["threads"],
         runs_own_stores=runs_own_stores,
     log:

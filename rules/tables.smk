@@ -6,14 +6,16 @@ rule table2:
     input:
         metrics=[f"results/{d}/{key}/seed{s}/metrics.json" for d, key, s in RUNS],
         overviews=expand("results/{dataset}/overview.png", dataset=DATASETS),
-        features=expand("results/{dataset}/ddpm/features.json", dataset=DATASETS if "ddpm" in METHODS else []),
+        features=[f"results/{d}/{m}/features.json" for d in DATASETS for m in described_methods(d)],
         training=training_outcomes(),
     output:
         table=report("results/table2.csv", caption="report/table2.rst", category="Table 2"),
         long="results/table2_long.csv",
         spread=report("results/table2_spread.csv", caption="report/spread.rst", category="Table 2"),
     params:
-        runs=[(d, key, model_seed(d, key) if base_method(key) in MODEL_METHODS else None, s) for d, key, s in RUNS],
+        runs=[(d, key, model_seed(d, key) if plan_of(d, key)["source"] == "adm" else None, s) for d, key, s in RUNS],
+        names={m: PLANS[DATASETS[0]][m]["name"] for m in METHODS},
+        trained_adm=any(p["source"] == "adm" and p["settings"]["weights"] == "trained" for p in PLANS[DATASETS[0]].values()),
     log:
         "logs/table2.log",
     threads: 1

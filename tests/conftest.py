@@ -36,3 +36,25 @@ def tiny_model():
     randomize_weights(model, seed=0)
     torch.manual_seed(0)
     return model, diffusion
+
+
+def adm_stores(model, diffusion, images, out_dir, blocks, timesteps, flags=TINY_FLAGS, **options):
+    """The ADM source's stores of `blocks` (ints) at `timesteps` for a (model, diffusion) pair
+    (`features.extract_features`); returns their paths, block-major. `options`: noise_seed,
+    noise_device, batch_images."""
+    from ddpmseg.backbones import adm
+    from ddpmseg.features import extract_features
+
+    table = adm.layer_table({"flags": flags}, images.shape[1])
+    return extract_features("adm", adm.Adm(model, diffusion, flags), images, list(range(len(images))),
+                            [adm.layer_name(b) for b in blocks], timesteps, table, out_dir, {}, **options)
+
+
+def control_store(images, kind, out_dir):
+    """The store of control `kind` ('pixels' or 'patch') of `images`, written under out_dir."""
+    from ddpmseg import backbones
+    from ddpmseg.features import extract_features, open_store
+
+    table = backbones.source(kind).layer_table({}, images.shape[1])
+    [path] = extract_features(kind, None, images, list(range(len(images))), [kind], None, table, out_dir, {})
+    return open_store(path)

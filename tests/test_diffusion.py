@@ -5,10 +5,14 @@ import pytest
 import torch
 
 from ddpmseg.diffusion import (
-    CheckpointError, build_model_and_diffusion, build_unet, full_flags, infer_flags, load_model, save_model,
+    build_model_and_diffusion, build_unet, full_flags, infer_flags, load_model, save_model,
     train_diffusion,
 )
-from ddpmseg.features import decoder_activations, decoder_block_shapes, extract_decoder_features, open_store
+from ddpmseg.errors import CheckpointError
+from conftest import adm_stores
+from ddpmseg.backbones import adm
+from ddpmseg.backbones.adm import decoder_activations
+from ddpmseg.features import open_store
 
 from conftest import TINY_FLAGS
 
@@ -138,9 +142,11 @@ def test_full_size_adm_256_has_the_papers_decoder():
     input, a quarter of the size: every resolution is then a quarter of the table's."""
     model, _ = build_model_and_diffusion(PAPER_FLAGS)
     assert sum(p.numel() for p in model.parameters()) == pytest.approx(552.8e6, rel=1e-3)
-    shapes = decoder_block_shapes(model, 64)
+    x, t = torch.zeros(1, 3, 64, 64), torch.zeros(1, dtype=torch.long)
+    shapes = {b: tuple(a.shape[1:]) for b, a in decoder_activations(model, x, t, range(18)).items()}
     assert [(c, 4 * h) for c, h, w in shapes.values()] == PAPER_DECODER
     assert all(h == w for _, h, w in shapes.values())
+    assert list(adm.layer_table({"flags": PAPER_FLAGS}, 256).values()) == PAPER_DECODER  # from the flags alone
     assert sum(shapes[b][0] for b in (5, 6, 7, 8, 12)) * 3 == 8448  # the paper's features per pixel
 
 
@@ -154,8 +160,8 @@ def test_official_layout_fp16_checkpoint_gives_the_papers_feature_shapes(tmp_pat
     torch.save({prefix + k: v.half() for k, v in model.state_dict().items()}, tmp_path / "official.pt")
     loaded, diffusion, _ = load_model(tmp_path / "official.pt", flags)
     images = np.random.default_rng(0).integers(0, 256, (2, 256, 256, 3), dtype=np.uint8)
-    paths = extract_decoder_features(loaded, diffusion, images, ["a", "b"], blocks=[5, 6, 7, 8, 12], timesteps=[50],
-                                     noise_seed=0, out_dir=tmp_path / "features", attrs={}, batch_images=2)
+    paths = adm_stores(loaded, diffusion, images, tmp_path / "features", blocks=[5, 6, 7, 8, 12], timesteps=[50],
+                       flags=flags, batch_images=2)
     shapes = {p.name: open_store(str(p)).shape for p in paths}
     assert shapes == {  # the table's channels / 8 (num_channels 32 instead of 256), same resolutions
         "features_b5_t50.zarr": (2, 128, 32, 32), "features_b6_t50.zarr": (2, 64, 32, 32),

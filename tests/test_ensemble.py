@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 import zarr
 
+from conftest import control_store
 from ddpmseg.ensemble import (
     BatchedMLPEnsemble,
     PixelStream,
@@ -16,7 +17,6 @@ from ddpmseg.ensemble import (
     train_ensemble,
 )
 from ddpmseg.evaluate import mean_iou, predict_images
-from ddpmseg.features import open_store, write_control_features
 
 SETTINGS = dict(batch_size=64, lr=1e-3, max_epochs=3, early_stop_epoch=1, patience=50, min_class_pixels=20, buffer_mb=0.1,
                 cache_mb=0.01)
@@ -111,9 +111,7 @@ def test_stream_buffers_are_random_shares_of_every_image_equal_to_full_upsamplin
 def patch_stores(creatures32, tmp_path_factory):
     images, labels = creatures32
     root = tmp_path_factory.mktemp("patch")
-    write_control_features(images[:8], list(range(8)), "patch", root / "train.zarr", {})
-    write_control_features(images[8:], list(range(4)), "patch", root / "test.zarr", {})
-    return open_store(str(root / "train.zarr")), open_store(str(root / "test.zarr"))
+    return control_store(images[:8], "patch", root / "train"), control_store(images[8:], "patch", root / "test")
 
 
 def test_training_learns_real_labels_and_stops_by_the_rule(creatures32, tmp_path):

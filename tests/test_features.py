@@ -4,17 +4,11 @@ import torch
 import torch.nn.functional as F
 import zarr
 
-from ddpmseg.features import (
-    control_features,
-    decoder_activations,
-    extract_decoder_features,
-    native_maps,
-    open_store,
-    sample_pixel_features,
-    shared_noise,
-    store_name,
-    write_control_features,
-)
+from conftest import TINY_FLAGS, adm_stores, control_store
+from ddpmseg import backbones
+from ddpmseg.backbones import adm
+from ddpmseg.backbones.adm import decoder_activations
+from ddpmseg.features import model_input, native_maps, open_store, sample_pixel_features, shared_noise
 
 
 def test_early_exit_matches_hooks_on_the_full_forward(tiny_model):
@@ -40,18 +34,15 @@ def test_early_exit_matches_hooks_on_the_full_forward(tiny_model):
 def test_stores_native_resolution_float16_with_attrs(tiny_model, creatures32, tmp_path):
     model, diffusion = tiny_model
     images = creatures32[0][:5]
-    paths = extract_decoder_features(
-        model, diffusion, images, [f"im{i}" for i in range(5)], blocks=[0, 3], timesteps=[5, 50],
-        noise_seed=0, out_dir=tmp_path, attrs={"model": "test"}, batch_images=2,
-    )
-    assert sorted(p.name for p in paths) == sorted(store_name(b, t) for b in (0, 3) for t in (5, 50))
-    deep = open_store(str(tmp_path / store_name(0, 5)))
-    shallow = open_store(str(tmp_path / store_name(3, 50)))
+    paths = adm_stores(model, diffusion, images, tmp_path, blocks=[0, 3], timesteps=[5, 50], batch_images=2)
+    assert [p.name for p in paths] == [backbones.store_name(f"b{b}", t) for b in (0, 3) for t in (5, 50)]
+    deep = open_store(str(tmp_path / "features_b0_t5.zarr"))
+    shallow = open_store(str(tmp_path / "features_b3_t50.zarr"))
     assert deep.shape == (5, 64, 16, 16) and shallow.shape == (5, 32, 32, 32)  # native, not upsampled
     assert deep.dtype == np.float16 and deep.chunks == (1, 64, 16, 16)
     assert deep.metadata.dimension_names == ("image", "channel", "y", "x")
-    assert deep.attrs["block"] == 0 and deep.attrs["timestep"] == 5 and deep.attrs["image_ids"][4] == "im4"
-    assert deep.attrs["model"] == "test" and deep.attrs["noise_seed"] == 0
+    assert deep.attrs["layer"] == "b0" and deep.attrs["timestep"] == 5 and deep.attrs["image_ids"][4] == 4
+    assert deep.attrs["source"] == "adm" and deep.attrs["noise_seed"] == 0 and deep.attrs["normalisation"] == "[-1, 1]"
     # image 3 on its own, with the shared noise, gives the stored values (batching changes nothing)
     noise = shared_noise(32, 0)
     x0 = torch.from_numpy(images[3:4]).permute(0, 3, 1, 2).float() / 127.5 - 1
@@ -68,17 +59,36 @@ def test_shared_noise_is_fixed_by_seed():
 
 def test_control_features(creatures32, tmp_path):
     images = creatures32[0][:2]
-    pixels = control_features(images, "pixels")
-    patch = control_features(images, "patch")
+    x = model_input(images, "[-1, 1]")
+    [pixels] = backbones.source("pixels").activations(None, x, ["pixels"]).values()
+    [patch] = backbones.source("patch").activations(None, x, ["patch"]).values()
     assert pixels.shape == (2, 5, 32, 32) and patch.shape == (2, 77, 32, 32)
     np.testing.assert_allclose(pixels[1, :3, 4, 7], images[1, 4, 7] / 127.5 - 1, atol=1e-6)
     assert pixels[0, 3, 0, 0] == -1 and pixels[0, 3, 0, -1] == 1  # x runs left to right
     # the centre of the 5x5 patch is the pixel itself
     np.testing.assert_allclose(patch[1, [12, 37, 62], 10, 10], pixels[1, :3, 10, 10], atol=1e-6)
-    write_control_features(images, ["a", "b"], "patch", tmp_path / "p.zarr", {})
-    assert open_store(str(tmp_path / "p.zarr")).shape == (2, 77, 32, 32)
-    with pytest.raises(ValueError, match="unknown control"):
-        control_features(images, "hog")
+    store = control_store(images, "patch", tmp_path)
+    assert store.shape == (2, 77, 32, 32) and store.attrs["layer"] == "patch" and store.attrs["timestep"] is None
+    np.testing.assert_array_equal(store[1], patch[1].numpy().astype(np.float16))
+
+
+def test_imagenet_normalisation_is_torchvisions():
+    """MAE and SwAV see u / 255 normalised with the ImageNet mean and std (ToTensor + Normalize)."""
+    images = np.random.default_rng(0).integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
+    expected = (torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255 - torch.tensor([0.485, 0.456, 0.406])[:, None, None]) \
+        / torch.tensor([0.229, 0.224, 0.225])[:, None, None]
+    torch.testing.assert_close(model_input(images, "imagenet"), expected)
+    with pytest.raises(ValueError, match="unknown normalisation"):
+        model_input(images, "[0, 1]")
+
+
+def test_adm_layer_table_agrees_with_the_activations(tiny_model):
+    """The layer table from the flags alone gives the channels and resolutions of the real maps."""
+    model, diffusion = tiny_model
+    table = adm.layer_table({"flags": TINY_FLAGS}, 32)
+    x = torch.zeros(1, 3, 32, 32)
+    maps = adm.activations(adm.Adm(model, diffusion, TINY_FLAGS), x, list(table), [5], torch.zeros(1, 3, 32, 32))
+    assert {layer: (m.shape[1], m.shape[2]) for (layer, _), m in maps.items()} == table
 
 
 def test_pixel_features_upsample_and_concatenate(tmp_path):
@@ -112,7 +122,6 @@ def test_extracted_features_equal_the_paper_extractor_bit_for_bit(creatures32, t
     import sys
     from pathlib import Path
 
-    from conftest import TINY_FLAGS
     from ddpmseg.diffusion import build_model_and_diffusion, randomize_weights
     from ddpmseg.features import images_to_model_input
 
@@ -133,8 +142,7 @@ def test_extracted_features_equal_the_paper_extractor_bit_for_bit(creatures32, t
     ours = decoder_activations(model, x_t, t, blocks)
     for block, theirs in zip(blocks, paper):
         assert torch.equal(ours[block], theirs), f"block {block}: max difference {(ours[block] - theirs).abs().max()}"
-    paths = extract_decoder_features(model, diffusion, image[None], ["a"], blocks=blocks, timesteps=[step],
-                                     noise_seed=0, out_dir=tmp_path, attrs={}, batch_images=1)
+    paths = adm_stores(model, diffusion, image[None], tmp_path, blocks=blocks, timesteps=[step])
     for path, theirs in zip(paths, paper):
         stored = zarr.open_group(str(path), mode="r")["features"][0]
         np.testing.assert_array_equal(stored, theirs[0].numpy().astype(np.float16))

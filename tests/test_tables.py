@@ -11,10 +11,21 @@ def test_table_mean_std_over_seeds(tmp_path):
             path = tmp_path / f"{dataset}_{method}_{seed}.json"
             path.write_text(json.dumps(dict(miou=miou, miou_majority=miou, miou_soft=miou + 0.01, vote="majority", convention="paper")))
             files[dataset, method, 0 if method == "ddpm" else None, seed] = path
-    long = collect_metrics(files)
+    long = collect_metrics(files, {"ddpm": "DDPM", "pixels": "Pixels (RGB+xy)"})
     assert len(long) == 8 and set(long.columns) >= {"dataset", "method", "seed", "miou", "miou_soft"}
     table = summary_table(long)
     assert list(table.index) == ["DDPM", "Pixels (RGB+xy)"]
     assert list(table.columns) == ["a", "b"]
     assert table.loc["DDPM", "a"] == "60.0 ± 10.0"
     assert table.loc["Pixels (RGB+xy)", "b"] == "15.0 ± 5.0"
+
+
+def test_training_note_states_budget_time_and_any_stop():
+    from ddpmseg.tables import training_note
+
+    done = dict(max_steps=250, steps=250, stopped_by="max_steps", seconds=240.0, seed=0)
+    assert training_note([done]) == "250 steps, 4.0 min"
+    assert training_note([{**done, "seconds": 12.4}]) == "250 steps, 12 s"
+    stopped = {**done, "steps": 183, "stopped_by": "max_minutes", "seed": 1, "seconds": 300.0}
+    assert training_note([done, stopped]) == ("250 steps, 2 models, 4.5 min each; STOPPED by max_minutes: "
+                                              "model seed 1 at 183 of 250 steps")

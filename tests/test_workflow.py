@@ -65,11 +65,11 @@ def test_lint_is_clean():
 def test_default_dag(tmp_path):
     shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
     jobs = planned_jobs(tmp_path, "results/table2.csv")
-    # 1 dataset x 4 methods (all 5 seeds in one job); UNet features for 2 models x 2 splits; controls 2 x 2
+    # 1 dataset x 4 methods (all 5 seeds in one job); features of each method for 2 splits
     assert jobs == {
         "generate_default_dataset": 1, "prepare_dataset": 1, "train_diffusion": 1,
-        "extract_features_creatures7": 4, "control_features": 4, "train_ensemble": 4, "predict": 4,
-        "evaluate": 4, "overview": 1, "table2": 1,
+        **{f"extract_features_creatures7_{m}": 2 for m in ("ddpm", "unet_untrained", "pixels", "patch")},
+        "train_ensemble": 4, "predict": 4, "evaluate": 4, "overview": 1, "table2": 1,
     }
 
 
@@ -135,16 +135,27 @@ def test_tiny_workflow_end_to_end(tmp_path):
     results = clean / "results"
 
     table = pd.read_csv(results / "table2.csv", index_col=0)
-    assert list(table.index) == ["DDPM", "UNet (untrained)", "Pixels (RGB+xy)", "Patch (5x5 RGB+xy)",
-                                 "DDPM features (timestep: blocks)", "Runs (± over)", "Diffusion training"]
-    assert table.loc["DDPM features (timestep: blocks)", "tiny"] == "t5: b1,2,3; t20: b1,2,3"
+    assert list(table.index) == ["DDPM", "UNet (untrained)", "MAE", "SwAV", "Pixels (RGB+xy)", "Patch (5x5 RGB+xy)",
+                                 "DDPM: layers", "UNet (untrained): layers", "MAE: layers", "SwAV: layers",
+                                 "Runs (± over)", "Diffusion training", "MAE training", "SwAV training"]
+    assert table.loc["DDPM: layers", "tiny"] == "t5: b1,2,3; t20: b1,2,3"
+    assert table.loc["MAE: layers", "tiny"] == "block1"  # the last half of its 2 blocks
+    assert table.loc["SwAV: layers", "tiny"] == "layer1.0, layer2.0, layer3.0, layer4.0"
     assert table.loc["Runs (± over)", "tiny"] == "1 model seed x 2 MLP seeds (controls: 2 MLP seeds)"
-    assert table.loc["Diffusion training", "tiny"] == "6 steps"
+    assert table.loc["Diffusion training", "tiny"].startswith("6 steps, ")
+    assert table.loc["MAE training", "tiny"].startswith("4 steps, ") and table.loc["SwAV training", "tiny"].startswith("4 steps, ")
+    for source in ("mae", "swav"):
+        pretrained = json.loads((results / f"tiny/pretrained/{source}/training.json").read_text())
+        assert (pretrained["steps"], pretrained["stopped_by"], pretrained["source"]) == (4, "max_steps", source)
+        mae_store = open_store(next((results / f"tiny/features/{source}/test").glob("features_*.zarr")))
+        assert mae_store.attrs["source"] == source and mae_store.attrs["normalisation"] == "imagenet"
+        assert mae_store.attrs["timestep"] is None and len(mae_store.attrs["checkpoint_sha256"]) == 64
+    assert open_store(results / "tiny/features/mae/test/features_block1.zarr").shape == (3, 32, 8, 8)  # patch 4
     training = json.loads((results / "tiny/diffusion/training.json").read_text())
     assert (training["steps"], training["stopped_by"], training["torch_threads"]) == (6, "max_steps", 2)
     assert list(table.columns) == ["tiny"] and table.loc["DDPM", "tiny"].count("±") == 1
     long = pd.read_csv(results / "table2_long.csv")
-    assert len(long) == 8 and long["miou"].between(0, 1).all()
+    assert len(long) == 12 and long["miou"].between(0, 1).all()
 
     store = open_store(str(results / "tiny/features/ddpm/test/features_b1_t20.zarr"))
     assert store.shape == (3, 64, 32, 32) and store.dtype == "float16"  # block 1 upsamples 16 -> 32
@@ -177,31 +188,31 @@ def test_tiny_workflow_end_to_end(tmp_path):
     deleted = "results/tiny/features/ddpm/test/features_b2_t5.zarr"
     shutil.rmtree(clean / deleted)
     jobs = planned_jobs(clean, deleted, *args)
-    assert jobs == {"extract_features_tiny": 1, "predict": 1, "evaluate": 1, "overview": 1, "table2": 1}
+    assert jobs == {"extract_features_tiny_ddpm": 1, "predict": 1, "evaluate": 1, "overview": 1, "table2": 1}
     snakemake(clean, deleted, *args)
     numbers = ["dataset", "method", "seed", "miou", "miou_soft"]
     pd.testing.assert_frame_equal(pd.read_csv(results / "table2_long.csv")[numbers], long[numbers])
 
     # the probe sweep after the ensemble reuses its stores: at t 5 and 20 only block 0 is new
     jobs = planned_jobs(clean, "figures", "--configfile", str(TEST_CONFIG))
-    assert "extract_features_tiny" not in jobs
+    assert not any(k.startswith("extract_features_tiny") for k in jobs)
     assert {k: v for k, v in jobs.items() if k.startswith("extract_sweep")} == {
-        "extract_sweep_tiny_t5": 2, "extract_sweep_tiny_t20": 2, "extract_sweep_tiny_t50": 2}  # train and test
+        "extract_sweep_tiny_ddpm_t5": 2, "extract_sweep_tiny_ddpm_t20": 2, "extract_sweep_tiny_ddpm_t50": 2}  # train, test
     dry = snakemake(clean, "-n", "figures", "--configfile", str(TEST_CONFIG)).stdout
     assert "output: results/tiny/features/ddpm/train/features_b0_t5.zarr\n" in dry  # block 0 alone at t 5
     snakemake(clean, "figures", "--configfile", str(TEST_CONFIG))
-    grid = pd.read_csv(results / "tiny/probes/miou_by_block_timestep.csv")
-    assert grid[["block", "timestep"]].values.tolist() == [[b, t] for b in range(4) for t in (5, 20, 50)]
+    grid = pd.read_csv(results / "tiny/probes/ddpm/miou_by_layer_timestep.csv")
+    assert grid[["layer", "timestep"]].values.tolist() == [[f"b{b}", t] for b in range(4) for t in (5, 20, 50)]
     assert grid[["miou", "miou_small", "miou_large", "miou_cv"]].stack().between(0, 1).all()
     assert grid["channels"].tolist() == [64] * 6 + [32] * 6
     for name in ("fig2.png", "fig3.png", "fig4.png"):
-        assert (results / "tiny/figures" / name).stat().st_size > 10_000
+        assert (results / "tiny/figures/ddpm" / name).stat().st_size > 10_000
 
     # Snakemake's report holds every table and figure with its caption, grouped by dataset
     snakemake(clean, "--report", "report.html", "results/table2.csv", "figures", "--configfile", str(TEST_CONFIG))
     report = (clean / "report.html").read_text()
     for name in ("table2.csv", "table2_spread.csv", "overview.png", "loss.png", "fig2.png", "fig3.png", "fig4.png",
-                 "per_class_iou.csv", "probe sweep", "diffusion training", "Figure 2, tiny: mIoU of one probe",
+                 "per_class_iou.csv", "probe sweep", "diffusion training", "Figure 2, tiny, ddpm: mIoU of one probe",
                  "Where Table 2's spread comes from"):
         assert name in report, name
 
@@ -237,21 +248,27 @@ def test_paper_config_plans_the_full_dag_without_any_file(tmp_path):
     datasets = ["bedroom_28", "ffhq_34", "cat_15", "horse_21", "celeba_19", "ade_bedroom_30"]
     assert planned_jobs(tmp_path, *args) == {
         "download_paper_datasets": 1, "unpack_paper_datasets": 1,
-        "download_lsun_bedroom": 1, "download_lsun_cat": 1, "download_lsun_horse": 1, "download_ffhq": 1,
-        "prepare_dataset": 6, **{f"extract_features_{d}": 10 for d in datasets},  # train/test x 5 runs' noise, ddpm
-        "train_ensemble": 6, "predict": 6, "evaluate": 6, "overview": 6, "table2": 1,
+        **{f"download_{kind}{domain}": 1 for kind in ("", "mae_", "swav_", "swav_w2_")
+           for domain in ("lsun_bedroom", "lsun_cat", "lsun_horse", "ffhq")},
+        "prepare_dataset": 6, **{f"extract_features_{d}_ddpm": 10 for d in datasets},  # train/test x 5 runs' noise
+        **{f"extract_features_{d}_{m}": 2 for d in datasets for m in ("mae", "swav", "swav_w2")},  # no noise
+        "train_ensemble": 24, "predict": 24, "evaluate": 24, "overview": 6, "table2": 1,
     }
     plan = planned_resources(tmp_path, *args)
-    gpu_rules = {f"extract_features_{d}" for d in datasets} | {"train_ensemble", "predict"}
+    gpu_rules = {f"extract_features_{d}_{m}" for d in datasets for m in ("ddpm", "mae", "swav", "swav_w2")} \
+        | {"train_ensemble", "predict"}
     for rule, jobs in plan.items():
         expected = "1" if rule in gpu_rules else None
         assert all(job.get("gpu") == expected for job in jobs), (rule, jobs)
-    assert sum(len(jobs) for rule, jobs in plan.items() if rule in gpu_rules) == 72
+    assert sum(len(jobs) for rule, jobs in plan.items() if rule in gpu_rules) == 60 + 36 + 48
     dry = snakemake(tmp_path, "-n", *args).stdout
     # CelebA-19 uses the FFHQ model and ADE-Bedroom-30 the LSUN-bedroom one, as in the paper
     assert "input: results/celeba_19/data/test.zarr, resources/downloads/ffhq.pt" in dry
     assert "input: results/ade_bedroom_30/data/train.zarr, resources/downloads/lsun_bedroom.pt" in dry
     assert "features/ddpm/train/noise4/features_b12_t250.zarr" in dry and "features_b9_t" not in dry
+    assert "input: results/celeba_19/data/train.zarr, resources/downloads/mae_ffhq.pth" in dry
+    assert "features/mae/test/features_block23.zarr" in dry and "features/mae/test/features_block11.zarr" not in dry
+    assert "features/swav_w2/test/features_layer3.4.zarr" in dry and "features_layer3.3.zarr" not in dry
 
 
 @pytest.mark.slow
@@ -317,8 +334,8 @@ datasets:
     assert [Path(p).parent.name for p in used["stores"]] == ["noise0", "noise0", "noise1", "noise1"]
     assert zarr.open_group(str(workdir / "results/tiny_paper/data/train.zarr"), mode="r").attrs["resize"] == "paper"
     table = pd.read_csv(workdir / "results/table2.csv", index_col=0)
-    assert list(table.index) == ["DDPM", "UNet (untrained)", "DDPM features (timestep: blocks)", "Runs (± over)",
-                                 "Diffusion training"]
+    assert list(table.index) == ["DDPM", "UNet (untrained)", "DDPM: layers", "UNet (untrained): layers",
+                                 "Runs (± over)", "Diffusion training"]
     assert table.loc["Diffusion training", "tiny_paper"] == "checkpoint"
     assert list(table.columns) == ["tiny_paper"]
 
@@ -333,14 +350,16 @@ def test_auto_features_come_from_the_sweep_cross_validated_in_train(tmp_path):
                     "    features: {blocks: auto, timesteps: auto, auto_cells: 2}\n"
                     "    probes: {timesteps: [5, 20], kmeans: {n_images: 1}}\n")
     args = ("results/table2.csv", "--configfile", str(TEST_CONFIG), str(auto))
-    assert "extract_features_tiny" not in planned_jobs(tmp_path, *args)  # every store comes from the sweep
+    assert not any(k.startswith("extract_features_tiny") for k in planned_jobs(tmp_path, *args))  # all from the sweep
     snakemake(tmp_path, *args)
-    grid = pd.read_csv(tmp_path / "results/tiny/probes/miou_by_block_timestep.csv")
-    best = grid.sort_values(["miou_cv", "timestep", "block"], ascending=[False, True, True]).head(2)
-    chosen = sorted(zip(best["block"], best["timestep"]), key=lambda c: (c[1], c[0]))
+    grid = pd.read_csv(tmp_path / "results/tiny/probes/ddpm/miou_by_layer_timestep.csv")
+    best = grid.sort_values(["miou_cv", "timestep", "depth"], ascending=[False, True, True]).head(2)
+    chosen = [(layer, t) for _, layer, t in sorted(zip(best["depth"], best["layer"], best["timestep"]),
+                                                   key=lambda c: (c[2], c[0]))]
     used = json.loads((tmp_path / "results/tiny/ddpm/features.json").read_text())
     assert [tuple(c) for c in used["cells"]] == chosen and used["auto"]
     untrained = json.loads((tmp_path / "results/tiny/unet_untrained/features.json").read_text())
     assert untrained["cells"] == used["cells"]  # the control uses the same cells
     table = pd.read_csv(tmp_path / "results/table2.csv", index_col=0)
-    assert table.loc["DDPM features (timestep: blocks)", "tiny"].startswith("auto (CV in train): ")
+    assert table.loc["DDPM: layers", "tiny"].startswith("auto (CV in train): ")
+    assert not (tmp_path / "results/tiny/probes/unet_untrained").exists()  # no sweep of its own

@@ -1,4 +1,4 @@
-"""Figure 4: k-means clusters of the pixel features of a few test images per (block, timestep)."""
+"""Figure 4: k-means clusters of the pixel features of a few test images per (layer, timestep)."""
 import _repository_src  # noqa: F401  (puts the repository's src/ on sys.path)
 import zarr
 
@@ -12,10 +12,10 @@ kmeans, cells = snakemake.params.kmeans, [tuple(c) for c in snakemake.params.cel
 test = zarr.open_group(snakemake.input.test, mode="r")
 n = min(kmeans["n_images"], len(test.attrs["image_ids"]))
 clusters, shapes = {}, {}
-for (block, step), path in zip(cells, snakemake.input.stores):
+for (layer, step), path in zip(cells, snakemake.input.stores):
     store = open_store(path)
-    clusters[block, step] = kmeans_maps(store, n, kmeans["k"], snakemake.params.seed)
-    shapes[block] = (store.shape[1], store.shape[2])
+    clusters[layer, step] = kmeans_maps(store, n, kmeans["k"], snakemake.params.seed)
+    shapes[layer] = (store.shape[1], store.shape[2])
 kmeans_figure(test["images"][:n], clusters, shapes, test.attrs["image_ids"][:n],
               f"{snakemake.wildcards.dataset}: k-means (k={kmeans['k']}) of the pixel features, per image",
               snakemake.output[0])

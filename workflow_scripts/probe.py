@@ -1,5 +1,5 @@
-"""One probe: the pixel MLP on a single (block, timestep) store, scored on the test split and
-by cross-validation inside the train split."""
+"""One probe: the pixel MLP on a single cell's store (a layer, at a timestep where the source
+has them), scored on the test split and by cross-validation inside the train split."""
 import _repository_src  # noqa: F401  (puts the repository's src/ on sys.path)
 import json
 import time
@@ -24,10 +24,9 @@ scores = probe_cell(
     vote=evaluation["vote"], seed=probes["seed"], ensemble_settings={**ensemble, "n_members": probes["n_members"]},
     device=device,
 )
-cell = {"block": int(snakemake.wildcards.block), "timestep": int(snakemake.wildcards.timestep),
-        "channels": int(train_store.shape[1]), "resolution": int(train_store.shape[2]), **scores,
+cell = {**snakemake.params.cell, "channels": int(train_store.shape[1]), "resolution": int(train_store.shape[2]), **scores,
         "seconds": round(time.monotonic() - start, 1)}
 with open(snakemake.output[0], "w") as f:
     json.dump(cell, f, indent=1)
-log.info("block %d t %d: mIoU test %.4f, cv %.4f (%.0f s)", cell["block"], cell["timestep"], cell["miou_test"],
+log.info("layer %s t %s: mIoU test %.4f, cv %.4f (%.0f s)", cell["layer"], cell["timestep"], cell["miou_test"],
          cell["miou_cv"], cell["seconds"])

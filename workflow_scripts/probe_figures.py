@@ -1,4 +1,4 @@
-"""Figures 2 and 3: probe mIoU by (block, timestep), and over small vs large classes."""
+"""Figures 2 and 3 of one method: probe mIoU by (layer, timestep), and over small vs large classes."""
 import _repository_src  # noqa: F401  (puts the repository's src/ on sys.path)
 import json
 
@@ -9,14 +9,15 @@ from ddpmseg.plots import probe_figure, small_large_figure
 from ddpmseg.runtime import start_rule
 
 log = start_rule(snakemake)
-dataset, probes = snakemake.wildcards.dataset, snakemake.params.settings
+dataset, probes, name = snakemake.wildcards.dataset, snakemake.params.settings, snakemake.params.name
 table = pd.read_csv(snakemake.input.csv)
 with open(snakemake.input.split) as f:
     split = json.load(f)
 classes = zarr.open_group(snakemake.input.test, mode="r").attrs["classes"]
 members = f"{probes['n_members']} MLP" + ("s" if probes["n_members"] > 1 else "")
-probe_figure(table, f"{dataset}: probe mIoU per decoder block and diffusion step ({members} per cell; "
-                    "dashed: the ensemble's cells)", snakemake.output.fig2, marked=[tuple(c) for c in snakemake.params.marked])
-small_large_figure(table, split, classes, f"{dataset}: probe mIoU on the test images, small vs large classes",
+per = "decoder block and diffusion step" if snakemake.params.source == "adm" else "layer"
+probe_figure(table, f"{dataset}, {name}: probe mIoU per {per} ({members} per cell; dashed: the ensemble's)",
+             snakemake.output.fig2, marked=[tuple(c) for c in snakemake.params.marked])
+small_large_figure(table, split, classes, f"{dataset}, {name}: probe mIoU on the test images, small vs large classes",
                    snakemake.output.fig3)
 log.info("wrote %s and %s", snakemake.output.fig2, snakemake.output.fig3)

@@ -1,4 +1,4 @@
-"""The sweep's table: one row per (block, timestep) cell; and the small/large class split."""
+"""The sweep's table: one row per cell (layer, timestep); and the small/large class split."""
 import _repository_src  # noqa: F401  (puts the repository's src/ on sys.path)
 import json
 
@@ -20,4 +20,4 @@ table.to_csv(snakemake.output.csv, index=False)
 with open(snakemake.output.split, "w") as f:
     json.dump(split, f, indent=2)
 best = table.loc[table["miou"].idxmax()]
-log.info("%d cells; best on test: block %d t %d, mIoU %.4f", len(table), best["block"], best["timestep"], best["miou"])
+log.info("%d cells; best on test: layer %s t %s, mIoU %.4f", len(table), best["layer"], best["timestep"], best["miou"])

@@ -20,7 +20,7 @@ device = pick_device() if settings.pop("gpu") else "cpu"
 log.info("training on %s", device)
 stores = open_stores(snakemake.input.stores)
 per_run = len(stores) // len(seeds) if snakemake.params.runs_own_stores else len(stores)
-cells = [[s.attrs["block"], s.attrs["timestep"]] for s in stores[:per_run]] if "block" in stores[0].attrs else None
+cells = [[s.attrs["layer"], s.attrs["timestep"]] for s in stores[:per_run]]
 with open(snakemake.output.features, "w") as f:  # which features this method's ensembles use
     json.dump({"stores": list(snakemake.input.stores), "cells": cells, "auto": snakemake.params.auto,
                "torch_threads": snakemake.params.torch_threads}, f, indent=1)

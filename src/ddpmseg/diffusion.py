@@ -22,7 +22,8 @@ import torch
 from guided_diffusion.script_util import NUM_CLASSES, create_gaussian_diffusion, model_and_diffusion_defaults
 from guided_diffusion.unet import UNetModel
 
-from ddpmseg.errors import UserError
+from ddpmseg.checkpoints import first_shape_mismatch, load_state_dict
+from ddpmseg.errors import CheckpointError
 from ddpmseg.sweep import parse_channel_mult
 
 log = logging.getLogger(__name__)
@@ -204,17 +205,6 @@ def resolve_flags(flags: dict, state: dict, source) -> tuple[dict, dict]:
     return full_flags({**inferred, **flags}), conflicts
 
 
-def _first_shape_mismatch(expected: dict, state: dict):
-    """(name, checkpoint shape or None, built shape or None) of the first tensor that differs."""
-    for name, tensor in expected.items():
-        if name not in state:
-            return name, None, tuple(tensor.shape)
-        if tuple(state[name].shape) != tuple(tensor.shape):
-            return name, tuple(state[name].shape), tuple(tensor.shape)
-    extra = sorted(set(state) - set(expected))
-    return (extra[0], tuple(state[extra[0]].shape), None) if extra else None
-
-
 def randomize_weights(model: torch.nn.Module, seed: int) -> None:
     """Gives every conv/linear/norm layer PyTorch's default random initialisation.
 
@@ -226,35 +216,6 @@ def randomize_weights(model: torch.nn.Module, seed: int) -> None:
     for module in model.modules():
         if hasattr(module, "reset_parameters") and module is not model:
             module.reset_parameters()
-
-
-class CheckpointError(UserError, ValueError):
-    """A checkpoint file that is missing, damaged, or not a guided-diffusion UNet's."""
-
-
-def load_state_dict(path) -> dict:
-    """A checkpoint's tensors as a plain state_dict (fp16 or fp32; a `module.` prefix removed).
-
-    Only tensors are loaded (torch's weights_only): a file that holds anything else, or is not
-    a PyTorch file at all, raises CheckpointError naming it and saying to check its sha256.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise CheckpointError(
-            f"{path}: checkpoint not found. Put the guided-diffusion .pt file there or fix "
-            "`diffusion.checkpoint` in the config."
-        )
-    fix = (f"Check its sha256 (sha256sum {path}) against the published one and fetch it again; do not load "
-           "it with weights_only=False, which would run code from the file.")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # UnpicklingError, RuntimeError, EOFError, ...: the file is not a safe checkpoint
-        raise CheckpointError(f"{path}: not a PyTorch checkpoint of tensors ({type(exc).__name__}). {fix}") from exc
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"{path}: holds a {type(state).__name__}, not a state_dict of tensors. {fix}")
-    return {k.removeprefix("module."): v for k, v in state.items()}
 
 
 def load_model(checkpoint, flags: dict, device: str = "cpu"):
@@ -272,7 +233,7 @@ def load_model(checkpoint, flags: dict, device: str = "cpu"):
         raise CheckpointError(str(exc)) from exc
     with torch.device("meta"):
         expected = build_unet(resolved).state_dict()
-    mismatch = _first_shape_mismatch(expected, state)
+    mismatch = first_shape_mismatch(expected, state)
     if mismatch:
         name, in_checkpoint, built = mismatch
         if conflicts:

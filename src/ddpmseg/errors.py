@@ -7,3 +7,7 @@ as the first thing on the terminal (`runtime.start_rule`); the traceback goes to
 
 class UserError(Exception):
     """A problem with what the user gave; the message names the file and says what to do."""
+
+
+class CheckpointError(UserError, ValueError):
+    """A checkpoint file that is missing, damaged, or not of the architecture its settings build."""

@@ -1,17 +1,16 @@
-"""Pixel features: UNet decoder activations, and the hand-made controls, into Zarr stores.
+"""Pixel features of any source (`ddpmseg.backbones`) into Zarr stores, and reading them back.
 
 Every feature set is a list of Zarr arrays of shape (image, channel, y, x), float16, one
-image per chunk, at the resolution where it was computed (never upsampled). The ensemble
-reads them at label resolution on the fly: `sample_pixel_features` gives the bilinearly
-upsampled features of chosen pixels only, equal to upsampling the whole map as the paper's
-code does (F.interpolate, align_corners=False) and then picking those pixels.
+image per chunk, at the resolution where it was computed (never upsampled), one store per
+(layer, timestep) of a source (`backbones.store_name`). The ensemble reads them at label
+resolution on the fly: `sample_pixel_features` gives the bilinearly upsampled features of
+chosen pixels only, equal to upsampling the whole map as the paper's code does
+(F.interpolate, align_corners=False) and then picking those pixels.
 
-Decoder features follow the paper's code (Sec. 3.2 and its `feature_extractors.py`): the
-image scaled to [-1, 1] is noised with x_t = q_sample(x0, t, noise), one noise tensor of
-shape (1, 3, S, S) drawn from a generator seeded with `noise_seed` on `noise_device` (the
-paper's code draws it on the run's device: a CUDA generator on a GPU) and shared by every
-timestep and image; the noise predictor is called with the unscaled t and the outputs of
-`model.output_blocks[b]` are kept. Our forward pass stops after the deepest requested block.
+Sources that take diffusion steps get the paper's shared noise: one tensor of shape
+(1, 3, S, S) drawn from a generator seeded with `noise_seed` on `noise_device` (the paper's
+code draws it on the run's device: a CUDA generator on a GPU), shared by every timestep and
+image.
 """
 
 import warnings
@@ -20,21 +19,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 import zarr
-from guided_diffusion.nn import timestep_embedding
 from tqdm import tqdm
 
+from ddpmseg import backbones
 from ddpmseg.errors import UserError
 
 
 DIMENSION_NAMES = ("image", "channel", "y", "x")
 STORE_ARRAY = "features"  # the array of a feature store's Zarr group
-
-
-def store_name(block: int, timestep: int) -> str:
-    """File name of the store holding decoder block `block` at diffusion step `timestep`."""
-    return f"features_b{block}_t{timestep}.zarr"
+IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406])
+IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225])
 
 
 def pick_device() -> str:
@@ -61,41 +56,6 @@ def shared_noise(image_size: int, seed: int, device: str = "cpu") -> torch.Tenso
     return torch.randn(1, 3, image_size, image_size, generator=generator, device=device)
 
 
-@torch.no_grad()
-def decoder_activations(model, x: torch.Tensor, timesteps: torch.Tensor, blocks) -> dict:
-    """Outputs of `model.output_blocks[b]` for b in `blocks`, as float32 tensors.
-
-    x: (B, 3, S, S) noised input; timesteps: (B,) int64. Returns {b: (B, C_b, H_b, W_b)}.
-    The forward pass runs the encoder, the middle block and the decoder only up to
-    max(blocks); the final output layer is never computed.
-    """
-    deepest = max(blocks)
-    if deepest >= len(model.output_blocks):
-        raise ValueError(f"block {deepest} requested, the model has {len(model.output_blocks)} decoder blocks")
-    emb = model.time_embed(timestep_embedding(timesteps, model.model_channels))
-    h = x.type(model.dtype)
-    skips = []
-    for module in model.input_blocks:
-        h = module(h, emb)
-        skips.append(h)
-    h = model.middle_block(h, emb)
-    activations = {}
-    for index, module in enumerate(model.output_blocks[: deepest + 1]):
-        h = module(torch.cat([h, skips.pop()], dim=1), emb)
-        if index in blocks:
-            activations[index] = h.float()
-    return activations
-
-
-def decoder_block_shapes(model, image_size: int) -> dict:
-    """{block: (channels, height, width)} for every decoder block, from one probe pass."""
-    device = next(model.parameters()).device
-    x = torch.zeros(1, 3, image_size, image_size, device=device)
-    t = torch.zeros(1, dtype=torch.long, device=device)
-    blocks = range(len(model.output_blocks))
-    return {b: tuple(a.shape[1:]) for b, a in decoder_activations(model, x, t, blocks).items()}
-
-
 def create_store(path, shape, attrs: dict) -> zarr.Array:
     """An empty float16 (image, channel, y, x) array, one image per chunk, as the array
     `features` of a Zarr v3 group at `path` with consolidated metadata, so that zarr
@@ -117,97 +77,73 @@ def open_store(path) -> zarr.Array:
     return zarr.open_group(str(path), mode="r")[STORE_ARRAY]
 
 
-def extract_decoder_features(
+def model_input(images: np.ndarray, normalisation: str) -> torch.Tensor:
+    """(N, S, S, 3) uint8 -> (N, 3, S, S) float32, contiguous, as a source's NORMALISATION says:
+    "[-1, 1]" (`images_to_model_input`) or "imagenet" (u / 255, then minus the ImageNet mean and
+    over its std per channel, as torchvision's ToTensor and Normalize)."""
+    if normalisation == "[-1, 1]":
+        return images_to_model_input(images)
+    if normalisation != "imagenet":
+        raise ValueError(f"unknown normalisation {normalisation!r}")
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous().float() / 255.0
+    return x.sub_(IMAGENET_MEAN.view(1, 3, 1, 1)).div_(IMAGENET_STD.view(1, 3, 1, 1))
+
+
+def extract_features(
+    source_name: str,
     model,
-    diffusion,
     images: np.ndarray,
     image_ids: list,
-    blocks,
+    layers,
     timesteps,
-    noise_seed: int,
+    table: dict,
     out_dir,
     attrs: dict,
-    batch_images: int = 1,
+    *,
+    noise_seed: int = 0,
     noise_device: str = "cpu",
+    batch_images: int = 1,
+    device: str = "cpu",
 ) -> list:
-    """Writes one store per (block, timestep) under out_dir; returns their paths.
+    """Writes one store per (layer, timestep) of source `source_name` under out_dir; returns
+    their paths, layer-major.
 
-    images: (N, S, S, 3) uint8. The timesteps of `batch_images` images run as one batch of
-    batch_images * len(timesteps) forward passes. Store `features_b{b}_t{t}.zarr` holds
-    (N, C_b, H_b, W_b) float16 at the block's native resolution, with attrs naming the
-    block, timestep, noise seed, image ids and `attrs` (model identity etc.).
+    model: the source's `build`; images: (N, S, S, 3) uint8; layers: names from the source's
+    layer table; timesteps: ints for a source that takes them, else None; table: the source's
+    `layer_table` {layer: (channels, resolution)}, which every batch's maps must match. Store
+    `features_<layer>[_t<t>].zarr` holds (N, C, h, h) float16, with attrs naming the source,
+    layer, timestep, normalisation, image ids and `attrs` (model identity etc.); with
+    timesteps, the noise seed and device too. The timesteps of `batch_images` images run as
+    one forward batch.
     """
-    blocks, timesteps = sorted(set(blocks)), sorted(set(timesteps))
+    source = backbones.source(source_name)
+    layers = list(dict.fromkeys(layers))
+    steps = sorted(set(timesteps)) if source.TAKES_TIMESTEPS else [None]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    device = next(model.parameters()).device
     size = images.shape[1]
-    noise = shared_noise(size, noise_seed, noise_device).to(device)
-
-    def create(b, t, shape):
-        return create_store(out_dir / store_name(b, t), (len(images), *shape), {
-            **attrs,
-            "block": b,
-            "timestep": t,
-            "noise_seed": noise_seed,
-            "noise_device": noise_device,
-            "image_ids": list(image_ids),
-            "image_size": size,
-            "stored_dtype": "float16",
-            "description": f"output of model.output_blocks[{b}] on q_sample(x0, t={t}, shared noise)",
-        })
-
-    stores = {}  # created with the first batch's shapes
-    if len(images) == 0:
-        shapes = decoder_block_shapes(model, size)
-        stores = {(b, t): create(b, t, shapes[b]) for b in blocks for t in timesteps}
-    t_batch = torch.tensor(timesteps, dtype=torch.long, device=device)
+    noise = shared_noise(size, noise_seed, noise_device).to(device) if source.TAKES_TIMESTEPS else None
+    stores = {}
+    for layer in layers:
+        channels, resolution = table[layer]
+        for t in steps:
+            described = {"source": source_name, "layer": layer, "timestep": t, "channels": channels,
+                         "resolution": resolution, "normalisation": source.NORMALISATION}
+            if t is not None:
+                described.update(noise_seed=noise_seed, noise_device=noise_device)
+            stores[layer, t] = create_store(out_dir / backbones.store_name(layer, t),
+                                            (len(images), channels, resolution, resolution), {
+                **attrs, **described, "image_ids": list(image_ids), "image_size": size, "stored_dtype": "float16"})
     for start in tqdm(range(0, len(images), batch_images), desc="extract", unit="batch", mininterval=5):
-        x0 = images_to_model_input(images[start : start + batch_images]).to(device)
-        n = len(x0)
-        x0_rep = x0.repeat_interleave(len(timesteps), dim=0)  # image-major, timestep-minor
-        t_rep = t_batch.repeat(n)
-        x_t = diffusion.q_sample(x0_rep, t_rep, noise=noise.expand_as(x0_rep))
-        activations = decoder_activations(model, x_t, t_rep, blocks)
-        for b, act in activations.items():
-            act = act.reshape(n, len(timesteps), *act.shape[1:]).cpu().numpy().astype(np.float16)
-            for k, t in enumerate(timesteps):
-                if (b, t) not in stores:
-                    stores[b, t] = create(b, t, act.shape[2:])
-                stores[b, t][start : start + n] = act[:, k]
-    return [out_dir / store_name(b, t) for b in blocks for t in timesteps]
-
-
-def control_features(images: np.ndarray, kind: str) -> np.ndarray:
-    """Hand-made pixel features, (N, C, S, S) float32.
-
-    kind 'pixels': RGB in [-1, 1] plus x, y in [-1, 1] (C = 5).
-    kind 'patch': the 5x5 RGB neighbourhood (reflect-padded) plus x, y (C = 77).
-    """
-    x = images_to_model_input(images)
-    n, _, size, _ = x.shape
-    coords = torch.linspace(-1.0, 1.0, size)
-    yy, xx = torch.meshgrid(coords, coords, indexing="ij")
-    xy = torch.stack([xx, yy]).expand(n, 2, size, size)
-    if kind == "pixels":
-        colour = x
-    elif kind == "patch":
-        padded = F.pad(x, (2, 2, 2, 2), mode="reflect")
-        colour = F.unfold(padded, kernel_size=5).reshape(n, 75, size, size)
-    else:
-        raise ValueError(f"unknown control feature kind {kind!r}")
-    return torch.cat([colour, xy], dim=1).numpy()
-
-
-def write_control_features(images: np.ndarray, image_ids: list, kind: str, path, attrs: dict) -> None:
-    """One store (N, C, S, S) float16 of `control_features(images, kind)`."""
-    features = control_features(images, kind)
-    store = create_store(
-        path,
-        features.shape,
-        {**attrs, "kind": kind, "image_ids": list(image_ids), "image_size": images.shape[1], "stored_dtype": "float16"},
-    )
-    store[:] = features.astype(np.float16)
+        x = model_input(images[start : start + batch_images], source.NORMALISATION).to(device)
+        maps = source.activations(model, x, layers, None if steps == [None] else steps, noise)
+        for (layer, t), store in stores.items():
+            fmap = maps[layer, t]
+            if fmap.shape[1:] != store.shape[1:]:
+                raise RuntimeError(f"{source_name} layer {layer}: maps of shape {tuple(fmap.shape[1:])}, its layer "
+                                   f"table says {store.shape[1:]}")
+            store[start : start + len(x)] = fmap.cpu().numpy().astype(np.float16)
+    return [out_dir / backbones.store_name(layer, t) for layer in layers for t in steps]
 
 
 def open_stores(paths) -> list:

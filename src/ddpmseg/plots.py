@@ -1,5 +1,5 @@
-"""Figures a person opens: the diffusion loss curve, the segmentation overview, and the probe
-sweep's Figures 2-4 (mIoU by block and timestep, small vs large classes, k-means clusters)."""
+"""Figures a person opens: the training loss curves, the segmentation overview, and the probe
+sweep's Figures 2-4 (mIoU by layer and timestep, small vs large classes, k-means clusters)."""
 
 import textwrap
 
@@ -13,13 +13,13 @@ from matplotlib.patches import Patch, Rectangle  # noqa: E402
 from ddpmseg.evaluate import palette  # noqa: E402
 
 
-def loss_curve_figure(losses, title: str, path) -> None:
+def loss_curve_figure(losses, title: str, path, ylabel: str = "diffusion loss (MSE on noise)") -> None:
     """Training loss (mean over each logging interval) against optimiser step, log y."""
     fig, ax = plt.subplots(figsize=(6, 3.6))
     ax.plot(losses["step"], losses["loss"], color="C0", marker=".")
     ax.set_yscale("log")
     ax.set_xlabel("optimiser step")
-    ax.set_ylabel("diffusion loss (MSE on noise)")
+    ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -56,50 +56,92 @@ def overview_figure(images, predictions, labels, uncertainty, image_ids, classes
     plt.close(fig)
 
 
+def _layer_label(row) -> str:
+    return f"{row['layer']}  ({row['channels']}@{row['resolution']})"
+
+
 def _probe_heatmap(ax, table, column: str, title: str, marked=()):
-    """One heatmap of `column` (fractions) on ax: decoder blocks deep (top) to shallow, t across.
-    Outlines the best cell (white) and the `marked` (block, timestep) cells (dashed). Returns the image."""
-    grid = table.pivot(index="block", columns="timestep", values=column).sort_index()
+    """One heatmap of `column` (fractions) on ax: layers in forward order (ADM: deep decoder
+    blocks on top) down, t across. Outlines the best cell (white) and the `marked` (layer,
+    timestep) cells (dashed). Returns the image."""
+    grid = table.pivot(index="depth", columns="timestep", values=column).sort_index()
     shown = ax.imshow(100 * grid.to_numpy(), cmap="viridis", aspect="auto", interpolation="nearest")
-    blocks, steps = list(grid.index), list(grid.columns)
-    shapes = table.drop_duplicates("block").set_index("block")
-    ax.set_yticks(range(len(blocks)), [f"{b}  ({shapes.loc[b, 'channels']}@{shapes.loc[b, 'resolution']})"
-                                       for b in blocks], fontsize=7)
+    layers = table.drop_duplicates("depth").sort_values("depth")
+    names, steps = list(layers["layer"]), [int(t) for t in grid.columns]
+    ax.set_yticks(range(len(names)), [_layer_label(r) for _, r in layers.iterrows()], fontsize=7)
     ax.set_xticks(range(len(steps)), [str(t) for t in steps], fontsize=7, rotation=90)
     ax.set_xlabel("diffusion step t (more noise to the right)")
-    ax.set_ylabel("decoder block (channels@res.), deep on top")
+    ax.set_ylabel("layer (channels@res.)")
     best = table.loc[table[column].idxmax()]
-    for (block, step), style in [((best["block"], best["timestep"]), dict(edgecolor="white", linewidth=2))] + [
+    for (layer, step), style in [((best["layer"], best["timestep"]), dict(edgecolor="white", linewidth=2))] + [
         (cell, dict(edgecolor="red", linewidth=1, linestyle="--")) for cell in marked
     ]:
-        if block in blocks and step in steps:
-            ax.add_patch(Rectangle((steps.index(step) - 0.5, blocks.index(block) - 0.5), 1, 1, fill=False, **style))
-    ax.set_title(f"{title}\nbest: block {int(best['block'])}, t={int(best['timestep'])}: "
-                 f"{100 * best[column]:.1f}%", fontsize=9)
+        if layer in names and step in steps:
+            ax.add_patch(Rectangle((steps.index(step) - 0.5, names.index(layer) - 0.5), 1, 1, fill=False, **style))
+    ax.set_title(f"{title}\nbest: {best['layer']}, t={int(best['timestep'])}: {100 * best[column]:.1f}%", fontsize=9)
     return shown
 
 
+def _probe_bars(ax, table, column: str, title: str, marked=()) -> None:
+    """Horizontal bars of `column` (fractions, shown in %) per layer of a source without
+    timesteps, in forward order from the top; the best bar dark, the `marked` layers (the
+    ensemble's) outlined in red."""
+    rows = table.sort_values("depth")
+    values = 100 * rows[column].to_numpy()
+    best = int(np.nanargmax(values))
+    chosen = {layer for layer, _ in marked}
+    colours = ["C0" if i == best else "#9ecae1" for i in range(len(rows))]
+    bars = ax.barh(range(len(rows)), values, color=colours)
+    for bar, layer in zip(bars, rows["layer"]):
+        if layer in chosen:
+            bar.set_edgecolor("red")
+            bar.set_linewidth(1.5)
+            bar.set_linestyle("--")
+    for i, value in enumerate(values):
+        ax.text(value, i, f" {value:.1f}", va="center", fontsize=7)
+    ax.set_yticks(range(len(rows)), [_layer_label(r) for _, r in rows.iterrows()], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlim(0, max(1.0, float(np.nanmax(values))) * 1.15)
+    ax.set_xlabel(column.replace("miou", "mIoU").replace("_", " ") + " (%)")
+    ax.set_title(f"{title}\nbest: {rows['layer'].iloc[best]}: {values[best]:.1f}%", fontsize=9)
+
+
+def _has_timesteps(table) -> bool:
+    return bool(table["timestep"].notna().any())
+
+
 def probe_figure(table, title: str, path, marked=()) -> None:
-    """Figure 2: mIoU (%) of a probe per (decoder block, diffusion step), with a colour bar;
-    the best cell outlined in white, the ensemble's cells (`marked`) dashed red."""
-    fig, ax = plt.subplots(figsize=(max(6.0, 2.4 + 0.32 * table["timestep"].nunique()), 2.0 + 0.3 * table["block"].nunique()),
-                           layout="constrained")
-    shown = _probe_heatmap(ax, table, "miou", title, marked)
-    fig.colorbar(shown, ax=ax, label="mIoU on the test images (%)")
+    """Figure 2: mIoU (%) of a probe per (layer, diffusion step) as a heatmap with a colour bar,
+    or per layer as bars for a source without timesteps; the best cell outlined in white (a dark
+    bar), the ensemble's cells (`marked`) dashed red."""
+    n_layers = table["depth"].nunique()
+    if _has_timesteps(table):
+        fig, ax = plt.subplots(figsize=(max(6.0, 2.4 + 0.32 * table["timestep"].nunique()), 2.0 + 0.3 * n_layers),
+                               layout="constrained")
+        shown = _probe_heatmap(ax, table, "miou", title, marked)
+        fig.colorbar(shown, ax=ax, label="mIoU on the test images (%)")
+    else:
+        fig, ax = plt.subplots(figsize=(7.0, 1.6 + 0.32 * n_layers), layout="constrained")
+        _probe_bars(ax, table, "miou", title, marked)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
 def small_large_figure(table, split: dict, classes, title: str, path) -> None:
     """Figure 3: the probe mIoU (%) over the small classes and over the large ones, side by
-    side, each with its colour bar; the caption states the split rule and names the classes."""
-    width = max(5.0, 2.4 + 0.32 * table["timestep"].nunique())
-    fig, axes = plt.subplots(1, 2, figsize=(2 * width + 1.0, 3.0 + 0.3 * table["block"].nunique()),
-                             layout="constrained")
+    side (heatmaps with colour bars, or bars per layer); the caption states the split rule and
+    names the classes."""
+    n_layers = table["depth"].nunique()
+    timesteps = _has_timesteps(table)
+    width = max(5.0, 2.4 + 0.32 * table["timestep"].nunique()) if timesteps else 5.5
+    fig, axes = plt.subplots(1, 2, figsize=(2 * width + 1.0, 3.0 + 0.3 * n_layers), layout="constrained")
     for ax, key in zip(axes, ("small", "large")):
         names = textwrap.fill(", ".join(classes[c] for c in split[key]), 70)
-        shown = _probe_heatmap(ax, table, f"miou_{key}", f"{key} classes: {names}")
-        fig.colorbar(shown, ax=ax, label=f"mIoU over the {key} classes (%)")
+        if timesteps:
+            shown = _probe_heatmap(ax, table, f"miou_{key}", f"{key} classes: {names}")
+            fig.colorbar(shown, ax=ax, label=f"mIoU over the {key} classes (%)")
+        else:
+            _probe_bars(ax, table, f"miou_{key}", f"{key} classes: {names}")
     fig.suptitle(f"{title}\n{split['rule']}", fontsize=9)
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -108,12 +150,13 @@ def small_large_figure(table, split: dict, classes, title: str, path) -> None:
 def kmeans_figure(images, clusters: dict, shapes: dict, image_ids, title: str, path) -> None:
     """Figure 4: k-means cluster maps of the pixel features beside the input images.
 
-    images (N, S, S, 3) uint8; clusters {(block, timestep): (N, h, w) cluster ids at the
-    block's resolution}; shapes {block: (channels, resolution)}. One row per (image, block),
-    one column per timestep, the input image in the first column.
+    images (N, S, S, 3) uint8; clusters {(layer, timestep): (N, h, w) cluster ids at the
+    layer's resolution}, layers in forward order (timestep None for a source without);
+    shapes {layer: (channels, resolution)}. One row per (image, layer), one column per
+    timestep, the input image in the first column.
     """
-    blocks = sorted({b for b, _ in clusters})
-    steps = sorted({t for _, t in clusters})
+    blocks = list(dict.fromkeys(b for b, _ in clusters))
+    steps = sorted({t for _, t in clusters}, key=lambda t: -1 if t is None else t)
     rows = [(i, b) for i in range(len(images)) for b in blocks]
     fig, axes = plt.subplots(len(rows), len(steps) + 1, figsize=(1.5 * (len(steps) + 1) + 0.8, 1.5 * len(rows) + 0.8),
                              squeeze=False, layout="constrained")
@@ -124,9 +167,9 @@ def kmeans_figure(images, clusters: dict, shapes: dict, image_ids, title: str, p
         for c, t in enumerate(steps, start=1):
             axes[r, c].imshow(clusters[b, t][i], cmap="tab10", vmin=0, vmax=9, interpolation="nearest")
             if r == 0:
-                axes[r, c].set_title(f"t={t}", fontsize=9)
+                axes[r, c].set_title("features" if t is None else f"t={t}", fontsize=9)
         channels, resolution = shapes[b]
-        axes[r, 1].set_ylabel(f"block {b}\n{channels}@{resolution}", fontsize=8)
+        axes[r, 1].set_ylabel(f"{b}\n{channels}@{resolution}", fontsize=8)
         for ax in axes[r]:
             ax.set_xticks([])
             ax.set_yticks([])

@@ -1,7 +1,8 @@
-"""Probes of single (decoder block, timestep) cells: which features carry the semantics.
+"""Probes of single cells, a (layer, timestep) of a feature source (a layer alone for a source
+without timesteps): which features carry the semantics.
 
 A probe is the paper's pixel MLP (`ensemble.train_ensemble`, usually with one member) trained
-on the pixel features of one (block, timestep) store. Each cell is scored twice:
+on the pixel features of one cell's store. Each cell is scored twice:
 
 - on the test split, after training on the whole train split (the paper's Figure 2 protocol:
   train images, held-out images);
@@ -45,7 +46,7 @@ def _fit_and_count(train_store, train_labels, train_index, eval_store, eval_labe
 def probe_cell(train_store, train_labels, test_store, test_labels, num_classes: int, ignore_label: int, *,
                cv_folds: int, convention: str, vote: str, seed: int, ensemble_settings: dict,
                device: str = "cpu") -> dict:
-    """Scores of one (block, timestep) cell.
+    """Scores of one cell.
 
     train_store / test_store: Zarr arrays (N, C, H, W) of the cell; labels (N, S, S) uint8.
     ensemble_settings: keyword arguments of `train_ensemble` (n_members, batch_size, ...);
@@ -95,24 +96,27 @@ def class_area_split(labels: np.ndarray, classes: list, ignore_label: int, small
 
 
 def probe_table(cells: list, split: dict) -> pd.DataFrame:
-    """One row per cell, sorted by block then timestep.
+    """One row per cell, sorted by depth then timestep.
 
-    cells: dicts of `probe_cell` plus block, timestep, channels, resolution. Columns: block,
-    timestep, channels, resolution, miou, miou_small, miou_large (test split) and miou_cv
+    cells: dicts of `probe_cell` plus layer, timestep (None without), depth (the layer's index
+    in forward order), channels, resolution. Columns: layer, timestep (Int64, empty without),
+    depth, channels, resolution, miou, miou_small, miou_large (test split) and miou_cv
     (cross-validation inside the train split); fractions in [0, 1].
     """
     rows = []
     for cell in cells:
         iou = np.array(cell["iou_test"], dtype=float)
-        rows.append(dict(block=cell["block"], timestep=cell["timestep"], channels=cell["channels"],
+        rows.append(dict(layer=cell["layer"], timestep=cell["timestep"], depth=cell["depth"], channels=cell["channels"],
                          resolution=cell["resolution"], miou=cell["miou_test"],
                          miou_small=float(np.nanmean(iou[split["small"]])),
                          miou_large=float(np.nanmean(iou[split["large"]])), miou_cv=cell["miou_cv"]))
-    return pd.DataFrame(rows).sort_values(["block", "timestep"]).reset_index(drop=True)
+    table = pd.DataFrame(rows)
+    table["timestep"] = table["timestep"].astype("Int64")
+    return table.sort_values(["depth", "timestep"]).reset_index(drop=True)
 
 
 def kmeans_maps(store, n_images: int, k: int, seed: int) -> np.ndarray:
-    """k-means (scikit-learn) of each image's pixel features in one store, at the block's resolution.
+    """k-means (scikit-learn) of each image's pixel features in one store, at the layer's resolution.
 
     store: Zarr array (N, C, H, W). Returns (n_images, H, W) int cluster ids, per image
     renumbered by cluster size (0 = largest), so colours are comparable between panels.

@@ -65,20 +65,41 @@ def kmeans_steps(diffusion_steps: int, grid) -> list:
     return nearest_in_grid(scaled, grid)
 
 
-def choose_cells(rows, n: int) -> list:
-    """The n cells with the best cross-validated mIoU, as [(block, timestep)] sorted by
-    timestep then block (the store order of the ensemble); ties go to the smaller t, then block.
+def _timestep(value):
+    """A sweep table's timestep: an int, or None for a source without (empty or NaN in the CSV)."""
+    if value is None or str(value) in ("", "nan", "None"):
+        return None
+    return int(float(value))
 
-    rows: dicts with block, timestep and miou_cv (e.g. csv.DictReader of the sweep's CSV).
+
+def choose_cells(rows, n: int) -> list:
+    """The n cells with the best cross-validated mIoU, as [(layer, timestep)] sorted by timestep
+    then depth (the store order of the ensemble); ties go to the smaller t, then the shallower
+    depth index. timestep is None for a source without timesteps.
+
+    rows: dicts with layer, timestep, depth (the layer's index in forward order) and miou_cv
+    (e.g. csv.DictReader of the sweep's CSV).
     """
-    ranked = sorted(rows, key=lambda r: (-float(r["miou_cv"]), int(r["timestep"]), int(r["block"])))
-    return sorted(((int(r["block"]), int(r["timestep"])) for r in ranked[:n]), key=lambda c: (c[1], c[0]))
+    def order(r):
+        t = _timestep(r["timestep"])
+        return (-1 if t is None else t, int(r["depth"]))
+
+    ranked = sorted(rows, key=lambda r: (-float(r["miou_cv"]), *order(r)))
+    return [(r["layer"], _timestep(r["timestep"])) for r in sorted(ranked[:n], key=order)]
 
 
 def describe_cells(cells, auto: bool) -> str:
-    """A table cell naming the (block, timestep) cells, grouped by timestep: "t50: b0,1,2,3; t150: b0,1"."""
+    """A table cell naming the (layer, timestep) cells, grouped by timestep: "t50: b0,1,2,3; t150: b0,1"
+    for ADM blocks, "block3, block4" for a source without timesteps."""
     by_step = {}
-    for block, step in sorted(cells, key=lambda c: (c[1], c[0])):
-        by_step.setdefault(step, []).append(str(block))
-    text = "; ".join(f"t{step}: b{','.join(blocks)}" for step, blocks in by_step.items())
+    for layer, step in cells:
+        by_step.setdefault(step, []).append(layer)
+    parts = []
+    for step, layers in by_step.items():
+        if all(layer.startswith("b") and layer[1:].isdigit() for layer in layers):
+            names = "b" + ",".join(layer[1:] for layer in layers)
+        else:
+            names = ", ".join(layers)
+        parts.append(names if step is None else f"t{step}: {names}")
+    text = "; ".join(parts)
     return f"auto (CV in train): {text}" if auto else text

@@ -5,25 +5,17 @@ import re
 
 import pandas as pd
 
-METHOD_NAMES = {
-    "ddpm": "DDPM",
-    "unet_untrained": "UNet (untrained)",
-    "pixels": "Pixels (RGB+xy)",
-    "patch": "Patch (5x5 RGB+xy)",
-}
-
-
 def method_of(key: str) -> str:
     """The method of a result folder: 'ddpm_m2' (model seed 2) -> 'ddpm'."""
     return re.sub(r"_m\d+$", "", key)
 
 
-def collect_metrics(metric_files: dict) -> pd.DataFrame:
-    """Long format, one row per run.
+def collect_metrics(metric_files: dict, names: dict) -> pd.DataFrame:
+    """Long format, one row per run, in the order of `metric_files`.
 
     metric_files: {(dataset, method folder, model seed or None, seed): path of a metrics.json};
-    the folder is a method key, 'ddpm_m<d>' for an extra model seed. Columns: dataset, method
-    (display name), method_key (the folder), model_seed (empty for the controls), seed,
+    the folder is a method key, 'ddpm_m<d>' for an extra model seed; names: {method key: table
+    row}. Columns: dataset, method (the row name), method_key (the folder), model_seed (empty for the controls), seed,
     miou, miou_majority, miou_soft, vote, convention; mIoU values are fractions in [0, 1].
     """
     rows = []
@@ -33,7 +25,7 @@ def collect_metrics(metric_files: dict) -> pd.DataFrame:
         rows.append(
             dict(
                 dataset=dataset,
-                method=METHOD_NAMES[method_of(key)],
+                method=names[method_of(key)],
                 method_key=key,
                 model_seed=model_seed,
                 seed=seed,
@@ -53,14 +45,13 @@ def summary_table(long: pd.DataFrame) -> pd.DataFrame:
     """Cells "mean ± std" of mIoU in percent over all runs of a method on a dataset: model seeds
     x MLP seeds (std with ddof=0, as numpy's default).
 
-    Rows: methods in the order of METHOD_NAMES; columns: datasets in order of appearance.
+    Rows: methods and columns: datasets, in order of appearance.
     """
     stats = long.groupby(["method", "dataset"], sort=False)["miou"].agg(
         mean="mean", std=lambda s: s.std(ddof=0)
     )
     cells = stats.apply(lambda r: f"{100 * r['mean']:.1f} ± {100 * r['std']:.1f}", axis=1).unstack("dataset")
-    order = [name for name in METHOD_NAMES.values() if name in cells.index]
-    table = cells.loc[order, list(dict.fromkeys(long["dataset"]))]
+    table = cells.loc[list(dict.fromkeys(long["method"])), list(dict.fromkeys(long["dataset"]))]
     table.index.name = "method"
     return table
 
@@ -98,11 +89,13 @@ def runs_note(long: pd.DataFrame) -> pd.Series:
 
 
 def training_note(outcomes: list) -> str:
-    """A table cell on one dataset's diffusion training, from its models' training.json dicts:
-    "250 steps" (several models: "250 steps, 3 models"), with every stop by the time budget
-    named, e.g. "250 steps, 3 models; STOPPED by max_minutes: model seed 1 at 183 of 250 steps"."""
+    """A table cell on one dataset's training of a model, from its training.json dicts: "250
+    steps, 4.1 min" (under 90 s in seconds; several models: "250 steps, 3 models, 4.1 min each"), with every stop by
+    the time budget named, e.g. "...; STOPPED by max_minutes: model seed 1 at 183 of 250 steps"."""
     steps = sorted({o["max_steps"] for o in outcomes})
+    seconds = sum(o["seconds"] for o in outcomes) / len(outcomes)
     text = "/".join(str(s) for s in steps) + " steps" + (f", {len(outcomes)} models" if len(outcomes) > 1 else "")
+    text += (f", {seconds:.0f} s" if seconds < 90 else f", {seconds / 60:.1f} min") + (" each" if len(outcomes) > 1 else "")
     stopped = [o for o in outcomes if o["stopped_by"] != "max_steps"]
     if stopped:
         text += "; STOPPED by max_minutes: " + ", ".join(

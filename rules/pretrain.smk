@@ -1,0 +1,30 @@
+# Stage 2b: the feature sources the workflow pretrains on the dataset's unlabeled images when no
+# checkpoint is given (the paper pretrains its MAE and SwAV baselines on the same images as the
+# DDPM): one job per (dataset, method), a budget of train.max_steps, as the diffusion model's.
+
+
+rule pretrain:
+    input:
+        "results/{dataset}/data/unlabeled.zarr",
+    output:
+        checkpoint="results/{dataset}/pretrained/{method}/model.pt",
+        loss_csv="results/{dataset}/pretrained/{method}/loss.csv",
+        loss_png=report("results/{dataset}/pretrained/{method}/loss.png", caption="report/pretrain_loss.rst",
+                        category="{dataset}", subcategory="pretraining", labels={"method": "{method}"}),
+        outcome="results/{dataset}/pretrained/{method}/training.json",
+    params:
+        plan=lambda wc: PLANS[wc.dataset][wc.method],
+        torch_threads=lambda wc: PLANS[wc.dataset][wc.method]["settings"]["train"]["threads"],
+    log:
+        "logs/pretrain/{dataset}_{method}.log",
+    benchmark:
+        "benchmarks/runs/pretrain/{dataset}_{method}.tsv"
+    threads: lambda wc: PLANS[wc.dataset][wc.method]["settings"]["train"]["threads"]
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=lambda wc: int(PLANS[wc.dataset][wc.method]["settings"]["train"]["max_minutes"] or 24 * 60) + 30,
+    conda:
+        "../envs/ddpmseg.yaml"
+    script:
+        "../workflow_scripts/pretrain.py"

@@ -1,0 +1,158 @@
+"""ADM (guided-diffusion) UNet decoder activations: the paper's DDPM features, and its
+untrained-UNet control (the same architecture with random weights).
+
+The paper's code (Sec. 3.2 and its `feature_extractors.py`): the image scaled to [-1, 1] is
+noised with x_t = q_sample(x0, t, noise), one noise tensor shared by every image and timestep;
+the noise predictor is called with the unscaled t and the outputs of `model.output_blocks[b]`
+are kept. Layer `b<i>` is output block i (0 = the deepest). Our forward pass stops after the
+deepest requested block; the final output layer is never computed.
+
+Settings the workflow passes: `weights` ("trained": the checkpoint's; "random": PyTorch's
+default initialisation from the seed), `flags` (guided-diffusion model flags, from the
+dataset's `diffusion.flags`), `blocks` (the dataset's `features.blocks`, the default layers).
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+from ddpmseg.sweep import decoder_block_count, parse_channel_mult
+
+NAME = "DDPM"
+TAKES_TIMESTEPS = True
+NORMALISATION = "[-1, 1]"
+BUILT_FROM = "a guided-diffusion checkpoint, or trained by the workflow on the unlabeled images (rules/diffusion.smk)"
+PRETRAINED_BY_WORKFLOW = False  # its training is a stage of its own, with model seeds
+RUNS_A_MODEL = True  # its extraction jobs ask for a GPU
+
+SETTINGS = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "weights": {
+            "description": "trained = the dataset's diffusion model (checkpoint or trained by the workflow); random = "
+                           "the same architecture with PyTorch's default random initialisation (the control).",
+            "enum": ["trained", "random"],
+            "default": "trained",
+        },
+        "layers": {
+            "description": "Decoder blocks as b<i> (b0 = deepest). null = the dataset's features.blocks; 'auto' "
+                           "(with timesteps 'auto') = the best cells of the probe sweep.",
+            "anyOf": [{"type": "null"}, {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                      {"const": "auto"}],
+            "default": None,
+        },
+        "timesteps": {
+            "description": "Diffusion steps t. null = the dataset's features.timesteps.",
+            "anyOf": [{"type": "null"}, {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1},
+                      {"const": "auto"}],
+            "default": None,
+        },
+    },
+}
+
+
+def layer_name(block: int) -> str:
+    """'b5' for output block 5."""
+    return f"b{block}"
+
+
+def block_of(layer: str) -> int:
+    """5 for 'b5'."""
+    return int(layer.removeprefix("b"))
+
+
+def layer_table(settings: dict, image_size: int) -> dict:
+    """{'b<i>': (channels, resolution)} of every decoder block, deepest first, from the flags
+    (guided-diffusion's UNetModel: block i of level l has num_channels * channel_mult[l] channels;
+    the last block of each level but the first upsamples by 2)."""
+    flags = {"num_res_blocks": 2, "channel_mult": "", **settings["flags"]}
+    mult = parse_channel_mult(flags.get("channel_mult", ""), int(flags["image_size"]))
+    channels, per_level = int(flags.get("num_channels", 128)), int(flags["num_res_blocks"]) + 1
+    resolution = image_size // 2 ** (len(mult) - 1)
+    table = {}
+    for level in reversed(range(len(mult))):
+        for i in range(per_level):
+            if level and i == per_level - 1:
+                resolution *= 2
+            table[layer_name(len(table))] = (int(channels * mult[level]), resolution)
+    assert len(table) == decoder_block_count(flags)
+    return table
+
+
+def default_layers(settings: dict, image_size: int) -> list:
+    """The dataset's `features.blocks` (passed as settings['blocks'])."""
+    return [layer_name(b) for b in settings["blocks"]]
+
+
+@dataclass
+class Adm:
+    """A loaded ADM: the UNet (eval mode), its Gaussian diffusion and the full flags."""
+
+    unet: Any
+    diffusion: Any
+    flags: dict
+
+
+def build(settings: dict, image_size: int, checkpoint, device: str, seed: int) -> Adm:
+    """The UNet with the checkpoint's weights, or (weights 'random') PyTorch's default random
+    initialisation from `seed` in the architecture of the checkpoint (when one is given) or of
+    the flags. CheckpointError names a file that does not fit the flags."""
+    from ddpmseg.diffusion import build_model_and_diffusion, load_model, randomize_weights
+
+    flags = {**settings["flags"], "image_size": image_size}
+    if checkpoint is not None:
+        unet, diffusion, flags = load_model(checkpoint, flags, device)
+    else:
+        if settings["weights"] == "trained":
+            raise ValueError("trained ADM weights need a checkpoint")
+        unet, diffusion = build_model_and_diffusion(flags, device)
+    if settings["weights"] == "random":
+        randomize_weights(unet, seed)
+    return Adm(unet.eval(), diffusion, flags)
+
+
+def decoder_activations(unet, x, timesteps, blocks) -> dict:
+    """Outputs of `unet.output_blocks[b]` for b in `blocks`, as float32 tensors.
+
+    x: (B, 3, S, S) noised input; timesteps: (B,) int64. Returns {b: (B, C_b, H_b, W_b)}.
+    The forward pass runs the encoder, the middle block and the decoder only up to
+    max(blocks); the final output layer is never computed.
+    """
+    import torch
+    from guided_diffusion.nn import timestep_embedding
+
+    deepest = max(blocks)
+    if deepest >= len(unet.output_blocks):
+        raise ValueError(f"block {deepest} requested, the model has {len(unet.output_blocks)} decoder blocks")
+    with torch.no_grad():
+        emb = unet.time_embed(timestep_embedding(timesteps, unet.model_channels))
+        h = x.type(unet.dtype)
+        skips = []
+        for module in unet.input_blocks:
+            h = module(h, emb)
+            skips.append(h)
+        h = unet.middle_block(h, emb)
+        activations = {}
+        for index, module in enumerate(unet.output_blocks[: deepest + 1]):
+            h = module(torch.cat([h, skips.pop()], dim=1), emb)
+            if index in blocks:
+                activations[index] = h.float()
+    return activations
+
+
+def activations(model: Adm, x, layers, timesteps, noise) -> dict:
+    """{(b<i>, t): (B, C, h, w) float32} of x (B, 3, S, S) in [-1, 1] noised to every t in
+    `timesteps` with the shared `noise` (1, 3, S, S): one forward batch of B * len(timesteps)
+    inputs, image-major and timestep-minor, as the paper's code runs them."""
+    import torch
+
+    n, blocks = len(x), sorted({block_of(layer) for layer in layers})
+    t_rep = torch.tensor(timesteps, dtype=torch.long, device=x.device).repeat(n)
+    x_rep = x.repeat_interleave(len(timesteps), dim=0)
+    x_t = model.diffusion.q_sample(x_rep, t_rep, noise=noise.expand_as(x_rep))
+    maps = {}
+    for block, act in decoder_activations(model.unet, x_t, t_rep, blocks).items():
+        act = act.reshape(n, len(timesteps), *act.shape[1:])
+        for k, t in enumerate(timesteps):
+            maps[layer_name(block), t] = act[:, k]
+    return maps

@@ -1,0 +1,46 @@
+"""The 'Patch' control: the 5x5 RGB neighbourhood of each pixel (reflect-padded, in [-1, 1])
+and its x, y in [-1, 1] (77 features)."""
+
+from ddpmseg.backbones.pixels import coordinates
+
+NAME = "Patch (5x5 RGB+xy)"
+TAKES_TIMESTEPS = False
+NORMALISATION = "[-1, 1]"
+BUILT_FROM = "no model: the image itself"
+PRETRAINED_BY_WORKFLOW = False
+RUNS_A_MODEL = False
+
+SETTINGS = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "layers": {"description": "Its one layer, 'patch' (null = it).", "anyOf": [
+            {"type": "null"}, {"type": "array", "items": {"const": "patch"}, "minItems": 1, "maxItems": 1}],
+            "default": None},
+    },
+}
+
+
+def layer_table(settings: dict, image_size: int) -> dict:
+    """{'patch': (77, image_size)}."""
+    return {"patch": (77, image_size)}
+
+
+def default_layers(settings: dict, image_size: int) -> list:
+    return ["patch"]
+
+
+def build(settings: dict, image_size: int, checkpoint, device: str, seed: int) -> None:
+    """No model."""
+    return None
+
+
+def activations(model, x, layers, timesteps=None, noise=None) -> dict:
+    """{('patch', None): (B, 77, S, S)}: the 75 values of each pixel's 5x5 RGB neighbourhood
+    (channel-major, as F.unfold orders them), then x and y."""
+    import torch
+    import torch.nn.functional as F
+
+    n, _, size, _ = x.shape
+    colour = F.unfold(F.pad(x, (2, 2, 2, 2), mode="reflect"), kernel_size=5).reshape(n, 75, size, size)
+    return {("patch", None): torch.cat([colour, coordinates(x)], dim=1)}

@@ -1,0 +1,49 @@
+"""The 'Pixels' control: each pixel's RGB in [-1, 1] and its x, y in [-1, 1] (5 features)."""
+
+NAME = "Pixels (RGB+xy)"
+TAKES_TIMESTEPS = False
+NORMALISATION = "[-1, 1]"
+BUILT_FROM = "no model: the image itself"
+PRETRAINED_BY_WORKFLOW = False
+RUNS_A_MODEL = False
+
+SETTINGS = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "layers": {"description": "Its one layer, 'pixels' (null = it).", "anyOf": [
+            {"type": "null"}, {"type": "array", "items": {"const": "pixels"}, "minItems": 1, "maxItems": 1}],
+            "default": None},
+    },
+}
+
+
+def layer_table(settings: dict, image_size: int) -> dict:
+    """{'pixels': (5, image_size)}."""
+    return {"pixels": (5, image_size)}
+
+
+def default_layers(settings: dict, image_size: int) -> list:
+    return ["pixels"]
+
+
+def build(settings: dict, image_size: int, checkpoint, device: str, seed: int) -> None:
+    """No model."""
+    return None
+
+
+def coordinates(x):
+    """(B, 2, S, S): x and y of every pixel on [-1, 1] (linspace), for x (B, 3, S, S)."""
+    import torch
+
+    n, _, size, _ = x.shape
+    coords = torch.linspace(-1.0, 1.0, size, device=x.device)
+    yy, xx = torch.meshgrid(coords, coords, indexing="ij")
+    return torch.stack([xx, yy]).expand(n, 2, size, size)
+
+
+def activations(model, x, layers, timesteps=None, noise=None) -> dict:
+    """{('pixels', None): (B, 5, S, S)}: x (B, 3, S, S) in [-1, 1], then x and y."""
+    import torch
+
+    return {("pixels", None): torch.cat([x, coordinates(x)], dim=1)}

@@ -1,0 +1,346 @@
+"""SwAV ResNet activations: the paper's SwAV baseline (its `FeatureExtractorSwAV`), from an
+official checkpoint or pretrained by the workflow with SwAV on the unlabeled images.
+
+The paper's code (its `feature_extractors.py`) runs a torchvision ResNet-50 (`fc` = Identity) on
+ImageNet-normalised images and keeps the INPUTS of every other bottleneck of layer1..layer4
+(`layer[::2]`): 6720 features a pixel at 256x256, 13440 for SwAV's twice-wider `resnet50w2`.
+Layer `layer<i>.<j>` is the input of block j of layer i. The model is made of timm's ResNet
+blocks with torchvision's parameter names, so the official DataParallel checkpoints
+({'state_dict': {'module.conv1.weight', ..., 'module.projection_head.*', 'module.prototypes.*'}})
+load; their projection head and prototypes are dropped, as the paper's non-strict load does.
+
+`arch` gives the ResNet: RN50 = bottleneck [3, 4, 6, 3] width 64, RN50w2 = the same with width
+128 (every width doubled, the stem's too). The default is a small basic-block ResNet that the
+workflow can pretrain on a few hundred images on a CPU.
+"""
+
+import logging
+import math
+import random
+import re
+import time
+
+NAME = "SwAV"
+TAKES_TIMESTEPS = False
+NORMALISATION = "imagenet"
+BUILT_FROM = ("a SwAV ResNet checkpoint ({'state_dict': {'module.…'}}), or pretrained by the workflow with SwAV "
+              "on the unlabeled images")
+PRETRAINED_BY_WORKFLOW = True
+RUNS_A_MODEL = True  # its extraction jobs ask for a GPU
+
+log = logging.getLogger(__name__)
+
+SETTINGS = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "checkpoint": {
+            "description": "A SwAV checkpoint (.pth, {'state_dict': {'module.…'}}, e.g. the paper's "
+                           "models/swav_checkpoints/<name>.pth); null = pretrained by the workflow.",
+            "type": ["string", "null"],
+            "default": None,
+        },
+        "layers": {
+            "description": "Block inputs as layer<i>.<j> (input of block j of layer i). null = the paper's: every "
+                           "other block of each layer (layer1.0, layer1.2, layer2.0, ...); 'auto' = the best of "
+                           "the probe sweep.",
+            "anyOf": [{"type": "null"}, {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                      {"const": "auto"}],
+            "default": None,
+        },
+        "arch": {
+            "description": "The ResNet. RN50 = bottleneck [3, 4, 6, 3] width 64; RN50w2 = bottleneck [3, 4, 6, 3] "
+                           "width 128.",
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "block": {"description": "Residual block: bottleneck (expansion 4) or basic (expansion 1).",
+                          "enum": ["bottleneck", "basic"], "default": "basic"},
+                "blocks": {"description": "Blocks in layer1..layer4.",
+                           "type": "array", "items": {"type": "integer", "minimum": 1},
+                           "minItems": 4, "maxItems": 4, "default": [1, 1, 1, 1]},
+                "width": {"description": "Stem width and layer1's planes; each later layer doubles them.",
+                          "type": "integer", "minimum": 1, "default": 32},
+            },
+            "default": {},
+        },
+        "train": {
+            "description": "SwAV pretraining on the unlabeled images (when no checkpoint is given); Adam optimiser.",
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "max_steps": {"description": "Optimiser steps: the training budget.",
+                              "type": "integer", "minimum": 1, "default": 1000},
+                "max_minutes": {"description": "A guard that stops training early (the weights then depend on "
+                                               "the machine's speed); null = none.",
+                                "type": ["number", "null"], "exclusiveMinimum": 0, "default": None},
+                "batch_size": {"description": "Images a step (each gives global_crops + local_crops views).",
+                               "type": "integer", "minimum": 2, "default": 32},
+                "lr": {"description": "Adam learning rate.", "type": "number", "exclusiveMinimum": 0,
+                       "default": 1e-3},
+                "global_crops": {"description": "High-resolution crops an image, at the image size.",
+                                 "type": "integer", "minimum": 2, "default": 2},
+                "local_crops": {"description": "Low-resolution crops an image, at local_crop_fraction of the "
+                                              "image size.",
+                                "type": "integer", "minimum": 0, "default": 4},
+                "local_crop_fraction": {"description": "Side of a local crop / side of the image.",
+                                        "type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": 0.5},
+                "prototypes": {"description": "Number of prototypes (clusters).",
+                               "type": "integer", "minimum": 2, "default": 64},
+                "projection_dim": {"description": "Output size of the projection head (prototype dimension).",
+                                   "type": "integer", "minimum": 1, "default": 64},
+                "hidden_dim": {"description": "Hidden size of the projection head.",
+                               "type": "integer", "minimum": 1, "default": 256},
+                "temperature": {"description": "Softmax temperature of the swapped prediction.",
+                                "type": "number", "exclusiveMinimum": 0, "default": 0.1},
+                "sinkhorn_iterations": {"description": "Sinkhorn-Knopp iterations computing the codes.",
+                                        "type": "integer", "minimum": 1, "default": 3},
+                "freeze_prototypes_steps": {"description": "Steps during which the prototypes are not trained.",
+                                            "type": "integer", "minimum": 0, "default": 50},
+                "seed": {"description": "Seeds the weights, the batches and the augmentations.",
+                         "type": "integer", "minimum": 0, "default": 0},
+                "threads": {"description": "Torch threads of the pretraining job (a setting recorded in "
+                                           "training.json, never taken from --cores).",
+                            "type": "integer", "minimum": 1, "default": 2},
+                "log_every": {"description": "Steps between loss rows.",
+                              "type": "integer", "minimum": 1, "default": 10},
+            },
+            "default": {},
+        },
+    },
+}
+
+EXPANSION = {"bottleneck": 4, "basic": 1}
+HEAD_PREFIXES = ("projection_head.", "prototypes.", "fc.")  # tensors of a checkpoint that are not the backbone
+
+
+def _halve(n: int) -> int:
+    """Side after a stride-2 conv or pool with 'same' padding (ResNet's 7x7/3x3 convs, its max-pool)."""
+    return (n - 1) // 2 + 1
+
+
+def layer_table(settings: dict, image_size: int) -> dict:
+    """{'layer<i>.<j>': (channels, resolution)}: the input of every block, in forward order.
+
+    The stem (stride-2 conv, stride-2 max-pool) gives image_size / 4 at `width` channels; block 0
+    of layer i > 1 (stride 2) takes the previous layer's output, its later blocks take layer i's
+    own output at half the resolution. Layer i's output has width * 2**(i-1) * expansion channels.
+    """
+    arch = settings["arch"]
+    expansion = EXPANSION[arch["block"]]
+    channels, resolution = arch["width"], _halve(_halve(image_size))
+    table = {}
+    for i, n_blocks in enumerate(arch["blocks"], start=1):
+        out_channels = arch["width"] * 2 ** (i - 1) * expansion
+        for j in range(n_blocks):
+            table[f"layer{i}.{j}"] = (channels, resolution)
+            if j == 0:
+                channels, resolution = out_channels, resolution if i == 1 else _halve(resolution)
+    return table
+
+
+def default_layers(settings: dict, image_size: int) -> list:
+    """The paper's layers: the inputs of every other block of each layer (`layer[::2]`)."""
+    return [f"layer{i}.{j}" for i, n in enumerate(settings["arch"]["blocks"], start=1) for j in range(0, n, 2)]
+
+
+def _resnet(arch: dict):
+    """The ResNet of `arch` without a classifier: an nn.Sequential whose children and tensors
+    have torchvision's names (conv1, bn1, act1, maxpool, layer1..layer4 of timm's blocks, then
+    avgpool and flatten), so model(x) gives the (B, C) pooled output.
+
+    timm's `ResNet` class fixes its 7x7 stem at 64 channels, so the stages come from its
+    `make_blocks` and the stem is `width` wide, as in SwAV's wide ResNets. Convolutions start
+    from kaiming-normal (fan_out) weights and every BatchNorm from weight 1, bias 0, as in
+    torchvision's and SwAV's ResNets (no zero-initialised last BatchNorm).
+    """
+    from collections import OrderedDict
+
+    import torch.nn as nn
+    from timm.models.resnet import BasicBlock, Bottleneck, make_blocks
+
+    width = arch["width"]
+    block = {"bottleneck": Bottleneck, "basic": BasicBlock}[arch["block"]]
+    stages, _ = make_blocks((block,) * 4, (width, 2 * width, 4 * width, 8 * width), tuple(arch["blocks"]), width)
+    model = nn.Sequential(OrderedDict([
+        ("conv1", nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)),
+        ("bn1", nn.BatchNorm2d(width)),
+        ("act1", nn.ReLU(inplace=True)),
+        ("maxpool", nn.MaxPool2d(kernel_size=3, stride=2, padding=1)),
+        *stages,
+        ("avgpool", nn.AdaptiveAvgPool2d(1)),
+        ("flatten", nn.Flatten()),
+    ]))
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+    return model
+
+
+def _checkpoint_arch(state: dict) -> dict | None:
+    """The `arch` a backbone state_dict's tensors show (None when it holds no ResNet stem)."""
+    if "conv1.weight" not in state:
+        return None
+    blocks = [len({m.group(1) for k in state if (m := re.match(rf"layer{i}\.(\d+)\.", k))}) for i in range(1, 5)]
+    return {"block": "bottleneck" if "layer1.0.conv3.weight" in state else "basic", "blocks": blocks,
+            "width": int(state["conv1.weight"].shape[0])}
+
+
+def build(settings: dict, image_size: int, checkpoint, device: str, seed: int):
+    """The ResNet of settings['arch'] (no classifier) in eval mode on `device`.
+
+    checkpoint: a path to a SwAV checkpoint (any layout `checkpoints.load_state_dict` reads; its
+    projection head, prototypes and fc are ignored), or None: random weights after
+    torch.manual_seed(seed). A file whose backbone differs from the settings' raises
+    CheckpointError naming the file, the first differing tensor and the arch setting that
+    probably differs.
+    """
+    import torch
+
+    from ddpmseg.checkpoints import first_shape_mismatch, load_state_dict
+    from ddpmseg.errors import CheckpointError
+
+    arch = settings["arch"]
+    if checkpoint is None:
+        torch.manual_seed(seed)
+        return _resnet(arch).to(device).eval()
+    state = {k: v for k, v in load_state_dict(checkpoint, "methods.<method>.checkpoint").items()
+             if not k.startswith(HEAD_PREFIXES)}
+    with torch.device("meta"):
+        expected = _resnet(arch).state_dict()
+    # BatchNorm's step counters are absent from some checkpoints and play no part in eval mode.
+    expected = {k: v for k, v in expected.items() if k in state or not k.endswith("num_batches_tracked")}
+    mismatch = first_shape_mismatch(expected, state)
+    if mismatch:
+        name, in_checkpoint, built = mismatch
+        found = _checkpoint_arch(state)
+        if found is None:
+            hint = ("it holds no ResNet: a SwAV checkpoint has tensors conv1.weight, bn1.*, layer1.0.conv1.weight, ... "
+                    "(a 'module.' prefix is fine)")
+        else:
+            differing = [f"arch.{key} (the checkpoint's says {found[key]!r})" for key in ("width", "block", "blocks")
+                         if found[key] != arch[key]]
+            hint = "check " + (", ".join(differing) if differing else "that it is a torchvision-style ResNet")
+        raise CheckpointError(
+            f"{checkpoint}: tensor {name!r} is {in_checkpoint or 'absent'} in the checkpoint, the settings build "
+            f"{built or 'no such tensor'}; {hint}. "
+            "RN50 is arch {block: bottleneck, blocks: [3, 4, 6, 3], width: 64}, RN50w2 the same with width 128.")
+    model = _resnet(arch)
+    model.load_state_dict(state, strict=False)  # every tensor checked above; only step counters may be absent
+    return model.to(device).eval()
+
+
+def activations(model, x, layers, timesteps=None, noise=None) -> dict:
+    """{(layer, None): (B, C, h, w) float32}: the input of each requested block.
+
+    x: (B, 3, S, S) float32, ImageNet-normalised. The stem and the blocks run in order and stop
+    at the deepest requested block's input (it and later blocks never run). An unknown layer
+    raises ValueError listing the model's layers.
+    """
+    import torch
+
+    stages = [model.layer1, model.layer2, model.layer3, model.layer4]
+    blocks = [(f"layer{i}.{j}", block) for i, stage in enumerate(stages, start=1) for j, block in enumerate(stage)]
+    order = [name for name, _ in blocks]
+    unknown = sorted(set(layers) - set(order))
+    if unknown:
+        raise ValueError(f"unknown SwAV layer {unknown[0]!r}; this ResNet has {', '.join(order)}")
+    deepest = max(order.index(layer) for layer in layers)
+    maps = {}
+    with torch.no_grad():
+        h = model.maxpool(model.act1(model.bn1(model.conv1(x))))
+        for name, block in blocks[:deepest]:
+            if name in layers:
+                maps[name, None] = h.float()
+            h = block(h)
+    maps[order[deepest], None] = h.float()
+    return maps
+
+
+def pretrain(settings: dict, images, device: str):
+    """SwAV (Caron et al. 2020) on unlabeled images; returns (checkpoint, loss_rows, outcome).
+
+    images: (N, S, S, 3) uint8. Each step draws train.batch_size images (with replacement) and
+    makes lightly's SwaVTransform multi-crop views of each: train.global_crops at S and
+    train.local_crops at local_crop_fraction * S (random resized crops, flips, colour jitter,
+    grey scale, blur, ImageNet normalisation). Backbone pooled output -> projection head -> L2
+    normalisation -> prototypes (re-normalised every step, frozen for freeze_prototypes_steps);
+    lightly's SwaVLoss (Sinkhorn-Knopp codes of the global crops predicted from the other
+    views); Adam. Everything is seeded from train.seed (torch, numpy and Python `random`) and
+    augmented in this process, so on a CPU two calls give bit-identical weights.
+
+    checkpoint: the official layout {'state_dict': {'module.<backbone key>', 'module.projection_head.*',
+    'module.prototypes.*'}} (float32, CPU), which `build` loads; loss_rows: dicts {step, seconds,
+    loss} every train.log_every steps (loss: mean SwAV loss over those steps); outcome: {steps,
+    max_steps, max_minutes, stopped_by: "max_steps" | "max_minutes", seconds, seed, torch_threads}.
+    Raises RuntimeError when the loss is not finite.
+    """
+    import numpy as np
+    import torch
+    from lightly.loss import SwaVLoss
+    from lightly.models.modules import SwaVProjectionHead, SwaVPrototypes
+    from lightly.transforms.swav_transform import SwaVTransform
+    from PIL import Image
+
+    train = settings["train"]
+    seed, max_steps, max_minutes = train["seed"], train["max_steps"], train["max_minutes"]
+    size = images.shape[1]
+    random.seed(seed)
+    np.random.seed(seed)  # lightly's GaussianBlur draws from numpy's global generator
+    torch.manual_seed(seed)  # the weights and torchvision's random crops, flips and jitter
+    rng = np.random.default_rng(seed)  # the batches
+
+    arch = settings["arch"]
+    backbone = _resnet(arch).to(device).train()
+    pooled_channels = 8 * arch["width"] * EXPANSION[arch["block"]]  # layer4's output
+    head = SwaVProjectionHead(pooled_channels, train["hidden_dim"], train["projection_dim"]).to(device).train()
+    prototypes = SwaVPrototypes(train["projection_dim"], train["prototypes"],
+                                n_steps_frozen_prototypes=train["freeze_prototypes_steps"]).to(device)
+    criterion = SwaVLoss(temperature=train["temperature"], sinkhorn_iterations=train["sinkhorn_iterations"])
+    parameters = [*backbone.parameters(), *head.parameters(), *prototypes.parameters()]
+    optimizer = torch.optim.Adam(parameters, lr=train["lr"])
+    n_global = train["global_crops"]
+    transform = SwaVTransform(crop_sizes=(size, max(1, round(train["local_crop_fraction"] * size))),
+                              crop_counts=(n_global, train["local_crops"]))
+    pil_images = [Image.fromarray(image) for image in images]
+
+    def scores(views: list, steps_done: int) -> list:
+        """Prototype scores (B, prototypes) of each view, one forward for views of one crop size."""
+        z = torch.nn.functional.normalize(head(backbone(torch.cat(views).to(device))), dim=1)
+        return list(prototypes(z, steps_done).chunk(len(views)))
+
+    rows, window = [], []
+    start = time.monotonic()
+    for step in range(1, max_steps + 1):
+        crops = [transform(pil_images[i]) for i in rng.integers(0, len(images), train["batch_size"])]
+        views = [torch.stack([image_crops[v] for image_crops in crops]) for v in range(len(crops[0]))]
+        prototypes.normalize()
+        high = scores(views[:n_global], step - 1)
+        low = scores(views[n_global:], step - 1) if train["local_crops"] else []
+        loss = criterion(high, low)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        value = loss.item()
+        if not math.isfinite(value):
+            raise RuntimeError(f"SwAV pretraining diverged at step {step} (loss is not finite); lower train.lr")
+        window.append(value)
+        elapsed = time.monotonic() - start
+        out_of_time = max_minutes is not None and elapsed > 60.0 * max_minutes
+        if step % train["log_every"] == 0 or step == max_steps or out_of_time:
+            mean_loss = float(np.mean(window))
+            rows.append(dict(step=step, seconds=round(elapsed, 2), loss=mean_loss))
+            log.info("step %d  %.1f s  loss %.4f", step, elapsed, mean_loss)
+            window = []
+        if out_of_time:
+            log.warning("STOPPED BY THE TIME BUDGET: max_minutes %.1f reached after %d of %d steps; the "
+                        "weights depend on this machine's speed (raise or remove train.max_minutes)",
+                        max_minutes, step, max_steps)
+            break
+    parts = {"": backbone, "projection_head.": head, "prototypes.": prototypes}
+    state = {f"module.{prefix}{key}": tensor.detach().cpu().clone()
+             for prefix, module in parts.items() for key, tensor in module.state_dict().items()}
+    outcome = dict(steps=step, max_steps=max_steps, max_minutes=max_minutes,
+                   stopped_by="max_minutes" if step < max_steps else "max_steps",
+                   seconds=round(time.monotonic() - start, 1), seed=seed, torch_threads=torch.get_num_threads())
+    return {"state_dict": state}, rows, outcome

@@ -1,0 +1,168 @@
+"""Methods (rows of Table 2) resolved per dataset from the config: a feature source, its
+settings, its layers and timesteps, and where its model comes from. Nothing here imports torch:
+the Snakefile plans every job from these plans.
+
+`methods:` in the config is a list of built-in method keys (`BUILTIN`) or a mapping key ->
+definition (null switches a method off): {source: <a key of backbones.SOURCES>, name: <table
+row>, <the source's settings>}; a built-in key needs no source. A dataset's
+`methods.<key>` mapping overrides the settings for that dataset (e.g. its checkpoint). The ADM
+source takes its model from the dataset's `diffusion` section and its default layers and
+timesteps from `features.blocks` / `features.timesteps`.
+"""
+
+import copy
+import re
+
+import jsonschema
+
+from ddpmseg import backbones
+from ddpmseg.config import schema_problem
+
+BUILTIN = {
+    "ddpm": {"source": "adm"},
+    "unet_untrained": {"source": "adm", "name": "UNet (untrained)", "weights": "random"},
+    "mae": {"source": "mae"},
+    "swav": {"source": "swav"},
+    "pixels": {"source": "pixels"},
+    "patch": {"source": "patch"},
+}
+METHOD_KEY = re.compile(r"^[a-z][a-z0-9_]*$")  # a folder name; never ending in _m<d> (model seed folders)
+
+
+class ConfigProblem(ValueError):
+    """One line naming the config key and the fix."""
+
+
+def with_defaults(schema: dict, value):
+    """A copy of `value` with every missing property that has a schema default filled in, in
+    nested objects too (what Snakemake's validate(set_default=True) does for the main config)."""
+    value = copy.deepcopy(value)
+    if isinstance(value, dict) and "properties" in schema:
+        for key, sub in schema["properties"].items():
+            if key not in value and "default" in sub:
+                value[key] = copy.deepcopy(sub["default"])
+            if key in value:
+                value[key] = with_defaults(sub, value[key])
+    return value
+
+
+def definitions(config: dict) -> dict:
+    """{method key: definition} of the configured methods: built-in keys in `BUILTIN`'s order,
+    then the others in config order (a --configfile's mapping merged over config.yaml's may come
+    in either order); raises ConfigProblem."""
+    methods = config["methods"]
+    if isinstance(methods, list):
+        unknown = [m for m in methods if m not in BUILTIN]
+        if unknown:
+            raise ConfigProblem(f"config: methods: {unknown[0]!r} is not a built-in method ({', '.join(BUILTIN)}); "
+                                "define it in the mapping form: methods: {" + f"{unknown[0]}: " + "{source: ...}}")
+        methods = {m: {} for m in methods}
+    result = {}
+    for key, definition in methods.items():
+        if definition is None:
+            continue
+        if not METHOD_KEY.match(key) or re.search(r"_m\d+$", key):
+            raise ConfigProblem(f"config: methods.{key}: a method key is lower-case letters, digits and _, and does "
+                                "not end in _m<digits> (those are model-seed folders)")
+        definition = {**BUILTIN.get(key, {}), **definition}
+        if "source" not in definition:
+            raise ConfigProblem(f"config: methods.{key}: give its feature source (source: one of "
+                                f"{', '.join(backbones.SOURCES)}); only built-in methods ({', '.join(BUILTIN)}) "
+                                "have one already")
+        if definition["source"] not in backbones.SOURCES:
+            raise ConfigProblem(f"config: methods.{key}.source: unknown feature source {definition['source']!r}; "
+                                f"known: {', '.join(backbones.SOURCES)}")
+        result[key] = definition
+    if not result:
+        raise ConfigProblem("config: methods: every method is switched off; configure at least one")
+    return {key: result[key] for key in sorted(result, key=lambda k: list(BUILTIN).index(k) if k in BUILTIN else len(BUILTIN))}
+
+
+def _settings(key: str, definition: dict, dataset: str, dataset_settings: dict) -> dict:
+    """The method's settings on one dataset, validated against its source's schema, defaults set."""
+    source = backbones.source(definition["source"])
+    given = {k: v for k, v in definition.items() if k not in ("source", "name")}
+    override = (dataset_settings.get("methods") or {}).get(key) or {}
+    for where, settings in ((f"methods.{key}", given), (f"datasets.{dataset}.methods.{key}", override)):
+        if "timesteps" in settings and not source.TAKES_TIMESTEPS:
+            raise ConfigProblem(f"config: {where}.timesteps: source {definition['source']!r} takes no diffusion "
+                                "timesteps; remove the key")
+        problem = schema_problem(settings, source.SETTINGS)
+        if problem:
+            raise ConfigProblem(problem.replace("config: ", f"config: {where}.", 1).replace(".(top level)", ""))
+    return with_defaults(source.SETTINGS, _merge(given, override))
+
+
+def _merge(base: dict, update: dict) -> dict:
+    """`base` updated by `update`, recursively for nested mappings."""
+    merged = copy.deepcopy(base)
+    for key, value in update.items():
+        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) \
+            else copy.deepcopy(value)
+    return merged
+
+
+def plan(key: str, definition: dict, dataset: str, dataset_settings: dict) -> dict:
+    """What the workflow needs of one method on one dataset: {key, source, name, settings,
+    layers (names or 'auto'), timesteps (ints, 'auto', or None for a source without them),
+    table {layer: [channels, resolution]} (None for an ADM checkpoint whose flags lack
+    num_res_blocks: known once it is read), checkpoint (a given file or None), model_seeds
+    (the ADM source's `diffusion.seeds`; one seed for the others), pretrain (the workflow
+    pretrains it: no checkpoint given)}.
+    Raises ConfigProblem naming the key of an unknown layer."""
+    source_name = definition["source"]
+    source = backbones.source(source_name)
+    settings = _settings(key, definition, dataset, dataset_settings)
+    size = dataset_settings["image_size"]
+    diffusion, features = dataset_settings["diffusion"], dataset_settings["features"]
+    if source_name == "adm":
+        settings["flags"] = diffusion["flags"]
+        settings["blocks"] = [] if features["blocks"] == "auto" else features["blocks"]
+        if settings["layers"] is None:
+            settings["layers"] = "auto" if features["blocks"] == "auto" else backbones.source("adm").default_layers(
+                settings, size)
+        if settings["timesteps"] is None:
+            settings["timesteps"] = features["timesteps"]
+        if (settings["layers"] == "auto") != (settings["timesteps"] == "auto"):
+            raise ConfigProblem(f"config: datasets.{dataset} method {key}: layers and timesteps must both be 'auto' "
+                                "(the sweep picks (layer, timestep) cells) or both be lists")
+        checkpoint = diffusion["checkpoint"]
+        seeds = diffusion["seeds"]
+        pretrain = False
+    else:
+        if settings["layers"] is None:
+            settings["layers"] = source.default_layers(settings, size)
+        checkpoint = settings.get("checkpoint")
+        seeds = [settings["train"]["seed"]] if "train" in settings else [0]
+        pretrain = source.PRETRAINED_BY_WORKFLOW and checkpoint is None
+    known = source_name != "adm" or not checkpoint or "num_res_blocks" in diffusion["flags"]
+    table = {layer: list(shape) for layer, shape in source.layer_table(settings, size).items()} if known else None
+    layers = settings["layers"]
+    if layers != "auto" and table is not None:
+        unknown = [layer for layer in layers if layer not in table]
+        if unknown:
+            raise ConfigProblem(f"config: datasets.{dataset} method {key}: layer {unknown[0]!r} does not exist; "
+                                f"{source_name} has {', '.join(table)}")
+    if layers != "auto":
+        layers = list(dict.fromkeys(layers))
+    timesteps = settings.get("timesteps") if source.TAKES_TIMESTEPS else None
+    return {
+        "key": key, "source": source_name, "name": definition.get("name", source.NAME), "settings": settings,
+        "layers": layers, "timesteps": timesteps if timesteps in (None, "auto") else sorted(set(timesteps)),
+        "table": table, "checkpoint": checkpoint, "model_seeds": seeds, "pretrain": pretrain,
+    }
+
+
+def plans(config: dict) -> dict:
+    """{dataset: {method key: plan}} for every configured dataset and method; raises ConfigProblem."""
+    methods = definitions(config)
+    return {dataset: {key: plan(key, definition, dataset, settings) for key, definition in methods.items()}
+            for dataset, settings in config["datasets"].items()}
+
+
+def validate_source_schemas() -> None:
+    """Every source's SETTINGS is a valid JSON schema whose defaults satisfy it (a test calls this)."""
+    for name in backbones.SOURCES:
+        schema = backbones.source(name).SETTINGS
+        jsonschema.Draft202012Validator.check_schema(schema)
+        jsonschema.validate(with_defaults(schema, {}), schema)
