@@ -12,9 +12,7 @@ image size from 32 to 512 and any `channel_mult`, including fractional ones such
 import copy
 import json
 import logging
-import math
 import re
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +22,7 @@ from guided_diffusion.unet import UNetModel
 
 from ddpmseg.checkpoints import first_shape_mismatch, load_state_dict
 from ddpmseg.errors import CheckpointError
+from ddpmseg.training import TrainingRecord
 from ddpmseg.sweep import parse_channel_mult
 
 log = logging.getLogger(__name__)
@@ -295,8 +294,7 @@ def train_diffusion(
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     data = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()  # (N, 3, S, S) uint8
 
-    rows, window = [], []
-    start = time.monotonic()
+    record = TrainingRecord("diffusion training", "train.lr", max_steps, max_minutes, log_every, seed, log)
     for step in range(1, max_steps + 1):
         index = torch.from_numpy(rng.integers(0, len(data), batch_size))
         x0 = data[index].to(device=device, dtype=torch.float32) / 127.5 - 1.0
@@ -312,22 +310,6 @@ def train_diffusion(
         with torch.no_grad():
             for p_ema, p in zip(ema.parameters(), model.parameters()):
                 p_ema.lerp_(p, 1.0 - rate)
-        window.append(loss.item())
-        elapsed = time.monotonic() - start
-        out_of_time = max_minutes is not None and elapsed > 60.0 * max_minutes
-        if step % log_every == 0 or step == max_steps or out_of_time:
-            mean_loss = float(np.mean(window))
-            rows.append(dict(step=step, seconds=round(elapsed, 2), loss=mean_loss))
-            log.info("step %d  %.1f s  loss %.4f", step, elapsed, mean_loss)
-            window = []
-        if out_of_time:
-            log.warning("STOPPED BY THE TIME BUDGET: max_minutes %.1f reached after %d of %d steps; the "
-                        "weights depend on this machine's speed (raise or remove train.max_minutes)",
-                        max_minutes, step, max_steps)
+        if record.step(step, loss.item()):
             break
-    if not math.isfinite(rows[-1]["loss"]):
-        raise RuntimeError("diffusion training diverged (loss is not finite); lower `lr`")
-    outcome = dict(steps=step, max_steps=max_steps, max_minutes=max_minutes,
-                   stopped_by="max_minutes" if step < max_steps else "max_steps",
-                   seconds=round(time.monotonic() - start, 1), seed=seed, torch_threads=torch.get_num_threads())
-    return ema, rows, outcome
+    return ema, record.rows, record.outcome()

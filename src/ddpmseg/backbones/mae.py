@@ -17,7 +17,6 @@ patch_size 8, embed_dim 1024, depth 24, num_heads 16.
 
 import logging
 import math
-import time
 
 NAME = "MAE"
 TAKES_TIMESTEPS = False
@@ -291,6 +290,7 @@ def pretrain(settings: dict, images, device: str):
     import torch
 
     from ddpmseg.features import model_input
+    from ddpmseg.training import TrainingRecord
 
     arch, train = settings["arch"], settings["train"]
     size = images.shape[1]
@@ -311,8 +311,7 @@ def pretrain(settings: dict, images, device: str):
         lr=train["lr"], betas=(0.9, 0.95),
     )
 
-    rows, window = [], []
-    start = time.monotonic()
+    record = TrainingRecord("MAE pretraining", "train.lr", max_steps, max_minutes, train["log_every"], seed, log)
     for step in range(1, max_steps + 1):
         batch = images[rng.integers(0, len(images), train["batch_size"])]
         if train["random_flip"]:
@@ -324,25 +323,8 @@ def pretrain(settings: dict, images, device: str):
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        window.append(loss.item())
-        if not math.isfinite(window[-1]):
-            raise RuntimeError(f"MAE pretraining diverged at step {step} (the loss is not finite: {window[-1]}); "
-                               "lower train.lr")
-        elapsed = time.monotonic() - start
-        out_of_time = max_minutes is not None and elapsed > 60.0 * max_minutes
-        if step % train["log_every"] == 0 or step == max_steps or out_of_time:
-            mean_loss = float(np.mean(window))
-            rows.append(dict(step=step, seconds=round(elapsed, 2), loss=mean_loss))
-            log.info("step %d  %.1f s  loss %.4f", step, elapsed, mean_loss)
-            window = []
-        if out_of_time:
-            log.warning("STOPPED BY THE TIME BUDGET: max_minutes %g reached after %d of %d steps; the "
-                        "weights depend on this machine's speed (raise or remove train.max_minutes)",
-                        max_minutes, step, max_steps)
+        if record.step(step, loss.item()):
             break
     state = {**vit.state_dict(), **decoder.state_dict()}
     checkpoint = {"model": {key: value.detach().float().cpu() for key, value in state.items()}}
-    outcome = dict(steps=step, max_steps=max_steps, max_minutes=max_minutes,
-                   stopped_by="max_minutes" if step < max_steps else "max_steps",
-                   seconds=round(time.monotonic() - start, 1), seed=seed, torch_threads=torch.get_num_threads())
-    return checkpoint, rows, outcome
+    return checkpoint, record.rows, record.outcome()

@@ -15,10 +15,8 @@ workflow can pretrain on a few hundred images on a CPU.
 """
 
 import logging
-import math
 import random
 import re
-import time
 
 NAME = "SwAV"
 TAKES_TIMESTEPS = False
@@ -282,6 +280,8 @@ def pretrain(settings: dict, images, device: str):
     from lightly.transforms.swav_transform import SwaVTransform
     from PIL import Image
 
+    from ddpmseg.training import TrainingRecord
+
     train = settings["train"]
     seed, max_steps, max_minutes = train["seed"], train["max_steps"], train["max_minutes"]
     size = images.shape[1]
@@ -309,8 +309,7 @@ def pretrain(settings: dict, images, device: str):
         z = torch.nn.functional.normalize(head(backbone(torch.cat(views).to(device))), dim=1)
         return list(prototypes(z, steps_done).chunk(len(views)))
 
-    rows, window = [], []
-    start = time.monotonic()
+    record = TrainingRecord("SwAV pretraining", "train.lr", max_steps, max_minutes, train["log_every"], seed, log)
     for step in range(1, max_steps + 1):
         crops = [transform(pil_images[i]) for i in rng.integers(0, len(images), train["batch_size"])]
         views = [torch.stack([image_crops[v] for image_crops in crops]) for v in range(len(crops[0]))]
@@ -321,26 +320,9 @@ def pretrain(settings: dict, images, device: str):
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        value = loss.item()
-        if not math.isfinite(value):
-            raise RuntimeError(f"SwAV pretraining diverged at step {step} (loss is not finite); lower train.lr")
-        window.append(value)
-        elapsed = time.monotonic() - start
-        out_of_time = max_minutes is not None and elapsed > 60.0 * max_minutes
-        if step % train["log_every"] == 0 or step == max_steps or out_of_time:
-            mean_loss = float(np.mean(window))
-            rows.append(dict(step=step, seconds=round(elapsed, 2), loss=mean_loss))
-            log.info("step %d  %.1f s  loss %.4f", step, elapsed, mean_loss)
-            window = []
-        if out_of_time:
-            log.warning("STOPPED BY THE TIME BUDGET: max_minutes %.1f reached after %d of %d steps; the "
-                        "weights depend on this machine's speed (raise or remove train.max_minutes)",
-                        max_minutes, step, max_steps)
+        if record.step(step, loss.item()):
             break
     parts = {"": backbone, "projection_head.": head, "prototypes.": prototypes}
     state = {f"module.{prefix}{key}": tensor.detach().cpu().clone()
              for prefix, module in parts.items() for key, tensor in module.state_dict().items()}
-    outcome = dict(steps=step, max_steps=max_steps, max_minutes=max_minutes,
-                   stopped_by="max_minutes" if step < max_steps else "max_steps",
-                   seconds=round(time.monotonic() - start, 1), seed=seed, torch_threads=torch.get_num_threads())
-    return {"state_dict": state}, rows, outcome
+    return {"state_dict": state}, record.rows, record.outcome()
