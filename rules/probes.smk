@@ -133,7 +133,7 @@ rule kmeans_figure:
         cells=lambda wc: sweep(wc)["kmeans"],
         kmeans=lambda wc: ds(wc)["probes"]["kmeans"],
         seed=lambda wc: ds(wc)["probes"]["seed"],
-        table=lambda wc: PLANS[wc.dataset][wc.method]["table"],
+        name=lambda wc: PLANS[wc.dataset][wc.method]["name"],
     log:
         "logs/kmeans_figure/{dataset}_{method}.log",
     threads: 1

@@ -143,3 +143,8 @@ def test_sweep_of_a_source_without_timesteps_draws_bars(tmp_path):
     small_large_figure(table, split, ["bg", "one", "two", "three"], "tiny MAE", tmp_path / "fig3.png")
     width, height = Image.open(tmp_path / "fig2.png").size
     assert width > height > 200
+    maps = np.zeros((2, 8, 8), int)
+    kmeans_figure(np.zeros((2, 32, 32, 3), np.uint8), {("block9", None): maps, ("block10", None): maps},
+                  {"block9": (32, 8), "block10": (32, 8)}, ["a", "b"], "tiny MAE k-means", tmp_path / "fig4.png")
+    width, height = Image.open(tmp_path / "fig4.png").size
+    assert width > height  # 2 rows (images) of 3 panels (image, 2 layers)

@@ -17,6 +17,7 @@ for (layer, step), path in zip(cells, snakemake.input.stores):
     clusters[layer, step] = kmeans_maps(store, n, kmeans["k"], snakemake.params.seed)
     shapes[layer] = (store.shape[1], store.shape[2])
 kmeans_figure(test["images"][:n], clusters, shapes, test.attrs["image_ids"][:n],
-              f"{snakemake.wildcards.dataset}: k-means (k={kmeans['k']}) of the pixel features, per image",
+              f"{snakemake.wildcards.dataset}, {snakemake.params.name}: k-means (k={kmeans['k']}) of the pixel "
+              "features, per image",
               snakemake.output[0])
 log.info("wrote %s", snakemake.output[0])

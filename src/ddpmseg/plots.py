@@ -147,14 +147,39 @@ def small_large_figure(table, split: dict, classes, title: str, path) -> None:
     plt.close(fig)
 
 
+def _kmeans_figure_without_timesteps(images, clusters: dict, shapes: dict, image_ids, title: str, path) -> None:
+    """Figure 4 of a source without timesteps: one row per image, the image then one column per layer."""
+    layers = list(dict.fromkeys(layer for layer, _ in clusters))
+    fig, axes = plt.subplots(len(images), len(layers) + 1, figsize=(1.6 * (len(layers) + 1) + 0.6, 1.6 * len(images) + 1.0),
+                             squeeze=False, layout="constrained")
+    for i in range(len(images)):
+        axes[i, 0].imshow(images[i])
+        axes[i, 0].set_ylabel(str(image_ids[i]), fontsize=8)
+        for c, layer in enumerate(layers, start=1):
+            axes[i, c].imshow(clusters[layer, None][i], cmap="tab10", vmin=0, vmax=9, interpolation="nearest")
+            if i == 0:
+                channels, resolution = shapes[layer]
+                axes[i, c].set_title(f"{layer}\n{channels}@{resolution}", fontsize=8)
+        for ax in axes[i]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    axes[0, 0].set_title("image", fontsize=8)
+    fig.suptitle(textwrap.fill(title, 90), fontsize=10)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def kmeans_figure(images, clusters: dict, shapes: dict, image_ids, title: str, path) -> None:
     """Figure 4: k-means cluster maps of the pixel features beside the input images.
 
     images (N, S, S, 3) uint8; clusters {(layer, timestep): (N, h, w) cluster ids at the
     layer's resolution}, layers in forward order (timestep None for a source without);
     shapes {layer: (channels, resolution)}. One row per (image, layer), one column per
-    timestep, the input image in the first column.
+    timestep, the input image in the first column; without timesteps one row per image and
+    one column per layer.
     """
+    if all(t is None for _, t in clusters):
+        return _kmeans_figure_without_timesteps(images, clusters, shapes, image_ids, title, path)
     blocks = list(dict.fromkeys(b for b, _ in clusters))
     steps = sorted({t for _, t in clusters}, key=lambda t: -1 if t is None else t)
     rows = [(i, b) for i in range(len(images)) for b in blocks]
