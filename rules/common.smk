@@ -97,13 +97,19 @@ for _name in DATASETS:
             config_error(f"config: method {_key} 'auto' needs the probe sweep, but {SWEEPS[_name][_key]['problem']}")
 
 
+def several_layers(plan):
+    """Whether a method's source has more than one layer (an ADM checkpoint whose table is known
+    only once read has many)."""
+    return plan["table"] is None or len(plan["table"]) > 1
+
+
 def probe_methods(dataset):
     """The methods whose sweep the target `figures` draws: probes.methods, or the first method
     with more than one layer."""
     chosen = config["datasets"][dataset]["probes"]["methods"]
     if chosen is not None:
         return [m for m in chosen if m in PLANS[dataset]]
-    return [key for key, plan in PLANS[dataset].items() if len(plan["table"] or [None, None]) > 1][:1]
+    return [key for key, plan in PLANS[dataset].items() if several_layers(plan)][:1]
 
 
 def _key_pattern(keys, adm_keys):
@@ -372,4 +378,4 @@ def probe_stores(wildcards):
 
 def described_methods(dataset):
     """The methods whose layers Table 2 names: those of a source with more than one layer."""
-    return [m for m in METHODS if len(PLANS[dataset][m]["table"] or [None, None]) > 1]
+    return [m for m in METHODS if several_layers(PLANS[dataset][m])]

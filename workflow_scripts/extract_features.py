@@ -21,7 +21,7 @@ checkpoint = snakemake.input.get("checkpoint")
 settings = plan["settings"]
 model = source.build(settings, size, checkpoint, device, seed)
 identity = {"method": plan["key"], "method_name": plan["name"], "model_seed": seed,
-            "settings": {k: v for k, v in settings.items() if k != "blocks"}}
+            "settings": {k: v for k, v in settings.items() if k not in ("blocks", "flags")}}
 if checkpoint is not None:
     identity.update(checkpoint=str(checkpoint), checkpoint_sha256=sha256_of(checkpoint))
 if plan["source"] == "adm":  # a checkpoint's architecture is known once it is read: its full flags
