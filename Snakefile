@@ -21,9 +21,17 @@ include: "rules/ensemble.smk"
 include: "rules/evaluate.smk"
 include: "rules/tables.smk"
 include: "rules/probes.smk"
+include: "rules/experiments/per_class.smk"
+include: "rules/experiments/labels.smk"
 
 
 rule all:
     input:
         "results/table2.csv",
         expand("results/{dataset}/overview.png", dataset=DATASETS),
+
+
+rule experiments:
+    input:
+        ["results/table4.csv"] if TABLE4_DATASETS else [],
+        expand("results/{dataset}/per_class_iou.csv", dataset=DATASETS),

@@ -17,6 +17,15 @@ from ddpmseg.sweep import choose_cells, kmeans_blocks, kmeans_steps, nearest_in_
 from ddpmseg.tables import method_of as base_method  # noqa: E402  ('ddpm_m2' -> 'ddpm')
 
 
+def workflow_script(name):
+    """A rule script's absolute path: Snakemake resolves a relative one from the file of each rule
+    that `use rule`s it (rules/experiments/ reuse the stage rules)."""
+    return str(Path(workflow.basedir) / "workflow_scripts" / name)
+
+
+CONDA_ENV = str(Path(workflow.basedir) / "envs" / "ddpmseg.yaml")  # absolute for the same reason
+
+
 def config_error(message):
     """Stops the workflow at parse time with `message` (one line naming the key) and nothing else."""
     print(message, file=sys.stderr)
@@ -130,6 +139,7 @@ wildcard_constraints:
     noise=r"\d+",
     seed=r"\d+",
     cell=r"[A-Za-z0-9_.]+",
+    labels=r"\d+",
 
 
 def ds(wildcards):
@@ -379,3 +389,36 @@ def probe_stores(wildcards):
 def described_methods(dataset):
     """The methods whose layers Table 2 names: those of a source with more than one layer."""
     return [m for m in METHODS if several_layers(PLANS[dataset][m])]
+
+
+# The experiments beyond Table 2 (rules/experiments/).
+
+
+def experiment_methods(dataset):
+    """The methods a dataset's experiments run for (`experiments.methods`, default all)."""
+    chosen = config["datasets"][dataset]["experiments"]["methods"]
+    return [m for m in METHODS if chosen is None or m in chosen]
+
+
+def experiment_runs(dataset):
+    """(method folder, seed) of every run of the dataset's experiment methods."""
+    return [(key, s) for m in experiment_methods(dataset) for key in method_keys(dataset, m) for s in SEEDS]
+
+
+def label_counts(dataset):
+    """Table 4's labelled-image counts below the whole train split, falling."""
+    return sorted(config["datasets"][dataset]["experiments"]["labels"], reverse=True)
+
+
+TABLE4_DATASETS = [d for d in DATASETS if label_counts(d)]
+
+
+def table4_runs():
+    """(dataset, method folder, labels (None: the whole split, Table 2's run), seed) of Table 4,
+    for the datasets that list `experiments.labels`."""
+    return [(d, key, n, s) for d in TABLE4_DATASETS for n in [None, *label_counts(d)] for key, s in experiment_runs(d)]
+
+
+def table4_metrics(runs):
+    """The metrics.json of Table 4's runs: Table 2's for the whole split."""
+    return [f"results/{d}/{key}/" + ("" if n is None else f"labels{n}/") + f"seed{s}/metrics.json" for d, key, n, s in runs]

@@ -15,9 +15,9 @@ rule generate_default_dataset:
     resources:
         mem_mb=2000,
     conda:
-        "../envs/ddpmseg.yaml"
+        CONDA_ENV
     script:
-        "../workflow_scripts/generate_default_dataset.py"
+        workflow_script("generate_default_dataset.py")
 
 
 rule prepare_dataset:
@@ -42,6 +42,6 @@ rule prepare_dataset:
     resources:
         mem_mb=4000,
     conda:
-        "../envs/ddpmseg.yaml"
+        CONDA_ENV
     script:
-        "../workflow_scripts/prepare_dataset.py"
+        workflow_script("prepare_dataset.py")

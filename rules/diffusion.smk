@@ -28,6 +28,6 @@ rule train_diffusion:
         mem_mb=8000,
         runtime=lambda wc: int(ds(wc)["diffusion"]["train"]["max_minutes"] or 24 * 60) + 30,
     conda:
-        "../envs/ddpmseg.yaml"
+        CONDA_ENV
     script:
-        "../workflow_scripts/train_diffusion.py"
+        workflow_script("train_diffusion.py")

@@ -25,6 +25,6 @@ rule train_ensemble:
         mem_mb=ensemble_mem_mb,
         gpu=ensemble_gpu,
     conda:
-        "../envs/ddpmseg.yaml"
+        CONDA_ENV
     script:
-        "../workflow_scripts/train_ensemble.py"
+        workflow_script("train_ensemble.py")

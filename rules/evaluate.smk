@@ -24,9 +24,9 @@ rule predict:
         mem_mb=4000,
         gpu=ensemble_gpu,
     conda:
-        "../envs/ddpmseg.yaml"
+        CONDA_ENV
     script:
-        "../workflow_scripts/predict.py"
+        workflow_script("predict.py")
 
 
 rule evaluate:
@@ -48,9 +48,9 @@ rule evaluate:
     resources:
         mem_mb=2000,
     conda:
-        "../envs/ddpmseg.yaml"
+        CONDA_ENV
     script:
-        "../workflow_scripts/evaluate.py"
+        workflow_script("evaluate.py")
 
 
 rule overview:
@@ -70,6 +70,6 @@ rule overview:
     resources:
         mem_mb=2000,
     conda:
-        "../envs/ddpmseg.yaml"
+        CONDA_ENV
     script:
-        "../workflow_scripts/overview.py"
+        workflow_script("overview.py")

@@ -39,6 +39,6 @@ for _dataset in DATASETS:
                 gpu=int(backbones.source(_plan["source"]).RUNS_A_MODEL),
                 mem_mb=8000,
             conda:
-                "../envs/ddpmseg.yaml"
+                CONDA_ENV
             script:
-                "../workflow_scripts/extract_features.py"
+                workflow_script("extract_features.py")

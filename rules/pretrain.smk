@@ -25,6 +25,6 @@ rule pretrain:
         mem_mb=8000,
         runtime=lambda wc: int(PLANS[wc.dataset][wc.method]["settings"]["train"]["max_minutes"] or 24 * 60) + 30,
     conda:
-        "../envs/ddpmseg.yaml"
+        CONDA_ENV
     script:
-        "../workflow_scripts/pretrain.py"
+        workflow_script("pretrain.py")

@@ -43,9 +43,9 @@ for _dataset in DATASETS:
                     gpu=1,
                     mem_mb=8000,
                 conda:
-                    "../envs/ddpmseg.yaml"
+                    CONDA_ENV
                 script:
-                    "../workflow_scripts/extract_features.py"
+                    workflow_script("extract_features.py")
 
 
 rule probe:
@@ -70,9 +70,9 @@ rule probe:
         mem_mb=ensemble_mem_mb,
         gpu=ensemble_gpu,
     conda:
-        "../envs/ddpmseg.yaml"
+        CONDA_ENV
     script:
-        "../workflow_scripts/probe.py"
+        workflow_script("probe.py")
 
 
 checkpoint probe_table:
@@ -91,9 +91,9 @@ checkpoint probe_table:
     resources:
         mem_mb=2000,
     conda:
-        "../envs/ddpmseg.yaml"
+        CONDA_ENV
     script:
-        "../workflow_scripts/probe_table.py"
+        workflow_script("probe_table.py")
 
 
 rule probe_figures:
@@ -117,9 +117,9 @@ rule probe_figures:
     resources:
         mem_mb=2000,
     conda:
-        "../envs/ddpmseg.yaml"
+        CONDA_ENV
     script:
-        "../workflow_scripts/probe_figures.py"
+        workflow_script("probe_figures.py")
 
 
 rule kmeans_figure:
@@ -140,9 +140,9 @@ rule kmeans_figure:
     resources:
         mem_mb=2000,
     conda:
-        "../envs/ddpmseg.yaml"
+        CONDA_ENV
     script:
-        "../workflow_scripts/kmeans_figure.py"
+        workflow_script("kmeans_figure.py")
 
 
 rule figures:

@@ -21,9 +21,9 @@ for _name, _download in config["downloads"].items():
             mem_mb=500,
             runtime=120,
         conda:
-            "../envs/ddpmseg.yaml"
+            CONDA_ENV
         script:
-            "../workflow_scripts/download.py"
+            workflow_script("download.py")
 
     if _download["unpack"]:
         if not download_path(_name).endswith((".tar.gz", ".tgz", ".tar", ".zip")):
@@ -43,6 +43,6 @@ for _name, _download in config["downloads"].items():
             resources:
                 mem_mb=1000,
             conda:
-                "../envs/ddpmseg.yaml"
+                CONDA_ENV
             script:
-                "../workflow_scripts/unpack.py"
+                workflow_script("unpack.py")

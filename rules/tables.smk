@@ -22,6 +22,6 @@ rule table2:
     resources:
         mem_mb=1000,
     conda:
-        "../envs/ddpmseg.yaml"
+        CONDA_ENV
     script:
-        "../workflow_scripts/table2.py"
+        workflow_script("table2.py")

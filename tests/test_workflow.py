@@ -208,12 +208,36 @@ def test_tiny_workflow_end_to_end(tmp_path):
     for name in ("fig2.png", "fig3.png", "fig4.png"):
         assert (results / "tiny/figures/ddpm" / name).stat().st_size > 10_000
 
+    # the experiments reuse Table 2's features and ensembles: fewer labels train only new ensembles
+    jobs = planned_jobs(clean, "experiments", "--configfile", str(TEST_CONFIG))
+    assert not any(k.startswith(("extract", "train_diffusion")) for k in jobs) and "train_ensemble" not in jobs
+    assert jobs["train_ensemble_labels"] == 4  # (ddpm, pixels) x (2, 1) labelled images, all seeds in one job
+    snakemake(clean, "experiments", "--configfile", str(TEST_CONFIG))
+    subsets = {n: json.loads((results / f"tiny/ddpm/labels{n}/subsets.json").read_text()) for n in (2, 1)}
+    assert subsets[2] == json.loads((results / "tiny/pixels/labels2/subsets.json").read_text())  # per seed, not per method
+    for seed in ("0", "1"):
+        assert len(subsets[2][seed]) == 2 and set(subsets[1][seed]) < set(subsets[2][seed])  # nested
+    assert subsets[2]["0"] != subsets[2]["1"] or subsets[1]["0"] != subsets[1]["1"]  # each seed draws its own
+    table4 = pd.read_csv(results / "table4.csv", index_col=0)
+    assert list(table4.index) == ["DDPM", "Pixels (RGB+xy)"] and list(table4.columns) == ["tiny: 4", "tiny: 2", "tiny: 1"]
+    assert table4.loc["DDPM", "tiny: 4"] == table.loc["DDPM", "tiny"]  # the whole split is Table 2's run
+    long4 = pd.read_csv(results / "table4_long.csv")
+    assert len(long4) == 2 * 3 * 2 and long4["miou"].between(0, 1).all()
+    assert not (results / "tiny/ddpm/labels2/seed0/predictions.zarr").exists()  # temporary: only scores are kept
+    per_class = pd.read_csv(results / "tiny/per_class_iou.csv", index_col=0)
+    classes = zarr.open_group(results / "tiny/data/test.zarr", mode="r").attrs["classes"]
+    assert list(per_class.index) == classes + ["mIoU"]
+    assert list(per_class.columns) == ["DDPM", "UNet (untrained)", "MAE", "SwAV", "Pixels (RGB+xy)", "Patch (5x5 RGB+xy)"]
+    assert (per_class.loc["mIoU"] == table.loc[per_class.columns.tolist(), "tiny"]).all()  # Table 2's cells
+    assert (results / "tiny/per_class_iou.png").stat().st_size > 10_000
+
     # Snakemake's report holds every table and figure with its caption, grouped by dataset
-    snakemake(clean, "--report", "report.html", "results/table2.csv", "figures", "--configfile", str(TEST_CONFIG))
+    snakemake(clean, "--report", "report.html", "results/table2.csv", "figures", "experiments",
+              "--configfile", str(TEST_CONFIG))
     report = (clean / "report.html").read_text()
     for name in ("table2.csv", "table2_spread.csv", "overview.png", "loss.png", "fig2.png", "fig3.png", "fig4.png",
                  "per_class_iou.csv", "probe sweep", "diffusion training", "Figure 2, tiny, ddpm: mIoU of one probe",
-                 "Where Table 2's spread comes from"):
+                 "Where Table 2's spread comes from", "table4.csv", "per-class IoU figure"):
         assert name in report, name
 
     # killed in the middle of feature extraction, a rerun completes with the same numbers, and

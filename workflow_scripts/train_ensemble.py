@@ -1,6 +1,6 @@
 """Trains the pixel classifier ensembles of all seeds together on streamed features (one after
-another where each run has stores of its own: per-run noise); saves one state_dict and one
-training history per seed."""
+another where each run has stores of its own, per-run noise, or labels of its own, Table 4's
+subsets); saves one state_dict and one training history per seed."""
 import _repository_src  # noqa: F401  (puts the repository's src/ on sys.path)
 import json
 
@@ -9,6 +9,8 @@ import torch
 import zarr
 
 from ddpmseg.ensemble import train_ensemble
+from ddpmseg.errors import UserError
+from ddpmseg.experiments.labels import label_subset, mask_outside
 from ddpmseg.features import open_stores, pick_device
 from ddpmseg.runtime import start_rule
 
@@ -26,10 +28,22 @@ with open(snakemake.output.features, "w") as f:  # which features this method's 
                "torch_threads": snakemake.params.torch_threads}, f, indent=1)
 train = dict(labels=data["labels"][:], num_classes=len(data.attrs["classes"]), ignore_label=data.attrs["ignore_label"],
              device=device, **settings)
-if snakemake.params.runs_own_stores:
+labelled = snakemake.params.get("labelled_images")  # Table 4: each seed labels n images of its own
+if labelled is not None:
+    ids = data.attrs["image_ids"]
+    if labelled >= len(ids):
+        raise UserError(f"config: datasets.{snakemake.wildcards.dataset}.experiments.labels lists {labelled}, but "
+                        f"{snakemake.input.data} has {len(ids)} training images; list counts below {len(ids)}")
+    subsets = {seed: label_subset(len(ids), labelled, seed) for seed in seeds}
+    with open(snakemake.output.subsets, "w") as f:
+        json.dump({str(seed): [ids[i] for i in subset] for seed, subset in subsets.items()}, f, indent=1)
+if snakemake.params.runs_own_stores or labelled is not None:
     models, history = [], []
     for k, seed in enumerate(seeds):
-        run_models, run_history = train_ensemble(stores[k * per_run : (k + 1) * per_run], seeds=[seed], **train)
+        run_stores = stores[k * per_run : (k + 1) * per_run] if snakemake.params.runs_own_stores else stores
+        run_train = train if labelled is None else {
+            **train, "labels": mask_outside(train["labels"], subsets[seed], train["ignore_label"])}
+        run_models, run_history = train_ensemble(run_stores, seeds=[seed], **run_train)
         models += run_models
         history += run_history
 else:
