@@ -23,6 +23,7 @@ include: "rules/tables.smk"
 include: "rules/probes.smk"
 include: "rules/experiments/per_class.smk"
 include: "rules/experiments/labels.smk"
+include: "rules/experiments/robustness.smk"
 
 
 rule all:
@@ -35,3 +36,4 @@ rule experiments:
     input:
         ["results/table4.csv"] if TABLE4_DATASETS else [],
         expand("results/{dataset}/per_class_iou.csv", dataset=DATASETS),
+        "results/figure6.png",

@@ -1,5 +1,6 @@
 # Config validation, helpers and wildcard constraints shared by the stage files.
 import csv
+import json
 import re
 import sys
 import urllib.parse
@@ -140,6 +141,7 @@ wildcard_constraints:
     seed=r"\d+",
     cell=r"[A-Za-z0-9_.]+",
     labels=r"\d+",
+    corruption="[a-z_]+",
 
 
 def ds(wildcards):
@@ -343,21 +345,24 @@ def extraction_inputs(dataset, method):
     (none for a source without a model, or for random ADM weights built from the flags)."""
 
     def inputs(wildcards):
-        paths = {"data": f"results/{dataset}/data/{wildcards.split}.zarr"}
-        plan = PLANS[dataset][method]
-        if plan["source"] == "adm":
-            given = config["datasets"][dataset]["diffusion"]["checkpoint"]
-            if plan["settings"]["weights"] == "trained":
-                paths["checkpoint"] = given or f"results/{dataset}/{diffusion_dir(dataset, wildcards.model)}/model.pt"
-            elif given:  # the untrained control takes the given checkpoint's architecture
-                paths["checkpoint"] = given
-        elif plan["pretrain"]:
-            paths["checkpoint"] = f"results/{dataset}/pretrained/{method}/model.pt"
-        elif plan["checkpoint"]:
-            paths["checkpoint"] = plan["checkpoint"]
-        return paths
+        weights = model_checkpoint(dataset, wildcards.model)
+        return {"data": f"results/{dataset}/data/{wildcards.split}.zarr", **({"checkpoint": weights} if weights else {})}
 
     return inputs
+
+
+def model_checkpoint(dataset, key):
+    """The checkpoint a method folder's model is built from, or None (a source without a model,
+    random ADM weights built from the flags)."""
+    plan = plan_of(dataset, key)
+    if plan["source"] == "adm":
+        given = config["datasets"][dataset]["diffusion"]["checkpoint"]
+        if plan["settings"]["weights"] == "trained":
+            return given or f"results/{dataset}/{diffusion_dir(dataset, key)}/model.pt"
+        return given  # the untrained control takes a given checkpoint's architecture
+    if plan["pretrain"]:
+        return f"results/{dataset}/pretrained/{plan['key']}/model.pt"
+    return plan["checkpoint"]
 
 
 def sweep(wildcards):
@@ -422,3 +427,36 @@ def table4_runs():
 def table4_metrics(runs):
     """The metrics.json of Table 4's runs: Table 2's for the whole split."""
     return [f"results/{d}/{key}/" + ("" if n is None else f"labels{n}/") + f"seed{s}/metrics.json" for d, key, n, s in runs]
+
+
+def severities(dataset):
+    """Figure 6's corruption severities of a dataset (`experiments.severities`)."""
+    return config["datasets"][dataset]["experiments"]["severities"]
+
+
+def corrupted_split(dataset, corruption, severity):
+    return f"results/{dataset}/data/test-{corruption}-{severity}.zarr"
+
+
+def usable_corruptions(dataset):
+    """The configured corruptions that work here (a checkpoint: known once it has run)."""
+    with open(checkpoints.corruption_check.get(dataset=dataset).output[0]) as f:
+        return json.load(f)["usable"]
+
+
+def robustness_inputs(wildcards):
+    """Input function of one method folder's scores on one corruption: its clean ensembles and
+    their cells, the corrupted splits of every severity, and its model's checkpoint."""
+    d, key = wildcards.dataset, wildcards.method
+    weights = model_checkpoint(d, key)
+    return {"models": [f"results/{d}/{key}/seed{s}/ensemble.pt" for s in SEEDS],
+            "features": f"results/{d}/{key}/features.json",
+            "data": [corrupted_split(d, wildcards.corruption, s) for s in severities(d)],
+            **({"checkpoint": weights} if weights else {})}
+
+
+def robustness_scores(wildcards):
+    """Input function of a dataset's robustness.csv: every experiment method folder's scores on
+    every usable corruption."""
+    keys = dict.fromkeys(key for key, _ in experiment_runs(wildcards.dataset))
+    return [f"results/{wildcards.dataset}/{key}/robustness/{c}.csv" for key in keys for c in usable_corruptions(wildcards.dataset)]

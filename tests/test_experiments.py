@@ -1,11 +1,15 @@
-"""The experiments' pieces: Table 4's subsets and table, the per-class table."""
+"""The experiments' pieces: Table 4's subsets and table, the per-class table, Figure 6's corruptions."""
 
 import numpy as np
 import pandas as pd
 import pytest
+import zarr
 
+from ddpmseg.datasets import prepare_split, write_split_variant
+from ddpmseg.experiments.corruptions import check_corruptions, corrupt_images, robustness_summary
 from ddpmseg.experiments.labels import label_subset, mask_outside, table4
 from ddpmseg.experiments.per_class import per_class_table
+from ddpmseg.synthetic import generate_dataset
 
 
 def test_label_subsets_are_nested_seeded_and_differ_between_seeds():
@@ -47,3 +51,43 @@ def test_per_class_table_rows_are_classes_then_the_runs_miou():
     assert list(table.index) == ["sky", "road", "mIoU"] and list(table.columns) == ["DDPM", "Pixels"]
     assert table.loc["sky", "DDPM"] == "55.0 ± 5.0" and table.loc["road", "Pixels"] == "20.0 ± 0.0"
     assert table.loc["mIoU", "DDPM"] == "52.5 ± 2.5"  # each run's mean over the classes, then over runs
+
+
+def test_corrupted_images_are_reproducible_differ_from_clean_and_grow_with_severity(tmp_path):
+    generate_dataset(tmp_path / "source", n_unlabeled=1, n_train=1, n_test=3, image_size=32)
+    prepare_split(tmp_path / "source", "test", tmp_path / "test.zarr", image_size=32)
+    clean = zarr.open_group(tmp_path / "test.zarr", mode="r")
+    images, ids = clean["images"][:], clean.attrs["image_ids"]
+    change = {}
+    for severity in (1, 5):
+        noisy = corrupt_images(images, ids, "gaussian_noise", severity)
+        assert noisy.dtype == np.uint8 and noisy.shape == images.shape
+        assert (noisy == corrupt_images(images, ids, "gaussian_noise", severity)).all()  # seeded by names
+        assert not (noisy[0] == noisy[1]).all() or not (images[0] == images[1]).all()
+        change[severity] = np.abs(noisy.astype(int) - images).mean()
+    assert 0 < change[1] < change[5]
+    write_split_variant(tmp_path / "test.zarr", tmp_path / "test-gaussian_noise-5.zarr", noisy,
+                        {"split": "test-gaussian_noise-5", "corruption": "gaussian_noise", "severity": 5})
+    variant = zarr.open_group(tmp_path / "test-gaussian_noise-5.zarr", mode="r")
+    assert (variant["labels"][:] == clean["labels"][:]).all() and (variant["images"][:] == noisy).all()
+    assert variant.attrs["classes"] == clean.attrs["classes"] and variant.attrs["severity"] == 5
+    with pytest.raises(ValueError):
+        write_split_variant(tmp_path / "test.zarr", tmp_path / "bad.zarr", noisy[:2], {})
+    assert not (tmp_path / "bad.zarr").exists()
+
+
+def test_check_corruptions_keeps_what_works_and_says_why_the_rest_is_left_out():
+    image = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    result = check_corruptions(image, ["contrast", "no_such_corruption", "brightness"], severities=[1, 5])
+    assert result["usable"] == ["contrast", "brightness"]
+    assert list(result["left_out"]) == ["no_such_corruption"] and "Error: " in result["left_out"]["no_such_corruption"]
+
+
+def test_robustness_summary_means_over_corruptions_per_run_then_over_runs():
+    rows = [dict(dataset="a", method="DDPM", method_key="ddpm", seed=s, corruption=c, severity=sev, miou=v)
+            for s, shift in ((0, 0.0), (1, 0.1)) for c, sev, v in
+            (("none", 0, 0.6), ("fog", 1, 0.4), ("snow", 1, 0.2), ("fog", 5, 0.1), ("snow", 5, 0.1))
+            for v in [v + shift]]
+    summary = robustness_summary(pd.DataFrame(rows)).set_index("severity")
+    assert summary.loc[0, "miou"] == pytest.approx(65.0) and summary.loc[1, "miou"] == pytest.approx(35.0)
+    assert summary.loc[1, "std"] == pytest.approx(5.0) and summary.loc[5, "corruptions"] == 2

@@ -230,6 +230,18 @@ def test_tiny_workflow_end_to_end(tmp_path):
     assert list(per_class.columns) == ["DDPM", "UNet (untrained)", "MAE", "SwAV", "Pixels (RGB+xy)", "Patch (5x5 RGB+xy)"]
     assert (per_class.loc["mIoU"] == table.loc[per_class.columns.tolist(), "tiny"]).all()  # Table 2's cells
     assert (results / "tiny/per_class_iou.png").stat().st_size > 10_000
+    corruptions = json.loads((results / "tiny/data/corruptions.json").read_text())
+    assert corruptions["usable"] == ["gaussian_noise", "contrast"] and "np.float_" in corruptions["left_out"]["fog"]
+    noisy = zarr.open_group(results / "tiny/data/test-gaussian_noise-5.zarr", mode="r")
+    clean = zarr.open_group(results / "tiny/data/test.zarr", mode="r")
+    assert (noisy["labels"][:] == clean["labels"][:]).all() and not (noisy["images"][:] == clean["images"][:]).all()
+    robustness = pd.read_csv(results / "tiny/robustness.csv")
+    assert len(robustness) == 2 * 2 * (1 + 2 * 2)  # (ddpm, pixels) x seeds x (clean + 2 corruptions x 2 severities)
+    assert robustness["miou"].between(0, 1).all() and set(robustness["severity"]) == {0, 1, 5}
+    clean_runs = robustness[robustness.severity == 0].set_index(["method", "seed"])["miou"]
+    assert (clean_runs == long.set_index(["method", "seed"])["miou"].loc[clean_runs.index]).all()  # Table 2's runs
+    assert not (results / "tiny/features/ddpm/test-gaussian_noise-5").exists()  # scratch features are not kept
+    assert (results / "figure6.png").stat().st_size > 10_000
 
     # Snakemake's report holds every table and figure with its caption, grouped by dataset
     snakemake(clean, "--report", "report.html", "results/table2.csv", "figures", "experiments",
@@ -237,7 +249,7 @@ def test_tiny_workflow_end_to_end(tmp_path):
     report = (clean / "report.html").read_text()
     for name in ("table2.csv", "table2_spread.csv", "overview.png", "loss.png", "fig2.png", "fig3.png", "fig4.png",
                  "per_class_iou.csv", "probe sweep", "diffusion training", "Figure 2, tiny, ddpm: mIoU of one probe",
-                 "Where Table 2's spread comes from", "table4.csv", "per-class IoU figure"):
+                 "Where Table 2's spread comes from", "table4.csv", "per-class IoU figure", "figure6.png"):
         assert name in report, name
 
     # killed in the middle of feature extraction, a rerun completes with the same numbers, and

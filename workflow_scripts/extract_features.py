@@ -6,31 +6,20 @@ from pathlib import Path
 
 import zarr
 
-from ddpmseg import backbones
-from ddpmseg.download import sha256_of
-from ddpmseg.features import extract_features, pick_device
+from ddpmseg.features import build_method_model, extract_features, pick_device
 from ddpmseg.runtime import start_rule
 
 log = start_rule(snakemake)
-plan, features, seed = snakemake.params.plan, snakemake.params.extraction, snakemake.params.model_seed
-source = backbones.source(plan["source"])
+plan, features = snakemake.params.plan, snakemake.params.extraction
 data = zarr.open_group(snakemake.input.data, mode="r")
-size = data.attrs["image_size"]
 device = pick_device()
-checkpoint = snakemake.input.get("checkpoint")
-settings = plan["settings"]
-model = source.build(settings, size, checkpoint, device, seed)
-identity = {"method": plan["key"], "method_name": plan["name"], "model_seed": seed,
-            "settings": {k: v for k, v in settings.items() if k not in ("blocks", "flags")}}
-if checkpoint is not None:
-    identity.update(checkpoint=str(checkpoint), checkpoint_sha256=sha256_of(checkpoint))
-if plan["source"] == "adm":  # a checkpoint's architecture is known once it is read: its full flags
-    settings = {**settings, "flags": model.flags}
-    identity["model_flags"] = model.flags
-    log.info("model flags: %s", model.flags)
+model, table, identity = build_method_model(plan, data.attrs["image_size"], snakemake.input.get("checkpoint"), device,
+                                            snakemake.params.model_seed)
+if "model_flags" in identity:
+    log.info("model flags: %s", identity["model_flags"])
 paths = extract_features(
     plan["source"], model, data["images"][:], data.attrs["image_ids"], snakemake.params.layers,
-    snakemake.params.timesteps, source.layer_table(settings, size), Path(snakemake.output[0]).parent,
+    snakemake.params.timesteps, table, Path(snakemake.output[0]).parent,
     {**identity, "dataset": snakemake.params.dataset, "split": snakemake.wildcards.split,
      "torch_threads": snakemake.params.torch_threads},
     noise_seed=snakemake.params.noise_seed, noise_device=features["noise_device"],

@@ -543,6 +543,25 @@ def write_empty_split(out_path, image_size: int) -> None:
     _write_group_atomically(out_path, write)
 
 
+def write_split_variant(split_path, out_path, images: np.ndarray, attrs: dict) -> None:
+    """Write at ``out_path`` a copy of the prepared split at ``split_path`` whose images are
+    ``images`` (N, S, S, 3) uint8 (the same N and S; e.g. corrupted ones), its labels and attrs
+    kept and ``attrs`` added (e.g. {"split": "test-fog-3", "corruption": "fog", "severity": 3}).
+    Written atomically, as `prepare_split`."""
+    split = zarr.open_group(str(split_path), mode="r")
+    if images.shape != split["images"].shape or images.dtype != np.uint8:
+        raise ValueError(f"images {images.shape} {images.dtype}, the split {split['images'].shape} uint8")
+
+    def write(group: zarr.Group) -> None:
+        _create_images(group, len(images), images.shape[1])[:] = images
+        if "labels" in split:
+            group.create_array("labels", data=split["labels"][:], chunks=split["labels"].chunks,
+                               dimension_names=("image", "y", "x"))
+        group.attrs.update({**split.attrs, **attrs})
+
+    _write_group_atomically(out_path, write)
+
+
 def _create_images(group: zarr.Group, n: int, image_size: int) -> zarr.Array:
     """The (n, S, S, 3) uint8 'images' array of a split group, one chunk per image."""
     return group.create_array("images", shape=(n, image_size, image_size, 3), chunks=(1, image_size, image_size, 3),

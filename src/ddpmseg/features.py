@@ -89,6 +89,24 @@ def model_input(images: np.ndarray, normalisation: str) -> torch.Tensor:
     return x.sub_(IMAGENET_MEAN.view(1, 3, 1, 1)).div_(IMAGENET_STD.view(1, 3, 1, 1))
 
 
+def build_method_model(plan: dict, image_size: int, checkpoint, device: str, model_seed: int) -> tuple:
+    """The model of a method (`ddpmseg.methods.plan`), its source's layer table {layer: (channels,
+    resolution)} and the identity its stores' attrs carry (method, settings, model seed, the
+    checkpoint and its sha256, an ADM's full flags, which a checkpoint gives once read)."""
+    from ddpmseg.download import sha256_of
+
+    source, settings = backbones.source(plan["source"]), plan["settings"]
+    model = source.build(settings, image_size, checkpoint, device, model_seed)
+    identity = {"method": plan["key"], "method_name": plan["name"], "model_seed": model_seed,
+                "settings": {k: v for k, v in settings.items() if k not in ("blocks", "flags")}}
+    if checkpoint is not None:
+        identity.update(checkpoint=str(checkpoint), checkpoint_sha256=sha256_of(checkpoint))
+    if plan["source"] == "adm":
+        settings = {**settings, "flags": model.flags}
+        identity["model_flags"] = model.flags
+    return model, source.layer_table(settings, image_size), identity
+
+
 def extract_features(
     source_name: str,
     model,

@@ -1,0 +1,115 @@
+# Figure 6 of the paper: robustness to corruptions. The configured corruptions of the
+# `imagecorruptions` package that work with the installed libraries (a checkpoint tries each)
+# are applied to the test split at every severity, each a prepared split of its own
+# (results/<dataset>/data/test-<corruption>-<severity>.zarr). One job per (method folder,
+# corruption) extracts their features with the clean run's recipe into a temporary folder and
+# scores Table 2's clean ensembles on them; nothing is retrained.
+
+
+checkpoint corruption_check:
+    input:
+        data="results/{dataset}/data/test.zarr",
+    output:
+        "results/{dataset}/data/corruptions.json",
+    params:
+        corruptions=lambda wc: ds(wc)["experiments"]["corruptions"],
+        severities=lambda wc: severities(wc.dataset),
+    log:
+        "logs/corruption_check/{dataset}.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+    conda:
+        CONDA_ENV
+    script:
+        workflow_script("check_corruptions.py")
+
+
+for _dataset in DATASETS:
+
+    rule:
+        name:
+            f"corrupt_test_{_dataset}"
+        input:
+            data=f"results/{_dataset}/data/test.zarr",
+        output:
+            [directory(corrupted_split(_dataset, "{corruption}", s)) for s in severities(_dataset)],
+        params:
+            severities=severities(_dataset),
+        log:
+            f"logs/corrupt_test/{_dataset}_{{corruption}}.log",
+        threads: 1
+        resources:
+            mem_mb=2000,
+        conda:
+            CONDA_ENV
+        script:
+            workflow_script("corrupt_test.py")
+
+
+rule robustness_scores:
+    input:
+        unpack(robustness_inputs),
+    output:
+        "results/{dataset}/{method}/robustness/{corruption}.csv",
+    params:
+        dataset=lambda wc: wc.dataset,
+        plan=lambda wc: plan_of(wc.dataset, wc.method),
+        extraction=lambda wc: extraction_settings(wc.dataset),
+        model_seed=lambda wc: model_seed(wc.dataset, wc.method),
+        seeds=SEEDS,
+        runs_own_stores=lambda wc: per_run_noise(wc.dataset, wc.method),
+        noise_seeds=lambda wc: SEEDS if per_run_noise(wc.dataset, wc.method) else [ds(wc)["features"]["noise_seed"]],
+        severities=lambda wc: severities(wc.dataset),
+        evaluation=lambda wc: ds(wc)["evaluation"],
+        torch_threads=lambda wc: ds(wc)["features"]["threads"],
+    log:
+        "logs/robustness_scores/{dataset}_{method}_{corruption}.log",
+    benchmark:
+        "benchmarks/runs/robustness_scores/{dataset}_{method}_{corruption}.tsv"
+    threads: lambda wc: ds(wc)["features"]["threads"]
+    resources:
+        mem_mb=lambda wc: ensemble_mem_mb(wc) + 4000,
+        gpu=lambda wc: int(backbones.source(plan_of(wc.dataset, wc.method)["source"]).RUNS_A_MODEL) or ensemble_gpu(wc),
+    conda:
+        CONDA_ENV
+    script:
+        workflow_script("robustness.py")
+
+
+rule robustness:
+    input:
+        corrupted=robustness_scores,
+        clean=lambda wc: [f"results/{wc.dataset}/{key}/seed{s}/metrics.json" for key, s in experiment_runs(wc.dataset)],
+    output:
+        report("results/{dataset}/robustness.csv", caption="../report/robustness.rst", category="{dataset}",
+               subcategory="experiments", labels={"result": "robustness to corruptions"}),
+    params:
+        runs=lambda wc: experiment_runs(wc.dataset),
+        names=lambda wc: {key: plan_of(wc.dataset, key)["name"] for key, _ in experiment_runs(wc.dataset)},
+    log:
+        "logs/robustness/{dataset}.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+    conda:
+        CONDA_ENV
+    script:
+        workflow_script("robustness_table.py")
+
+
+rule figure6:
+    input:
+        expand("results/{dataset}/robustness.csv", dataset=DATASETS),
+    output:
+        figure=report("results/figure6.png", caption="../report/figure6.rst", category="Experiments"),
+        table="results/figure6.csv",
+    log:
+        "logs/figure6.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+    conda:
+        CONDA_ENV
+    script:
+        workflow_script("figure6.py")
