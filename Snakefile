@@ -24,6 +24,7 @@ include: "rules/probes.smk"
 include: "rules/experiments/per_class.smk"
 include: "rules/experiments/labels.smk"
 include: "rules/experiments/robustness.smk"
+include: "rules/experiments/noise.smk"
 
 
 rule all:
@@ -37,3 +38,4 @@ rule experiments:
         ["results/table4.csv"] if TABLE4_DATASETS else [],
         expand("results/{dataset}/per_class_iou.csv", dataset=DATASETS),
         "results/figure6.png",
+        "results/table5.csv",

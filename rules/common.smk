@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from ddpmseg import backbones  # noqa: E402  (light: no torch in the Snakemake process)
 from ddpmseg.config import schema_problem, value_problems  # noqa: E402
 from ddpmseg.datasets import manifest_digest  # noqa: E402
+from ddpmseg.experiments.noise import VARIANTS, folder_noise, variant_folders  # noqa: E402
 from ddpmseg.methods import ConfigProblem, plans  # noqa: E402
 from ddpmseg.sweep import choose_cells, kmeans_blocks, kmeans_steps, nearest_in_grid, timestep_grid  # noqa: E402
 from ddpmseg.tables import method_of as base_method  # noqa: E402  ('ddpm_m2' -> 'ddpm')
@@ -142,6 +143,8 @@ wildcard_constraints:
     cell=r"[A-Za-z0-9_.]+",
     labels=r"\d+",
     corruption="[a-z_]+",
+    variant="per_timestep|fresh",
+    folder=r"noise_per_timestep|noise_fresh\d+|noise_fresh_test",
 
 
 def ds(wildcards):
@@ -460,3 +463,33 @@ def robustness_scores(wildcards):
     every usable corruption."""
     keys = dict.fromkeys(key for key, _ in experiment_runs(wildcards.dataset))
     return [f"results/{wildcards.dataset}/{key}/robustness/{c}.csv" for key in keys for c in usable_corruptions(wildcards.dataset)]
+
+
+def noise_methods(dataset):
+    """Table 5's methods: the experiment methods of a source that takes timesteps, with configured
+    cells (an `auto` method's cells are known only after its sweep: it has no Table 5 rows)."""
+    return [m for m in experiment_methods(dataset) if takes_timesteps(dataset, m) and not is_auto(dataset, m)]
+
+
+def noise_base_seed(dataset):
+    """The seed Table 5's variants derive theirs from: features.noise_seed (0 under per_run)."""
+    seed = config["datasets"][dataset]["features"]["noise_seed"]
+    return seed if isinstance(seed, int) else 0
+
+
+def variant_stores(dataset, key, split, variant):
+    """The stores of a method folder's features of one split under a Table 5 noise variant:
+    its cells in Table 2's order, for fresh train features every draw's, draw-major."""
+    draws = config["datasets"][dataset]["experiments"]["noise_draws"]
+    return [f"results/{dataset}/features/{key}/{split}/{folder}/{backbones.store_name(layer, t)}"
+            for folder in variant_folders(variant, split, draws) for layer, t in fixed_cells(dataset, base_method(key))]
+
+
+def table5_runs():
+    """(dataset, method folder, variant, seed) of Table 5; the shared variant is Table 2's run."""
+    return [(d, key, v, s) for d in DATASETS for m in noise_methods(d) for key in method_keys(d, m)
+            for v in VARIANTS for s in SEEDS]
+
+
+def table5_metrics(runs):
+    return [f"results/{d}/{key}/" + ("" if v == "shared" else f"noise_{v}/") + f"seed{s}/metrics.json" for d, key, v, s in runs]

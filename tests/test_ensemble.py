@@ -104,7 +104,32 @@ def test_stream_buffers_are_random_shares_of_every_image_equal_to_full_upsamplin
         torch.testing.assert_close(seen[order_seen], reference[keep][order_ref], rtol=0, atol=1e-6)
         labels_seen = torch.cat([y for _, y in buffers])[order_seen]
         torch.testing.assert_close(labels_seen, torch.from_numpy(labels.reshape(-1)[keep.numpy()].astype(np.int64))[order_ref])
-    assert sorted(stream.cache) == [0, 1]
+    assert sorted(stream.cache) == [(0, 0), (0, 1)]  # (draw, image)
+
+
+def test_with_noise_draws_each_buffer_reads_one_draw_and_all_draws_are_read(tmp_path):
+    """Table 5's fresh noise: a buffer's pixels all come from one extraction of the features."""
+    rng = np.random.default_rng(0)
+    n, size = 4, 8
+    base = rng.normal(size=(n, 3, size, size)).astype(np.float16)
+    draws = []
+    for k in range(3):  # draw k: the same maps shifted by 100 k, so a pixel tells its draw
+        store = zarr.create_array(store=str(tmp_path / f"draw{k}.zarr"), shape=base.shape, chunks=(1, 3, size, size),
+                                  dtype="float16")
+        store[:] = base + 100 * k
+        draws.append([store])
+    labels = rng.integers(0, 3, (n, size, size)).astype(np.uint8)
+    stream = PixelStream(draws[0], labels, 255, buffer_pixels=32, cache_images=3, rng=np.random.default_rng(1),
+                         draws=draws[1:])
+    assert stream.n_buffers == 8 and stream.cache_images == 1  # the cache budget shared by the 3 draws
+    used = []
+    for _ in range(3):
+        for features, _ in stream.epoch():
+            draw = np.rint(features[:, 0].numpy() / 100).astype(int)  # |base| < 50
+            assert len(set(draw)) == 1
+            used.append(draw[0])
+    assert set(used) == {0, 1, 2}
+    assert sorted(stream.cache) == [(k, 0) for k in sorted(set(used))]
 
 
 @pytest.fixture(scope="module")

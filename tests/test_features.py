@@ -8,7 +8,7 @@ from conftest import TINY_FLAGS, adm_stores, control_store
 from ddpmseg import backbones
 from ddpmseg.backbones import adm
 from ddpmseg.backbones.adm import decoder_activations
-from ddpmseg.features import model_input, native_maps, open_store, sample_pixel_features, shared_noise
+from ddpmseg.features import batch_noise, model_input, native_maps, open_store, sample_pixel_features, shared_noise
 
 
 def test_early_exit_matches_hooks_on_the_full_forward(tiny_model):
@@ -146,3 +146,15 @@ def test_extracted_features_equal_the_paper_extractor_bit_for_bit(creatures32, t
     for path, theirs in zip(paths, paper):
         stored = zarr.open_group(str(path), mode="r")["features"][0]
         np.testing.assert_array_equal(stored, theirs[0].numpy().astype(np.float16))
+
+
+def test_noise_modes_share_what_they_say_and_do_not_depend_on_the_batching():
+    shared = batch_noise("shared", 8, 3, "cpu", range(2), [5, 20])
+    assert shared.shape == (1, 3, 8, 8) and torch.equal(shared, shared_noise(8, 3))
+    per_t = batch_noise("per_timestep", 8, 3, "cpu", range(2), [5, 20])  # (image 0, t 5), (0, 20), (1, 5), (1, 20)
+    assert per_t.shape == (4, 3, 8, 8) and torch.equal(per_t[0], per_t[2]) and not torch.equal(per_t[0], per_t[1])
+    assert torch.equal(per_t[1], batch_noise("per_timestep", 8, 3, "cpu", [7], [20])[0])  # one t, another image
+    fresh = batch_noise("per_image", 8, 3, "cpu", range(4), [5, 20])
+    assert len({tuple(row.flatten()[:4].tolist()) for row in fresh}) == 8  # every (image, timestep) its own
+    assert torch.equal(fresh[6:], batch_noise("per_image", 8, 3, "cpu", [3], [5, 20]))  # image 3 alone: the same
+    assert not torch.equal(fresh, batch_noise("per_image", 8, 4, "cpu", range(4), [5, 20]))  # another seed

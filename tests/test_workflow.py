@@ -242,6 +242,18 @@ def test_tiny_workflow_end_to_end(tmp_path):
     assert (clean_runs == long.set_index(["method", "seed"])["miou"].loc[clean_runs.index]).all()  # Table 2's runs
     assert not (results / "tiny/features/ddpm/test-gaussian_noise-5").exists()  # scratch features are not kept
     assert (results / "figure6.png").stat().st_size > 10_000
+    table5 = pd.read_csv(results / "table5.csv")
+    assert table5[["method", "share train/test", "share across t"]].values.tolist() == [
+        ["DDPM", "+", "+"], ["DDPM", "+", "-"], ["DDPM", "-", "-"]]  # pixels take no timesteps: no rows
+    assert table5.loc[0, "tiny"] == table.loc["DDPM", "tiny"]  # "+ +" is Table 2's run
+    features = results / "tiny/features/ddpm"
+    variants = {folder: open_store(features / f"train/{folder}/features_b2_t5.zarr")
+                for folder in ("", "noise_per_timestep", "noise_fresh0", "noise_fresh1")}
+    assert [variants[f].attrs["noise_mode"] for f in variants] == ["shared", "per_timestep", "per_image", "per_image"]
+    values = {f: store[:] for f, store in variants.items()}
+    assert all(not (values[a] == values[b]).all() for a in values for b in values if a < b)  # noise really differs
+    fresh_test = open_store(features / "test/noise_fresh_test/features_b2_t5.zarr")
+    assert fresh_test.attrs["noise_seed"] not in {variants[f].attrs["noise_seed"] for f in ("noise_fresh0", "noise_fresh1")}
 
     # Snakemake's report holds every table and figure with its caption, grouped by dataset
     snakemake(clean, "--report", "report.html", "results/table2.csv", "figures", "experiments",
@@ -249,7 +261,7 @@ def test_tiny_workflow_end_to_end(tmp_path):
     report = (clean / "report.html").read_text()
     for name in ("table2.csv", "table2_spread.csv", "overview.png", "loss.png", "fig2.png", "fig3.png", "fig4.png",
                  "per_class_iou.csv", "probe sweep", "diffusion training", "Figure 2, tiny, ddpm: mIoU of one probe",
-                 "Where Table 2's spread comes from", "table4.csv", "per-class IoU figure", "figure6.png"):
+                 "Where Table 2's spread comes from", "table4.csv", "per-class IoU figure", "figure6.png", "table5.csv"):
         assert name in report, name
 
     # killed in the middle of feature extraction, a rerun completes with the same numbers, and

@@ -21,6 +21,10 @@ settings = dict(snakemake.params.settings)
 device = pick_device() if settings.pop("gpu") else "cpu"
 log.info("training on %s", device)
 stores = open_stores(snakemake.input.stores)
+draws = snakemake.params.get("noise_draws", 1)  # Table 5's fresh noise: the stores of every draw, draw-major
+if draws > 1:
+    per_draw = len(stores) // draws
+    stores, settings["noise_draws"] = stores[:per_draw], [stores[k * per_draw : (k + 1) * per_draw] for k in range(1, draws)]
 per_run = len(stores) // len(seeds) if snakemake.params.runs_own_stores else len(stores)
 cells = [[s.attrs["layer"], s.attrs["timestep"]] for s in stores[:per_run]]
 with open(snakemake.output.features, "w") as f:  # which features this method's ensembles use

@@ -140,11 +140,15 @@ class PixelStream:
     `device` across buffers and epochs; the others are read from the stores again for each
     buffer. Two float32 buffers of (buffer_pixels, D) are allocated once on `device` and
     reused: while one is trained on, a background thread fills the other.
+    With `draws` (Table 5's fresh noise: the same features extracted with other noise, each a
+    list like `stores`), every buffer reads all its pixels from one of stores + draws chosen at
+    random, and the cache holds the first images of every draw within the same budget.
     Yields (features (P, D) float32, labels (P,) int64) views into those buffers.
     """
 
     def __init__(self, stores, labels: np.ndarray, ignore_label: int, buffer_pixels: int, cache_images: int,
-                 rng, device: str = "cpu"):
+                 rng, device: str = "cpu", draws=()):
+        self.draws = [stores, *draws]
         self.stores, self.size, self.rng, self.device = stores, labels.shape[-1], rng, device
         flat = labels.reshape(len(labels), -1)
         image, pixel = np.nonzero(flat != ignore_label)
@@ -152,7 +156,7 @@ class PixelStream:
         self.pixel_index = torch.from_numpy(pixel).to(device)
         self.pixel_label = torch.from_numpy(flat[image, pixel].astype(np.int64)).to(device)
         self.buffer_pixels = max(1, min(buffer_pixels, len(image)))
-        self.cache_images = cache_images
+        self.cache_images = cache_images // len(self.draws)
         self.cache = {}
         width = sum(s.shape[1] for s in stores)
         self.slots = [(torch.empty((self.buffer_pixels, width), device=device),
@@ -162,34 +166,37 @@ class PixelStream:
     def n_buffers(self) -> int:
         return -(-len(self.pixel_image) // self.buffer_pixels)
 
-    def _maps(self, image: int) -> list:
-        if image in self.cache:
-            return self.cache[image]
-        maps = native_maps(self.stores, image, self.device)
+    def _maps(self, image: int, draw: int) -> list:
+        if (draw, image) in self.cache:
+            return self.cache[draw, image]
+        maps = native_maps(self.draws[draw], image, self.device)
         if image < self.cache_images:
-            self.cache[image] = maps
+            self.cache[draw, image] = maps
         return maps
 
-    def _fill(self, slot: int, selection: np.ndarray):
-        """Samples the pixels `selection` (indices into the labelled pixels) into buffer `slot`."""
+    def _fill(self, slot: int, selection: np.ndarray, draw: int):
+        """Samples the pixels `selection` (indices into the labelled pixels) into buffer `slot`,
+        from the stores of draw `draw`."""
         selection = selection[np.argsort(self.pixel_image[selection], kind="stable")]
         images, starts = np.unique(self.pixel_image[selection], return_index=True)
         selection = torch.from_numpy(selection).to(self.device)
         features, labels = (buffer[: len(selection)] for buffer in self.slots[slot])
         for image, start, stop in zip(images, starts, [*starts[1:], len(selection)]):
             pixels = self.pixel_index[selection[start:stop]]
-            sample_pixel_features(self._maps(int(image)), pixels, self.size, features[start:stop])
+            sample_pixel_features(self._maps(int(image), draw), pixels, self.size, features[start:stop])
         labels.copy_(self.pixel_label[selection])
         return features, labels
 
     def epoch(self):
         shares = np.array_split(self.rng.permutation(len(self.pixel_image)), self.n_buffers)
+        # with one draw the generator is not touched (the same stream as before draws existed)
+        draws = self.rng.integers(len(self.draws), size=len(shares)) if len(self.draws) > 1 else [0] * len(shares)
         with ThreadPoolExecutor(max_workers=1) as pool:
-            pending = pool.submit(self._fill, 0, shares[0])
+            pending = pool.submit(self._fill, 0, shares[0], draws[0])
             for k in range(len(shares)):
                 buffer = pending.result()
                 if k + 1 < len(shares):
-                    pending = pool.submit(self._fill, (k + 1) % 2, shares[k + 1])
+                    pending = pool.submit(self._fill, (k + 1) % 2, shares[k + 1], draws[k + 1])
                 yield buffer
 
 
@@ -211,6 +218,7 @@ def train_ensemble(
     cache_mb: float,
     device: str = "cpu",
     max_batches: int | None = None,
+    noise_draws=(),
 ):
     """Trains one ensemble of `n_members` MLPs per seed on streamed pixel features.
 
@@ -225,7 +233,9 @@ def train_ensemble(
     2 * buffer_mb + cache_mb plus the model, whatever the number of images.
     The ensemble trains, and its buffers are filled, on `device` ('cpu' or 'cuda'); the
     cache_mb of native maps then live there too. `max_batches` ends training after that
-    many batches (benchmarks). Returns ([one BatchedMLPEnsemble per seed, in eval mode, on
+    many batches (benchmarks). `noise_draws`: other extractions of the same features with
+    other noise (lists like `stores`); each buffer then reads one of them or `stores` at random
+    (Table 5's fresh noise). Returns ([one BatchedMLPEnsemble per seed, in eval mode, on
     the CPU], history rows
     {seed, epoch, batches, mean_loss, members_active}: one row per seed and epoch; mean_loss
     over the seed's active members' batches of that epoch, NaN once all have stopped).
@@ -239,7 +249,8 @@ def train_ensemble(
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, fused=True)
     rng = np.random.default_rng(seeds)
     stream = PixelStream(stores, labels, ignore_label, buffer_pixels=int(buffer_mb * 2**20 // (in_features * 4)),
-                         cache_images=int(cache_mb * 2**20 // native_bytes_per_image(stores)), rng=rng, device=device)
+                         cache_images=int(cache_mb * 2**20 // native_bytes_per_image(stores)), rng=rng, device=device,
+                         draws=noise_draws)
     log.info("%d labelled pixels x %d features in %d buffers of %d pixels; native maps of %d of %d images cached",
              len(stream.pixel_image), in_features, stream.n_buffers, stream.buffer_pixels,
              min(stream.cache_images, len(labels)), len(labels))

@@ -7,10 +7,12 @@ resolution on the fly: `sample_pixel_features` gives the bilinearly upsampled fe
 chosen pixels only, equal to upsampling the whole map as the paper's code does
 (F.interpolate, align_corners=False) and then picking those pixels.
 
-Sources that take diffusion steps get the paper's shared noise: one tensor of shape
+Sources that take diffusion steps get the paper's shared noise by default: one tensor of shape
 (1, 3, S, S) drawn from a generator seeded with `noise_seed` on `noise_device` (the paper's
 code draws it on the run's device: a CUDA generator on a GPU), shared by every timestep and
-image.
+image. Table 5's variants (`NOISE_MODES`) draw one tensor per timestep, or one per (image,
+timestep), each from a generator seeded with a hash of (noise_seed, t) or (noise_seed, image
+index, t): the same for an image whatever the batching or the other timesteps extracted.
 """
 
 import warnings
@@ -54,6 +56,29 @@ def shared_noise(image_size: int, seed: int, device: str = "cpu") -> torch.Tenso
                         "noise_device: cpu (other noise, so other features than the paper's GPU runs)")
     generator = torch.Generator(device=device).manual_seed(seed)
     return torch.randn(1, 3, image_size, image_size, generator=generator, device=device)
+
+
+NOISE_MODES = ("shared", "per_timestep", "per_image")
+
+
+def _seeded_noise(image_size: int, entropy: list, device: str) -> torch.Tensor:
+    """(1, 3, S, S) standard normal from a generator on `device` seeded from `entropy` (ints)."""
+    seed = int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0] >> 1)
+    return shared_noise(image_size, seed, device)
+
+
+def batch_noise(mode: str, image_size: int, seed: int, device: str, images, timesteps) -> torch.Tensor:
+    """The noise of one forward batch: `shared_noise` (1, 3, S, S) for mode "shared"; else
+    (len(images) * len(timesteps), 3, S, S), image-major and timestep-minor, one tensor per
+    timestep ("per_timestep", the same for every image) or per (image, timestep) ("per_image";
+    images: the batch's indices in the split)."""
+    if mode == "shared":
+        return shared_noise(image_size, seed, device)
+    if mode == "per_timestep":
+        return torch.cat([_seeded_noise(image_size, [seed, t], device) for _ in images for t in timesteps])
+    if mode == "per_image":
+        return torch.cat([_seeded_noise(image_size, [seed, int(i), t], device) for i in images for t in timesteps])
+    raise ValueError(f"unknown noise mode {mode!r}; one of {NOISE_MODES}")
 
 
 def create_store(path, shape, attrs: dict) -> zarr.Array:
@@ -120,6 +145,7 @@ def extract_features(
     *,
     noise_seed: int = 0,
     noise_device: str = "cpu",
+    noise_mode: str = "shared",
     batch_images: int = 1,
     device: str = "cpu",
 ) -> list:
@@ -131,8 +157,8 @@ def extract_features(
     `layer_table` {layer: (channels, resolution)}, which every batch's maps must match. Store
     `features_<layer>[_t<t>].zarr` holds (N, C, h, h) float16, with attrs naming the source,
     layer, timestep, normalisation, image ids and `attrs` (model identity etc.); with
-    timesteps, the noise seed and device too. The timesteps of `batch_images` images run as
-    one forward batch.
+    timesteps, the noise seed, device and mode (`batch_noise`) too. The timesteps of
+    `batch_images` images run as one forward batch.
     """
     source = backbones.source(source_name)
     layers = list(dict.fromkeys(layers))
@@ -140,7 +166,6 @@ def extract_features(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     size = images.shape[1]
-    noise = shared_noise(size, noise_seed, noise_device).to(device) if source.TAKES_TIMESTEPS else None
     stores = {}
     for layer in layers:
         channels, resolution = table[layer]
@@ -148,12 +173,14 @@ def extract_features(
             described = {"source": source_name, "layer": layer, "timestep": t, "channels": channels,
                          "resolution": resolution, "normalisation": source.NORMALISATION}
             if t is not None:
-                described.update(noise_seed=noise_seed, noise_device=noise_device)
+                described.update(noise_seed=noise_seed, noise_device=noise_device, noise_mode=noise_mode)
             stores[layer, t] = create_store(out_dir / backbones.store_name(layer, t),
                                             (len(images), channels, resolution, resolution), {
                 **attrs, **described, "image_ids": list(image_ids), "image_size": size, "stored_dtype": "float16"})
     for start in tqdm(range(0, len(images), batch_images), desc="extract", unit="batch", mininterval=5):
         x = model_input(images[start : start + batch_images], source.NORMALISATION).to(device)
+        noise = None if steps == [None] else batch_noise(
+            noise_mode, size, noise_seed, noise_device, range(start, start + len(x)), steps).to(device)
         maps = source.activations(model, x, layers, None if steps == [None] else steps, noise)
         for (layer, t), store in stores.items():
             fmap = maps[layer, t]

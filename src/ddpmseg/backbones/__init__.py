@@ -31,7 +31,8 @@ Every source module defines:
 - ``activations(model, x, layers, timesteps, noise) -> {(layer, t): tensor}``: x is a
   (B, 3, S, S) float32 batch normalised as ``NORMALISATION`` says; ``timesteps`` a list of
   ints for a source that takes them, else None (keys then have t None); ``noise`` the
-  (1, 3, S, S) shared noise of a source that takes timesteps, else None. Each value is a
+  noise of a source that takes timesteps, else None: (1, 3, S, S) shared by every input, or
+  (B * len(timesteps), 3, S, S), one per (image, timestep), image-major and timestep-minor. Each value is a
   (B, C, h, w) float32 map at the layer's native resolution, as ``layer_table`` says; the
   forward pass stops after the deepest requested layer where the architecture allows.
 - for ``PRETRAINED_BY_WORKFLOW`` sources, ``pretrain(settings, images, device) ->

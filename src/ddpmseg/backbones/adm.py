@@ -142,8 +142,9 @@ def decoder_activations(unet, x, timesteps, blocks) -> dict:
 
 def activations(model: Adm, x, layers, timesteps, noise) -> dict:
     """{(b<i>, t): (B, C, h, w) float32} of x (B, 3, S, S) in [-1, 1] noised to every t in
-    `timesteps` with the shared `noise` (1, 3, S, S): one forward batch of B * len(timesteps)
-    inputs, image-major and timestep-minor, as the paper's code runs them."""
+    `timesteps` with `noise`: (1, 3, S, S) shared (the paper's), or (B * len(timesteps), 3, S, S)
+    in the batch's order; one forward batch of B * len(timesteps) inputs, image-major and
+    timestep-minor, as the paper's code runs them."""
     import torch
 
     n, blocks = len(x), sorted({block_of(layer) for layer in layers})
