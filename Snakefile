@@ -25,6 +25,7 @@ include: "rules/experiments/per_class.smk"
 include: "rules/experiments/labels.smk"
 include: "rules/experiments/robustness.smk"
 include: "rules/experiments/noise.smk"
+include: "rules/experiments/budget.smk"
 
 
 rule all:
@@ -39,3 +40,4 @@ rule experiments:
         expand("results/{dataset}/per_class_iou.csv", dataset=DATASETS),
         "results/figure6.png",
         "results/table5.csv",
+        expand("results/{dataset}/budget_curve.png", dataset=BUDGET_DATASETS),

@@ -145,6 +145,7 @@ wildcard_constraints:
     corruption="[a-z_]+",
     variant="per_timestep|fresh",
     folder=r"noise_per_timestep|noise_fresh\d+|noise_fresh_test",
+    step=r"\d+",
 
 
 def ds(wildcards):
@@ -493,3 +494,39 @@ def table5_runs():
 
 def table5_metrics(runs):
     return [f"results/{d}/{key}/" + ("" if v == "shared" else f"noise_{v}/") + f"seed{s}/metrics.json" for d, key, v, s in runs]
+
+
+def budget_steps(dataset):
+    """The budget curve's snapshot steps of a dataset (`experiments.budget_steps`), rising."""
+    return sorted(config["datasets"][dataset]["experiments"]["budget_steps"])
+
+
+def budget_method(dataset):
+    """The method the budget curve follows: the first experiment method of trained ADM weights
+    from the workflow's own training with configured cells; None where there is none."""
+    for m in experiment_methods(dataset):
+        plan = PLANS[dataset][m]
+        if plan["source"] == "adm" and plan["settings"]["weights"] == "trained" and trains_diffusion(dataset) and not is_auto(dataset, m):
+            return m
+    return None
+
+
+BUDGET_DATASETS = [d for d in DATASETS if budget_steps(d) and budget_method(d)]
+
+
+def budget_stores(dataset, split, step):
+    return [f"results/{dataset}/budget/features/step{step}/{split}/{backbones.store_name(layer, t)}"
+            for layer, t in fixed_cells(dataset, budget_method(dataset))]
+
+
+def budget_runs(dataset):
+    """(method folder, step (None: Table 2's run of a control), seed) of a dataset's budget curve:
+    the followed method at every snapshot, every other experiment method from Table 2."""
+    followed = budget_method(dataset)
+    controls = [(key, None, s) for key, s in experiment_runs(dataset) if base_method(key) != followed]
+    return [(followed, n, s) for n in budget_steps(dataset) for s in SEEDS] + controls
+
+
+def budget_metrics(wildcards):
+    return [f"results/{wildcards.dataset}/" + (f"{key}/" if n is None else f"budget/step{n}/{key}/") + f"seed{s}/metrics.json"
+            for key, n, s in budget_runs(wildcards.dataset)]

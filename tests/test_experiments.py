@@ -6,6 +6,7 @@ import pytest
 import zarr
 
 from ddpmseg.datasets import prepare_split, write_split_variant
+from ddpmseg.experiments.budget import budget_summary, first_clear_lead
 from ddpmseg.experiments.corruptions import check_corruptions, corrupt_images, robustness_summary
 from ddpmseg.experiments.labels import label_subset, mask_outside, table4
 from ddpmseg.experiments.per_class import per_class_table
@@ -91,3 +92,14 @@ def test_robustness_summary_means_over_corruptions_per_run_then_over_runs():
     summary = robustness_summary(pd.DataFrame(rows)).set_index("severity")
     assert summary.loc[0, "miou"] == pytest.approx(65.0) and summary.loc[1, "miou"] == pytest.approx(35.0)
     assert summary.loc[1, "std"] == pytest.approx(5.0) and summary.loc[5, "corruptions"] == 2
+
+
+def test_budget_summary_and_the_first_clear_lead():
+    rows = [dict(method="DDPM", steps=n, minutes=n / 100, seed=s, miou=v + 0.01 * s)
+            for n, v in ((100, 0.40), (250, 0.50), (500, 0.60)) for s in (0, 1)]
+    rows += [dict(method="Pixels", steps=None, minutes=None, seed=s, miou=0.50 + 0.01 * s) for s in (0, 1)]
+    summary = budget_summary(pd.DataFrame(rows))
+    assert summary["steps"].tolist()[:3] == [100, 250, 500] and pd.isna(summary["steps"].iloc[3])
+    assert summary["mean"].tolist() == [40.5, 50.5, 60.5, 50.5] and summary["std"].tolist() == [0.5] * 4
+    assert first_clear_lead(summary, "DDPM") == 500  # at 250 it only ties the line
+    assert first_clear_lead(summary[summary["steps"].fillna(0) < 500], "DDPM") is None

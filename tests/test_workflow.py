@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 import zarr
 
 from ddpmseg.features import open_store
@@ -252,6 +253,14 @@ def test_tiny_workflow_end_to_end(tmp_path):
     assert [variants[f].attrs["noise_mode"] for f in variants] == ["shared", "per_timestep", "per_image", "per_image"]
     values = {f: store[:] for f, store in variants.items()}
     assert all(not (values[a] == values[b]).all() for a in values for b in values if a < b)  # noise really differs
+    # the budget curve's snapshots are of one run: the one at Table 2's 6 steps is Table 2's model
+    snapshot = torch.load(results / "tiny/budget/diffusion/step6.pt")
+    table2_model = torch.load(results / "tiny/diffusion/model.pt")
+    assert all(torch.equal(snapshot[k], table2_model[k]) for k in table2_model)
+    curve = pd.read_csv(results / "tiny/budget_curve.csv")
+    assert curve["method"].tolist() == ["DDPM"] * 3 + ["Pixels (RGB+xy)"] and curve["steps"].iloc[:3].tolist() == [3, 6, 9]
+    assert curve["minutes"].iloc[:3].is_monotonic_increasing and curve["mean"].between(0, 100).all()
+    assert f"{curve['mean'].iloc[1]:.1f} ± {curve['std'].iloc[1]:.1f}" == table.loc["DDPM", "tiny"]
     fresh_test = open_store(features / "test/noise_fresh_test/features_b2_t5.zarr")
     assert fresh_test.attrs["noise_seed"] not in {variants[f].attrs["noise_seed"] for f in ("noise_fresh0", "noise_fresh1")}
 
@@ -261,7 +270,7 @@ def test_tiny_workflow_end_to_end(tmp_path):
     report = (clean / "report.html").read_text()
     for name in ("table2.csv", "table2_spread.csv", "overview.png", "loss.png", "fig2.png", "fig3.png", "fig4.png",
                  "per_class_iou.csv", "probe sweep", "diffusion training", "Figure 2, tiny, ddpm: mIoU of one probe",
-                 "Where Table 2's spread comes from", "table4.csv", "per-class IoU figure", "figure6.png", "table5.csv"):
+                 "Where Table 2's spread comes from", "table4.csv", "per-class IoU figure", "figure6.png", "table5.csv", "budget curve figure"):
         assert name in report, name
 
     # killed in the middle of feature extraction, a rerun completes with the same numbers, and

@@ -1,5 +1,6 @@
 """Trains one of the dataset's ADM UNets (one per model seed) on its unlabeled images; writes EMA
-weights, flags, loss curve and the outcome (steps done, what stopped it, threads)."""
+weights, flags, loss curve and the outcome (steps done, what stopped it, threads); for the
+budget curve also the EMA weights at chosen steps and their wall times."""
 import _repository_src  # noqa: F401  (puts the repository's src/ on sys.path)
 import json
 
@@ -14,8 +15,20 @@ from ddpmseg.runtime import start_rule
 log = start_rule(snakemake)
 images = zarr.open_group(snakemake.input[0], mode="r")["images"][:]
 flags = snakemake.params.flags
+snapshots = dict(zip(snakemake.params.get("snapshot_steps", []), snakemake.output.get("snapshots", [])))
+snapshot_seconds = {}  # the budget curve: the EMA weights at chosen steps of this one run, and when
+
+
+def save_snapshot(step, seconds, ema):
+    save_model(ema, flags, snapshots[step], snakemake.output.flags)
+    snapshot_seconds[step] = seconds
+
+
 model, loss_rows, outcome = train_diffusion(images, flags, device=pick_device(), seed=snakemake.params.seed,
+                                            snapshot_steps=list(snapshots), on_snapshot=save_snapshot,
                                             **snakemake.params.train)
+if snapshots:
+    outcome["snapshot_seconds"] = snapshot_seconds
 save_model(model, flags, snakemake.output.checkpoint, snakemake.output.flags)
 losses = pd.DataFrame(loss_rows)
 losses.to_csv(snakemake.output.loss_csv, index=False)

@@ -13,6 +13,7 @@ import copy
 import json
 import logging
 import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -267,6 +268,8 @@ def train_diffusion(
     random_flip: bool,
     device: str = "cpu",
     log_every: int = 10,
+    snapshot_steps=(),
+    on_snapshot=None,
 ):
     """Trains an ADM UNet on unlabeled images with guided-diffusion's training loss.
 
@@ -276,6 +279,9 @@ def train_diffusion(
     weights then depend on the machine's speed.
     The EMA weights use the warm-up rate min(ema_rate, (1 + step) / (10 + step)), so short
     budgets still average over their last steps rather than the random initialisation.
+    After each step in `snapshot_steps`, `on_snapshot(step, seconds, ema_model)` is called
+    (the budget curve's snapshots of one run; nothing in the loop depends on max_steps, so the
+    snapshot at step n is the model a run of n steps ends with).
 
     Returns (ema_model, loss_rows, outcome): loss_rows is a list of dicts {step, seconds, loss}
     every `log_every` steps (loss: mean training loss over those steps, per pixel and channel);
@@ -310,6 +316,9 @@ def train_diffusion(
         with torch.no_grad():
             for p_ema, p in zip(ema.parameters(), model.parameters()):
                 p_ema.lerp_(p, 1.0 - rate)
-        if record.step(step, loss.item()):
+        stop = record.step(step, loss.item())
+        if step in snapshot_steps:
+            on_snapshot(step, round(time.monotonic() - record.start, 2), ema)
+        if stop:
             break
     return ema, record.rows, record.outcome()
