@@ -20,8 +20,8 @@ from ddpmseg.tables import method_of as base_method  # noqa: E402  ('ddpm_m2' ->
 
 
 def workflow_script(name):
-    """A rule script's absolute path: Snakemake resolves a relative one from the file of each rule
-    that `use rule`s it (rules/experiments/ reuse the stage rules)."""
+    """A script's absolute path: Snakemake resolves a relative one from the file that reuses
+    its rule (rules/experiments/ reuse the stage rules with `use`)."""
     return str(Path(workflow.basedir) / "workflow_scripts" / name)
 
 

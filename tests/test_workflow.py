@@ -209,10 +209,13 @@ def test_tiny_workflow_end_to_end(tmp_path):
     for name in ("fig2.png", "fig3.png", "fig4.png"):
         assert (results / "tiny/figures/ddpm" / name).stat().st_size > 10_000
 
-    # the experiments reuse Table 2's features and ensembles: fewer labels train only new ensembles
+    # the experiments reuse Table 2's features, models and ensembles: none of Table 2's jobs reruns
     jobs = planned_jobs(clean, "experiments", "--configfile", str(TEST_CONFIG))
-    assert not any(k.startswith(("extract", "train_diffusion")) for k in jobs) and "train_ensemble" not in jobs
+    assert not any(k.startswith(("extract_features", "extract_sweep", "pretrain")) for k in jobs)
+    assert not {"train_diffusion", "train_ensemble", "predict", "evaluate"} & set(jobs)
     assert jobs["train_ensemble_labels"] == 4  # (ddpm, pixels) x (2, 1) labelled images, all seeds in one job
+    assert jobs["extract_noise_tiny_ddpm"] == 2 + 4 + 1  # per timestep (train, test), 4 fresh train draws, fresh test
+    assert jobs["train_diffusion_budget_tiny"] == 1 and jobs["extract_budget_tiny"] == 3 * 2  # 3 snapshots x 2 splits
     snakemake(clean, "experiments", "--configfile", str(TEST_CONFIG))
     subsets = {n: json.loads((results / f"tiny/ddpm/labels{n}/subsets.json").read_text()) for n in (2, 1)}
     assert subsets[2] == json.loads((results / "tiny/pixels/labels2/subsets.json").read_text())  # per seed, not per method
