@@ -237,8 +237,8 @@ def test_tiny_workflow_end_to_end(tmp_path):
     corruptions = json.loads((results / "tiny/data/corruptions.json").read_text())
     assert corruptions["usable"] == ["gaussian_noise", "contrast"] and "np.float_" in corruptions["left_out"]["fog"]
     noisy = zarr.open_group(results / "tiny/data/test-gaussian_noise-5.zarr", mode="r")
-    clean = zarr.open_group(results / "tiny/data/test.zarr", mode="r")
-    assert (noisy["labels"][:] == clean["labels"][:]).all() and not (noisy["images"][:] == clean["images"][:]).all()
+    test_split = zarr.open_group(results / "tiny/data/test.zarr", mode="r")
+    assert (noisy["labels"][:] == test_split["labels"][:]).all() and not (noisy["images"][:] == test_split["images"][:]).all()
     robustness = pd.read_csv(results / "tiny/robustness.csv")
     assert len(robustness) == 2 * 2 * (1 + 2 * 2)  # (ddpm, pixels) x seeds x (clean + 2 corruptions x 2 severities)
     assert robustness["miou"].between(0, 1).all() and set(robustness["severity"]) == {0, 1, 5}
