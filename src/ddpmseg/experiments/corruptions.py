@@ -104,6 +104,7 @@ def figure6(summary: pd.DataFrame, path) -> None:
         ax.set_ylabel("mIoU on the test split (%)")
         ax.grid(alpha=0.3)
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(methods), 4), fontsize=8, frameon=False)
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(methods), 2 * len(datasets)), fontsize=8,
+               frameon=False)
     fig.savefig(path, dpi=110)
     plt.close(fig)
