@@ -177,10 +177,11 @@ def extract_features(
             stores[layer, t] = create_store(out_dir / backbones.store_name(layer, t),
                                             (len(images), channels, resolution, resolution), {
                 **attrs, **described, "image_ids": list(image_ids), "image_size": size, "stored_dtype": "float16"})
+    noise = None
     for start in tqdm(range(0, len(images), batch_images), desc="extract", unit="batch", mininterval=5):
         x = model_input(images[start : start + batch_images], source.NORMALISATION).to(device)
-        noise = None if steps == [None] else batch_noise(
-            noise_mode, size, noise_seed, noise_device, range(start, start + len(x)), steps).to(device)
+        if steps != [None] and (noise_mode != "shared" or start == 0):  # the shared tensor is drawn once
+            noise = batch_noise(noise_mode, size, noise_seed, noise_device, range(start, start + len(x)), steps).to(device)
         maps = source.activations(model, x, layers, None if steps == [None] else steps, noise)
         for (layer, t), store in stores.items():
             fmap = maps[layer, t]
