@@ -26,6 +26,8 @@ include: "rules/experiments/labels.smk"
 include: "rules/experiments/robustness.smk"
 include: "rules/experiments/noise.smk"
 include: "rules/experiments/budget.smk"
+include: "rules/segment.smk"
+include: "rules/distill.smk"
 
 
 rule all:
@@ -41,3 +43,8 @@ rule experiments:
         "results/figure6.png",
         "results/table5.csv",
         expand("results/{dataset}/budget_curve.png", dataset=BUDGET_DATASETS),
+
+
+rule segment:
+    input:
+        SEGMENT_TARGETS,

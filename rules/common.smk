@@ -12,7 +12,7 @@ from snakemake.utils import validate
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from ddpmseg import backbones  # noqa: E402  (light: no torch in the Snakemake process)
 from ddpmseg.config import schema_problem, value_problems  # noqa: E402
-from ddpmseg.datasets import manifest_digest  # noqa: E402
+from ddpmseg.datasets import folder_digest, manifest_digest  # noqa: E402
 from ddpmseg.experiments.noise import VARIANTS, folder_noise, variant_folders  # noqa: E402
 from ddpmseg.methods import ConfigProblem, plans  # noqa: E402
 from ddpmseg.sweep import choose_cells, kmeans_blocks, kmeans_steps, nearest_in_grid, timestep_grid  # noqa: E402
@@ -146,6 +146,9 @@ wildcard_constraints:
     variant="per_timestep|fresh",
     folder=r"noise_per_timestep|noise_fresh\d+|noise_fresh_test",
     step=r"\d+",
+    name="[A-Za-z0-9_]+",
+    pool="ddpm|unlabeled",
+    batch=r"\d+",
 
 
 def ds(wildcards):
@@ -530,3 +533,129 @@ def budget_runs(dataset):
 def budget_metrics(wildcards):
     return [f"results/{wildcards.dataset}/" + (f"{key}/" if n is None else f"budget/step{n}/{key}/") + f"seed{s}/metrics.json"
             for key, n, s in budget_runs(wildcards.dataset)]
+
+
+def segment_folders(dataset):
+    """{name: {path, model, method, seed}} of a dataset's `segment` folders, defaults filled in
+    (a bare folder: the first method's ensemble of the first seed)."""
+    folders = {}
+    for name, given in config["datasets"][dataset]["segment"].items():
+        spec = {"path": given} if isinstance(given, str) else dict(given)
+        spec = {"model": "ensemble", **spec, "method": spec.get("method") or METHODS[0],
+                "seed": SEEDS[0] if spec.get("seed") is None else spec["seed"]}
+        where = f"config: datasets.{dataset}.segment.{name}"
+        if base_method(spec["method"]) not in PLANS[dataset] or spec["method"] not in method_keys(dataset, base_method(spec["method"])):
+            config_error(f"{where}.method is {spec['method']!r}, not a method of this dataset; give one of "
+                         f"{', '.join(k for m in PLANS[dataset] for k in method_keys(dataset, m))}")
+        if spec["seed"] not in SEEDS:
+            config_error(f"{where}.seed is {spec['seed']}, not one of the seeds {SEEDS}; give one of them")
+        folders[name] = spec
+    return folders
+
+
+SEGMENT_TARGETS = [f"results/{d}/segment/{name}" for d in DATASETS for name in segment_folders(d)]
+
+
+def segmenter_inputs(wildcards):
+    """Input function of a bundle: the seed's ensemble, the cells it was trained on, the split
+    that names the classes, and the feature checkpoint (where the method has one)."""
+    weights = model_checkpoint(wildcards.dataset, wildcards.method)
+    return {"model": f"results/{wildcards.dataset}/{wildcards.method}/seed{wildcards.seed}/ensemble.pt",
+            "features": f"results/{wildcards.dataset}/{wildcards.method}/features.json",
+            "data": f"results/{wildcards.dataset}/data/test.zarr", **({"checkpoint": weights} if weights else {})}
+
+
+def segmenter_noise_seed(wildcards):
+    """The shared-noise seed of a run's features: the run's seed under per-run noise."""
+    if per_run_noise(wildcards.dataset, wildcards.method):
+        return int(wildcards.seed)
+    return config["datasets"][wildcards.dataset]["features"]["noise_seed"]
+
+
+def segment_spec(wildcards):
+    return segment_folders(wildcards.dataset)[wildcards.name]
+
+
+def segment_inputs(wildcards):
+    """Input function of a folder's segmentation: its prepared images and the chosen bundle."""
+    spec = segment_spec(wildcards)
+    if spec["model"] == "deeplab":
+        pools = config["datasets"][wildcards.dataset]["distill"]["pools"]
+        if not pools:
+            config_error(f"config: datasets.{wildcards.dataset}.segment.{wildcards.name} asks for model deeplab, but "
+                         f"datasets.{wildcards.dataset}.distill.pools is empty; list ddpm or unlabeled there")
+        bundle = f"results/{wildcards.dataset}/distill_{pools[0]}/seed{spec['seed']}/segmenter"
+    else:
+        bundle = f"results/{wildcards.dataset}/{spec['method']}/seed{spec['seed']}/segmenter"
+    return {"data": f"results/{wildcards.dataset}/data/segment-{wildcards.name}.zarr", "bundle": bundle}
+
+
+# Distillation into DeepLab: DatasetDDPM and the unlabeled pool (rules/distill.smk).
+
+POOL_NAMES = {"ddpm": "DatasetDDPM", "unlabeled": "DDPM -> DeepLab (unlabeled)"}  # Table 2 rows
+
+
+def distill(dataset):
+    return config["datasets"][dataset]["distill"]
+
+
+def distill_method(dataset):
+    """The method whose ensembles label a dataset's pools (`distill.method`, default the first)."""
+    method = distill(dataset)["method"] or METHODS[0]
+    if method not in PLANS[dataset]:
+        config_error(f"config: datasets.{dataset}.distill.method is {method!r}, not a method; give one of "
+                     f"{', '.join(PLANS[dataset])}")
+    return method
+
+
+def distill_seeds(dataset):
+    seeds = distill(dataset)["seeds"] or SEEDS
+    if not set(seeds) <= set(SEEDS):
+        config_error(f"config: datasets.{dataset}.distill.seeds {seeds} are not all among the seeds {SEEDS}; "
+                     "list some of those")
+    return seeds
+
+
+def sample_batches(dataset):
+    """The number of sampling (and labelling) jobs of a dataset's ddpm pool."""
+    settings = distill(dataset)
+    return -(-settings["n_samples"] // settings["sample_batch"])
+
+
+def pool_batches(dataset, pool):
+    """Batch indices of a pool's labelling jobs: one per sample batch; the unlabeled pool is one job."""
+    return list(range(sample_batches(dataset))) if pool == "ddpm" else [0]
+
+
+DISTILL_RUNS = [(d, f"distill_{pool}", s) for d in DATASETS for pool in distill(d)["pools"] for s in distill_seeds(d)]
+
+
+def sampling_checkpoint(wildcards):
+    """The diffusion model the ddpm pool samples: the given checkpoint, or the workflow's first."""
+    return config["datasets"][wildcards.dataset]["diffusion"]["checkpoint"] or f"results/{wildcards.dataset}/diffusion/model.pt"
+
+
+def pool_images(wildcards):
+    """The images of one labelling job: a sample batch, or the whole unlabeled split."""
+    if wildcards.pool == "ddpm":
+        return f"results/{wildcards.dataset}/distill_ddpm/samples/batch{wildcards.batch}.zarr"
+    return f"results/{wildcards.dataset}/data/unlabeled.zarr"
+
+
+def labelled_pool(wildcards):
+    """The labelled batches of one (pool, seed)."""
+    return [f"results/{wildcards.dataset}/distill_{wildcards.pool}/labelled/seed{wildcards.seed}/batch{b}"
+            for b in pool_batches(wildcards.dataset, wildcards.pool)]
+
+
+def labelling_bundle(wildcards):
+    return f"results/{wildcards.dataset}/{distill_method(wildcards.dataset)}/seed{wildcards.seed}/segmenter"
+
+
+def deeplab_inputs(wildcards):
+    """Input function of a DeepLab training: the labelled pool, its selection, the real train
+    split (the best epoch is chosen on it) and the backbone's weights where given."""
+    weights = distill(wildcards.dataset)["deeplab"]["backbone_weights"]
+    return {"pool": labelled_pool(wildcards),
+            "selection": f"results/{wildcards.dataset}/distill_{wildcards.pool}/labelled/seed{wildcards.seed}/selection.csv",
+            "valid": f"results/{wildcards.dataset}/data/train.zarr", **({"backbone": weights} if weights else {})}

@@ -9,12 +9,17 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 import zarr
+from PIL import Image
 
+from ddpmseg.errors import CheckpointError
 from ddpmseg.features import open_store
+from ddpmseg.sampling import sample_batch
+from ddpmseg.segmenter import Segmenter
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_CONFIG = REPO / "tests" / "config.test.yaml"
@@ -193,6 +198,78 @@ def test_tiny_workflow_end_to_end(tmp_path):
     snakemake(clean, deleted, *args)
     numbers = ["dataset", "method", "seed", "miou", "miou_soft"]
     pd.testing.assert_frame_equal(pd.read_csv(results / "table2_long.csv")[numbers], long[numbers])
+
+    # a folder of images in no split, segmented by a seed's bundle from the workflow, and the
+    # same masks from Python with the bundle alone; on the test split the bundle gives the
+    # predict rule's masks (extracted and predicted by other code)
+    folder = tmp_path / "to_segment"
+    (folder / "sub").mkdir(parents=True)
+    sources = sorted((clean / "resources/tiny/source/unlabeled").glob("*.png"))[:3]
+    for source, target in zip(sources, ("a.png", "b.jpg", "sub/c.png")):
+        Image.open(source).convert("RGB").resize((48, 48)).save(folder / target, quality=95)
+    segment_config = tmp_path / "segment.yaml"  # with the distillation of both pools into DeepLab
+    segment_config.write_text(
+        "datasets:\n  tiny:\n    segment:\n"
+        f"      pool: {{path: {folder}, seed: 1}}\n      pool_deeplab: {{path: {folder}, model: deeplab, seed: 1}}\n"
+        "    distill: {pools: [ddpm, unlabeled], n_samples: 6, sample_batch: 4, timestep_respacing: ddim5,\n"
+        "              uncertainty_portion: 0.25, deeplab: {backbone: mobilenet_v3_large, epochs: 2, batch_size: 2}}\n")
+    snakemake(clean, "results/table2.csv", "segment", "--configfile", str(TEST_CONFIG), str(segment_config))
+    segmented = zarr.open_group(results / "tiny/segment/pool/segmentation.zarr", mode="r")
+    assert segmented.attrs["image_ids"] == ["a", "b", "sub/c"] and segmented["labels"].shape == (3, 32, 32)
+    assert sorted(str(p.relative_to(results / "tiny/segment/pool/masks")) for p in
+                  (results / "tiny/segment/pool/masks").rglob("*.png")) == ["a.png", "b.png", "sub/c.png"]
+    assert (results / "tiny/segment/pool/uncertainty/sub/c.png").is_file()
+    bundle = Segmenter.load(results / "tiny/ddpm/seed1/segmenter")
+    assert bundle.classes == zarr.open_group(results / "tiny/data/test.zarr", mode="r").attrs["classes"]
+    labels, uncertainty = bundle.predict_files([folder / "a.png", folder / "b.jpg", folder / "sub/c.png"])
+    assert (labels == segmented["labels"][:]).all()
+    assert (uncertainty.astype("float16") == segmented["uncertainty"][:]).all()
+    test_images = zarr.open_group(results / "tiny/data/test.zarr", mode="r")["images"][:]
+    predicted = zarr.open_group(results / "tiny/ddpm/seed1/predictions.zarr", mode="r")
+    labels, uncertainty = bundle.predict(test_images)
+    assert (labels == predicted["majority"][:]).all() and (uncertainty.astype("float16") == predicted["uncertainty"][:]).all()
+    # the bundle names its checkpoint relative to itself: a moved tree works, a missing or other file fails
+    moved = tmp_path / "moved"
+    shutil.copytree(results / "tiny/ddpm/seed1/segmenter", moved / "tiny/ddpm/seed1/segmenter")
+    with pytest.raises(CheckpointError, match=r"moved/tiny/ddpm/seed1/segmenter: .*moved/tiny/ddpm/seed1/segmenter/"
+                                              r"\.\./\.\./\.\./diffusion/model\.pt is missing"):
+        Segmenter.load(moved / "tiny/ddpm/seed1/segmenter")
+    (moved / "tiny/diffusion").mkdir()
+    shutil.copy(results / "tiny/diffusion/model.pt", moved / "tiny/diffusion/model.pt")
+    assert (Segmenter.load(moved / "tiny/ddpm/seed1/segmenter").predict(test_images[:1])[0] == labels[:1]).all()
+    with open(moved / "tiny/diffusion/model.pt", "ab") as f:
+        f.write(b"0")
+    with pytest.raises(CheckpointError, match="has sha256 .*, the bundle was built with"):
+        Segmenter.load(moved / "tiny/ddpm/seed1/segmenter")
+
+    # DatasetDDPM: seeded sample batches, each seed's labels in the paper's layout, the most
+    # uncertain quarter dropped, one DeepLab per seed, two new rows of Table 2 with their times
+    samples = [zarr.open_group(results / f"tiny/distill_ddpm/samples/batch{b}.zarr", mode="r") for b in (0, 1)]
+    assert [s.attrs["image_ids"] for s in samples] == [["00000", "00001", "00002", "00003"], ["00004", "00005"]]
+    checkpoint = results / "tiny/diffusion/model.pt"
+    flags = json.loads((results / "tiny/diffusion/flags.json").read_text())
+    assert (sample_batch(checkpoint, flags, 2, 0, 1, "ddim5") == samples[1]["images"][:]).all()  # from the seed alone
+    labelled = results / "tiny/distill_ddpm/labelled/seed1/batch1"
+    assert np.load(labelled / "00005.npy").dtype == np.uint8 and (labelled / "00005.png").is_file()
+    selection = pd.read_csv(results / "tiny/distill_ddpm/labelled/seed1/selection.csv", dtype={"image": str})
+    assert len(selection) == 6 and (~selection.kept).sum() == 1  # floor(0.25 x 6)
+    assert selection.loc[~selection.kept, "js_top10"].min() >= selection.loc[selection.kept, "js_top10"].max()
+    unlabeled = pd.read_csv(results / "tiny/distill_unlabeled/labelled/seed0/selection.csv")
+    assert len(unlabeled) == 16 and (~unlabeled.kept).sum() == 4
+    assert (results / "tiny/distill_ddpm/labelled/seed0/samples.png").stat().st_size > 10_000
+    distilled = pd.read_csv(results / "table2.csv", index_col=0)
+    assert distilled.loc["DatasetDDPM", "tiny"].count("±") == 1
+    assert distilled.loc["DDPM -> DeepLab (unlabeled)", "tiny"].count("±") == 1
+    assert "DeepLab" in distilled.loc["DatasetDDPM: times", "tiny"] and "sampling" in distilled.loc["DatasetDDPM: times", "tiny"]
+    assert distilled.loc["DDPM", "tiny"] == table.loc["DDPM", "tiny"]  # the other rows do not change
+    outcome = json.loads((results / "tiny/distill_ddpm/seed1/training.json").read_text())
+    assert (outcome["images"], outcome["pool_images"], outcome["epochs"]) == (5, 6, 2)
+    deeplab = Segmenter.load(results / "tiny/distill_ddpm/seed1/segmenter")
+    predicted = zarr.open_group(results / "tiny/distill_ddpm/seed1/predictions.zarr", mode="r")
+    assert (deeplab.predict(test_images)[0] == predicted["majority"][:]).all()
+    by_deeplab = zarr.open_group(results / "tiny/segment/pool_deeplab/segmentation.zarr", mode="r")
+    assert (deeplab.predict_files([folder / "a.png", folder / "b.jpg", folder / "sub/c.png"])[0]
+            == by_deeplab["labels"][:]).all()
 
     # the probe sweep after the ensemble reuses its stores: at t 5 and 20 only block 0 is new
     jobs = planned_jobs(clean, "figures", "--configfile", str(TEST_CONFIG))

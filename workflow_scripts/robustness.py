@@ -4,27 +4,19 @@ temporary folder and segmented by the clean ensembles of every seed; only the sc
 import _repository_src  # noqa: F401  (puts the repository's src/ on sys.path)
 import json
 import tempfile
-from pathlib import Path
 
 import pandas as pd
 import zarr
 
-from ddpmseg import backbones
 from ddpmseg.ensemble import load_ensemble
 from ddpmseg.evaluate import mean_iou, predict_images
-from ddpmseg.features import build_method_model, extract_features, open_stores, pick_device
+from ddpmseg.features import build_method_model, extract_cells, open_stores, pick_device
 from ddpmseg.runtime import start_rule
 
 log = start_rule(snakemake)
 plan, features, params = snakemake.params.plan, snakemake.params.extraction, snakemake.params
 with open(snakemake.input.features) as f:
     cells = [tuple(cell) for cell in json.load(f)["cells"]]  # the clean ensembles' (layer, timestep), in their order
-layers_at = {}  # timestep -> layers; one extraction per distinct set of layers, over its timesteps
-for layer, t in cells:
-    layers_at.setdefault(t, []).append(layer)
-calls = {}
-for t, layers in layers_at.items():
-    calls.setdefault(tuple(layers), []).append(t)
 device = pick_device()
 models = [load_ensemble(path) for path in snakemake.input.models]
 size = zarr.open_group(snakemake.input.data[0], mode="r").attrs["image_size"]
@@ -38,11 +30,10 @@ for severity, data_path in zip(params.severities, snakemake.input.data):
     images, ids, labels = data["images"][:], data.attrs["image_ids"], data["labels"][:]
     for run_seeds, noise_seed in runs:
         with tempfile.TemporaryDirectory(dir=snakemake.resources.tmpdir, prefix="robustness-") as scratch:
-            for layers, steps in calls.items():
-                extract_features(plan["source"], model, images, ids, layers, None if steps == [None] else steps, table,
-                                 scratch, {**identity, "split": data.attrs["split"]}, noise_seed=noise_seed,
-                                 noise_device=features["noise_device"], batch_images=features["batch_images"], device=device)
-            stores = open_stores([Path(scratch) / backbones.store_name(layer, t) for layer, t in cells])
+            stores = open_stores(extract_cells(
+                plan["source"], model, images, ids, cells, table, scratch, {**identity, "split": data.attrs["split"]},
+                noise_seed=noise_seed, noise_device=features["noise_device"], batch_images=features["batch_images"],
+                device=device))
             run_models = [models[params.seeds.index(seed)] for seed in run_seeds]
             outputs = predict_images(run_models, stores, len(ids), size, device)
         for seed, (majority, soft, _) in zip(run_seeds, outputs):

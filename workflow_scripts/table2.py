@@ -9,7 +9,7 @@ import pandas as pd
 
 from ddpmseg.runtime import start_rule
 from ddpmseg.sweep import describe_cells
-from ddpmseg.tables import collect_metrics, runs_note, spread_table, summary_table, training_note
+from ddpmseg.tables import collect_metrics, distill_note, runs_note, spread_table, summary_table, training_note
 
 log = start_rule(snakemake)
 names = snakemake.params.names
@@ -39,6 +39,12 @@ if snakemake.params.trained_adm:  # a dataset whose diffusion model is a given c
     notes["Diffusion training"] = dict.fromkeys(table.columns, "checkpoint")
 for (row, dataset), dataset_outcomes in outcomes.items():
     notes.setdefault(row, {})[dataset] = training_note(dataset_outcomes)
+distilled = {}  # (row, dataset) -> training.json dicts of the DeepLab of each seed
+for path in snakemake.input.distill:
+    with open(path) as f:
+        distilled.setdefault((f"{names[Path(path).parts[2]]}: times", Path(path).parts[1]), []).append(json.load(f))
+for (row, dataset), runs in distilled.items():
+    notes.setdefault(row, {})[dataset] = distill_note(runs)
 table = pd.concat([table, pd.DataFrame.from_dict(notes, orient="index").reindex(columns=table.columns)])
 table.index.name = "method"
 table.to_csv(snakemake.output.table)

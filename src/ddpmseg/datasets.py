@@ -211,6 +211,19 @@ def manifest_digest(root) -> str:
     return digest.hexdigest()
 
 
+def folder_digest(folder) -> str:
+    """sha256 (hex) over the relative path, size and mtime (ns) of every file below ``folder``, as
+    `manifest_digest` does for a dataset; "" when it is no folder."""
+    folder = pathlib.Path(folder)
+    if not folder.is_dir():
+        return ""
+    digest = hashlib.sha256()
+    for rel in sorted(_walk_files(folder, strict=False), key=str):
+        stat = (folder / rel).stat()
+        digest.update(f"{rel}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
 def list_split(root, split: str, max_images: int | None = None) -> list[tuple[str, pathlib.Path, pathlib.Path | None]]:
     """Images of one split, sorted by path relative to the split folder.
 
@@ -221,11 +234,17 @@ def list_split(root, split: str, max_images: int | None = None) -> list[tuple[st
     else None (always None for 'unlabeled').
     Raises DatasetError when the split folder does not exist.
     """
-    folder = _split_dir(root, split)
+    return list_folder(_split_dir(root, split), labelled=split != "unlabeled", max_images=max_images, what=split)
+
+
+def list_folder(folder, labelled: bool = False, max_images: int | None = None, what: str = "") -> list:
+    """`list_split` of any folder of images (below it, sorted by relative path); labels are
+    looked for only when ``labelled``. ``what`` names the images in the error of a missing folder."""
+    folder = pathlib.Path(folder)
     if max_images is not None and max_images < 1:
         raise ValueError(f"max_images must be a positive integer or None; got {max_images!r}")
     if not folder.is_dir():
-        raise DatasetError(f"{folder}: folder not found. Put the {split} images there.")
+        raise DatasetError(f"{folder}: folder not found. Put the {what + ' ' if what else ''}images there.")
     images = sorted((p for p in _walk_files(folder) if p.suffix.lower() in IMAGE_SUFFIXES), key=str)
     if max_images is not None:
         images = images[:max_images]
@@ -233,7 +252,7 @@ def list_split(root, split: str, max_images: int | None = None) -> list[tuple[st
     for rel in images:
         image_path = folder / rel
         label_path = image_path.with_suffix(".npy")
-        has_label = split != "unlabeled" and label_path.is_file()
+        has_label = labelled and label_path.is_file()
         items.append((rel.with_suffix("").as_posix(), image_path, label_path if has_label else None))
     return items
 
@@ -526,6 +545,35 @@ def prepare_split(root, split: str, out_path, image_size: int, non_square: str =
             log.warning("%s: %d of %d %s images have an alpha channel (first: %s); it is dropped, so transparent "
                         "pixels show the colour stored under them. Flatten the images onto a background to choose it.",
                         root, len(with_alpha), len(items), split, with_alpha[0])
+
+    _write_group_atomically(out_path, write)
+
+
+def prepare_folder(folder, out_path, image_size: int, name: str, classes: list, ignore_label: int,
+                   non_square: str = "error", resize: str = "lanczos") -> None:
+    """Validate every image below ``folder`` (no labels; unreadable, non-square under 'error' and
+    same-named images are listed in one DatasetError), then write them as an unlabeled split
+    group at ``out_path``, resized as `prepare_split` does: 'images' and the attrs of a split, with
+    split "segment-<name>" and the dataset's ``classes`` and ``ignore_label``. Atomic."""
+    _check_non_square_mode(non_square)
+    folder = pathlib.Path(folder)
+    items = list_folder(folder, what=f"segment.{name}")
+    problems = [] if items else [f"{folder}: holds no images ({', '.join(IMAGE_SUFFIXES)}). Put the images "
+                                 f"to segment there, or fix the path in the config's `segment.{name}`."]
+    problems += _structure_problems(folder, items, labelled=False)
+    with ThreadPoolExecutor(_VALIDATION_THREADS) as pool:
+        for item_problems in pool.map(lambda item: _check_item(item[1], None, False, non_square, None), items):
+            problems.extend(item_problems)
+    if problems:
+        raise _problems_error(folder, problems)
+
+    def write(group: zarr.Group) -> None:
+        images = _create_images(group, len(items), image_size)
+        for i, (_, image_path, _) in enumerate(items):
+            images[i] = load_image(image_path, image_size, non_square, resize)
+        group.attrs.update({"split": f"segment-{name}", "image_ids": [image_id for image_id, _, _ in items],
+                            "classes": list(classes), "ignore_label": ignore_label, "image_size": image_size,
+                            "source": str(folder), "non_square": non_square, "resize": resize})
 
     _write_group_atomically(out_path, write)
 

@@ -92,7 +92,7 @@ class BatchedMLPEnsemble(torch.nn.Module):
         return dict(self.state_dict(keep_vars=True))
 
 
-def _from_state_dict(state: dict) -> BatchedMLPEnsemble:
+def ensemble_from_state_dict(state: dict) -> BatchedMLPEnsemble:
     """An ensemble holding the tensors of `state` (every tensor has the member index first)."""
     n_members, in_features, _ = state["weight0"].shape
     num_classes = state[f"weight{sum(k.startswith('weight') for k in state) - 1}"].shape[2]
@@ -104,13 +104,13 @@ def _from_state_dict(state: dict) -> BatchedMLPEnsemble:
 def stack_ensembles(models) -> BatchedMLPEnsemble:
     """One ensemble whose members are those of `models`, in order (all alike in shape)."""
     states = [m.state_dict() for m in models]
-    return _from_state_dict({name: torch.cat([s[name] for s in states]) for name in states[0]})
+    return ensemble_from_state_dict({name: torch.cat([s[name] for s in states]) for name in states[0]})
 
 
 def split_ensemble(model: BatchedMLPEnsemble, n_parts: int) -> list:
     """The inverse of `stack_ensembles`: `n_parts` ensembles of consecutive, equal member groups."""
     state = model.state_dict()
-    return [_from_state_dict({name: chunk.clone() for name, chunk in zip(state, chunks)})
+    return [ensemble_from_state_dict({name: chunk.clone() for name, chunk in zip(state, chunks)})
             for chunks in zip(*(value.chunk(n_parts) for value in state.values()))]
 
 
@@ -320,7 +320,7 @@ def _restore_frozen(model: BatchedMLPEnsemble, frozen: dict) -> None:
 
 def load_ensemble(path) -> BatchedMLPEnsemble:
     """An ensemble from a state_dict written by `torch.save(model.state_dict(), path)`."""
-    return _from_state_dict(torch.load(path, map_location="cpu", weights_only=True)).eval()
+    return ensemble_from_state_dict(torch.load(path, map_location="cpu", weights_only=True)).eval()
 
 
 @torch.no_grad()

@@ -192,6 +192,23 @@ def extract_features(
     return [out_dir / backbones.store_name(layer, t) for layer in layers for t in steps]
 
 
+def extract_cells(source_name: str, model, images: np.ndarray, image_ids: list, cells, table: dict, out_dir,
+                  attrs: dict, **options) -> list:
+    """`extract_features` of the (layer, timestep) `cells` of an ensemble (features.json's
+    order), one call per distinct set of layers over the timesteps that share it; returns the
+    store paths in the cells' order. `options`: extract_features' keyword arguments."""
+    layers_at = {}  # timestep -> layers
+    for layer, t in cells:
+        layers_at.setdefault(t, []).append(layer)
+    calls = {}
+    for t, layers in layers_at.items():
+        calls.setdefault(tuple(layers), []).append(t)
+    for layers, steps in calls.items():
+        extract_features(source_name, model, images, image_ids, layers, None if steps == [None] else steps, table,
+                         out_dir, attrs, **options)
+    return [Path(out_dir) / backbones.store_name(layer, t) for layer, t in cells]
+
+
 def open_stores(paths) -> list:
     """Read-only feature arrays (`open_store`) for the given store paths."""
     return [open_store(p) for p in paths]

@@ -201,3 +201,26 @@ def kmeans_figure(images, clusters: dict, shapes: dict, image_ids, title: str, p
     fig.suptitle(title, fontsize=10)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def pool_figure(images, labels, rows, classes, title: str, path) -> None:
+    """A labelled pool at a glance: images over their labels, one column per image, from the
+    most certain to the most uncertain; `rows` (image, js_top10, rank, kept) titles each column."""
+    colours = palette(len(classes))
+    n = len(images)
+    fig, axes = plt.subplots(2, n, figsize=(1.55 * n + 0.4, 3.9), squeeze=False, layout="constrained")
+    for col, (image, label, row) in enumerate(zip(images, labels, rows.itertuples())):
+        axes[0, col].imshow(image, interpolation="nearest")
+        axes[1, col].imshow(colours[label], interpolation="nearest")
+        axes[0, col].set_title(f"{row.image}\nrank {row.rank}, JS {row.js_top10:.3f}\n"
+                               f"{'kept' if row.kept else 'DROPPED'}", fontsize=7, color="black" if row.kept else "C3")
+        for ax in axes[:, col]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    axes[0, 0].set_ylabel("sample", fontsize=8)
+    axes[1, 0].set_ylabel("ensemble's labels", fontsize=8)
+    legend = [Patch(color=colours[c] / 255, label=name) for c, name in enumerate(classes)]
+    fig.legend(handles=legend, loc="outside lower center", ncol=min(len(legend), 6), fontsize=7, frameon=False)
+    fig.suptitle(f"{title}\n(JS: mean of the top 10% per-pixel Jensen-Shannon values, nats)", fontsize=9)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,129 @@
+# Distilling a method's ensemble into torchvision's DeepLabV3 (the paper's generate_dataset.py
+# and train_deeplab.py): a pool of images (ddpm: samples of the diffusion model, one cached job
+# per batch; unlabeled: the dataset's own unlabeled images) labelled by each distill seed's
+# ensemble bundle, the most uncertain share dropped, one DeepLab per seed trained on the rest and
+# scored on the real test split: Table 2's rows DatasetDDPM and "DDPM -> DeepLab (unlabeled)".
+
+
+rule sample_diffusion:
+    input:
+        sampling_checkpoint,
+    output:
+        directory("results/{dataset}/distill_ddpm/samples/batch{batch}.zarr"),
+    params:
+        flags=lambda wc: ds(wc)["diffusion"]["flags"],
+        n_samples=lambda wc: distill(wc.dataset)["n_samples"],
+        sample_batch=lambda wc: distill(wc.dataset)["sample_batch"],
+        respacing=lambda wc: distill(wc.dataset)["timestep_respacing"],
+        seed=lambda wc: distill(wc.dataset)["sample_seed"],
+        torch_threads=lambda wc: ds(wc)["features"]["threads"],
+    log:
+        "logs/sample_diffusion/{dataset}_{batch}.log",
+    benchmark:
+        "benchmarks/runs/sample_diffusion/{dataset}_{batch}.tsv"
+    threads: lambda wc: ds(wc)["features"]["threads"]
+    resources:
+        gpu=1,
+        mem_mb=8000,
+    conda:
+        CONDA_ENV
+    script:
+        workflow_script("sample_diffusion.py")
+
+
+rule label_pool:
+    input:
+        images=pool_images,
+        bundle=labelling_bundle,
+    output:
+        directory("results/{dataset}/distill_{pool}/labelled/seed{seed}/batch{batch}"),
+    log:
+        "logs/label_pool/{dataset}_{pool}_{seed}_{batch}.log",
+    benchmark:
+        "benchmarks/runs/label_pool/{dataset}_{pool}_{seed}_{batch}.tsv"
+    threads: lambda wc: ds(wc)["features"]["threads"]
+    resources:
+        gpu=1,
+        mem_mb=lambda wc: ensemble_mem_mb(wc) + 4000,
+    conda:
+        CONDA_ENV
+    script:
+        workflow_script("label_pool.py")
+
+
+rule select_pool:
+    input:
+        labelled_pool,
+    output:
+        selection="results/{dataset}/distill_{pool}/labelled/seed{seed}/selection.csv",
+        figure=report("results/{dataset}/distill_{pool}/labelled/seed{seed}/samples.png", caption="report/pool.rst",
+                      category="{dataset}", subcategory="distillation", labels={"pool": "{pool}", "MLP seed": "{seed}"}),
+    params:
+        portion=lambda wc: distill(wc.dataset)["uncertainty_portion"],
+        title=lambda wc: f"{wc.dataset}: {POOL_NAMES[wc.pool]} pool labelled by {distill_method(wc.dataset)} seed {wc.seed}",
+    log:
+        "logs/select_pool/{dataset}_{pool}_{seed}.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        CONDA_ENV
+    script:
+        workflow_script("select_pool.py")
+
+
+rule train_deeplab:
+    input:
+        unpack(deeplab_inputs),
+    output:
+        bundle=directory("results/{dataset}/distill_{pool}/seed{seed}/segmenter"),
+        history="results/{dataset}/distill_{pool}/seed{seed}/training_history.csv",
+        outcome="results/{dataset}/distill_{pool}/seed{seed}/training.json",
+    params:
+        settings=lambda wc: distill(wc.dataset)["deeplab"],
+        convention=lambda wc: ds(wc)["evaluation"]["miou_convention"],
+        torch_threads=lambda wc: distill(wc.dataset)["deeplab"]["threads"],
+    log:
+        "logs/train_deeplab/{dataset}_{pool}_{seed}.log",
+    benchmark:
+        "benchmarks/runs/train_deeplab/{dataset}_{pool}_{seed}.tsv"
+    threads: lambda wc: distill(wc.dataset)["deeplab"]["threads"]
+    resources:
+        gpu=1,
+        mem_mb=8000,
+    conda:
+        CONDA_ENV
+    script:
+        workflow_script("train_deeplab.py")
+
+
+rule predict_distill:
+    input:
+        bundles=["results/{dataset}/distill_{pool}/seed{seed}/segmenter"],
+        data="results/{dataset}/data/test.zarr",
+    output:
+        predictions=[directory("results/{dataset}/distill_{pool}/seed{seed}/predictions.zarr")],
+        masks=[directory("results/{dataset}/distill_{pool}/seed{seed}/masks")],
+    log:
+        "logs/predict_distill/{dataset}_{pool}_{seed}.log",
+    benchmark:
+        "benchmarks/runs/predict_distill/{dataset}_{pool}_{seed}.tsv"
+    threads: lambda wc: distill(wc.dataset)["deeplab"]["threads"]
+    resources:
+        gpu=1,
+        mem_mb=4000,
+    conda:
+        CONDA_ENV
+    script:
+        workflow_script("predict_bundle.py")
+
+
+use rule evaluate as evaluate_distill with:
+    input:
+        predictions=["results/{dataset}/distill_{pool}/seed{seed}/predictions.zarr"],
+        data="results/{dataset}/data/test.zarr",
+    output:
+        metrics=["results/{dataset}/distill_{pool}/seed{seed}/metrics.json"],
+        per_class=["results/{dataset}/distill_{pool}/seed{seed}/per_class_iou.csv"],
+    log:
+        "logs/evaluate_distill/{dataset}_{pool}_{seed}.log",

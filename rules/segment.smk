@@ -1,0 +1,68 @@
+# Applying a trained model to new images: a self-describing bundle per (method folder, seed)
+# (ddpmseg.segmenter: weights, classes, palette, image size, feature recipe with the checkpoint's
+# sha256), and the segmentation of each configured folder (`segment:` of a dataset) with it.
+
+
+rule segmenter:
+    input:
+        unpack(segmenter_inputs),
+    output:
+        directory("results/{dataset}/{method}/seed{seed}/segmenter"),
+    params:
+        plan=lambda wc: plan_of(wc.dataset, wc.method),
+        extraction=lambda wc: extraction_settings(wc.dataset),
+        model_seed=lambda wc: model_seed(wc.dataset, wc.method),
+        noise_seed=segmenter_noise_seed,
+        vote=lambda wc: ds(wc)["evaluation"]["vote"],
+        extraction_threads=lambda wc: ds(wc)["features"]["threads"],
+        prediction_threads=lambda wc: ds(wc)["threads"],
+    log:
+        "logs/segmenter/{dataset}_{method}_{seed}.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        CONDA_ENV
+    script:
+        workflow_script("segmenter_bundle.py")
+
+
+rule prepare_folder:
+    input:
+        folder=lambda wc: segment_spec(wc)["path"],
+        split="results/{dataset}/data/test.zarr",
+    output:
+        directory("results/{dataset}/data/segment-{name}.zarr"),
+    params:
+        settings=lambda wc: {key: ds(wc)[key] for key in ("image_size", "non_square", "resize")},
+        manifest=lambda wc: folder_digest(segment_spec(wc)["path"]),
+    log:
+        "logs/prepare_folder/{dataset}_{name}.log",
+    benchmark:
+        "benchmarks/runs/prepare_folder/{dataset}_{name}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+    conda:
+        CONDA_ENV
+    script:
+        workflow_script("prepare_folder.py")
+
+
+rule segment_folder:
+    input:
+        unpack(segment_inputs),
+    output:
+        directory("results/{dataset}/segment/{name}"),
+    log:
+        "logs/segment_folder/{dataset}_{name}.log",
+    benchmark:
+        "benchmarks/runs/segment_folder/{dataset}_{name}.tsv"
+    threads: lambda wc: ds(wc)["features"]["threads"]
+    resources:
+        mem_mb=lambda wc: ensemble_mem_mb(wc) + 4000,
+        gpu=1,
+    conda:
+        CONDA_ENV
+    script:
+        workflow_script("segment_folder.py")

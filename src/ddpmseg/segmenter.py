@@ -1,0 +1,238 @@
+"""A trained segmenter as one self-describing folder (a bundle), usable without config or Snakemake:
+
+    from ddpmseg.segmenter import Segmenter
+    segmenter = Segmenter.load("results/fasseg_face6/ddpm/seed0/segmenter")
+    labels, uncertainty = segmenter.predict(images)        # (N, S, S, 3) uint8 at segmenter.image_size
+    labels, uncertainty = segmenter.predict_files(paths)   # any image files, resized as a split
+
+A bundle folder holds `segmenter.json` (what it is: classes, palette, image size and how images
+are brought to it, the vote, and for an ensemble the feature recipe: source, settings, the
+(layer, timestep) cells in the ensemble's order, the checkpoint's path relative to the bundle
+and its sha256, the model and noise seeds) and `weights.pt` (the model's state_dict). `load` checks that the
+checkpoint is there and has the recorded sha256: features of other weights would be silently
+wrong. Kind "ensemble": one seed's MLP ensemble on features extracted on the fly with the same
+recipe (and the same shared noise) as the run that trained it, so its masks equal that run's.
+Kind "deeplab": a DeepLabV3 distilled from an ensemble's labels (`ddpmseg.deeplab`).
+"""
+
+import json
+import math
+import os
+from contextlib import contextmanager
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ddpmseg.errors import CheckpointError
+
+FORMAT = "ddpmseg-segmenter/1"
+DESCRIPTION_FILE = "segmenter.json"
+WEIGHTS_FILE = "weights.pt"
+CHUNK_IMAGES = 64  # images whose features are held at once (in a scratch folder) when no features_dir is given
+
+
+class Segmenter:
+    """A trained model and everything needed to apply it to images.
+
+    description: the bundle's `segmenter.json` content (see the module docstring); weights: the
+    ensemble's state_dict; folder: the bundle folder relative paths in the description start
+    from (None before `save`).
+    """
+
+    def __init__(self, description: dict, weights: dict, folder=None):
+        if description.get("format") != FORMAT:
+            raise ValueError(f"not a {FORMAT} description (format {description.get('format')!r})")
+        self.description, self.weights = description, weights
+        self.folder = None if folder is None else Path(folder)
+
+    @property
+    def classes(self) -> list:
+        return list(self.description["classes"])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.description["image_size"])
+
+    @property
+    def palette(self) -> np.ndarray:
+        """(K, 3) uint8 colour of each class in the masks."""
+        return np.asarray(self.description["palette"], np.uint8)
+
+    @property
+    def uncertainty_max(self) -> float:
+        """The largest uncertainty `predict` can give, nats: log(min(members, classes)) for the
+        JS divergence of an ensemble, log(classes) for a DeepLab's entropy."""
+        classes = len(self.classes)
+        if self.description["kind"] == "deeplab":
+            return math.log(classes)
+        return math.log(min(self.weights["weight0"].shape[0], classes))
+
+    @classmethod
+    def for_ensemble(cls, ensemble_path, *, plan: dict, cells, checkpoint, model_seed: int, noise_seed: int,
+                     noise_device: str, batch_images: int, threads: dict, classes: list, ignore_label: int, image_size: int,
+                     non_square: str, resize: str, vote: str, provenance: dict) -> "Segmenter":
+        """The bundle of one seed's ensemble (state_dict at `ensemble_path`) trained on the
+        features of `plan` (a `ddpmseg.methods.plan`) at `cells` [(layer, timestep)], the
+        source model built from `checkpoint` (a path or None) and `model_seed`. `threads`:
+        {"extraction": n, "prediction": m}, the torch threads of the run's jobs (the numbers
+        depend on them: torch splits reductions by thread)."""
+        from ddpmseg.download import sha256_of
+        from ddpmseg.evaluate import palette
+
+        recipe = {"plan": plan, "cells": [list(cell) for cell in cells], "model_seed": model_seed,
+                  "noise_seed": noise_seed, "noise_mode": "shared", "noise_device": noise_device,
+                  "batch_images": batch_images, "threads": dict(threads),
+                  "checkpoint": None if checkpoint is None else str(Path(checkpoint).resolve()),
+                  "checkpoint_sha256": None if checkpoint is None else sha256_of(checkpoint)}
+        description = {"format": FORMAT, "kind": "ensemble", "classes": list(classes),
+                       "palette": palette(len(classes))[: len(classes)].tolist(), "ignore_label": ignore_label,
+                       "image_size": image_size, "non_square": non_square, "resize": resize, "vote": vote,
+                       "features": recipe, "provenance": provenance}
+        return cls(description, torch.load(ensemble_path, map_location="cpu", weights_only=True))
+
+    @classmethod
+    def for_deeplab(cls, state: dict, *, backbone: str, threads: int, classes: list, ignore_label: int,
+                    image_size: int, non_square: str, resize: str, provenance: dict) -> "Segmenter":
+        """The bundle of a trained DeepLabV3 (`ddpmseg.deeplab`; its whole state_dict, backbone
+        included, so no other file is needed); uncertainty is the entropy of its softmax."""
+        from ddpmseg.evaluate import palette
+
+        description = {"format": FORMAT, "kind": "deeplab", "classes": list(classes),
+                       "palette": palette(len(classes))[: len(classes)].tolist(), "ignore_label": ignore_label,
+                       "image_size": image_size, "non_square": non_square, "resize": resize, "vote": "argmax",
+                       "deeplab": {"backbone": backbone, "normalisation": "imagenet", "threads": threads},
+                       "provenance": provenance}
+        return cls(description, state)
+
+    def save(self, folder) -> None:
+        """Writes the bundle folder (atomically: a failure leaves no half-written folder); the
+        checkpoint is recorded relative to it, so that a results tree can move as a whole."""
+        folder = Path(folder)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        description = json.loads(json.dumps(self.description))
+        checkpoint = self._checkpoint_path()
+        if checkpoint is not None:  # kind "ensemble" with a model checkpoint
+            description["features"]["checkpoint"] = os.path.relpath(checkpoint.resolve(), folder.resolve())
+        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
+        try:
+            (tmp / DESCRIPTION_FILE).write_text(json.dumps(description, indent=1))
+            torch.save(self.weights, tmp / WEIGHTS_FILE)
+            if folder.exists():
+                shutil.rmtree(folder)
+            os.replace(tmp, folder)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        self.description, self.folder = description, folder
+
+    @classmethod
+    def load(cls, folder) -> "Segmenter":
+        """The bundle at `folder`; CheckpointError (one line naming the bundle and the checkpoint)
+        when its feature checkpoint is missing or is another file than the one it was built with."""
+        folder = Path(folder)
+        description_path = folder / DESCRIPTION_FILE
+        if not description_path.is_file():
+            raise CheckpointError(f"{folder}: no {DESCRIPTION_FILE} here; give the folder of a bundle written by the "
+                                  "workflow (results/<dataset>/<method>/seed<s>/segmenter)")
+        description = json.loads(description_path.read_text())
+        segmenter = cls(description, torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True), folder)
+        segmenter._check_checkpoint()
+        return segmenter
+
+    def _checkpoint_path(self) -> Path | None:
+        given = self.description.get("features", {}).get("checkpoint")
+        if given is None:
+            return None
+        path = Path(given)
+        return path if path.is_absolute() or self.folder is None else self.folder / path
+
+    def _check_checkpoint(self) -> None:
+        from ddpmseg.download import sha256_of
+
+        path = self._checkpoint_path()
+        if path is None:
+            return
+        expected = self.description["features"]["checkpoint_sha256"]
+        if not path.is_file():
+            raise CheckpointError(f"{self.folder}: the bundle's feature checkpoint {path} is missing; put that file "
+                                  "back (the bundle records it relative to itself) or rebuild the bundle")
+        found = sha256_of(path)
+        if found != expected:
+            raise CheckpointError(f"{self.folder}: the bundle's feature checkpoint {path} has sha256 {found}, the "
+                                  f"bundle was built with {expected}; restore that file or rebuild the bundle")
+
+    def predict(self, images: np.ndarray, features_dir=None, device: str = "cpu") -> tuple:
+        """Segments images: (N, S, S, 3) uint8 at `image_size` -> labels (N, S, S) uint8 (the
+        bundle's vote) and uncertainty (N, S, S) float32, nats: for an ensemble the Jensen-Shannon
+        divergence of the members' softmax, for DeepLab the entropy of its softmax. An
+        ensemble's features go to `features_dir` (one store per cell, kept) or, CHUNK_IMAGES
+        images at a time, to a scratch folder."""
+        images = np.asarray(images)
+        size = self.image_size
+        if images.ndim != 4 or images.shape[1:] != (size, size, 3) or images.dtype != np.uint8:
+            raise ValueError(f"images must be (N, {size}, {size}, 3) uint8 (this segmenter's image size); got "
+                             f"{images.shape} {images.dtype}. Use predict_files, or resize them first.")
+        if self.description["kind"] == "deeplab":
+            return self._predict_deeplab(images, device)
+        if features_dir is not None:
+            return self._predict_stores(images, Path(features_dir), device)
+        labels = np.zeros(images.shape[:3], np.uint8)
+        uncertainty = np.zeros(images.shape[:3], np.float32)
+        for start in range(0, len(images), CHUNK_IMAGES):
+            with tempfile.TemporaryDirectory(prefix="ddpmseg-segment-") as scratch:
+                part = slice(start, start + CHUNK_IMAGES)
+                labels[part], uncertainty[part] = self._predict_stores(images[part], Path(scratch), device)
+        return labels, uncertainty
+
+    def predict_files(self, paths, device: str = "cpu") -> tuple:
+        """`predict` of image files, each read and resized as the training splits were (the
+        bundle's non_square and resize policies)."""
+        from ddpmseg.datasets import load_image
+
+        d = self.description
+        images = np.stack([load_image(p, self.image_size, d["non_square"], d["resize"]) for p in paths])
+        return self.predict(images, device=device)
+
+    def _predict_deeplab(self, images: np.ndarray, device: str) -> tuple:
+        from ddpmseg.deeplab import build_deeplab, predict_deeplab
+
+        settings = self.description["deeplab"]
+        model = build_deeplab(settings["backbone"], len(self.classes))
+        model.load_state_dict(self.weights)
+        with _torch_threads(settings["threads"]):
+            return predict_deeplab(model, images, device=device)
+
+    def _predict_stores(self, images: np.ndarray, features_dir: Path, device: str) -> tuple:
+        from ddpmseg.ensemble import ensemble_from_state_dict
+        from ddpmseg.evaluate import predict_images
+        from ddpmseg.features import build_method_model, extract_cells, open_stores
+
+        recipe = self.description["features"]
+        plan, cells = recipe["plan"], [tuple(cell) for cell in recipe["cells"]]
+        model, table, identity = build_method_model(plan, self.image_size, self._checkpoint_path(), device,
+                                                    recipe["model_seed"])
+        ids = [str(i) for i in range(len(images))]
+        with _torch_threads(recipe["threads"]["extraction"]):
+            paths = extract_cells(plan["source"], model, images, ids, cells, table, features_dir,
+                                  {**identity, "split": "segment"}, noise_seed=recipe["noise_seed"],
+                                  noise_device=recipe["noise_device"], noise_mode=recipe["noise_mode"],
+                                  batch_images=recipe["batch_images"], device=device)
+        ensemble = ensemble_from_state_dict(self.weights).eval()
+        with _torch_threads(recipe["threads"]["prediction"]), torch.no_grad():
+            majority, soft, uncertainty = predict_images([ensemble], open_stores(paths), len(images), self.image_size,
+                                                         device)[0]
+        return (majority if self.description["vote"] == "majority" else soft), uncertainty
+
+
+@contextmanager
+def _torch_threads(n: int):
+    """torch's intra-op thread count set to n for the block, then put back."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
