@@ -390,14 +390,17 @@ def test_paper_config_plans_the_full_dag_without_any_file(tmp_path):
         "prepare_dataset": 6, **{f"extract_features_{d}_ddpm": 10 for d in datasets},  # train/test x 5 runs' noise
         **{f"extract_features_{d}_{m}": 2 for d in datasets for m in ("mae", "swav", "swav_w2")},  # no noise
         "train_ensemble": 24, "predict": 24, "evaluate": 24, "overview": 6, "table2": 1,
+        # DatasetDDPM on Bedroom, FFHQ, Cat, Horse: 100 batches of 100 samples, labelled by each of 5 seeds
+        "download_resnet101_imagenet": 1, "sample_diffusion": 400, "segmenter": 20, "label_pool": 2000,
+        "select_pool": 20, "train_deeplab": 20, "predict_distill": 20, "evaluate_distill": 20,
     }
     plan = planned_resources(tmp_path, *args)
     gpu_rules = {f"extract_features_{d}_{m}" for d in datasets for m in ("ddpm", "mae", "swav", "swav_w2")} \
-        | {"train_ensemble", "predict"}
+        | {"train_ensemble", "predict", "sample_diffusion", "label_pool", "train_deeplab", "predict_distill"}
     for rule, jobs in plan.items():
         expected = "1" if rule in gpu_rules else None
         assert all(job.get("gpu") == expected for job in jobs), (rule, jobs)
-    assert sum(len(jobs) for rule, jobs in plan.items() if rule in gpu_rules) == 60 + 36 + 48
+    assert sum(len(jobs) for rule, jobs in plan.items() if rule in gpu_rules) == 60 + 36 + 48 + 400 + 2000 + 20 + 20
     dry = snakemake(tmp_path, "-n", *args).stdout
     # CelebA-19 uses the FFHQ model and ADE-Bedroom-30 the LSUN-bedroom one, as in the paper
     assert "input: results/celeba_19/data/test.zarr, resources/downloads/ffhq.pt" in dry
@@ -406,6 +409,8 @@ def test_paper_config_plans_the_full_dag_without_any_file(tmp_path):
     assert "input: results/celeba_19/data/train.zarr, resources/downloads/mae_ffhq.pth" in dry
     assert "features/mae/test/features_block23.zarr" in dry and "features/mae/test/features_block11.zarr" not in dry
     assert "features/swav_w2/test/features_layer3.4.zarr" in dry and "features_layer3.3.zarr" not in dry
+    assert "input: resources/downloads/lsun_cat.pt\n    output: results/cat_15/distill_ddpm/samples/batch99.zarr" in dry
+    assert "input: results/horse_21/distill_ddpm/labelled/seed4/batch0, " in dry and "celeba_19/distill" not in dry
 
 
 @pytest.mark.slow
