@@ -47,6 +47,7 @@ class Segmenter:
             raise ValueError(f"not a {FORMAT} description (format {description.get('format')!r})")
         self.description, self.weights = description, weights
         self.folder = None if folder is None else Path(folder)
+        self._source_models = {}  # device -> (model, layer table, identity) of the feature source
 
     @property
     def classes(self) -> list:
@@ -212,8 +213,10 @@ class Segmenter:
 
         recipe = self.description["features"]
         plan, cells = recipe["plan"], [tuple(cell) for cell in recipe["cells"]]
-        model, table, identity = build_method_model(plan, self.image_size, self._checkpoint_path(), device,
-                                                    recipe["model_seed"])
+        if device not in self._source_models:  # built (and its checkpoint hashed) once, not once per chunk
+            self._source_models[device] = build_method_model(plan, self.image_size, self._checkpoint_path(), device,
+                                                             recipe["model_seed"])
+        model, table, identity = self._source_models[device]
         ids = [str(i) for i in range(len(images))]
         with _torch_threads(recipe["threads"]["extraction"]):
             paths = extract_cells(plan["source"], model, images, ids, cells, table, features_dir,
