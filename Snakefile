@@ -28,6 +28,7 @@ include: "rules/experiments/noise.smk"
 include: "rules/experiments/budget.smk"
 include: "rules/segment.smk"
 include: "rules/distill.smk"
+include: "rules/experiments/annotated.smk"  # reuses the segment and distill rules
 
 
 rule all:
@@ -39,6 +40,7 @@ rule all:
 rule experiments:
     input:
         ["results/table4.csv"] if TABLE4_DATASETS else [],
+        ["results/table3.csv"] if TABLE3_DATASETS else [],
         expand("results/{dataset}/per_class_iou.csv", dataset=DATASETS),
         "results/figure6.png",
         "results/table5.csv",

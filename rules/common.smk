@@ -134,7 +134,7 @@ _METHOD_KEY = _key_pattern(METHODS, _ADM_KEYS)
 
 wildcard_constraints:
     dataset="[A-Za-z0-9_]+",
-    split="train|test|unlabeled",
+    split="train|test|unlabeled|annotated-[a-z0-9_]+",
     model=_METHOD_KEY,
     method=_METHOD_KEY,
     diffusion_dir=r"diffusion(_m\d+)?",
@@ -147,7 +147,7 @@ wildcard_constraints:
     folder=r"noise_per_timestep|noise_fresh\d+|noise_fresh_test",
     step=r"\d+",
     name="[A-Za-z0-9_]+",
-    pool="ddpm|unlabeled",
+    pool="ddpm|unlabeled|released_ddpm|released_gan",
     batch=r"\d+",
 
 
@@ -235,17 +235,26 @@ def download_path(name):
     return f"resources/downloads/{download['file'] or PurePosixPath(urllib.parse.urlparse(download['url']).path).name}"
 
 
+def written_folder(dataset, path):
+    """The folder the workflow writes that holds `path`: the generated embedded dataset
+    (resources/<dataset>/source) or an unpacked download (resources/<name>/); None for a user's file."""
+    generated = f"resources/{dataset}/source"
+    if config["datasets"][dataset]["path"] is None and PurePosixPath(path).is_relative_to(generated):
+        return generated
+    for name, download in config["downloads"].items():
+        folder = f"resources/{name}"
+        if download["unpack"] and PurePosixPath(path).is_relative_to(folder):
+            return folder
+    return None
+
+
 def dataset_source(wildcards):
     """The dataset folder: the user's path, the generated embedded dataset, or, for a path
     inside an unpacked download (resources/<name>/...), that download's folder."""
     path = ds(wildcards)["path"]
     if path is None:
         return f"resources/{wildcards.dataset}/source"
-    for name, download in config["downloads"].items():
-        folder = f"resources/{name}"
-        if download["unpack"] and PurePosixPath(path).is_relative_to(folder):
-            return folder
-    return path
+    return written_folder(wildcards.dataset, path) or path
 
 
 def dataset_manifest(wildcards):
@@ -256,9 +265,14 @@ def dataset_manifest(wildcards):
     return manifest_digest(path) if path is not None and dataset_source(wildcards) == path else ""
 
 
+def dataset_root_of(dataset):
+    """The folder holding a dataset's meta.json / real/: its path, or the generated one."""
+    return config["datasets"][dataset]["path"] or f"resources/{dataset}/source"
+
+
 def dataset_root(wildcards):
     """The folder holding the dataset's meta.json / real/ (params of prepare_dataset)."""
-    return ds(wildcards)["path"] or dataset_source(wildcards)
+    return dataset_root_of(wildcards.dataset)
 
 
 def per_run_noise(dataset, key):
@@ -557,11 +571,12 @@ SEGMENT_TARGETS = [f"results/{d}/segment/{name}" for d in DATASETS for name in s
 
 
 def segmenter_inputs(wildcards):
-    """Input function of a bundle: the seed's ensemble, the cells it was trained on, the split
-    that names the classes, and the feature checkpoint (where the method has one)."""
+    """Input function of a bundle: the seed's ensemble (trained on the annotated set {name}
+    where the rule has that wildcard), the cells it was trained on, the split that names the
+    classes, and the feature checkpoint (where the method has one)."""
     weights = model_checkpoint(wildcards.dataset, wildcards.method)
-    return {"model": f"results/{wildcards.dataset}/{wildcards.method}/seed{wildcards.seed}/ensemble.pt",
-            "features": f"results/{wildcards.dataset}/{wildcards.method}/features.json",
+    run = f"results/{wildcards.dataset}/{trained_on(wildcards.method, wildcards.get('name', 'real'))}"
+    return {"model": f"{run}/seed{wildcards.seed}/ensemble.pt", "features": f"{run}/features.json",
             "data": f"results/{wildcards.dataset}/data/test.zarr", **({"checkpoint": weights} if weights else {})}
 
 
@@ -592,7 +607,8 @@ def segment_inputs(wildcards):
 
 # Distillation into DeepLab: DatasetDDPM and the unlabeled pool (rules/distill.smk).
 
-POOL_NAMES = {"ddpm": "DatasetDDPM", "unlabeled": "DDPM -> DeepLab (unlabeled)"}  # Table 2 rows
+POOL_NAMES = {"ddpm": "DatasetDDPM", "unlabeled": "DDPM -> DeepLab (unlabeled)",  # Table 2 rows
+              "released_ddpm": "DatasetDDPM (released)", "released_gan": "DatasetGAN (released)"}
 
 
 def distill(dataset):
@@ -627,6 +643,27 @@ def pool_batches(dataset, pool):
     return list(range(sample_batches(dataset))) if pool == "ddpm" else [0]
 
 
+def labelling_set(dataset):
+    """The annotated images the labelling ensembles are trained on (`distill.labelled_by`):
+    'real' (the train split) or the name of one of the dataset's `annotated` sets."""
+    chosen = distill(dataset)["labelled_by"]
+    if chosen != "real" and chosen not in config["datasets"][dataset]["annotated"]:
+        config_error(f"config: datasets.{dataset}.distill.labelled_by is {chosen!r}, not real nor a name of its "
+                     f"annotated sets ({', '.join(config['datasets'][dataset]['annotated']) or 'none'}); give one")
+    return chosen
+
+
+def released_source(wildcards):
+    """Input of a released synthetic dataset's conversion: its .npz or folder (`distill.released`),
+    or the unpacked download holding it."""
+    kind = wildcards.pool.removeprefix("released_")
+    path = distill(wildcards.dataset)["released"].get(kind)
+    if path is None:
+        config_error(f"config: datasets.{wildcards.dataset}.distill.pools lists {wildcards.pool}, but "
+                     f"distill.released.{kind} is not set; give the released .npz (or its unpacked folder)")
+    return written_folder(wildcards.dataset, path) or path
+
+
 DISTILL_RUNS = [(d, f"distill_{pool}", s) for d in DATASETS for pool in distill(d)["pools"] for s in distill_seeds(d)]
 
 
@@ -643,13 +680,72 @@ def pool_images(wildcards):
 
 
 def labelled_pool(wildcards):
-    """The labelled batches of one (pool, seed)."""
+    """The labelled batches of one (pool, seed); a released pool is labelled once, for every seed."""
+    if wildcards.pool.startswith("released_"):
+        return [f"results/{wildcards.dataset}/distill_{wildcards.pool}/labelled/released"]
     return [f"results/{wildcards.dataset}/distill_{wildcards.pool}/labelled/seed{wildcards.seed}/batch{b}"
             for b in pool_batches(wildcards.dataset, wildcards.pool)]
 
 
+def pool_title(wildcards):
+    """The title of a labelled pool's figure (param of select_pool)."""
+    if wildcards.pool.startswith("released_"):
+        return f"{wildcards.dataset}: {POOL_NAMES[wildcards.pool]}, the paper's images and labels"
+    labeller = f"{distill_method(wildcards.dataset)} seed {wildcards.seed}"
+    if labelling_set(wildcards.dataset) != "real":
+        labeller += f" trained on {labelling_set(wildcards.dataset)}"
+    return f"{wildcards.dataset}: {POOL_NAMES[wildcards.pool]} pool labelled by {labeller}"
+
+
 def labelling_bundle(wildcards):
-    return f"results/{wildcards.dataset}/{distill_method(wildcards.dataset)}/seed{wildcards.seed}/segmenter"
+    """The bundle of the seed's ensemble that labels a pool: trained on `distill.labelled_by`."""
+    folder = trained_on(distill_method(wildcards.dataset), labelling_set(wildcards.dataset))
+    return f"results/{wildcards.dataset}/{folder}/seed{wildcards.seed}/segmenter"
+
+
+# Extra annotated training sets and Table 3 (rules/experiments/annotated.smk).
+
+
+def trained_on(key, train):
+    """The result folder of a method folder's ensembles trained on `train`: the key itself for
+    'real' (Table 2's), else '<key>/trained_on_<annotated set>'."""
+    return key if train == "real" else f"{key}/trained_on_{train}"
+
+
+def annotated_folder(dataset, name):
+    """The folder of a dataset's annotated set `name`: below the dataset's path, or absolute."""
+    folder = PurePosixPath(config["datasets"][dataset]["annotated"][name])
+    return str(folder if folder.is_absolute() else PurePosixPath(dataset_root_of(dataset)) / folder)
+
+
+def annotated_source(wildcards):
+    """Input of an annotated set's preparation: its folder, or the folder the workflow writes that holds it."""
+    folder = annotated_folder(wildcards.dataset, wildcards.name)
+    return written_folder(wildcards.dataset, folder) or folder
+
+
+def annotated_manifest(wildcards):
+    """Fingerprint of a user's annotated folder (a param: a changed file reruns its preparation)."""
+    folder = annotated_folder(wildcards.dataset, wildcards.name)
+    return folder_digest(folder) if annotated_source(wildcards) == folder else ""
+
+
+def table3_runs(dataset):
+    """(row, training data, metrics.json) of every run of a dataset's Table 3: the distill
+    method's ensembles trained on the real train split and on each annotated set; DatasetDDPM
+    under the training data of its labelling ensembles; the released pools under ddpm / gan."""
+    method = distill_method(dataset)
+    runs = [(PLANS[dataset][method]["name"], train, f"results/{dataset}/{trained_on(key, train)}/seed{s}/metrics.json")
+            for train in ["real", *config["datasets"][dataset]["annotated"]] for key in method_keys(dataset, method)
+            for s in SEEDS]
+    for pool, train in (("ddpm", None), ("released_ddpm", "ddpm"), ("released_gan", "gan")):
+        if pool in distill(dataset)["pools"]:
+            runs += [(POOL_NAMES[pool], train or labelling_set(dataset), f"results/{dataset}/distill_{pool}/seed{s}/metrics.json")
+                     for s in distill_seeds(dataset)]
+    return runs
+
+
+TABLE3_DATASETS = [d for d in DATASETS if config["datasets"][d]["annotated"] or set(distill(d)["pools"]) - {"unlabeled"}]
 
 
 def deeplab_inputs(wildcards):

@@ -3,6 +3,8 @@
 # per batch; unlabeled: the dataset's own unlabeled images) labelled by each distill seed's
 # ensemble bundle, the most uncertain share dropped, one DeepLab per seed trained on the rest and
 # scored on the real test split: Table 2's rows DatasetDDPM and "DDPM -> DeepLab (unlabeled)".
+# The paper's released synthetic datasets (released_ddpm / released_gan) come labelled: they are
+# written once in the same layout and take the same filtering and DeepLab training.
 
 
 rule sample_diffusion:
@@ -51,16 +53,40 @@ rule label_pool:
         workflow_script("label_pool.py")
 
 
+rule released_pool:
+    input:
+        released=released_source,
+        split="results/{dataset}/data/test.zarr",
+    output:
+        directory("results/{dataset}/distill_{pool}/labelled/released"),
+    params:
+        path=lambda wc: distill(wc.dataset)["released"][wc.pool.removeprefix("released_")],
+    log:
+        "logs/released_pool/{dataset}_{pool}.log",
+    benchmark:
+        "benchmarks/runs/released_pool/{dataset}_{pool}.tsv"
+    wildcard_constraints:
+        pool="released_ddpm|released_gan",
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        CONDA_ENV
+    script:
+        workflow_script("released_pool.py")
+
+
 rule select_pool:
     input:
-        labelled_pool,
+        pool=labelled_pool,
+        split="results/{dataset}/data/test.zarr",
     output:
         selection="results/{dataset}/distill_{pool}/labelled/seed{seed}/selection.csv",
         figure=report("results/{dataset}/distill_{pool}/labelled/seed{seed}/samples.png", caption="report/pool.rst",
                       category="{dataset}", subcategory="distillation", labels={"pool": "{pool}", "MLP seed": "{seed}"}),
     params:
         portion=lambda wc: distill(wc.dataset)["uncertainty_portion"],
-        title=lambda wc: f"{wc.dataset}: {POOL_NAMES[wc.pool]} pool labelled by {distill_method(wc.dataset)} seed {wc.seed}",
+        title=pool_title,
     log:
         "logs/select_pool/{dataset}_{pool}_{seed}.log",
     threads: 1

@@ -35,6 +35,8 @@ rule prepare_folder:
         directory("results/{dataset}/data/segment-{name}.zarr"),
     params:
         settings=lambda wc: {key: ds(wc)[key] for key in ("image_size", "non_square", "resize")},
+        folder=lambda wc: segment_spec(wc)["path"],
+        kind="segment",
         manifest=lambda wc: folder_digest(segment_spec(wc)["path"]),
     log:
         "logs/prepare_folder/{dataset}_{name}.log",

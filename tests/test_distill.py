@@ -1,4 +1,5 @@
-"""Distillation pieces: sampling from a seed, the uncertainty filter, DeepLab, folders to segment."""
+"""Distillation pieces: sampling from a seed, the uncertainty filter, DeepLab, folders to segment,
+annotated folders and the paper's released synthetic datasets."""
 
 import numpy as np
 import pandas as pd
@@ -10,8 +11,8 @@ from conftest import TINY_FLAGS
 from ddpmseg.datasets import DatasetError, folder_digest, prepare_folder
 from ddpmseg.deeplab import build_deeplab, predict_deeplab, train_deeplab
 from ddpmseg.diffusion import save_model
-from ddpmseg.distill import select_most_certain
-from ddpmseg.errors import CheckpointError
+from ddpmseg.distill import released_arrays, released_file, select_most_certain
+from ddpmseg.errors import CheckpointError, UserError
 from ddpmseg.sampling import sample_batch
 from ddpmseg.segmenter import Segmenter
 
@@ -101,3 +102,48 @@ def test_a_folder_to_segment_is_validated_and_prepared_like_a_split(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetError, match="holds no images"):
         prepare_folder(tmp_path / "empty", tmp_path / "none.zarr", 32, "photos", ["bg"], 255)
+
+
+def test_an_annotated_folder_is_prepared_with_its_labels_and_every_bad_label_listed(creatures32, tmp_path):
+    import zarr
+
+    images, labels = creatures32
+    folder = tmp_path / "ddpm"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(images[i]).save(folder / f"{i}.png")
+        np.save(folder / f"{i}.npy", labels[i])
+    prepare_folder(folder, tmp_path / "ddpm.zarr", 32, "ddpm", [str(c) for c in range(7)], 255, kind="annotated")
+    group = zarr.open_group(tmp_path / "ddpm.zarr", mode="r")
+    assert group.attrs["split"] == "annotated-ddpm" and (group["labels"][:] == labels[:3]).all()
+    assert (group["images"][:] == images[:3]).all()
+    (folder / "1.npy").unlink()
+    np.save(folder / "2.npy", np.full((32, 32), 9, np.uint8))  # class 9 of 7
+    with pytest.raises(DatasetError) as error:
+        prepare_folder(folder, tmp_path / "again.zarr", 32, "ddpm", [str(c) for c in range(7)], 255, kind="annotated")
+    assert [p.split(":")[0] for p in error.value.problems] == [str(folder / "1.npy"), str(folder / "2.npy")]
+    assert "label file missing" in error.value.problems[0] and "outside 0..6" in error.value.problems[1]
+    assert not (tmp_path / "again.zarr").exists()
+
+
+def test_a_released_synthetic_npz_is_read_row_by_row_and_a_wrong_one_named(creatures32, tmp_path):
+    images, labels = creatures32
+    scores = np.linspace(0, 1, len(images))
+    np.savez(tmp_path / "samples.npz", images, labels, scores)
+    (tmp_path / "unpacked" / "inner").mkdir(parents=True)
+    np.savez(tmp_path / "unpacked" / "inner" / "gan.npz", images, labels, np.zeros((len(images), 8)), scores)  # + latents
+    for given in (tmp_path / "samples.npz", tmp_path / "unpacked"):
+        arrays = released_arrays(released_file(given))
+        assert arrays["images"].shape == images.shape and arrays["labels"].dtype == np.uint8
+        assert all((row == image).all() for row, image in zip(arrays["images"].rows(), images))
+        assert (np.stack(list(arrays["labels"].rows())) == labels).all()
+        assert (arrays["uncertainty"].read_all() == scores).all()
+    np.savez(tmp_path / "unpacked" / "second.npz", images)
+    with pytest.raises(UserError, match=r"unpacked: holds 2 \.npz files"):
+        released_file(tmp_path / "unpacked")
+    np.savez(tmp_path / "float.npz", images.astype(np.float32), labels, scores)
+    with pytest.raises(UserError, match=r"float\.npz: arr_0\.npy \(images\) is float32"):
+        released_arrays(tmp_path / "float.npz")
+    np.savez(tmp_path / "two.npz", images, labels)
+    with pytest.raises(UserError, match="holds 2 arrays"):
+        released_arrays(tmp_path / "two.npz")

@@ -6,6 +6,7 @@ import pytest
 import zarr
 
 from ddpmseg.datasets import prepare_split, write_split_variant
+from ddpmseg.experiments.annotated import table3
 from ddpmseg.experiments.budget import budget_summary, first_clear_lead
 from ddpmseg.experiments.corruptions import check_corruptions, corrupt_images, robustness_summary
 from ddpmseg.experiments.labels import label_subset, mask_outside, table4
@@ -42,6 +43,20 @@ def test_table4_cells_columns_and_the_papers_row():
     assert table.loc["DDPM", "a: 10"] == "55.0 ± 5.0"
     assert table.loc["DDPM (paper)"].tolist() == ["49.4", "46.2", "", ""]
     assert "DDPM (paper)" not in table4(long, {"a": {}, "b": {}}).index
+
+
+def test_table3_columns_are_the_training_data_and_rows_have_cells_only_where_they_ran():
+    runs = [("a", "DDPM", "real", 0.5), ("a", "DDPM", "real", 0.6), ("a", "DDPM", "ddpm", 0.4), ("a", "DDPM", "ddpm", 0.4),
+            ("a", "DatasetDDPM", "ddpm", 0.3), ("a", "DatasetGAN (released)", "gan", 0.2), ("b", "DDPM", "real", 0.7),
+            ("b", "DatasetDDPM", "real", 0.65)]
+    long = pd.DataFrame([dict(dataset=d, method=m, train=t, miou=v) for d, m, t, v in runs])
+    table = table3(long, {"a": {"DDPM": {"real": 49.4, "gan": 43.3}, "DatasetGAN": {"gan": 31.3}}, "b": {}})
+    assert list(table.columns) == ["a: real", "a: ddpm", "a: gan", "b: real"]
+    assert list(table.index) == ["DDPM", "DatasetDDPM", "DatasetGAN (released)", "DDPM (paper)", "DatasetGAN (paper)"]
+    assert table.loc["DDPM"].tolist() == ["55.0 ± 5.0", "40.0 ± 0.0", "", "70.0 ± 0.0"]
+    assert table.loc["DatasetDDPM"].tolist() == ["", "30.0 ± 0.0", "", "65.0 ± 0.0"]
+    assert table.loc["DDPM (paper)"].tolist() == ["49.4", "", "43.3", ""]
+    assert list(table3(long, {}).index) == ["DDPM", "DatasetDDPM", "DatasetGAN (released)"]
 
 
 def test_per_class_table_rows_are_classes_then_the_runs_miou():

@@ -20,6 +20,7 @@ from ddpmseg.errors import CheckpointError
 from ddpmseg.features import open_store
 from ddpmseg.sampling import sample_batch
 from ddpmseg.segmenter import Segmenter
+from ddpmseg.synthetic import render_sample
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_CONFIG = REPO / "tests" / "config.test.yaml"
@@ -207,13 +208,22 @@ def test_tiny_workflow_end_to_end(tmp_path):
     sources = sorted((clean / "resources/tiny/source/unlabeled").glob("*.png"))[:3]
     for source, target in zip(sources, ("a.png", "b.jpg", "sub/c.png")):
         Image.open(source).convert("RGB").resize((48, 48)).save(folder / target, quality=95)
-    segment_config = tmp_path / "segment.yaml"  # with the distillation of both pools into DeepLab
+    # a released synthetic dataset in the paper's npz layout (images, labels, latents, uncertainties)
+    rng = np.random.default_rng(7)
+    rendered = [render_sample(rng, 32) for _ in range(6)]
+    released = tmp_path / "released_gan" / "tiny.npz"
+    released.parent.mkdir()
+    np.savez(released, np.stack([r[0] for r in rendered]), np.stack([r[1] for r in rendered]), np.zeros((6, 4)),
+             rng.random(6))
+    segment_config = tmp_path / "segment.yaml"  # with the distillation of three pools into DeepLab, seed 1
     segment_config.write_text(
         "datasets:\n  tiny:\n    segment:\n"
         f"      pool: {{path: {folder}, seed: 1}}\n      pool_deeplab: {{path: {folder}, model: deeplab, seed: 1}}\n"
-        "    distill: {pools: [ddpm, unlabeled], n_samples: 6, sample_batch: 4, timestep_respacing: ddim5,\n"
+        "    distill: {pools: [ddpm, unlabeled, released_gan], seeds: [1], n_samples: 6, sample_batch: 4,\n"
+        f"              timestep_respacing: ddim5, labelled_by: ddpm, released: {{gan: {released.parent}}},\n"
         "              uncertainty_portion: 0.25, deeplab: {backbone: mobilenet_v3_large, epochs: 2, batch_size: 2}}\n")
-    snakemake(clean, "results/table2.csv", "segment", "--configfile", str(TEST_CONFIG), str(segment_config))
+    both = ("--configfile", str(TEST_CONFIG), str(segment_config))
+    snakemake(clean, "results/table2.csv", "results/table3.csv", "segment", *both)
     segmented = zarr.open_group(results / "tiny/segment/pool/segmentation.zarr", mode="r")
     assert segmented.attrs["image_ids"] == ["a", "b", "sub/c"] and segmented["labels"].shape == (3, 32, 32)
     assert sorted(str(p.relative_to(results / "tiny/segment/pool/masks")) for p in
@@ -251,15 +261,33 @@ def test_tiny_workflow_end_to_end(tmp_path):
     assert (sample_batch(checkpoint, flags, 2, 0, 1, "ddim5") == samples[1]["images"][:]).all()  # from the seed alone
     labelled = results / "tiny/distill_ddpm/labelled/seed1/batch1"
     assert np.load(labelled / "00005.npy").dtype == np.uint8 and (labelled / "00005.png").is_file()
+    labeller = json.loads((results / "tiny/ddpm/trained_on_ddpm/seed1/segmenter/segmenter.json").read_text())
+    assert labeller["provenance"]["trained_on"] == "ddpm"  # labelled_by: the annotated DDPM samples
+    assert json.loads((labelled / "labelling.json").read_text())["bundle"].endswith("ddpm/trained_on_ddpm/seed1/segmenter")
     selection = pd.read_csv(results / "tiny/distill_ddpm/labelled/seed1/selection.csv", dtype={"image": str})
     assert len(selection) == 6 and (~selection.kept).sum() == 1  # floor(0.25 x 6)
     assert selection.loc[~selection.kept, "js_top10"].min() >= selection.loc[selection.kept, "js_top10"].max()
-    unlabeled = pd.read_csv(results / "tiny/distill_unlabeled/labelled/seed0/selection.csv")
+    unlabeled = pd.read_csv(results / "tiny/distill_unlabeled/labelled/seed1/selection.csv")
     assert len(unlabeled) == 16 and (~unlabeled.kept).sum() == 4
-    assert (results / "tiny/distill_ddpm/labelled/seed0/samples.png").stat().st_size > 10_000
+    assert (results / "tiny/distill_ddpm/labelled/seed1/samples.png").stat().st_size > 10_000
+    released_pool = results / "tiny/distill_released_gan/labelled/released"
+    assert (np.load(released_pool / "00003.npy") == rendered[3][1]).all()
+    assert (np.asarray(Image.open(released_pool / "00003.png")) == rendered[3][0]).all()
+    assert (~pd.read_csv(results / "tiny/distill_released_gan/labelled/seed1/selection.csv").kept).sum() == 1
     distilled = pd.read_csv(results / "table2.csv", index_col=0)
-    assert distilled.loc["DatasetDDPM", "tiny"].count("±") == 1
-    assert distilled.loc["DDPM -> DeepLab (unlabeled)", "tiny"].count("±") == 1
+    for row in ("DatasetDDPM", "DDPM -> DeepLab (unlabeled)", "DatasetGAN (released)"):
+        assert distilled.loc[row, "tiny"].endswith(" ± 0.0"), row  # one DeepLab seed
+    # Table 3: DDPM trained on the real, the "ddpm" and the "gan" annotated images; DatasetDDPM
+    # under the images its labelling ensembles were trained on; the released GAN set's DeepLab
+    table3 = pd.read_csv(results / "table3.csv", index_col=0, keep_default_na=False)
+    assert list(table3.columns) == ["tiny: real", "tiny: ddpm", "tiny: gan"]
+    assert list(table3.index) == ["DDPM", "DatasetDDPM", "DatasetGAN (released)"]
+    assert table3.loc["DDPM", "tiny: real"] == table.loc["DDPM", "tiny"]  # Table 2's run
+    assert table3.loc["DatasetDDPM"].tolist() == ["", distilled.loc["DatasetDDPM", "tiny"], ""]
+    assert table3.loc["DatasetGAN (released)"].tolist() == ["", "", distilled.loc["DatasetGAN (released)", "tiny"]]
+    assert all(cell.count("±") == 1 for cell in table3.loc["DDPM"])
+    trained_on = {name: zarr.open_group(results / f"tiny/data/annotated-{name}.zarr", mode="r") for name in ("ddpm", "gan")}
+    assert trained_on["ddpm"]["labels"].shape == (3, 32, 32) and not (trained_on["ddpm"]["images"][:] == trained_on["gan"]["images"][:]).all()
     assert "DeepLab" in distilled.loc["DatasetDDPM: times", "tiny"] and "sampling" in distilled.loc["DatasetDDPM: times", "tiny"]
     assert distilled.loc["DDPM", "tiny"] == table.loc["DDPM", "tiny"]  # the other rows do not change
     outcome = json.loads((results / "tiny/distill_ddpm/seed1/training.json").read_text())
@@ -287,13 +315,13 @@ def test_tiny_workflow_end_to_end(tmp_path):
         assert (results / "tiny/figures/ddpm" / name).stat().st_size > 10_000
 
     # the experiments reuse Table 2's features, models and ensembles: none of Table 2's jobs reruns
-    jobs = planned_jobs(clean, "experiments", "--configfile", str(TEST_CONFIG))
+    jobs = planned_jobs(clean, "experiments", *both)
     assert not any(k.startswith(("extract_features", "extract_sweep", "pretrain")) for k in jobs)
     assert not {"train_diffusion", "train_ensemble", "predict", "evaluate"} & set(jobs)
     assert jobs["train_ensemble_labels"] == 4  # (ddpm, pixels) x (2, 1) labelled images, all seeds in one job
     assert jobs["extract_noise_tiny_ddpm"] == 2 + 4 + 1  # per timestep (train, test), 4 fresh train draws, fresh test
     assert jobs["train_diffusion_budget_tiny"] == 1 and jobs["extract_budget_tiny"] == 3 * 2  # 3 snapshots x 2 splits
-    snakemake(clean, "experiments", "--configfile", str(TEST_CONFIG))
+    snakemake(clean, "experiments", *both)
     subsets = {n: json.loads((results / f"tiny/ddpm/labels{n}/subsets.json").read_text()) for n in (2, 1)}
     assert subsets[2] == json.loads((results / "tiny/pixels/labels2/subsets.json").read_text())  # per seed, not per method
     for seed in ("0", "1"):
@@ -345,22 +373,25 @@ def test_tiny_workflow_end_to_end(tmp_path):
     assert fresh_test.attrs["noise_seed"] not in {variants[f].attrs["noise_seed"] for f in ("noise_fresh0", "noise_fresh1")}
 
     # Snakemake's report holds every table and figure with its caption, grouped by dataset
-    snakemake(clean, "--report", "report.html", "results/table2.csv", "figures", "experiments",
-              "--configfile", str(TEST_CONFIG))
+    snakemake(clean, "--report", "report.html", "results/table2.csv", "figures", "experiments", *both)
     report = (clean / "report.html").read_text()
     for name in ("table2.csv", "table2_spread.csv", "overview.png", "loss.png", "fig2.png", "fig3.png", "fig4.png",
                  "per_class_iou.csv", "probe sweep", "diffusion training", "Figure 2, tiny, ddpm: mIoU of one probe",
-                 "Where Table 2's spread comes from", "table4.csv", "per-class IoU figure", "figure6.png", "table5.csv", "budget curve figure"):
+                 "Where Table 2's spread comes from", "table4.csv", "per-class IoU figure", "figure6.png", "table5.csv", "budget curve figure", "table3.csv"):
         assert name in report, name
 
     # killed in the middle of feature extraction, a rerun completes with the same numbers, and
-    # with --cores 1 instead of 2: the torch threads are settings, not --cores
-    run_killed_during_extraction(killed, *args, cores=1)
+    # with --cores 1 instead of 2: the torch threads are settings, not --cores (DDPM alone)
+    ddpm_only = tmp_path / "ddpm_only.yaml"
+    ddpm_only.write_text("methods: [ddpm]\n")
+    killed_args = (*args, str(ddpm_only))
+    run_killed_during_extraction(killed, *killed_args, cores=1)
     assert not (killed / "results/table2.csv").exists()
-    snakemake(killed, "--unlock", *args)  # a killed Snakemake leaves its lock behind
-    snakemake(killed, *args, cores=1)
+    snakemake(killed, "--unlock", *killed_args)  # a killed Snakemake leaves its lock behind
+    snakemake(killed, *killed_args, cores=1)
     assert (killed / "results/tiny/diffusion/model.pt").read_bytes() == (results / "tiny/diffusion/model.pt").read_bytes()
-    pd.testing.assert_frame_equal(pd.read_csv(killed / "results/table2_long.csv")[numbers], long[numbers])
+    pd.testing.assert_frame_equal(pd.read_csv(killed / "results/table2_long.csv")[numbers],
+                                  long.loc[long.method == "DDPM", numbers].reset_index(drop=True))
 
 
 def planned_resources(workdir, *args) -> dict:
@@ -378,29 +409,37 @@ def planned_resources(workdir, *args) -> dict:
 
 
 def test_paper_config_plans_the_full_dag_without_any_file(tmp_path):
-    """`snakemake -n --configfile config/paper.yaml results/table2.csv` here, with no network,
-    dataset or checkpoint: 6 datasets, 4 checkpoints, GPUs only where the work needs one."""
+    """`snakemake -n --configfile config/paper.yaml results/table2.csv results/table3.csv` here,
+    with no network, dataset or checkpoint: 6 datasets, 4 checkpoints, GPUs only where the work
+    needs one."""
     shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
-    args = ("results/table2.csv", "--configfile", str(REPO / "config" / "paper.yaml"))
+    args = ("results/table2.csv", "results/table3.csv", "--configfile", str(REPO / "config" / "paper.yaml"))
     datasets = ["bedroom_28", "ffhq_34", "cat_15", "horse_21", "celeba_19", "ade_bedroom_30"]
+    distilled = datasets[:4]  # Bedroom, FFHQ, Cat, Horse: the archive's annotated DDPM samples, DatasetDDPM/GAN
     assert planned_jobs(tmp_path, *args) == {
         "download_paper_datasets": 1, "unpack_paper_datasets": 1,
         **{f"download_{kind}{domain}": 1 for kind in ("", "mae_", "swav_", "swav_w2_")
            for domain in ("lsun_bedroom", "lsun_cat", "lsun_horse", "ffhq")},
-        "prepare_dataset": 6, **{f"extract_features_{d}_ddpm": 10 for d in datasets},  # train/test x 5 runs' noise
+        "prepare_dataset": 6, **{f"extract_features_{d}_ddpm": 10 + 5 * (d in distilled) for d in datasets},  # + ddpm set
         **{f"extract_features_{d}_{m}": 2 for d in datasets for m in ("mae", "swav", "swav_w2")},  # no noise
         "train_ensemble": 24, "predict": 24, "evaluate": 24, "overview": 6, "table2": 1,
-        # DatasetDDPM on Bedroom, FFHQ, Cat, Horse: 100 batches of 100 samples, labelled by each of 5 seeds
-        "download_resnet101_imagenet": 1, "sample_diffusion": 400, "segmenter": 20, "label_pool": 2000,
-        "select_pool": 20, "train_deeplab": 20, "predict_distill": 20, "evaluate_distill": 20,
+        # Table 3: DDPM trained on the annotated DDPM samples, 5 seeds in one job per dataset
+        "prepare_annotated": 4, "train_ensemble_annotated": 4, "predict_annotated": 4, "evaluate_annotated": 4,
+        "table3": 1,
+        # DatasetDDPM: 100 batches of 100 samples labelled by each of 5 seeds' ensembles trained on
+        # the DDPM samples; the released DDPM and GAN datasets, downloaded and written once
+        "download_resnet101_imagenet": 1, "sample_diffusion": 400, "segmenter_annotated": 20, "label_pool": 2000,
+        **{f"{step}_synthetic_{kind}_{d}": 1 for step in ("download", "unpack") for kind in ("ddpm", "gan") for d in distilled},
+        "released_pool": 8, "select_pool": 60, "train_deeplab": 60, "predict_distill": 60, "evaluate_distill": 60,
     }
     plan = planned_resources(tmp_path, *args)
     gpu_rules = {f"extract_features_{d}_{m}" for d in datasets for m in ("ddpm", "mae", "swav", "swav_w2")} \
-        | {"train_ensemble", "predict", "sample_diffusion", "label_pool", "train_deeplab", "predict_distill"}
+        | {"train_ensemble", "predict", "train_ensemble_annotated", "predict_annotated", "sample_diffusion", "label_pool",
+           "train_deeplab", "predict_distill"}
     for rule, jobs in plan.items():
         expected = "1" if rule in gpu_rules else None
         assert all(job.get("gpu") == expected for job in jobs), (rule, jobs)
-    assert sum(len(jobs) for rule, jobs in plan.items() if rule in gpu_rules) == 60 + 36 + 48 + 400 + 2000 + 20 + 20
+    assert sum(len(jobs) for rule, jobs in plan.items() if rule in gpu_rules) == 80 + 36 + 48 + 8 + 400 + 2000 + 60 + 60
     dry = snakemake(tmp_path, "-n", *args).stdout
     # CelebA-19 uses the FFHQ model and ADE-Bedroom-30 the LSUN-bedroom one, as in the paper
     assert "input: results/celeba_19/data/test.zarr, resources/downloads/ffhq.pt" in dry
@@ -411,6 +450,9 @@ def test_paper_config_plans_the_full_dag_without_any_file(tmp_path):
     assert "features/swav_w2/test/features_layer3.4.zarr" in dry and "features_layer3.3.zarr" not in dry
     assert "input: resources/downloads/lsun_cat.pt\n    output: results/cat_15/distill_ddpm/samples/batch99.zarr" in dry
     assert "input: results/horse_21/distill_ddpm/labelled/seed4/batch0, " in dry and "celeba_19/distill" not in dry
+    assert "input: resources/paper_datasets, results/cat_15/data/test.zarr\n    output: results/cat_15/data/annotated-ddpm.zarr" in dry
+    assert "output: results/cat_15/ddpm/trained_on_ddpm/seed4/segmenter" in dry
+    assert "input: resources/synthetic_gan_horse_21, results/horse_21/data/test.zarr\n" in dry
 
 
 @pytest.mark.slow

@@ -20,6 +20,7 @@ segmenter = Segmenter.for_ensemble(
     classes=data.attrs["classes"], ignore_label=data.attrs["ignore_label"], image_size=data.attrs["image_size"],
     non_square=data.attrs["non_square"], resize=data.attrs["resize"], vote=params.vote,
     provenance={"dataset": snakemake.wildcards.dataset, "method": snakemake.wildcards.method,
-                "seed": int(snakemake.wildcards.seed), "ensemble": snakemake.input.model})
+                "trained_on": snakemake.wildcards.get("name", "real"), "seed": int(snakemake.wildcards.seed),
+                "ensemble": snakemake.input.model})
 segmenter.save(snakemake.output[0])
 log.info("wrote %s (%s, %d cells)", snakemake.output[0], params.plan["name"], len(trained_on["cells"]))

@@ -519,11 +519,7 @@ def prepare_split(root, split: str, out_path, image_size: int, non_square: str =
 
     def write(group: zarr.Group) -> None:
         images = _create_images(group, len(items), image_size)
-        labels = None
-        if split != "unlabeled":
-            labels = group.create_array("labels", shape=(len(items), image_size, image_size),
-                                        chunks=(1, image_size, image_size), dtype="uint8",
-                                        dimension_names=("image", "y", "x"))
+        labels = _create_labels(group, len(items), image_size) if split != "unlabeled" else None
         with_alpha = []
         for i, (_, image_path, label_path) in enumerate(items):
             images[i] = load_image(image_path, image_size, non_square, resize)
@@ -549,29 +545,41 @@ def prepare_split(root, split: str, out_path, image_size: int, non_square: str =
     _write_group_atomically(out_path, write)
 
 
+FOLDER_KINDS = {"segment": False, "annotated": True}  # a prepared folder's kind -> whether it has labels
+
+
 def prepare_folder(folder, out_path, image_size: int, name: str, classes: list, ignore_label: int,
-                   non_square: str = "error", resize: str = "lanczos") -> None:
-    """Validate every image below ``folder`` (no labels; unreadable, non-square under 'error' and
-    same-named images are listed in one DatasetError), then write them as an unlabeled split
-    group at ``out_path``, resized as `prepare_split` does: 'images' and the attrs of a split, with
-    split "segment-<name>" and the dataset's ``classes`` and ``ignore_label``. Atomic."""
+                   non_square: str = "error", resize: str = "lanczos", kind: str = "segment") -> None:
+    """Validate every image below ``folder`` (unreadable, non-square under 'error' and same-named
+    images, and for an 'annotated' folder missing, misshapen or out-of-range NAME.npy labels, are
+    listed in one DatasetError naming the config key ``<kind>.<name>``), then write them as a
+    split group at ``out_path``, resized as `prepare_split` does: 'images' (and for 'annotated'
+    'labels') and the attrs of a split, with split "<kind>-<name>" and the dataset's ``classes``
+    and ``ignore_label``. Kinds: 'segment' (images to segment, no labels) and 'annotated' (an
+    extra labelled training set, e.g. the paper's annotated DDPM samples). Atomic."""
     _check_non_square_mode(non_square)
+    labelled = FOLDER_KINDS[kind]
     folder = pathlib.Path(folder)
-    items = list_folder(folder, what=f"segment.{name}")
-    problems = [] if items else [f"{folder}: holds no images ({', '.join(IMAGE_SUFFIXES)}). Put the images "
-                                 f"to segment there, or fix the path in the config's `segment.{name}`."]
-    problems += _structure_problems(folder, items, labelled=False)
+    items = list_folder(folder, labelled=labelled, what=f"{kind}.{name}")
+    what = "annotated images (NAME.jpg/png + NAME.npy)" if labelled else "images to segment"
+    problems = [] if items else [f"{folder}: holds no images ({', '.join(IMAGE_SUFFIXES)}). Put the {what} "
+                                 f"there, or fix the path in the config's `{kind}.{name}`."]
+    problems += _structure_problems(folder, items, labelled=labelled)
+    meta = {"num_classes": len(classes), "ignore_label": ignore_label}
     with ThreadPoolExecutor(_VALIDATION_THREADS) as pool:
-        for item_problems in pool.map(lambda item: _check_item(item[1], None, False, non_square, None), items):
+        for item_problems in pool.map(lambda item: _check_item(item[1], item[2], labelled, non_square, meta), items):
             problems.extend(item_problems)
     if problems:
         raise _problems_error(folder, problems)
 
     def write(group: zarr.Group) -> None:
         images = _create_images(group, len(items), image_size)
-        for i, (_, image_path, _) in enumerate(items):
+        labels = _create_labels(group, len(items), image_size) if labelled else None
+        for i, (_, image_path, label_path) in enumerate(items):
             images[i] = load_image(image_path, image_size, non_square, resize)
-        group.attrs.update({"split": f"segment-{name}", "image_ids": [image_id for image_id, _, _ in items],
+            if labelled:
+                labels[i] = load_label(label_path, image_size, ignore_label, non_square, resize)
+        group.attrs.update({"split": f"{kind}-{name}", "image_ids": [image_id for image_id, _, _ in items],
                             "classes": list(classes), "ignore_label": ignore_label, "image_size": image_size,
                             "source": str(folder), "non_square": non_square, "resize": resize})
 
@@ -614,6 +622,12 @@ def _create_images(group: zarr.Group, n: int, image_size: int) -> zarr.Array:
     """The (n, S, S, 3) uint8 'images' array of a split group, one chunk per image."""
     return group.create_array("images", shape=(n, image_size, image_size, 3), chunks=(1, image_size, image_size, 3),
                               dtype="uint8", dimension_names=("image", "y", "x", "rgb"))
+
+
+def _create_labels(group: zarr.Group, n: int, image_size: int) -> zarr.Array:
+    """The (n, S, S) uint8 'labels' array of a labelled split group, one chunk per image."""
+    return group.create_array("labels", shape=(n, image_size, image_size), chunks=(1, image_size, image_size),
+                              dtype="uint8", dimension_names=("image", "y", "x"))
 
 
 def _write_group_atomically(out_path, write) -> None:

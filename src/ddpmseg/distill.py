@@ -6,11 +6,14 @@ NAME.png (RGB) + NAME.npy (uint8 labels of the ensemble's vote) per image and un
 Jensen-Shannon divergence, nats).
 """
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from PIL import Image
+
+from ddpmseg.errors import UserError
 
 
 def select_most_certain(scores: pd.DataFrame, portion: float) -> pd.DataFrame:
@@ -29,3 +32,65 @@ def load_kept(selection: pd.DataFrame) -> tuple:
     images = np.stack([np.asarray(Image.open(Path(r.folder) / f"{r.image}.png").convert("RGB")) for r in kept.itertuples()])
     labels = np.stack([np.load(Path(r.folder) / f"{r.image}.npy") for r in kept.itertuples()])
     return images, labels
+
+
+def released_file(path) -> Path:
+    """The .npz of a released synthetic dataset: `path` itself, or the one .npz below a folder
+    (an unpacked download). Raises UserError naming the path otherwise."""
+    path = Path(path)
+    found = sorted(path.rglob("*.npz")) if path.is_dir() else [path] if path.suffix == ".npz" and path.is_file() else []
+    if len(found) != 1:
+        what = f"holds {len(found)} .npz files" if path.is_dir() else "is not an .npz file"
+        raise UserError(f"{path}: {what}; give the released synthetic dataset's .npz (images, labels, uncertainties) "
+                        "or a folder holding exactly one in the config's distill.released")
+    return found[0]
+
+
+def released_arrays(path) -> dict:
+    """The arrays of a released synthetic dataset's .npz (the paper's generate_dataset.py:
+    np.savez(images, labels, uncertainties); DatasetGAN's also holds latents before the
+    uncertainties), opened without loading them: {"images": (N, S, S, 3) uint8, "labels":
+    (N, S, S) uint8, "uncertainty": (N,) per-image score}, each a `StoredArray` (shape, dtype,
+    rows(), read_all()). Raises UserError naming the file on another layout."""
+    path = Path(path)
+    archive = zipfile.ZipFile(path)
+    members = sorted((n for n in archive.namelist() if n.endswith(".npy")),
+                     key=lambda n: int(n[4:-4]) if n[4:-4].isdigit() else -1)
+    if len(members) not in (3, 4):
+        raise UserError(f"{path}: holds {len(members)} arrays ({', '.join(members)}); a released synthetic dataset "
+                        "holds images, labels[, latents] and uncertainties (np.savez order)")
+    arrays = {key: StoredArray(archive, member) for key, member in
+              zip(("images", "labels", "uncertainty"), (members[0], members[1], members[-1]))}
+    n, size = arrays["images"].shape[0], arrays["images"].shape[1:3]
+    expected = {"images": (n, *size, 3), "labels": (n, *size), "uncertainty": (n,)}
+    for key, array in arrays.items():
+        if array.shape != expected[key] or (key != "uncertainty" and array.dtype != np.uint8):
+            raise UserError(f"{path}: {array.member} ({key}) is {array.dtype} {array.shape}, expected "
+                            f"{'float' if key == 'uncertainty' else 'uint8'} {expected[key]}; give the paper's npz")
+    return arrays
+
+
+class StoredArray:
+    """One .npy member of an .npz, read in a single pass (rows()) or whole (read_all()), so that
+    a 50000-image array never has to fit in memory."""
+
+    def __init__(self, archive: zipfile.ZipFile, member: str):
+        self.archive, self.member = archive, member
+        with archive.open(member) as f:
+            version = np.lib.format.read_magic(f)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            self.shape, fortran, self.dtype = read_header(f)
+            self.offset = f.tell()
+        if fortran:
+            raise UserError(f"{archive.filename}: {member} is stored in Fortran order; save it C-ordered")
+        self.row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+
+    def rows(self):
+        """Yields the rows (array[i] for i in order) from one pass over the member."""
+        with self.archive.open(self.member) as f:
+            f.read(self.offset)
+            for _ in range(self.shape[0]):
+                yield np.frombuffer(f.read(self.row_bytes), dtype=self.dtype).reshape(self.shape[1:])
+
+    def read_all(self) -> np.ndarray:
+        return np.stack(list(self.rows())) if self.shape[0] else np.zeros(self.shape, self.dtype)

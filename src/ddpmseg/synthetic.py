@@ -352,27 +352,33 @@ def render_sample(rng: np.random.Generator, image_size: int) -> tuple[np.ndarray
 
 
 def generate_dataset(out_dir: str | Path, seed: int = 0, n_unlabeled: int = 500, n_train: int = 20,
-                     n_test: int = 20, image_size: int = 64) -> None:
+                     n_test: int = 20, image_size: int = 64, n_annotated: dict | None = None) -> None:
     """Write the synthetic dataset in the paper's layout under `out_dir` (created if missing).
 
     out_dir/meta.json: {"name", "classes", "ignore_label", "image_size", "seed", "counts", "notes"}
     out_dir/real/{train,test}/NNNN.png: RGB uint8 image; NNNN.npy: (H, W) uint8 label, 0..K-1
     out_dir/unlabeled/NNNN.png: RGB uint8 image
+    out_dir/<name>/NNNN.png + .npy for each {name: count} of `n_annotated`: extra annotated sets
+    beside real/ (stand-ins for the paper's annotated DDPM and GAN samples).
     Names are zero-padded to 4 digits from 0000 per split. Each split draws from its own
-    stream, numpy.random.default_rng(SeedSequence([seed, SPLIT_INDEX[split]])), so the same
-    arguments give byte-identical files and one split's size does not affect another's images.
+    stream, numpy.random.default_rng(SeedSequence([seed, SPLIT_INDEX[split]])) (an annotated set:
+    SeedSequence([seed, 3, *its name's bytes])), so the same arguments give byte-identical files
+    and one split's size does not affect another's images.
     """
     out_dir = Path(out_dir)
     counts = {"train": n_train, "test": n_test, "unlabeled": n_unlabeled}
+    folders = {"train": out_dir / "real" / "train", "test": out_dir / "real" / "test", "unlabeled": out_dir / "unlabeled"}
+    entropy = {split: [seed, index] for split, index in SPLIT_INDEX.items()}
+    for name, count in (n_annotated or {}).items():
+        counts[name], folders[name], entropy[name] = count, out_dir / name, [seed, 3, *name.encode()]
     for split, count in counts.items():
-        split_dir = out_dir / "unlabeled" if split == "unlabeled" else out_dir / "real" / split
-        split_dir.mkdir(parents=True, exist_ok=True)
-        rng = np.random.default_rng(np.random.SeedSequence([seed, SPLIT_INDEX[split]]))
+        folders[split].mkdir(parents=True, exist_ok=True)
+        rng = np.random.default_rng(np.random.SeedSequence(entropy[split]))
         for index in range(count):
             image, label = render_sample(rng, image_size)
-            Image.fromarray(image).save(split_dir / f"{index:04d}.png")
+            Image.fromarray(image).save(folders[split] / f"{index:04d}.png")
             if split != "unlabeled":
-                np.save(split_dir / f"{index:04d}.npy", label, allow_pickle=False)
+                np.save(folders[split] / f"{index:04d}.npy", label, allow_pickle=False)
     meta = {
         "name": DATASET_NAME,
         "classes": CLASSES,

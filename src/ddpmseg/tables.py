@@ -106,12 +106,13 @@ def training_note(outcomes: list) -> str:
 def distill_note(runs: list) -> str:
     """A table cell on one dataset's distillation, from the training.json of each seed's DeepLab:
     "sampling 2.1 min, labelling 0.9 min, DeepLab 3.2 min (20 epochs, 900 of 1000 images kept),
-    means over 2 seeds"; sampling is shared by the seeds and absent for the unlabeled pool."""
+    means over 2 seeds"; sampling is shared by the seeds and absent for the unlabeled pool, and
+    a released pool has neither."""
     def minutes(seconds):
         return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
 
     mean = {key: sum(r[key] for r in runs) / len(runs) for key in ("sampling_seconds", "labelling_seconds", "seconds")}
-    parts = ([f"sampling {minutes(mean['sampling_seconds'])}"] if mean["sampling_seconds"] else []) + [
-        f"labelling {minutes(mean['labelling_seconds'])}", f"DeepLab {minutes(mean['seconds'])}"]
+    parts = [f"{step} {minutes(mean[key])}" for step, key in (("sampling", "sampling_seconds"), ("labelling", "labelling_seconds"))
+             if mean[key]] + [f"DeepLab {minutes(mean['seconds'])}"]
     text = ", ".join(parts) + f" ({runs[0]['epochs']} epochs, {runs[0]['images']} of {runs[0]['pool_images']} images kept)"
     return text + (f", means over {len(runs)} seeds" if len(runs) > 1 else "")

@@ -1,0 +1,89 @@
+# Table 3 of the paper: the ensembles trained on real against synthetic annotated images. Each
+# of a dataset's `annotated` sets (e.g. the paper's annotated DDPM samples) is validated and
+# prepared like a split, its features extracted by the method's extraction rule (split
+# annotated-<name>), and the distill method's ensembles of every seed trained on it and scored on
+# the real test split (the predictions are temporary: only the scores are kept). The real column
+# is Table 2's run; DatasetDDPM and the released synthetic datasets' DeepLabs join the table.
+
+
+use rule prepare_folder as prepare_annotated with:
+    input:
+        folder=annotated_source,
+        split="results/{dataset}/data/test.zarr",
+    output:
+        directory("results/{dataset}/data/annotated-{name}.zarr"),
+    params:
+        settings=lambda wc: {key: ds(wc)[key] for key in ("image_size", "non_square", "resize")},
+        folder=lambda wc: annotated_folder(wc.dataset, wc.name),
+        kind="annotated",
+        manifest=annotated_manifest,
+    log:
+        "logs/prepare_annotated/{dataset}_{name}.log",
+    benchmark:
+        "benchmarks/runs/prepare_annotated/{dataset}_{name}.tsv"
+
+
+use rule train_ensemble as train_ensemble_annotated with:
+    input:
+        data="results/{dataset}/data/annotated-{name}.zarr",
+        stores=lambda wc: feature_stores(wc.dataset, wc.method, f"annotated-{wc.name}"),
+    output:
+        models=per_seed("results/{{dataset}}/{{method}}/trained_on_{{name}}/seed{seed}/ensemble.pt"),
+        histories=per_seed("results/{{dataset}}/{{method}}/trained_on_{{name}}/seed{seed}/training_history.csv"),
+        features="results/{dataset}/{method}/trained_on_{name}/features.json",
+    log:
+        "logs/train_ensemble_annotated/{dataset}_{method}_{name}.log",
+    benchmark:
+        "benchmarks/runs/train_ensemble_annotated/{dataset}_{method}_{name}.tsv"
+
+
+use rule predict as predict_annotated with:
+    input:
+        models=per_seed("results/{{dataset}}/{{method}}/trained_on_{{name}}/seed{seed}/ensemble.pt"),
+        data="results/{dataset}/data/test.zarr",
+        stores=lambda wc: feature_stores(wc.dataset, wc.method, "test"),
+    output:
+        predictions=[temp(directory(p)) for p in per_seed("results/{{dataset}}/{{method}}/trained_on_{{name}}/seed{seed}/predictions.zarr")],
+        masks=[temp(directory(p)) for p in per_seed("results/{{dataset}}/{{method}}/trained_on_{{name}}/seed{seed}/masks")],
+    log:
+        "logs/predict_annotated/{dataset}_{method}_{name}.log",
+    benchmark:
+        "benchmarks/runs/predict_annotated/{dataset}_{method}_{name}.tsv"
+
+
+use rule evaluate as evaluate_annotated with:
+    input:
+        predictions=per_seed("results/{{dataset}}/{{method}}/trained_on_{{name}}/seed{seed}/predictions.zarr"),
+        data="results/{dataset}/data/test.zarr",
+    output:
+        metrics=per_seed("results/{{dataset}}/{{method}}/trained_on_{{name}}/seed{seed}/metrics.json"),
+        per_class=per_seed("results/{{dataset}}/{{method}}/trained_on_{{name}}/seed{seed}/per_class_iou.csv"),
+    log:
+        "logs/evaluate_annotated/{dataset}_{method}_{name}.log",
+
+
+use rule segmenter as segmenter_annotated with:
+    output:
+        directory("results/{dataset}/{method}/trained_on_{name}/seed{seed}/segmenter"),
+    log:
+        "logs/segmenter_annotated/{dataset}_{method}_{name}_{seed}.log",
+
+
+rule table3:
+    input:
+        metrics=[path for d in TABLE3_DATASETS for _, _, path in table3_runs(d)],
+    output:
+        table=report("results/table3.csv", caption="../report/table3.rst", category="Experiments"),
+        long="results/table3_long.csv",
+    params:
+        runs=[(d, row, train) for d in TABLE3_DATASETS for row, train, _ in table3_runs(d)],
+        reported={d: config["datasets"][d]["experiments"]["reported"]["table3"] for d in TABLE3_DATASETS},
+    log:
+        "logs/table3.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+    conda:
+        CONDA_ENV
+    script:
+        workflow_script("table3.py")
