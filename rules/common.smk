@@ -251,10 +251,8 @@ def written_folder(dataset, path):
 def dataset_source(wildcards):
     """The dataset folder: the user's path, the generated embedded dataset, or, for a path
     inside an unpacked download (resources/<name>/...), that download's folder."""
-    path = ds(wildcards)["path"]
-    if path is None:
-        return f"resources/{wildcards.dataset}/source"
-    return written_folder(wildcards.dataset, path) or path
+    root = dataset_root_of(wildcards.dataset)
+    return written_folder(wildcards.dataset, root) or root
 
 
 def dataset_manifest(wildcards):
