@@ -133,17 +133,19 @@ def test_a_released_synthetic_npz_is_read_row_by_row_and_a_wrong_one_named(creat
     (tmp_path / "unpacked" / "inner").mkdir(parents=True)
     np.savez(tmp_path / "unpacked" / "inner" / "gan.npz", images, labels, np.zeros((len(images), 8)), scores)  # + latents
     for given in (tmp_path / "samples.npz", tmp_path / "unpacked"):
-        arrays = released_arrays(released_file(given))
-        assert arrays["images"].shape == images.shape and arrays["labels"].dtype == np.uint8
-        assert all((row == image).all() for row, image in zip(arrays["images"].rows(), images))
-        assert (np.stack(list(arrays["labels"].rows())) == labels).all()
-        assert (arrays["uncertainty"].read_all() == scores).all()
+        with released_arrays(released_file(given)) as arrays:
+            assert arrays["images"].shape == images.shape and arrays["labels"].dtype == np.uint8
+            assert all((row == image).all() for row, image in zip(arrays["images"].rows(), images))
+            assert (np.stack(list(arrays["labels"].rows())) == labels).all()
+            assert (arrays["uncertainty"].read_all() == scores).all()
     np.savez(tmp_path / "unpacked" / "second.npz", images)
     with pytest.raises(UserError, match=r"unpacked: holds 2 \.npz files"):
         released_file(tmp_path / "unpacked")
     np.savez(tmp_path / "float.npz", images.astype(np.float32), labels, scores)
     with pytest.raises(UserError, match=r"float\.npz: arr_0\.npy \(images\) is float32"):
-        released_arrays(tmp_path / "float.npz")
+        with released_arrays(tmp_path / "float.npz"):
+            pass
     np.savez(tmp_path / "two.npz", images, labels)
     with pytest.raises(UserError, match="holds 2 arrays"):
-        released_arrays(tmp_path / "two.npz")
+        with released_arrays(tmp_path / "two.npz"):
+            pass

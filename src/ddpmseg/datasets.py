@@ -30,14 +30,13 @@ import json
 import logging
 import os
 import pathlib
-import shutil
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import zarr
 from PIL import Image
 
+from ddpmseg.atomic import folder_written_atomically
 from ddpmseg.errors import UserError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -632,23 +631,5 @@ def _create_labels(group: zarr.Group, n: int, image_size: int) -> zarr.Array:
 
 def _write_group_atomically(out_path, write) -> None:
     """Call ``write(group)`` on a new Zarr group in a temporary sibling of ``out_path``, then rename it there."""
-    out_path = pathlib.Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = pathlib.Path(tempfile.mkdtemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".tmp"))
-    try:
+    with folder_written_atomically(out_path) as tmp:
         write(zarr.open_group(tmp, mode="w"))
-        _replace_dir(tmp, out_path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def _replace_dir(new: pathlib.Path, target: pathlib.Path) -> None:
-    """Move directory ``new`` to ``target``, first moving any old ``target`` aside and deleting it."""
-    if target.exists() or target.is_symlink():
-        old = pathlib.Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".old"))
-        os.replace(target, old / target.name)
-        os.replace(new, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(new, target)

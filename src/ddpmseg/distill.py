@@ -6,8 +6,10 @@ NAME.png (RGB) + NAME.npy (uint8 labels of the ensemble's vote) per image and un
 Jensen-Shannon divergence, nats).
 """
 
+import contextlib
 import zipfile
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -46,28 +48,29 @@ def released_file(path) -> Path:
     return found[0]
 
 
-def released_arrays(path) -> dict:
+@contextlib.contextmanager
+def released_arrays(path) -> Iterator[dict]:
     """The arrays of a released synthetic dataset's .npz (the paper's generate_dataset.py:
     np.savez(images, labels, uncertainties); DatasetGAN's also holds latents before the
-    uncertainties), opened without loading them: {"images": (N, S, S, 3) uint8, "labels":
-    (N, S, S) uint8, "uncertainty": (N,) per-image score}, each a `StoredArray` (shape, dtype,
-    rows(), read_all()). Raises UserError naming the file on another layout."""
+    uncertainties), opened without loading them, for the `with` block: {"images": (N, S, S, 3)
+    uint8, "labels": (N, S, S) uint8, "uncertainty": (N,) per-image score}, each a `StoredArray`
+    (shape, dtype, rows(), read_all()). Raises UserError naming the file on another layout."""
     path = Path(path)
-    archive = zipfile.ZipFile(path)
-    members = sorted((n for n in archive.namelist() if n.endswith(".npy")),
-                     key=lambda n: int(n[4:-4]) if n[4:-4].isdigit() else -1)
-    if len(members) not in (3, 4):
-        raise UserError(f"{path}: holds {len(members)} arrays ({', '.join(members)}); a released synthetic dataset "
-                        "holds images, labels[, latents] and uncertainties (np.savez order)")
-    arrays = {key: StoredArray(archive, member) for key, member in
-              zip(("images", "labels", "uncertainty"), (members[0], members[1], members[-1]))}
-    n, size = arrays["images"].shape[0], arrays["images"].shape[1:3]
-    expected = {"images": (n, *size, 3), "labels": (n, *size), "uncertainty": (n,)}
-    for key, array in arrays.items():
-        if array.shape != expected[key] or (key != "uncertainty" and array.dtype != np.uint8):
-            raise UserError(f"{path}: {array.member} ({key}) is {array.dtype} {array.shape}, expected "
-                            f"{'float' if key == 'uncertainty' else 'uint8'} {expected[key]}; give the paper's npz")
-    return arrays
+    with zipfile.ZipFile(path) as archive:
+        members = sorted((n for n in archive.namelist() if n.endswith(".npy")),
+                         key=lambda n: int(n[4:-4]) if n[4:-4].isdigit() else -1)
+        if len(members) not in (3, 4):
+            raise UserError(f"{path}: holds {len(members)} arrays ({', '.join(members)}); a released synthetic "
+                            "dataset holds images, labels[, latents] and uncertainties (np.savez order)")
+        arrays = {key: StoredArray(archive, member) for key, member in
+                  zip(("images", "labels", "uncertainty"), (members[0], members[1], members[-1]))}
+        n, size = arrays["images"].shape[0], arrays["images"].shape[1:3]
+        expected = {"images": (n, *size, 3), "labels": (n, *size), "uncertainty": (n,)}
+        for key, array in arrays.items():
+            if array.shape != expected[key] or (key != "uncertainty" and array.dtype != np.uint8):
+                raise UserError(f"{path}: {array.member} ({key}) is {array.dtype} {array.shape}, expected "
+                                f"{'float' if key == 'uncertainty' else 'uint8'} {expected[key]}; give the paper's npz")
+        yield arrays
 
 
 class StoredArray:

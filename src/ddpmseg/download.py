@@ -10,9 +10,7 @@ into a temporary sibling folder, renamed into place at the end.
 import hashlib
 import logging
 import os
-import shutil
 import tarfile
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -21,6 +19,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ddpmseg.atomic import folder_written_atomically
 from ddpmseg.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -124,8 +123,7 @@ def unpack(archive, dest) -> None:
     """
     archive, dest = Path(archive), Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp"))
-    try:
+    with folder_written_atomically(dest) as tmp:
         if archive.name.endswith((".tar.gz", ".tgz", ".tar")):
             with tarfile.open(archive) as tar:
                 tar.extractall(tmp, filter="data")
@@ -137,9 +135,3 @@ def unpack(archive, dest) -> None:
                 zf.extractall(tmp)
         else:
             raise DownloadError(f"{archive}: unknown archive type; use .tar.gz, .tgz, .tar or .zip")
-        if dest.exists():
-            shutil.rmtree(dest)
-        os.replace(tmp, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise

@@ -1,5 +1,6 @@
 """A trained segmenter as one self-describing folder (a bundle), usable without config or Snakemake:
 
+
     from ddpmseg.segmenter import Segmenter
     segmenter = Segmenter.load("results/fasseg_face6/ddpm/seed0/segmenter")
     labels, uncertainty = segmenter.predict(images)        # (N, S, S, 3) uint8 at segmenter.image_size
@@ -19,13 +20,13 @@ import json
 import math
 import os
 from contextlib import contextmanager
-import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ddpmseg.atomic import folder_written_atomically
 from ddpmseg.errors import CheckpointError
 
 FORMAT = "ddpmseg-segmenter/1"
@@ -117,16 +118,9 @@ class Segmenter:
         checkpoint = self._checkpoint_path()
         if checkpoint is not None:  # kind "ensemble" with a model checkpoint
             description["features"]["checkpoint"] = os.path.relpath(checkpoint.resolve(), folder.resolve())
-        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
-        try:
+        with folder_written_atomically(folder) as tmp:
             (tmp / DESCRIPTION_FILE).write_text(json.dumps(description, indent=1))
             torch.save(self.weights, tmp / WEIGHTS_FILE)
-            if folder.exists():
-                shutil.rmtree(folder)
-            os.replace(tmp, folder)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         self.description, self.folder = description, folder
 
     @classmethod
