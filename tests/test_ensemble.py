@@ -16,7 +16,7 @@ from ddpmseg.ensemble import (
     stack_ensembles,
     train_ensemble,
 )
-from ddpmseg.evaluate import mean_iou, predict_images
+from ddpmseg.evaluate import image_probabilities, mean_iou, predict_images
 
 SETTINGS = dict(batch_size=64, lr=1e-3, max_epochs=3, early_stop_epoch=1, patience=50, min_class_pixels=20, buffer_mb=0.1,
                 cache_mb=0.01)
@@ -197,3 +197,27 @@ def test_seeds_trained_together_are_separate_ensembles(creatures32, patch_stores
     both = predict_images(models, [test], 4, 32)
     alone = predict_images(models[1:], [test], 4, 32)
     np.testing.assert_array_equal(both[1][0], alone[0][0])
+
+
+@pytest.mark.parametrize("map_sizes, size", [
+    ([(1, 1), (3, 3), (8, 8)], 8),      # a 1x1 map, a non-integer scale (3 -> 8), a map at label size
+    ([(5, 5), (5, 5), (2, 2)], 7),      # two maps at one resolution (their projections are summed)
+    ([(4, 4), (7, 7), (1, 1)], 13),     # every scale non-integer
+])
+def test_first_layer_at_native_resolution_equals_the_first_layer_on_upsampled_features(map_sizes, size):
+    generator = torch.Generator().manual_seed(0)
+    channels = [3, 5, 4]
+    maps = [torch.randn(h, w, c, generator=generator).half() for (h, w), c in zip(map_sizes, channels)]
+    model = BatchedMLPEnsemble(n_members=3, in_features=sum(channels), num_classes=6, seed=1).eval()
+    with torch.no_grad():  # BN statistics and biases away from their initial 0 / 1
+        for name, value in model.state_dict().items():
+            if name.startswith(("bias", "bn_")):
+                value.copy_(torch.rand(value.shape, generator=generator) + 0.5)
+    [native] = image_probabilities([model], maps, size, chunk=10, first_layer="native")
+    [upsampled] = image_probabilities([model], maps, size, chunk=10, first_layer="upsampled")
+    # the paper's route, literally: upsample every map with F.interpolate, concatenate, run the MLP
+    full = torch.cat([F.interpolate(m.permute(2, 0, 1)[None].float(), size=(size, size), mode="bilinear",
+                                    align_corners=False)[0] for m in maps]).reshape(sum(channels), -1).T
+    paper = predict_probabilities(model, full)
+    assert native.shape == (3, size * size, 6)
+    assert torch.allclose(native, paper, atol=1e-5) and torch.allclose(upsampled, paper, atol=1e-5)

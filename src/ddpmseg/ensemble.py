@@ -324,6 +324,39 @@ def load_ensemble(path) -> BatchedMLPEnsemble:
 
 
 @torch.no_grad()
+def first_layer_projections(model: BatchedMLPEnsemble, maps) -> list:
+    """Every member's first Linear (no bias) applied to one image's maps at their own resolutions.
+
+    maps: [(H_k, W_k, C_k)] in the order of the feature columns (`features.native_maps`).
+    Returns one (H, W, M * H1) float32 tensor per distinct (H, W), in order of first appearance:
+    the sum over the maps of that resolution of map_k @ weight0[rows of map k]. Bilinear
+    upsampling is linear with weights summing to one, so it commutes with the first layer:
+    sampling these at a pixel (`features.sample_pixel_features`), summing and adding bias0 gives
+    the first layer's output on the upsampled features, at h*w instead of S*S positions a map.
+    """
+    weight = model.weight0.permute(1, 0, 2).reshape(model.in_features, -1)  # (D, M * H1)
+    sums, column = {}, 0
+    for fmap in maps:
+        height, width, channels = fmap.shape
+        rows = fmap.reshape(height * width, channels).float()
+        block = weight[column : column + channels]
+        if (height, width) in sums:
+            sums[height, width].addmm_(rows, block)
+        else:
+            sums[height, width] = rows @ block
+        column += channels
+    return [projection.reshape(height, width, -1) for (height, width), projection in sums.items()]
+
+
+@torch.no_grad()
+def probabilities_from_first_layer(model: BatchedMLPEnsemble, first_layer: torch.Tensor) -> torch.Tensor:
+    """Softmax of every member from its first Linear's output without bias: first_layer
+    (P, M * H1) float32 -> (M, P, C) float32."""
+    x = (first_layer + model.bias0.reshape(-1)).reshape(len(first_layer), model.n_members, -1).transpose(0, 1)
+    return torch.softmax(model(x, first_layer_done=True), dim=-1)
+
+
+@torch.no_grad()
 def predict_probabilities(model: BatchedMLPEnsemble, pixel_features: torch.Tensor, chunk: int = 16384) -> torch.Tensor:
     """Softmax of every member: pixel_features (P, D) float32 -> (M, P, C) float32.
 
@@ -331,10 +364,5 @@ def predict_probabilities(model: BatchedMLPEnsemble, pixel_features: torch.Tenso
     matrix product instead of M products of the same rows.
     """
     first_weight = model.weight0.permute(1, 0, 2).reshape(model.in_features, -1)  # (D, M * H1)
-    first_bias = model.bias0.reshape(-1)
-    out = []
-    for start in range(0, len(pixel_features), chunk):
-        x = torch.addmm(first_bias, pixel_features[start : start + chunk], first_weight)
-        x = x.reshape(len(x), model.n_members, -1).transpose(0, 1)  # (M, P, H1)
-        out.append(torch.softmax(model(x, first_layer_done=True), dim=-1))
-    return torch.cat(out, dim=1)
+    return torch.cat([probabilities_from_first_layer(model, pixel_features[start : start + chunk] @ first_weight)
+                      for start in range(0, len(pixel_features), chunk)], dim=1)

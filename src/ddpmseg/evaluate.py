@@ -4,7 +4,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ddpmseg.ensemble import predict_probabilities
+from ddpmseg.ensemble import first_layer_projections, predict_probabilities, probabilities_from_first_layer
 from ddpmseg.features import native_maps, sample_pixel_features
 
 
@@ -36,30 +36,58 @@ def image_uncertainty_score(js: np.ndarray, top_fraction: float = 0.1) -> float:
     return float(flat[: max(1, int(len(flat) * top_fraction))].mean())
 
 
-def predict_images(models, stores, n_images: int, size: int, device: str = "cpu", chunk: int = 8192) -> list:
+def image_probabilities(models, maps, size: int, chunk: int = 8192, first_layer: str = "native") -> list:
+    """Every member's softmax at every pixel of one image: [(M, S * S, C) float32] per model.
+
+    maps: the image's `native_maps`, on the device where the work runs. first_layer "native"
+    (the default) applies each model's first Linear to every map at its own resolution and
+    upsamples its (M * H1)-channel sums per resolution (`ensemble.first_layer_projections`);
+    "upsampled" is the paper's order, every pixel's full feature vector sampled first
+    (`predict_probabilities`). Both are the same function up to float32 rounding; "native"
+    costs h*w instead of S*S rows of the big product per map. Pixels go `chunk` at a time.
+    """
+    n_pixels = size * size
+    pixel_chunks = [torch.arange(start, min(start + chunk, n_pixels), device=maps[0].device)
+                    for start in range(0, n_pixels, chunk)]
+    if first_layer == "upsampled":
+        features = torch.empty((len(pixel_chunks[0]), sum(m.shape[2] for m in maps)), device=maps[0].device)
+        parts = [[] for _ in models]
+        for pixels in pixel_chunks:
+            sample_pixel_features(maps, pixels, size, features[: len(pixels)])
+            for model, model_parts in zip(models, parts):
+                model_parts.append(predict_probabilities(model, features[: len(pixels)]))
+        return [torch.cat(model_parts, dim=1) for model_parts in parts]
+    if first_layer != "native":
+        raise ValueError(f"unknown first_layer {first_layer!r}; use 'native' or 'upsampled'")
+    out = []
+    for model in models:
+        projections = first_layer_projections(model, maps)  # one (H, W, M * H1) per resolution
+        width = projections[0].shape[2]
+        sampled = torch.empty((len(pixel_chunks[0]), len(projections) * width), device=maps[0].device)
+        model_parts = []
+        for pixels in pixel_chunks:
+            sample_pixel_features(projections, pixels, size, sampled[: len(pixels)])
+            first = sampled[: len(pixels)].reshape(len(pixels), len(projections), width).sum(dim=1)
+            model_parts.append(probabilities_from_first_layer(model, first))
+        out.append(torch.cat(model_parts, dim=1))
+    return out
+
+
+def predict_images(models, stores, n_images: int, size: int, device: str = "cpu", chunk: int = 8192,
+                   first_layer: str = "native") -> list:
     """Predictions of each ensemble in `models` for every image of the stores.
 
-    An image's pixel features are sampled from its native maps on `device`, `chunk` pixels
-    at a time (one reused (chunk, D) float32 buffer, never the whole upsampled image), and
-    classified there by all ensembles. Returns one tuple per model: majority (N, S, S) uint8,
-    soft (N, S, S) uint8, uncertainty (N, S, S) float32.
+    Image by image, its native maps are read to `device` and scored there by all ensembles
+    (`image_probabilities`, `chunk` pixels at a time: never the whole upsampled image), so
+    memory does not grow with the number of images. Returns one tuple per model: majority
+    (N, S, S) uint8, soft (N, S, S) uint8, uncertainty (N, S, S) float32.
     """
     models = [model.to(device) for model in models]
     outputs = [(np.zeros((n_images, size, size), np.uint8), np.zeros((n_images, size, size), np.uint8),
                 np.zeros((n_images, size, size), np.float32)) for _ in models]
-    n_pixels = size * size
-    buffer = torch.empty((min(chunk, n_pixels), sum(s.shape[1] for s in stores)), device=device)
     for i in range(n_images):
         maps = native_maps(stores, i, device)
-        probabilities = [[] for _ in models]
-        for start in range(0, n_pixels, chunk):
-            pixels = torch.arange(start, min(start + chunk, n_pixels), device=device)
-            features = buffer[: len(pixels)]
-            sample_pixel_features(maps, pixels, size, features)
-            for model, parts in zip(models, probabilities):
-                parts.append(predict_probabilities(model, features))
-        for parts, (majority, soft, uncertainty) in zip(probabilities, outputs):
-            p = torch.cat(parts, dim=1)
+        for p, (majority, soft, uncertainty) in zip(image_probabilities(models, maps, size, chunk, first_layer), outputs):
             majority[i] = majority_vote(p).reshape(size, size).cpu().numpy()
             soft[i] = soft_vote(p).reshape(size, size).cpu().numpy()
             uncertainty[i] = jensen_shannon(p).reshape(size, size).cpu().numpy()
