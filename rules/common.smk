@@ -346,7 +346,7 @@ def extraction_settings(dataset):
     """The feature settings that change extracted values (params of the extraction rules, so
     that editing e.g. the ensemble's settings never re-extracts features)."""
     features = config["datasets"][dataset]["features"]
-    return {key: features[key] for key in ("noise_device", "batch_images")}
+    return {key: features[key] for key in ("noise_device", "batch_images", "precision")}
 
 
 def noise_seed_param(dataset, key):

@@ -13,6 +13,7 @@ rule predict:
     params:
         vote=lambda wc: ds(wc)["evaluation"]["vote"],
         gpu=ensemble_gpu,
+        precision=lambda wc: ds(wc)["ensemble"]["precision"],
         torch_threads=lambda wc: ds(wc)["threads"],
         runs_own_stores=runs_own_stores,
     log:

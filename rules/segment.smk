@@ -16,6 +16,7 @@ rule segmenter:
         vote=lambda wc: ds(wc)["evaluation"]["vote"],
         extraction_threads=lambda wc: ds(wc)["features"]["threads"],
         prediction_threads=lambda wc: ds(wc)["threads"],
+        ensemble_precision=lambda wc: ds(wc)["ensemble"]["precision"],
     log:
         "logs/segmenter/{dataset}_{method}_{seed}.log",
     threads: 1

@@ -24,5 +24,6 @@ paths = extract_features(
      "torch_threads": snakemake.params.torch_threads},
     noise_seed=snakemake.params.noise_seed, noise_device=features["noise_device"],
     noise_mode=snakemake.params.get("noise_mode", "shared"), batch_images=features["batch_images"], device=device,
+    precision=features["precision"],
 )
 log.info("wrote %d stores for %d images", len(paths), len(data.attrs["image_ids"]))

@@ -14,8 +14,8 @@ from ddpmseg.runtime import start_rule
 log = start_rule(snakemake)
 data = zarr.open_group(snakemake.input.data, mode="r")
 ids, size, classes = data.attrs["image_ids"], data.attrs["image_size"], data.attrs["classes"]
-models = [load_ensemble(path) for path in snakemake.input.models]
 device = pick_device() if snakemake.params.gpu else "cpu"
+models = [load_ensemble(path, snakemake.params.precision, device) for path in snakemake.input.models]
 log.info("predicting on %s", device)
 stores = open_stores(snakemake.input.stores)
 if snakemake.params.runs_own_stores:  # each seed's ensemble on its run's stores (per-run noise)

@@ -18,7 +18,7 @@ plan, features, params = snakemake.params.plan, snakemake.params.extraction, sna
 with open(snakemake.input.features) as f:
     cells = [tuple(cell) for cell in json.load(f)["cells"]]  # the clean ensembles' (layer, timestep), in their order
 device = pick_device()
-models = [load_ensemble(path) for path in snakemake.input.models]
+models = [load_ensemble(path, params.precision, device) for path in snakemake.input.models]
 size = zarr.open_group(snakemake.input.data[0], mode="r").attrs["image_size"]
 model, table, identity = build_method_model(plan, size, snakemake.input.get("checkpoint"), device, params.model_seed)
 # one extraction serves all seeds, or with per-run noise each seed's ensemble gets features of its noise
@@ -33,7 +33,7 @@ for severity, data_path in zip(params.severities, snakemake.input.data):
             stores = open_stores(extract_cells(
                 plan["source"], model, images, ids, cells, table, scratch, {**identity, "split": data.attrs["split"]},
                 noise_seed=noise_seed, noise_device=features["noise_device"], batch_images=features["batch_images"],
-                device=device))
+                device=device, precision=features["precision"]))
             run_models = [models[params.seeds.index(seed)] for seed in run_seeds]
             outputs = predict_images(run_models, stores, len(ids), size, device)
         for seed, (majority, soft, _) in zip(run_seeds, outputs):

@@ -16,6 +16,7 @@ segmenter = Segmenter.for_ensemble(
     snakemake.input.model, plan=params.plan, cells=trained_on["cells"], checkpoint=snakemake.input.get("checkpoint"),
     model_seed=params.model_seed, noise_seed=params.noise_seed, noise_device=params.extraction["noise_device"],
     batch_images=params.extraction["batch_images"],
+    precision={"extraction": params.extraction["precision"], "ensemble": params.ensemble_precision},
     threads={"extraction": params.extraction_threads, "prediction": params.prediction_threads},
     classes=data.attrs["classes"], ignore_label=data.attrs["ignore_label"], image_size=data.attrs["image_size"],
     non_square=data.attrs["non_square"], resize=data.attrs["resize"], vote=params.vote,

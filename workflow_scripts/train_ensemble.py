@@ -12,6 +12,7 @@ from ddpmseg.ensemble import train_ensemble
 from ddpmseg.errors import UserError
 from ddpmseg.experiments.labels import label_subset, mask_outside
 from ddpmseg.features import open_stores, pick_device
+from ddpmseg.precision import resolve
 from ddpmseg.runtime import start_rule
 
 log = start_rule(snakemake)
@@ -29,7 +30,8 @@ per_run = len(stores) // len(seeds) if snakemake.params.runs_own_stores else len
 cells = [[s.attrs["layer"], s.attrs["timestep"]] for s in stores[:per_run]]
 with open(snakemake.output.features, "w") as f:  # which features this method's ensembles use
     json.dump({"stores": list(snakemake.input.stores), "cells": cells, "auto": snakemake.params.auto,
-               "torch_threads": snakemake.params.torch_threads}, f, indent=1)
+               "torch_threads": snakemake.params.torch_threads, "precision": resolve(settings["precision"], device)},
+              f, indent=1)
 train = dict(labels=data["labels"][:], num_classes=len(data.attrs["classes"]), ignore_label=data.attrs["ignore_label"],
              device=device, **settings)
 labelled = snakemake.params.get("labelled_images")  # Table 4: each seed labels n images of its own

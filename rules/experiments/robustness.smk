@@ -62,6 +62,7 @@ rule robustness_scores:
         noise_seeds=lambda wc: SEEDS if per_run_noise(wc.dataset, wc.method) else [ds(wc)["features"]["noise_seed"]],
         severities=lambda wc: severities(wc.dataset),
         evaluation=lambda wc: ds(wc)["evaluation"],
+        precision=lambda wc: ds(wc)["ensemble"]["precision"],
         torch_threads=lambda wc: ds(wc)["features"]["threads"],
     log:
         "logs/robustness_scores/{dataset}_{method}_{corruption}.log",

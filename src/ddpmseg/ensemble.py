@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from ddpmseg.features import native_bytes_per_image, native_maps, sample_pixel_features
+from ddpmseg.precision import matmul_dtype, resolve
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,8 @@ class BatchedMLPEnsemble(torch.nn.Module):
     forward(x): x (M, B, D) float32 -> logits (M, B, C). Linear weights ~ N(0, 0.02) and zero
     biases (DatasetGAN's init), BatchNorm weight 1 and bias 0, BN momentum 0.1, eps 1e-5.
     The state_dict holds tensors with the member index first, e.g. `weight0` (M, D, H1).
+    `matmul_dtype` (not saved: `precision.resolve` of `ensemble.precision`): the dtype of the
+    three matrix products (float32, or bfloat16 with float32 results); the rest is float32.
     """
 
     def __init__(self, n_members: int, in_features: int, num_classes: int, seed: int):
@@ -58,13 +61,18 @@ class BatchedMLPEnsemble(torch.nn.Module):
                 self.register_buffer(f"bn_mean{i}", torch.zeros(n_members, d_out))
                 self.register_buffer(f"bn_var{i}", torch.ones(n_members, d_out))
         self.n_members, self.in_features, self.num_classes = n_members, in_features, num_classes
+        self.matmul_dtype = torch.float32
 
     def forward(self, x: torch.Tensor, first_layer_done: bool = False) -> torch.Tensor:
         """x: (M, B, D) -> logits (M, B, C); with `first_layer_done`, x is the first Linear's
         output (M, B, H1) and the forward continues from its ReLU."""
         for i in range(self.n_layers):
             if i > 0 or not first_layer_done:
-                x = torch.baddbmm(getattr(self, f"bias{i}").unsqueeze(1), x, getattr(self, f"weight{i}"))
+                bias, weight = getattr(self, f"bias{i}").unsqueeze(1), getattr(self, f"weight{i}")
+                if self.matmul_dtype == torch.float32:
+                    x = torch.baddbmm(bias, x, weight)
+                else:
+                    x = torch.bmm(x.to(self.matmul_dtype), weight.to(self.matmul_dtype)).float() + bias
             if i == self.n_layers - 1:
                 return x
             x = torch.relu(x)
@@ -92,12 +100,13 @@ class BatchedMLPEnsemble(torch.nn.Module):
         return dict(self.state_dict(keep_vars=True))
 
 
-def ensemble_from_state_dict(state: dict) -> BatchedMLPEnsemble:
+def ensemble_from_state_dict(state: dict, matmul_dtype=torch.float32) -> BatchedMLPEnsemble:
     """An ensemble holding the tensors of `state` (every tensor has the member index first)."""
     n_members, in_features, _ = state["weight0"].shape
     num_classes = state[f"weight{sum(k.startswith('weight') for k in state) - 1}"].shape[2]
     model = BatchedMLPEnsemble(n_members, in_features, num_classes, seed=0)
     model.load_state_dict(state)
+    model.matmul_dtype = matmul_dtype
     return model
 
 
@@ -110,7 +119,7 @@ def stack_ensembles(models) -> BatchedMLPEnsemble:
 def split_ensemble(model: BatchedMLPEnsemble, n_parts: int) -> list:
     """The inverse of `stack_ensembles`: `n_parts` ensembles of consecutive, equal member groups."""
     state = model.state_dict()
-    return [ensemble_from_state_dict({name: chunk.clone() for name, chunk in zip(state, chunks)})
+    return [ensemble_from_state_dict({name: chunk.clone() for name, chunk in zip(state, chunks)}, model.matmul_dtype)
             for chunks in zip(*(value.chunk(n_parts) for value in state.values()))]
 
 
@@ -219,6 +228,7 @@ def train_ensemble(
     device: str = "cpu",
     max_batches: int | None = None,
     noise_draws=(),
+    precision: str = "float32",
 ):
     """Trains one ensemble of `n_members` MLPs per seed on streamed pixel features.
 
@@ -235,7 +245,8 @@ def train_ensemble(
     cache_mb of native maps then live there too. `max_batches` ends training after that
     many batches (benchmarks). `noise_draws`: other extractions of the same features with
     other noise (lists like `stores`); each buffer then reads one of them or `stores` at random
-    (Table 5's fresh noise). Returns ([one BatchedMLPEnsemble per seed, in eval mode, on
+    (Table 5's fresh noise). `precision`: `ddpmseg.precision` setting of the matrix products
+    (the returned ensembles keep it). Returns ([one BatchedMLPEnsemble per seed, in eval mode, on
     the CPU], history rows
     {seed, epoch, batches, mean_loss, members_active}: one row per seed and epoch; mean_loss
     over the seed's active members' batches of that epoch, NaN once all have stopped).
@@ -245,6 +256,7 @@ def train_ensemble(
     in_features = sum(s.shape[1] for s in stores)
     model = stack_ensembles([BatchedMLPEnsemble(n_members, in_features, num_classes, seed) for seed in seeds])
     model = model.to(device).train()
+    model.matmul_dtype = matmul_dtype(resolve(precision, device))
     n_total = model.n_members
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, fused=True)
     rng = np.random.default_rng(seeds)
@@ -318,9 +330,16 @@ def _restore_frozen(model: BatchedMLPEnsemble, frozen: dict) -> None:
             slices[name].data[m] = value
 
 
-def load_ensemble(path) -> BatchedMLPEnsemble:
-    """An ensemble from a state_dict written by `torch.save(model.state_dict(), path)`."""
-    return ensemble_from_state_dict(torch.load(path, map_location="cpu", weights_only=True)).eval()
+def load_ensemble(path, precision: str = "float32", device: str = "cpu") -> BatchedMLPEnsemble:
+    """An ensemble from a state_dict written by `torch.save(model.state_dict(), path)`, its matrix
+    products in `precision` (a `ddpmseg.precision` setting) as resolved for `device`."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return ensemble_from_state_dict(state, matmul_dtype(resolve(precision, device))).eval()
+
+
+def _matmul(a: torch.Tensor, b: torch.Tensor, dtype) -> torch.Tensor:
+    """a @ b with its products in `dtype` and a float32 result."""
+    return a @ b if dtype == torch.float32 else (a.to(dtype) @ b.to(dtype)).float()
 
 
 @torch.no_grad()
@@ -338,12 +357,12 @@ def first_layer_projections(model: BatchedMLPEnsemble, maps) -> list:
     sums, column = {}, 0
     for fmap in maps:
         height, width, channels = fmap.shape
-        rows = fmap.reshape(height * width, channels).float()
-        block = weight[column : column + channels]
+        projection = _matmul(fmap.reshape(height * width, channels).float(), weight[column : column + channels],
+                             model.matmul_dtype)
         if (height, width) in sums:
-            sums[height, width].addmm_(rows, block)
+            sums[height, width] += projection
         else:
-            sums[height, width] = rows @ block
+            sums[height, width] = projection
         column += channels
     return [projection.reshape(height, width, -1) for (height, width), projection in sums.items()]
 
@@ -364,5 +383,6 @@ def predict_probabilities(model: BatchedMLPEnsemble, pixel_features: torch.Tenso
     matrix product instead of M products of the same rows.
     """
     first_weight = model.weight0.permute(1, 0, 2).reshape(model.in_features, -1)  # (D, M * H1)
-    return torch.cat([probabilities_from_first_layer(model, pixel_features[start : start + chunk] @ first_weight)
+    return torch.cat([probabilities_from_first_layer(model, _matmul(pixel_features[start : start + chunk], first_weight,
+                                                                    model.matmul_dtype))
                       for start in range(0, len(pixel_features), chunk)], dim=1)

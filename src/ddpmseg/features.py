@@ -148,6 +148,7 @@ def extract_features(
     noise_mode: str = "shared",
     batch_images: int = 1,
     device: str = "cpu",
+    precision: str = "float32",
 ) -> list:
     """Writes one store per (layer, timestep) of source `source_name` under out_dir; returns
     their paths, layer-major.
@@ -158,8 +159,12 @@ def extract_features(
     `features_<layer>[_t<t>].zarr` holds (N, C, h, h) float16, with attrs naming the source,
     layer, timestep, normalisation, image ids and `attrs` (model identity etc.); with
     timesteps, the noise seed, device and mode (`batch_noise`) too. The timesteps of
-    `batch_images` images run as one forward batch.
+    `batch_images` images run as one forward batch, in `precision` (`ddpmseg.precision`: on a
+    CPU, bf16 runs the forward under autocast; the attrs record what was used).
     """
+    from ddpmseg.precision import cpu_autocast, resolve
+
+    used_precision = resolve(precision, device)
     source = backbones.source(source_name)
     layers = list(dict.fromkeys(layers))
     steps = sorted(set(timesteps)) if source.TAKES_TIMESTEPS else [None]
@@ -171,7 +176,8 @@ def extract_features(
         channels, resolution = table[layer]
         for t in steps:
             described = {"source": source_name, "layer": layer, "timestep": t, "channels": channels,
-                         "resolution": resolution, "normalisation": source.NORMALISATION}
+                         "resolution": resolution, "normalisation": source.NORMALISATION,
+                         "precision": used_precision}
             if t is not None:
                 described.update(noise_seed=noise_seed, noise_device=noise_device, noise_mode=noise_mode)
             stores[layer, t] = create_store(out_dir / backbones.store_name(layer, t),
@@ -182,7 +188,8 @@ def extract_features(
         x = model_input(images[start : start + batch_images], source.NORMALISATION).to(device)
         if steps != [None] and (noise_mode != "shared" or start == 0):  # the shared tensor is drawn once
             noise = batch_noise(noise_mode, size, noise_seed, noise_device, range(start, start + len(x)), steps).to(device)
-        maps = source.activations(model, x, layers, None if steps == [None] else steps, noise)
+        with cpu_autocast(used_precision):
+            maps = source.activations(model, x, layers, None if steps == [None] else steps, noise)
         for (layer, t), store in stores.items():
             fmap = maps[layer, t]
             if fmap.shape[1:] != store.shape[1:]:

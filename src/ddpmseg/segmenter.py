@@ -75,18 +75,22 @@ class Segmenter:
     @classmethod
     def for_ensemble(cls, ensemble_path, *, plan: dict, cells, checkpoint, model_seed: int, noise_seed: int,
                      noise_device: str, batch_images: int, threads: dict, classes: list, ignore_label: int, image_size: int,
-                     non_square: str, resize: str, vote: str, provenance: dict) -> "Segmenter":
+                     non_square: str, resize: str, vote: str, provenance: dict,
+                     precision: dict | None = None) -> "Segmenter":
         """The bundle of one seed's ensemble (state_dict at `ensemble_path`) trained on the
         features of `plan` (a `ddpmseg.methods.plan`) at `cells` [(layer, timestep)], the
         source model built from `checkpoint` (a path or None) and `model_seed`. `threads`:
         {"extraction": n, "prediction": m}, the torch threads of the run's jobs (the numbers
-        depend on them: torch splits reductions by thread)."""
+        depend on them: torch splits reductions by thread). `precision`: {"extraction": setting,
+        "ensemble": setting} of `ddpmseg.precision` (default float32 both), resolved where the
+        bundle predicts."""
         from ddpmseg.download import sha256_of
         from ddpmseg.evaluate import palette
 
         recipe = {"plan": plan, "cells": [list(cell) for cell in cells], "model_seed": model_seed,
                   "noise_seed": noise_seed, "noise_mode": "shared", "noise_device": noise_device,
                   "batch_images": batch_images, "threads": dict(threads),
+                  "precision": {"extraction": "float32", "ensemble": "float32", **(precision or {})},
                   "checkpoint": None if checkpoint is None else str(Path(checkpoint).resolve()),
                   "checkpoint_sha256": None if checkpoint is None else sha256_of(checkpoint)}
         description = {"format": FORMAT, "kind": "ensemble", "classes": list(classes),
@@ -204,8 +208,10 @@ class Segmenter:
         from ddpmseg.ensemble import ensemble_from_state_dict
         from ddpmseg.evaluate import predict_images
         from ddpmseg.features import build_method_model, extract_cells, open_stores
+        from ddpmseg.precision import matmul_dtype, resolve
 
         recipe = self.description["features"]
+        precision = recipe.get("precision", {})  # bundles written before precision was a setting: float32
         plan, cells = recipe["plan"], [tuple(cell) for cell in recipe["cells"]]
         if device not in self._source_models:  # built (and its checkpoint hashed) once, not once per chunk
             self._source_models[device] = build_method_model(plan, self.image_size, self._checkpoint_path(), device,
@@ -216,8 +222,10 @@ class Segmenter:
             paths = extract_cells(plan["source"], model, images, ids, cells, table, features_dir,
                                   {**identity, "split": "segment"}, noise_seed=recipe["noise_seed"],
                                   noise_device=recipe["noise_device"], noise_mode=recipe["noise_mode"],
-                                  batch_images=recipe["batch_images"], device=device)
-        ensemble = ensemble_from_state_dict(self.weights).eval()
+                                  batch_images=recipe["batch_images"], device=device,
+                                  precision=precision.get("extraction", "float32"))
+        ensemble = ensemble_from_state_dict(self.weights,
+                                            matmul_dtype(resolve(precision.get("ensemble", "float32"), device))).eval()
         with _torch_threads(recipe["threads"]["prediction"]), torch.no_grad():
             majority, soft, uncertainty = predict_images([ensemble], open_stores(paths), len(images), self.image_size,
                                                          device)[0]
