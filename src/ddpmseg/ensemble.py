@@ -72,7 +72,7 @@ class BatchedMLPEnsemble(torch.nn.Module):
                 if self.matmul_dtype == torch.float32:
                     x = torch.baddbmm(bias, x, weight)
                 else:
-                    x = torch.bmm(x.to(self.matmul_dtype), weight.to(self.matmul_dtype)).float() + bias
+                    x = _matmul(x, weight, self.matmul_dtype) + bias
             if i == self.n_layers - 1:
                 return x
             x = torch.relu(x)
@@ -337,6 +337,11 @@ def load_ensemble(path, precision: str = "float32", device: str = "cpu") -> Batc
     return ensemble_from_state_dict(state, matmul_dtype(resolve(precision, device))).eval()
 
 
+def _first_weight(model: BatchedMLPEnsemble) -> torch.Tensor:
+    """Every member's first-layer weights side by side: (D, M * H1), member-major."""
+    return model.weight0.permute(1, 0, 2).reshape(model.in_features, -1)
+
+
 def _matmul(a: torch.Tensor, b: torch.Tensor, dtype) -> torch.Tensor:
     """a @ b with its products in `dtype` and a float32 result."""
     return a @ b if dtype == torch.float32 else (a.to(dtype) @ b.to(dtype)).float()
@@ -353,7 +358,7 @@ def first_layer_projections(model: BatchedMLPEnsemble, maps) -> list:
     sampling these at a pixel (`features.sample_pixel_features`), summing and adding bias0 gives
     the first layer's output on the upsampled features, at h*w instead of S*S positions a map.
     """
-    weight = model.weight0.permute(1, 0, 2).reshape(model.in_features, -1)  # (D, M * H1)
+    weight = _first_weight(model)
     sums, column = {}, 0
     for fmap in maps:
         height, width, channels = fmap.shape
@@ -382,7 +387,7 @@ def predict_probabilities(model: BatchedMLPEnsemble, pixel_features: torch.Tenso
     All members see the same pixels, so their first layers run as one (P, D) x (D, M * H1)
     matrix product instead of M products of the same rows.
     """
-    first_weight = model.weight0.permute(1, 0, 2).reshape(model.in_features, -1)  # (D, M * H1)
+    first_weight = _first_weight(model)
     return torch.cat([probabilities_from_first_layer(model, _matmul(pixel_features[start : start + chunk], first_weight,
                                                                     model.matmul_dtype))
                       for start in range(0, len(pixel_features), chunk)], dim=1)
