@@ -87,7 +87,13 @@ def _sweep_grid(name, plan):
     if plan["source"] != "adm":
         layers = list(plan["table"])
         k_layers = [layers[i] for i in kmeans_blocks(len(layers))]
-        return {"layers": layers, "timesteps": [None], "kmeans": [(layer, None) for layer in k_layers]}
+        if not backbones.source(plan["source"]).TAKES_TIMESTEPS:
+            return {"layers": layers, "timesteps": [None], "kmeans": [(layer, None) for layer in k_layers]}
+        diffusion_steps = plan["settings"]["scheduler"]["num_train_timesteps"]
+        steps = sorted(set(probes["timesteps"] or timestep_grid(diffusion_steps)))
+        k_steps = (nearest_in_grid(probes["kmeans"]["timesteps"], steps) if probes["kmeans"]["timesteps"]
+                   else kmeans_steps(diffusion_steps, steps))
+        return {"layers": layers, "timesteps": steps, "kmeans": [(layer, t) for layer in k_layers for t in k_steps]}
     if settings["diffusion"]["checkpoint"] and probes["blocks"] is None and "num_res_blocks" not in flags:
         return {"problem": f"dataset {name!r}: the number of decoder blocks of its checkpoint is not known "
                            "before it is read; give num_res_blocks (and channel_mult) in its diffusion flags, "

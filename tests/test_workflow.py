@@ -394,6 +394,45 @@ def test_tiny_workflow_end_to_end(tmp_path):
                                   long.loc[long.method == "DDPM", numbers].reset_index(drop=True))
 
 
+DIFFUSERS_ONLY = """
+methods:
+  ddpm: null
+  unet_untrained: null
+  mae: null
+  swav: null
+  patch: null
+  hf:
+    source: diffusers_unet
+    layers: [up0, up1_res1]
+    arch: {block_out_channels: [16, 32], layers_per_block: 1, down_block_types: [DownBlock2D, AttnDownBlock2D],
+           up_block_types: [AttnUpBlock2D, UpBlock2D], attention_head_dim: 8, norm_num_groups: 8}
+    scheduler: {num_train_timesteps: 100}
+    train: {max_steps: 4, batch_size: 4, log_every: 2}
+datasets:
+  tiny:
+    experiments: {methods: [pixels]}
+"""
+
+
+def test_diffusers_unet_trained_by_the_workflow_runs_to_the_table(tmp_path):
+    overlay = tmp_path / "diffusers.yaml"
+    overlay.write_text(DIFFUSERS_ONLY)
+    shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
+    snakemake(tmp_path, "results/table2.csv", "--configfile", str(TEST_CONFIG), str(overlay))
+    table = pd.read_csv(tmp_path / "results/table2.csv", index_col=0)
+    assert table.loc["DDPM (diffusers)", "tiny"].count("±") == 1 and "Pixels (RGB+xy)" in table.index
+    assert table.loc["DDPM (diffusers): layers", "tiny"] == "t5: up0, up1_res1; t20: up0, up1_res1"
+    assert table.loc["DDPM (diffusers) training", "tiny"].startswith("4 steps, ")
+    assert not (tmp_path / "results/tiny/diffusion").exists()  # no ADM is trained for it
+    training = json.loads((tmp_path / "results/tiny/pretrained/hf/training.json").read_text())
+    assert (training["steps"], training["source"]) == (4, "diffusers_unet")
+    store = open_store(tmp_path / "results/tiny/features/hf/test/features_up0_t20.zarr")
+    assert store.shape == (3, 32, 32, 32) and store.attrs["source"] == "diffusers_unet"  # up0 upsamples 16 -> 32
+    assert store.attrs["timestep"] == 20 and store.attrs["normalisation"] == "[-1, 1]"
+    assert store.attrs["settings"]["scheduler"]["num_train_timesteps"] == 100 and len(store.attrs["checkpoint_sha256"]) == 64
+    assert open_store(tmp_path / "results/tiny/features/hf/test/features_up1_res1_t5.zarr").shape == (3, 16, 32, 32)
+
+
 def planned_resources(workdir, *args) -> dict:
     """{rule: [resources dict of each planned job]} from a dry run's job listing."""
     result = snakemake(workdir, "-n", *args)

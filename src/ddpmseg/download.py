@@ -32,7 +32,13 @@ class DownloadError(UserError, RuntimeError):
 
 
 def sha256_of(path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks."""
+    """Hex SHA-256 of a file, read in 1 MiB chunks; of a folder (a diffusers model), the SHA-256 of
+    its listing "<sha256 of the file>  <path relative to the folder>", one line a file, sorted by path."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file())
+        listing = "".join(f"{sha256_of(p)}  {p.relative_to(path).as_posix()}\n" for p in files)
+        return hashlib.sha256(listing.encode()).hexdigest()
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(CHUNK_BYTES), b""):

@@ -17,6 +17,7 @@ import jsonschema
 
 from ddpmseg import backbones
 from ddpmseg.config import schema_problem
+from ddpmseg.errors import UserError
 
 BUILTIN = {
     "ddpm": {"source": "adm"},
@@ -130,13 +131,20 @@ def plan(key: str, definition: dict, dataset: str, dataset_settings: dict) -> di
         seeds = diffusion["seeds"]
         pretrain = False
     else:
+        if source.TAKES_TIMESTEPS and settings["timesteps"] is None:
+            settings["timesteps"] = features["timesteps"]
         if settings["layers"] is None:
-            settings["layers"] = source.default_layers(settings, size)
+            settings["layers"] = "auto" if settings.get("timesteps") == "auto" else _source_call(
+                source.default_layers, key, dataset, settings, size)
+        if source.TAKES_TIMESTEPS and (settings["layers"] == "auto") != (settings["timesteps"] == "auto"):
+            raise ConfigProblem(f"config: datasets.{dataset} method {key}: layers and timesteps must both be 'auto' "
+                                "(the sweep picks (layer, timestep) cells) or both be lists")
         checkpoint = settings.get("checkpoint")
         seeds = [settings["train"]["seed"]] if "train" in settings else [0]
-        pretrain = source.PRETRAINED_BY_WORKFLOW and checkpoint is None
+        pretrain = source.PRETRAINED_BY_WORKFLOW and checkpoint is None and settings.get("weights") != "random"
     known = source_name != "adm" or not checkpoint or "num_res_blocks" in diffusion["flags"]
-    table = {layer: list(shape) for layer, shape in source.layer_table(settings, size).items()} if known else None
+    table = {layer: list(shape) for layer, shape in _source_call(source.layer_table, key, dataset, settings,
+                                                                 size).items()} if known else None
     layers = settings["layers"]
     if layers != "auto" and table is not None:
         unknown = [layer for layer in layers if layer not in table]
@@ -151,6 +159,15 @@ def plan(key: str, definition: dict, dataset: str, dataset_settings: dict) -> di
         "layers": layers, "timesteps": timesteps if timesteps in (None, "auto") else sorted(set(timesteps)),
         "table": table, "checkpoint": checkpoint, "model_seeds": seeds, "pretrain": pretrain,
     }
+
+
+def _source_call(function, key: str, dataset: str, settings: dict, size: int):
+    """function(settings, size) of a source (its layer table or default layers), a checkpoint or
+    size problem raised as one ConfigProblem line naming the method."""
+    try:
+        return function(settings, size)
+    except (UserError, ValueError) as exc:
+        raise ConfigProblem(f"config: datasets.{dataset} method {key}: {exc}") from exc
 
 
 def plans(config: dict) -> dict:

@@ -50,6 +50,7 @@ from types import ModuleType
 # source name -> module; the order is the README's method list.
 SOURCES = {
     "adm": "ddpmseg.backbones.adm",
+    "diffusers_unet": "ddpmseg.backbones.diffusers_unet",
     "mae": "ddpmseg.backbones.mae",
     "swav": "ddpmseg.backbones.swav",
     "pixels": "ddpmseg.backbones.pixels",
