@@ -14,7 +14,7 @@ from ddpmseg import backbones  # noqa: E402  (light: no torch in the Snakemake p
 from ddpmseg.config import schema_problem, value_problems  # noqa: E402
 from ddpmseg.datasets import folder_digest, manifest_digest  # noqa: E402
 from ddpmseg.experiments.noise import VARIANTS, folder_noise, variant_folders  # noqa: E402
-from ddpmseg.methods import ConfigProblem, plans  # noqa: E402
+from ddpmseg.methods import ConfigProblem, definitions as method_definitions, plans  # noqa: E402
 from ddpmseg.sweep import choose_cells, kmeans_blocks, kmeans_steps, nearest_in_grid, timestep_grid  # noqa: E402
 from ddpmseg.tables import method_of as base_method  # noqa: E402  ('ddpm_m2' -> 'ddpm')
 
@@ -45,9 +45,17 @@ config["datasets"] = {name: settings for name, settings in config["datasets"].it
 if not config["datasets"]:
     config_error("config: every dataset is switched off (mapped to null); configure at least one under `datasets:`")
 DATASETS = list(config["datasets"])
+try:
+    _USES_ADM = any(d["source"] == "adm" for d in method_definitions(config).values())
+except ConfigProblem as _exc:
+    config_error(str(_exc))
 for _name, _settings in config["datasets"].items():
-    # A checkpoint's flags may leave image_size to the dataset (shapes cannot show it).
+    # A checkpoint's flags may leave image_size to the dataset (shapes cannot show it). Without an
+    # ADM method the flags do not matter: a source's input size may differ from its feature
+    # resolution (a latent model's), so only the dataset's image_size counts.
     _flags = _settings["diffusion"]["flags"]
+    if not _USES_ADM and _settings["image_size"]:
+        _flags["image_size"] = _settings["image_size"]
     _flags.setdefault("image_size", _settings["image_size"] or 64)
     _model_size = _flags["image_size"]
     _settings["image_size"] = _settings["image_size"] or _model_size

@@ -1,5 +1,7 @@
 """Shared fixtures: small real data from the embedded generator, and a tiny ADM UNet."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -58,3 +60,39 @@ def control_store(images, kind, out_dir):
     table = backbones.source(kind).layer_table({}, images.shape[1])
     [path] = extract_features(kind, None, images, list(range(len(images))), [kind], None, table, out_dir, {})
     return open_store(path)
+
+
+def tiny_sd_pipeline(folder):
+    """A Stable Diffusion pipeline folder of tiny random parts: unet/, vae/ (factor 2),
+    text_encoder/, tokenizer/ (a letters-only CLIP vocabulary), scheduler/ (SD's schedule)."""
+    import torch
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    torch.manual_seed(0)
+    UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, block_out_channels=(8, 16), layers_per_block=1,
+                         down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=16,
+                         attention_head_dim=2, norm_num_groups=4).save_pretrained(folder / "unet")
+    AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
+                  up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), latent_channels=4,
+                  norm_num_groups=4, sample_size=16).save_pretrained(folder / "vae")
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    vocab = {token: i for i, token in enumerate([*letters, *(c + "</w>" for c in letters), "<|startoftext|>",
+                                                 "<|endoftext|>"])}
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=8).save_pretrained(
+        folder / "tokenizer")
+    CLIPTextModel(CLIPTextConfig(vocab_size=len(vocab), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                 num_attention_heads=2, max_position_embeddings=8, bos_token_id=52,
+                                 eos_token_id=53, pad_token_id=53)).save_pretrained(folder / "text_encoder")
+    DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012).save_pretrained(folder / "scheduler")
+    (folder / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def sd_pipeline(tmp_path_factory):
+    """The folder of `tiny_sd_pipeline` (16x16 images give 8x8 latents)."""
+    return tiny_sd_pipeline(tmp_path_factory.mktemp("sd"))

@@ -22,7 +22,7 @@ def config(methods, dataset_methods=None):
 
 def test_every_source_schema_is_valid_and_its_defaults_pass():
     validate_source_schemas()
-    assert set(backbones.SOURCES) == {"adm", "diffusers_unet", "mae", "swav", "pixels", "patch"}
+    assert set(backbones.SOURCES) == {"adm", "diffusers_unet", "stable_diffusion", "mae", "swav", "pixels", "patch"}
 
 
 def test_default_methods_keep_todays_rows_layers_and_cells():
@@ -54,7 +54,7 @@ def test_list_form_mapping_form_and_dataset_overrides():
 
 
 @pytest.mark.parametrize("methods, dataset_methods, message", [
-    ({"x": {"source": "vit"}}, {}, "methods.x.source: unknown feature source 'vit'; known: adm, diffusers_unet, mae, swav"),
+    ({"x": {"source": "vit"}}, {}, "methods.x.source: unknown feature source 'vit'; known: adm, diffusers_unet, stable_diffusion, mae, swav"),
     ({"x": {}}, {}, "methods.x: give its feature source"),
     (["ddpm", "dino"], {}, "methods: 'dino' is not a built-in method"),
     ({"mae": {"timesteps": [50]}}, {}, "methods.mae.timesteps: source 'mae' takes no diffusion timesteps"),

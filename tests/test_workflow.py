@@ -16,6 +16,7 @@ import torch
 import zarr
 from PIL import Image
 
+from ddpmseg.download import sha256_of
 from ddpmseg.errors import CheckpointError
 from ddpmseg.features import open_store
 from ddpmseg.sampling import sample_batch
@@ -408,15 +409,17 @@ methods:
            up_block_types: [AttnUpBlock2D, UpBlock2D], attention_head_dim: 8, norm_num_groups: 8}
     scheduler: {num_train_timesteps: 100}
     train: {max_steps: 4, batch_size: 4, log_every: 2}
+  sd: {source: stable_diffusion, checkpoint: SD_FOLDER, layers: [up0, up1_attn1], prompt: a creature, noise_draws: 2}
 datasets:
   tiny:
     experiments: {methods: [pixels]}
 """
 
 
-def test_diffusers_unet_trained_by_the_workflow_runs_to_the_table(tmp_path):
+def test_diffusers_sources_run_through_the_workflow_to_the_table(tmp_path, sd_pipeline):
+    """diffusers_unet trained by the workflow and stable_diffusion read from a local pipeline folder."""
     overlay = tmp_path / "diffusers.yaml"
-    overlay.write_text(DIFFUSERS_ONLY)
+    overlay.write_text(DIFFUSERS_ONLY.replace("SD_FOLDER", str(sd_pipeline)))
     shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
     snakemake(tmp_path, "results/table2.csv", "--configfile", str(TEST_CONFIG), str(overlay))
     table = pd.read_csv(tmp_path / "results/table2.csv", index_col=0)
@@ -431,6 +434,16 @@ def test_diffusers_unet_trained_by_the_workflow_runs_to_the_table(tmp_path):
     assert store.attrs["timestep"] == 20 and store.attrs["normalisation"] == "[-1, 1]"
     assert store.attrs["settings"]["scheduler"]["num_train_timesteps"] == 100 and len(store.attrs["checkpoint_sha256"]) == 64
     assert open_store(tmp_path / "results/tiny/features/hf/test/features_up1_res1_t5.zarr").shape == (3, 16, 32, 32)
+    assert table.loc["Stable Diffusion", "tiny"].count("±") == 1
+    assert table.loc["Stable Diffusion: layers", "tiny"] == "t5: up0, up1_attn1; t20: up0, up1_attn1"
+    latent = open_store(tmp_path / "results/tiny/features/sd/test/features_up1_attn1_t20.zarr")
+    assert latent.shape == (3, 8, 16, 16) and latent.attrs["settings"]["prompt"] == "a creature"  # 32x32 -> 16x16 latents
+    assert latent.attrs["checkpoint_sha256"] == sha256_of(sd_pipeline)
+    # Figures 2-4 sweep every decoder layer of the diffusers UNet at the probe timesteps
+    swept = tmp_path / "swept.yaml"
+    swept.write_text("datasets:\n  tiny:\n    probes: {methods: [hf]}\n")
+    jobs = planned_jobs(tmp_path, "figures", "--configfile", str(TEST_CONFIG), str(overlay), str(swept))
+    assert jobs["probe"] == 8 * 3  # up0: res0, attn0, res1, attn1, up0; up1: res0, res1, up1; t 5, 20, 50
 
 
 def planned_resources(workdir, *args) -> dict:

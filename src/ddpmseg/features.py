@@ -47,37 +47,39 @@ def images_to_model_input(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous().float() / 127.5 - 1.0
 
 
-def shared_noise(image_size: int, seed: int, device: str = "cpu") -> torch.Tensor:
+def shared_noise(image_size: int, seed: int, device: str = "cpu", shape=None) -> torch.Tensor:
     """The paper's `share_noise`: (1, 3, S, S) standard normal from a generator on `device`
-    ('cpu' or 'cuda': their generators give different numbers from one seed) seeded with `seed`.
+    ('cpu' or 'cuda': their generators give different numbers from one seed) seeded with `seed`;
+    (1, *shape) for a source whose noise is not image-shaped (`noise_shape`: a latent).
     Raises a UserError for 'cuda' where no GPU is visible."""
     if torch.device(device).type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"features.noise_device is {device!r}, but this job sees no GPU: run it on a GPU, or set "
                         "noise_device: cpu (other noise, so other features than the paper's GPU runs)")
     generator = torch.Generator(device=device).manual_seed(seed)
-    return torch.randn(1, 3, image_size, image_size, generator=generator, device=device)
+    return torch.randn(1, *(shape or (3, image_size, image_size)), generator=generator, device=device)
 
 
 NOISE_MODES = ("shared", "per_timestep", "per_image")
 
 
-def _seeded_noise(image_size: int, entropy: list, device: str) -> torch.Tensor:
-    """(1, 3, S, S) standard normal from a generator on `device` seeded from `entropy` (ints)."""
+def _seeded_noise(image_size: int, entropy: list, device: str, shape=None) -> torch.Tensor:
+    """(1, 3, S, S) (or (1, *shape)) standard normal from a generator on `device` seeded from `entropy` (ints)."""
     seed = int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint64)[0] >> 1)
-    return shared_noise(image_size, seed, device)
+    return shared_noise(image_size, seed, device, shape)
 
 
-def batch_noise(mode: str, image_size: int, seed: int, device: str, images, timesteps) -> torch.Tensor:
+def batch_noise(mode: str, image_size: int, seed: int, device: str, images, timesteps, shape=None) -> torch.Tensor:
     """The noise of one forward batch: `shared_noise` (1, 3, S, S) for mode "shared"; else
     (len(images) * len(timesteps), 3, S, S), image-major and timestep-minor, one tensor per
     timestep ("per_timestep", the same for every image) or per (image, timestep) ("per_image";
-    images: the batch's indices in the split)."""
+    images: the batch's indices in the split). `shape` (C, h, w) replaces (3, S, S)."""
     if mode == "shared":
-        return shared_noise(image_size, seed, device)
+        return shared_noise(image_size, seed, device, shape)
     if mode == "per_timestep":
-        return torch.cat([_seeded_noise(image_size, [seed, t], device) for _ in images for t in timesteps])
+        return torch.cat([_seeded_noise(image_size, [seed, t], device, shape) for _ in images for t in timesteps])
     if mode == "per_image":
-        return torch.cat([_seeded_noise(image_size, [seed, int(i), t], device) for i in images for t in timesteps])
+        return torch.cat([_seeded_noise(image_size, [seed, int(i), t], device, shape) for i in images
+                          for t in timesteps])
     raise ValueError(f"unknown noise mode {mode!r}; one of {NOISE_MODES}")
 
 
@@ -183,11 +185,12 @@ def extract_features(
             stores[layer, t] = create_store(out_dir / backbones.store_name(layer, t),
                                             (len(images), channels, resolution, resolution), {
                 **attrs, **described, "image_ids": list(image_ids), "image_size": size, "stored_dtype": "float16"})
-    noise = None
+    noise, noise_shape = None, source.noise_shape(model, size) if hasattr(source, "noise_shape") else None
     for start in tqdm(range(0, len(images), batch_images), desc="extract", unit="batch", mininterval=5):
         x = model_input(images[start : start + batch_images], source.NORMALISATION).to(device)
         if steps != [None] and (noise_mode != "shared" or start == 0):  # the shared tensor is drawn once
-            noise = batch_noise(noise_mode, size, noise_seed, noise_device, range(start, start + len(x)), steps).to(device)
+            noise = batch_noise(noise_mode, size, noise_seed, noise_device, range(start, start + len(x)), steps,
+                                noise_shape).to(device)
         with cpu_autocast(used_precision):
             maps = source.activations(model, x, layers, None if steps == [None] else steps, noise)
         for (layer, t), store in stores.items():

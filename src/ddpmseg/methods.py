@@ -22,6 +22,7 @@ from ddpmseg.errors import UserError
 BUILTIN = {
     "ddpm": {"source": "adm"},
     "unet_untrained": {"source": "adm", "name": "UNet (untrained)", "weights": "random"},
+    "dift": {"source": "stable_diffusion", "name": "DIFT (SD)", "layers": ["up1"], "timesteps": [261], "noise_draws": 8},
     "mae": {"source": "mae"},
     "swav": {"source": "swav"},
     "pixels": {"source": "pixels"},

@@ -35,6 +35,8 @@ Every source module defines:
   (B * len(timesteps), 3, S, S), one per (image, timestep), image-major and timestep-minor. Each value is a
   (B, C, h, w) float32 map at the layer's native resolution, as ``layer_table`` says; the
   forward pass stops after the deepest requested layer where the architecture allows.
+- optionally ``noise_shape(model, image_size) -> (C, h, w)``: the shape of one noise draw where
+  it is not the image's (3, S, S), e.g. a latent diffusion model's latent.
 - for ``PRETRAINED_BY_WORKFLOW`` sources, ``pretrain(settings, images, device) ->
   (checkpoint, loss_rows, outcome)``: images (N, S, S, 3) uint8, seeded by the settings'
   ``train.seed``, budget ``train.max_steps`` (``train.max_minutes`` a guard, as for the
@@ -51,6 +53,7 @@ from types import ModuleType
 SOURCES = {
     "adm": "ddpmseg.backbones.adm",
     "diffusers_unet": "ddpmseg.backbones.diffusers_unet",
+    "stable_diffusion": "ddpmseg.backbones.stable_diffusion",
     "mae": "ddpmseg.backbones.mae",
     "swav": "ddpmseg.backbones.swav",
     "pixels": "ddpmseg.backbones.pixels",

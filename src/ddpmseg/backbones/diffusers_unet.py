@@ -163,29 +163,39 @@ def unet_config(settings: dict, image_size: int) -> dict:
     return config
 
 
-def layer_table(settings: dict, image_size: int) -> dict:
-    """{layer: (channels, resolution)} of every decoder layer in forward order, from the config:
-    up block i has the channels of block_out_channels[n - 1 - i], runs at image_size / 2^(n - 1 - i)
-    (every down block but the last halves the size) and doubles it at its output unless it is the
-    last; it has layers_per_block + 1 resnets, each followed by an attention in an AttnUpBlock2D."""
-    config = unet_config(settings, image_size)
+def decoder_table(config: dict, size: int, supported: tuple, attention_blocks: tuple, where) -> dict:
+    """{layer: (channels, resolution)} of the up blocks of a diffusers UNet config whose input is
+    size x size, in forward order: up block i of n has the channels of block_out_channels[n - 1 - i],
+    runs at size / 2^(n - 1 - i) (every down block but the last halves the size) and doubles it at
+    its output unless it is the last; it has layers_per_block + 1 resnets (layers_per_block may be
+    a list, one per down block), each followed by an attention in one of `attention_blocks`.
+    CheckpointError naming `where` for an up block type outside `supported`."""
     channels, types = list(config["block_out_channels"]), list(config["up_block_types"])
-    unknown = sorted(set(types) - set(UP_BLOCKS))
+    unknown = sorted(set(types) - set(supported))
     if unknown:
-        raise CheckpointError(f"{settings['checkpoint'] or 'arch'}: up block types {unknown} are not supported; "
-                              f"diffusers_unet reads {', '.join(UP_BLOCKS)}")
+        raise CheckpointError(f"{where}: up block types {unknown} are not supported; this source reads "
+                              f"{', '.join(supported)}")
     n = len(channels)
-    if image_size % 2 ** (n - 1):
-        raise ValueError(f"image size {image_size} is not divisible by 2^{n - 1}, the UNet's {n - 1} downsamplings")
+    if size % 2 ** (n - 1):
+        raise ValueError(f"input size {size} is not divisible by 2^{n - 1}, the UNet's {n - 1} downsamplings")
+    per_block = config["layers_per_block"]
+    per_block = list(reversed(per_block)) if isinstance(per_block, list) else [per_block] * n
     table = {}
     for i, block_type in enumerate(types):
-        width, resolution = channels[n - 1 - i], image_size // 2 ** (n - 1 - i)
-        for j in range(int(config["layers_per_block"]) + 1):
+        width, resolution = channels[n - 1 - i], size // 2 ** (n - 1 - i)
+        for j in range(int(per_block[i]) + 1):
             table[f"up{i}_res{j}"] = (width, resolution)
-            if block_type == "AttnUpBlock2D":
+            if block_type in attention_blocks:
                 table[f"up{i}_attn{j}"] = (width, resolution)
         table[f"up{i}"] = (width, resolution * 2 if i < n - 1 else resolution)
     return table
+
+
+def layer_table(settings: dict, image_size: int) -> dict:
+    """{layer: (channels, resolution)} of every decoder layer in forward order, from the model
+    config alone (`decoder_table`; the UNet runs on the image itself)."""
+    return decoder_table(unet_config(settings, image_size), image_size, UP_BLOCKS, ("AttnUpBlock2D",),
+                         settings["checkpoint"] or "arch")
 
 
 def default_layers(settings: dict, image_size: int) -> list:
@@ -262,21 +272,22 @@ def _modules(unet, layers) -> dict:
         block, _, part = layer.partition("_")
         index = int(block.removeprefix("up"))
         if not block.startswith("up") or index >= len(unet.up_blocks):
-            raise ValueError(f"unknown diffusers_unet layer {layer!r}; the UNet has up0 .. up{len(unet.up_blocks) - 1}")
+            raise ValueError(f"unknown decoder layer {layer!r}; the UNet has up0 .. up{len(unet.up_blocks) - 1}")
         module = unet.up_blocks[index]
         if part.startswith("res"):
             module = module.resnets[int(part.removeprefix("res"))]
         elif part.startswith("attn"):
             module = module.attentions[int(part.removeprefix("attn"))]
         elif part:
-            raise ValueError(f"unknown diffusers_unet layer {layer!r}; use up<i>, up<i>_res<j> or up<i>_attn<j>")
+            raise ValueError(f"unknown decoder layer {layer!r}; use up<i>, up<i>_res<j> or up<i>_attn<j>")
         modules[layer] = module
     return modules
 
 
-def decoder_activations(unet, x_t, timesteps, layers) -> dict:
-    """{layer: (B, C, h, w) float32} of the UNet's decoder on noised input x_t (B, 3, S, S) at
-    timesteps (B,) int64; the forward pass stops once every requested layer has run."""
+def decoder_activations(unet, layers, *inputs, **keywords) -> dict:
+    """{layer: (B, C, h, w) float32} of the UNet's decoder layers (`up<i>[_res<j>|_attn<j>]`)
+    when it runs unet(*inputs, **keywords) under no_grad; the forward pass stops once every
+    requested layer has run (a hook raises `_Stop`)."""
     import torch
 
     modules, maps = _modules(unet, layers), {}
@@ -284,7 +295,8 @@ def decoder_activations(unet, x_t, timesteps, layers) -> dict:
 
     def hook(layer):
         def keep(module, inputs, output):
-            maps[layer] = (output[0] if isinstance(output, tuple) else output).float()
+            output = output[0] if isinstance(output, tuple) else getattr(output, "sample", output)
+            maps[layer] = output.float()
             remaining.discard(layer)
             if not remaining:
                 raise _Stop
@@ -294,7 +306,7 @@ def decoder_activations(unet, x_t, timesteps, layers) -> dict:
     handles = [module.register_forward_hook(hook(layer)) for layer, module in modules.items()]
     try:
         with torch.no_grad():
-            unet(x_t, timesteps)
+            unet(*inputs, **keywords)
     except _Stop:
         pass
     finally:
@@ -317,7 +329,7 @@ def activations(model: DiffusersUnet, x, layers, timesteps, noise) -> dict:
     x_rep = x.repeat_interleave(len(timesteps), dim=0)
     x_t = model.scheduler.add_noise(x_rep, noise.expand_as(x_rep), t_rep)
     maps = {}
-    for layer, act in decoder_activations(model.unet, x_t, t_rep, layers).items():
+    for layer, act in decoder_activations(model.unet, layers, x_t, t_rep).items():
         act = act.reshape(n, len(timesteps), *act.shape[1:])
         for k, t in enumerate(timesteps):
             maps[layer, t] = act[:, k]
