@@ -402,6 +402,7 @@ methods:
   mae: null
   swav: null
   patch: null
+  pixels: null
   hf:
     source: diffusers_unet
     layers: [up0, up1_res1]
@@ -412,7 +413,7 @@ methods:
   sd: {source: stable_diffusion, checkpoint: SD_FOLDER, layers: [up0, up1_attn1], prompt: a creature, noise_draws: 2}
 datasets:
   tiny:
-    experiments: {methods: [pixels]}
+    experiments: {methods: [hf]}
 """
 
 
@@ -423,7 +424,7 @@ def test_diffusers_sources_run_through_the_workflow_to_the_table(tmp_path, sd_pi
     shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
     snakemake(tmp_path, "results/table2.csv", "--configfile", str(TEST_CONFIG), str(overlay))
     table = pd.read_csv(tmp_path / "results/table2.csv", index_col=0)
-    assert table.loc["DDPM (diffusers)", "tiny"].count("±") == 1 and "Pixels (RGB+xy)" in table.index
+    assert table.loc["DDPM (diffusers)", "tiny"].count("±") == 1
     assert table.loc["DDPM (diffusers): layers", "tiny"] == "t5: up0, up1_res1; t20: up0, up1_res1"
     assert table.loc["DDPM (diffusers) training", "tiny"].startswith("4 steps, ")
     assert not (tmp_path / "results/tiny/diffusion").exists()  # no ADM is trained for it
