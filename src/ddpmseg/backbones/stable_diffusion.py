@@ -21,6 +21,7 @@ encoder stay the trained ones).
 import json
 from pathlib import Path
 
+from ddpmseg.backbones import diffusers_unet
 from ddpmseg.backbones.diffusers_unet import decoder_activations, decoder_table
 from ddpmseg.errors import CheckpointError
 
@@ -66,12 +67,7 @@ SETTINGS = {
                       {"const": "auto"}],
             "default": None,
         },
-        "timesteps": {
-            "description": "Diffusion steps t of add_noise. null = the dataset's features.timesteps.",
-            "anyOf": [{"type": "null"}, {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1},
-                      {"const": "auto"}],
-            "default": None,
-        },
+        "timesteps": diffusers_unet.SETTINGS["properties"]["timesteps"],
         "noise_draws": {
             "description": "Noise draws each map is averaged over (DIFT's ensemble_size: 8); 1 = the paper's one "
                            "shared noise.",
