@@ -1,5 +1,5 @@
 """Benchmark: whole-image prediction with the MLPs' first layer at the features' native
-resolution (`first_layer="native"`, the workflow's) against the paper's order, every feature
+resolution (`first_layer="native"`) against the paper's order, every feature
 upsampled to label resolution first (`first_layer="upsampled"`), side by side in one run.
 
     python benchmarks/predict_native.py                 # both sizes, about 6 min on 2 cores
@@ -40,8 +40,8 @@ sys.path.insert(0, str(REPOSITORY / "src"))
 
 from ddpmseg.backbones import adm, store_name  # noqa: E402
 from ddpmseg.ensemble import BatchedMLPEnsemble, load_ensemble  # noqa: E402
-from ddpmseg.evaluate import mean_iou, predict_images  # noqa: E402
-from ddpmseg.features import create_store, open_stores  # noqa: E402
+from ddpmseg.evaluate import first_layer_route, mean_iou, predict_images  # noqa: E402
+from ddpmseg.features import create_store, native_maps, open_stores  # noqa: E402
 from ddpmseg.probes import ImageSubset  # noqa: E402
 
 ROUTES = ("native", "upsampled")
@@ -108,7 +108,9 @@ def run_child(inputs: dict, route: str, n_images: int, threads: int, out: Path) 
     seconds = (time.perf_counter() - start) / (n_images - 1)
     votes = np.stack([np.concatenate([a[0], b[0]]) for a, b in zip(first, rest)])
     np.save(out, votes)
-    return {"route": route, "images": n_images, "flops_per_image": counter.get_total_flops(),
+    auto = first_layer_route(models if not inputs.get("runs_own_stores") else models[:1],
+                             native_maps(stores[:per_model], 0, "cpu"), size)
+    return {"route": route, "auto_route": auto, "images": n_images, "flops_per_image": counter.get_total_flops(),
             "seconds_per_image": seconds, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
@@ -168,7 +170,7 @@ def main():
                 summary[f"miou_{route}"] = [round(100 * mean_iou(v, labels, classes, ignore), 4) for v in full[route]]
         print(f"{name:8s} native / upsampled: {summary['flop_ratio']:.4f} of the FLOPs, {summary['time_ratio']:.3f} of the "
               f"time; same majority label on {100 * summary['same_label_fraction']:.4f}% of {summary['pixels']} pixels "
-              f"({summary['differing_pixels']} differ)"
+              f"({summary['differing_pixels']} differ); first_layer 'auto' (the workflow's) takes {native['auto_route']}"
               + (f"; mIoU per seed native {summary['miou_native']}, upsampled {summary['miou_upsampled']}"
                  if name == "default" else ""), flush=True)
         report.append({"runs": [{k: str(v) if k == "votes" else v for k, v in r.items()} for r in runs.values()],

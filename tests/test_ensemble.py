@@ -221,3 +221,16 @@ def test_first_layer_at_native_resolution_equals_the_first_layer_on_upsampled_fe
     paper = predict_probabilities(model, full)
     assert native.shape == (3, size * size, 6)
     assert torch.allclose(native, paper, atol=1e-5) and torch.allclose(upsampled, paper, atol=1e-5)
+
+
+def test_auto_takes_the_native_route_only_where_it_is_cheaper():
+    """The paper's 8448 features on maps of 32-128 against the default's 640 on maps of 12-48."""
+    from ddpmseg.evaluate import first_layer_route
+
+    paper_maps = [torch.empty(r, r, c) for r, c in [(32, 1024), (32, 512), (32, 512), (64, 512), (128, 256)] * 3]
+    paper = BatchedMLPEnsemble(n_members=10, in_features=8448, num_classes=34, seed=0)  # 256 hidden units
+    assert sum(m.shape[2] for m in paper_maps) == 8448
+    assert first_layer_route([paper], paper_maps, 256) == first_layer_route([paper] * 5, paper_maps, 256) == "native"
+    default_maps = [torch.empty(r, r, c) for r, c in [(12, 96), (24, 96), (24, 64), (48, 64)] * 2]
+    default = BatchedMLPEnsemble(n_members=10, in_features=640, num_classes=7, seed=0)  # 10 x 128 > 640
+    assert first_layer_route([default], default_maps, 48) == "upsampled"

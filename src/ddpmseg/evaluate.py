@@ -36,16 +36,41 @@ def image_uncertainty_score(js: np.ndarray, top_fraction: float = 0.1) -> float:
     return float(flat[: max(1, int(len(flat) * top_fraction))].mean())
 
 
-def image_probabilities(models, maps, size: int, chunk: int = 8192, first_layer: str = "native") -> list:
+# What one bilinearly sampled value costs, in multiply-adds of a matrix product: fitted to the
+# two sizes of benchmarks/predict_native.py on a 2-core AVX2 CPU (it only has to rank the routes).
+SAMPLED_VALUE_MACS = 450
+
+
+def first_layer_route(models, maps, size: int) -> str:
+    """"native" or "upsampled", whichever costs `models` fewer multiply-adds on these maps
+    ((h, w, C) each) at size x size, a sampled value counted as SAMPLED_VALUE_MACS. The upsampled
+    route samples the D features of every pixel once for all models, then multiplies them by
+    each model's (D, M * H1) first layer; the native route multiplies every map at its own h*w
+    positions, then samples each model's (M * H1) sums once per distinct resolution. Native wins
+    where the features are wide and the maps small (the paper's 8448 features: 1/16 of the
+    FLOPs); upsampled where M * H1 outnumbers the features (the default's 640 against 1280)."""
+    features = sum(fmap.shape[2] for fmap in maps)
+    positions = sum(fmap.shape[0] * fmap.shape[1] * fmap.shape[2] for fmap in maps)  # sum of h * w * C
+    resolutions = len({tuple(fmap.shape[:2]) for fmap in maps})
+    widths = [model.n_members * model.weight0.shape[2] for model in models]  # M * H1 of each model
+    pixels = size * size
+    upsampled = pixels * (SAMPLED_VALUE_MACS * features + features * sum(widths))
+    native = sum(width * (positions + SAMPLED_VALUE_MACS * resolutions * pixels) for width in widths)
+    return "native" if native < upsampled else "upsampled"
+
+
+def image_probabilities(models, maps, size: int, chunk: int = 8192, first_layer: str = "auto") -> list:
     """Every member's softmax at every pixel of one image: [(M, S * S, C) float32] per model.
 
     maps: the image's `native_maps`, on the device where the work runs. first_layer "native"
-    (the default) applies each model's first Linear to every map at its own resolution and
-    upsamples its (M * H1)-channel sums per resolution (`ensemble.first_layer_projections`);
-    "upsampled" is the paper's order, every pixel's full feature vector sampled first
-    (`predict_probabilities`). Both are the same function up to float32 rounding; "native"
-    costs h*w instead of S*S rows of the big product per map. Pixels go `chunk` at a time.
+    applies each model's first Linear to every map at its own resolution and upsamples its
+    (M * H1)-channel sums per resolution (`ensemble.first_layer_projections`); "upsampled" is
+    the paper's order, every pixel's full feature vector sampled first (`predict_probabilities`);
+    "auto" (the default) takes the cheaper (`first_layer_route`). Both are the same function up
+    to float32 rounding. Pixels go `chunk` at a time.
     """
+    if first_layer == "auto":
+        first_layer = first_layer_route(models, maps, size)
     n_pixels = size * size
     pixel_chunks = [torch.arange(start, min(start + chunk, n_pixels), device=maps[0].device)
                     for start in range(0, n_pixels, chunk)]
@@ -58,7 +83,7 @@ def image_probabilities(models, maps, size: int, chunk: int = 8192, first_layer:
                 model_parts.append(predict_probabilities(model, features[: len(pixels)]))
         return [torch.cat(model_parts, dim=1) for model_parts in parts]
     if first_layer != "native":
-        raise ValueError(f"unknown first_layer {first_layer!r}; use 'native' or 'upsampled'")
+        raise ValueError(f"unknown first_layer {first_layer!r}; use 'auto', 'native' or 'upsampled'")
     out = []
     for model in models:
         projections = first_layer_projections(model, maps)  # one (H, W, M * H1) per resolution
@@ -74,7 +99,7 @@ def image_probabilities(models, maps, size: int, chunk: int = 8192, first_layer:
 
 
 def predict_images(models, stores, n_images: int, size: int, device: str = "cpu", chunk: int = 8192,
-                   first_layer: str = "native") -> list:
+                   first_layer: str = "auto") -> list:
     """Predictions of each ensemble in `models` for every image of the stores.
 
     Image by image, its native maps are read to `device` and scored there by all ensembles
