@@ -51,7 +51,7 @@ def parts(small: bool):
                             up_block_types=("UpDecoderBlock2D",) * 4, norm_num_groups=4)
         text = CLIPTextConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2)
     else:
-        unet = UNet2DConditionModel()  # diffusers' defaults are SD 1.x's UNet
+        unet = UNet2DConditionModel(sample_size=64, cross_attention_dim=768)  # otherwise diffusers' defaults: SD 1.x
         vae = AutoencoderKL(block_out_channels=(128, 256, 512, 512), layers_per_block=2,
                             down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
                             latent_channels=4, sample_size=512, scaling_factor=0.18215)
