@@ -1,7 +1,7 @@
 """Benchmark: Stable Diffusion feature extraction at 512x512 on this machine, with SD 1.5's full-size
 architecture built from its config (random weights: time and memory do not depend on them).
 
-    python benchmarks/sd_features.py            # about 5 min on 2 CPU cores
+    python benchmarks/sd_features.py            # about 8 min on 2 CPU cores
     python benchmarks/sd_features.py --small    # a tiny pipeline at 64x64, to check the script
 
 The parts are SD 1.5's: UNet2DConditionModel (860M parameters: diffusers' default config),
