@@ -19,6 +19,13 @@ TINY_FLAGS = dict(
 )
 
 
+def pytest_collection_modifyitems(items):
+    """The whole-workflow runs first (`slow`, then `slurm`), the rest in file order: with `-n 2
+    --dist worksteal` (the README's test command) one worker starts on the longest run while the
+    other takes the short tests, and steals what is left of the first one's queue."""
+    items.sort(key=lambda item: 0 if item.get_closest_marker("slow") else 1 if item.get_closest_marker("slurm") else 2)
+
+
 @pytest.fixture(scope="session")
 def creatures32():
     """12 rendered creatures at 32x32: images (12, 32, 32, 3) uint8, labels (12, 32, 32) uint8."""

@@ -417,6 +417,7 @@ datasets:
 """
 
 
+@pytest.mark.slow
 def test_diffusers_sources_run_through_the_workflow_to_the_table(tmp_path, sd_pipeline):
     """diffusers_unet trained by the workflow and stable_diffusion read from a local pipeline folder."""
     overlay = tmp_path / "diffusers.yaml"
