@@ -92,12 +92,13 @@ def _sweep_grid(name, plan):
     sweep, or {problem: why there is none}."""
     settings = config["datasets"][name]
     probes, flags = settings["probes"], settings["diffusion"]["flags"]
+    source = backbones.source(plan["source"])
     if plan["source"] != "adm":
         layers = list(plan["table"])
         k_layers = [layers[i] for i in kmeans_blocks(len(layers))]
-        if not backbones.source(plan["source"]).TAKES_TIMESTEPS:
+        if not source.TAKES_TIMESTEPS:
             return {"layers": layers, "timesteps": [None], "kmeans": [(layer, None) for layer in k_layers]}
-        diffusion_steps = plan["settings"]["scheduler"]["num_train_timesteps"]
+        diffusion_steps = source.schedule_length(plan["settings"])
         steps = sorted(set(probes["timesteps"] or timestep_grid(diffusion_steps)))
         k_steps = (nearest_in_grid(probes["kmeans"]["timesteps"], steps) if probes["kmeans"]["timesteps"]
                    else kmeans_steps(diffusion_steps, steps))
@@ -106,11 +107,12 @@ def _sweep_grid(name, plan):
         return {"problem": f"dataset {name!r}: the number of decoder blocks of its checkpoint is not known "
                            "before it is read; give num_res_blocks (and channel_mult) in its diffusion flags, "
                            "or list probes.blocks"}
-    steps = sorted(set(probes["timesteps"] or timestep_grid(flags.get("diffusion_steps", 1000))))
+    diffusion_steps = source.schedule_length(plan["settings"])
+    steps = sorted(set(probes["timesteps"] or timestep_grid(diffusion_steps)))
     blocks = sorted(set(probes["blocks"])) if probes["blocks"] is not None else list(range(len(plan["table"])))
     k_blocks = nearest_in_grid(probes["kmeans"]["blocks"] or kmeans_blocks(max(blocks) + 1), blocks)
     k_steps = (nearest_in_grid(probes["kmeans"]["timesteps"], steps) if probes["kmeans"]["timesteps"]
-               else kmeans_steps(flags.get("diffusion_steps", 1000), steps))
+               else kmeans_steps(diffusion_steps, steps))
     return {"layers": [f"b{b}" for b in blocks], "timesteps": steps,
             "kmeans": [(f"b{b}", t) for b in k_blocks for t in k_steps]}
 

@@ -108,6 +108,19 @@ def test_plan_takes_the_datasets_timesteps_and_pretrains_only_trained_weights():
     assert control["pretrain"] is False
 
 
+def test_the_folders_schedule_bounds_the_timesteps(pipeline_folder):
+    """A folder's scheduler config, not the `scheduler` setting, gives the schedule's length:
+    t 99 exists in the 100-step folder, t 100 stops the plan with one line."""
+    assert source.schedule_length(settings()) == 1000  # the workflow's own model: `scheduler`
+    assert source.schedule_length(settings(checkpoint=str(pipeline_folder), scheduler={"num_train_timesteps": 500})) == 100
+    dataset = {"image_size": SIZE, "diffusion": {}, "features": {"timesteps": [10]}}
+    assert plan("hf", {"source": "diffusers_unet", "checkpoint": str(pipeline_folder), "timesteps": [99]}, "d",
+                dataset)["timesteps"] == [99]
+    with pytest.raises(ConfigProblem, match=r"^config: datasets.d method hf: timestep 100 does not exist: its noise "
+                                            r"schedule has 100 steps \(t in 0..99\)$"):
+        plan("hf", {"source": "diffusers_unet", "checkpoint": str(pipeline_folder), "timesteps": [5, 100]}, "d", dataset)
+
+
 def test_pretrain_is_deterministic_and_build_reads_its_checkpoint(tmp_path):
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (6, SIZE, SIZE, 3), dtype=np.uint8)

@@ -155,6 +155,12 @@ def plan(key: str, definition: dict, dataset: str, dataset_settings: dict) -> di
     if layers != "auto":
         layers = list(dict.fromkeys(layers))
     timesteps = settings.get("timesteps") if source.TAKES_TIMESTEPS else None
+    if isinstance(timesteps, list):
+        length = _source_call(source.schedule_length, key, dataset, settings)
+        beyond = [t for t in timesteps if t >= length]
+        if beyond:
+            raise ConfigProblem(f"config: datasets.{dataset} method {key}: timestep {beyond[0]} does not exist: "
+                                f"its noise schedule has {length} steps (t in 0..{length - 1})")
     return {
         "key": key, "source": source_name, "name": definition.get("name", source.NAME), "settings": settings,
         "layers": layers, "timesteps": timesteps if timesteps in (None, "auto") else sorted(set(timesteps)),
@@ -162,11 +168,12 @@ def plan(key: str, definition: dict, dataset: str, dataset_settings: dict) -> di
     }
 
 
-def _source_call(function, key: str, dataset: str, settings: dict, size: int):
-    """function(settings, size) of a source (its layer table or default layers), a checkpoint or
-    size problem raised as one ConfigProblem line naming the method."""
+def _source_call(function, key: str, dataset: str, *args):
+    """function(*args) of a source (its layer table, default layers or schedule length from
+    settings and the image size), a checkpoint or size problem raised as one ConfigProblem line
+    naming the method."""
     try:
-        return function(settings, size)
+        return function(*args)
     except (UserError, ValueError) as exc:
         raise ConfigProblem(f"config: datasets.{dataset} method {key}: {exc}") from exc
 

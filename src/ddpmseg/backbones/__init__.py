@@ -35,6 +35,9 @@ Every source module defines:
   (B * len(timesteps), 3, S, S), one per (image, timestep), image-major and timestep-minor. Each value is a
   (B, C, h, w) float32 map at the layer's native resolution, as ``layer_table`` says; the
   forward pass stops after the deepest requested layer where the architecture allows.
+- for ``TAKES_TIMESTEPS`` sources, ``schedule_length(settings) -> int``: the number of steps of
+  the noise schedule (t in 0 .. n - 1), from settings and configs alone: the probe sweep's
+  timestep grid and the bound the configured timesteps are checked against.
 - optionally ``noise_shape(model, image_size) -> (C, h, w)``: the shape of one noise draw where
   it is not the image's (3, S, S), e.g. a latent diffusion model's latent.
 - for ``PRETRAINED_BY_WORKFLOW`` sources, ``pretrain(settings, images, device) ->

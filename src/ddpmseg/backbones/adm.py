@@ -61,6 +61,11 @@ def block_of(layer: str) -> int:
     return int(layer.removeprefix("b"))
 
 
+def schedule_length(settings: dict) -> int:
+    """The diffusion's steps: flag diffusion_steps (guided-diffusion's default 1000)."""
+    return int(settings["flags"].get("diffusion_steps", 1000))
+
+
 def layer_table(settings: dict, image_size: int) -> dict:
     """{'b<i>': (channels, resolution)} of every decoder block, deepest first, from the flags
     (guided-diffusion's UNetModel: block i of level l has num_channels * channel_mult[l] channels;

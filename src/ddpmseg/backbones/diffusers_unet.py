@@ -211,19 +211,23 @@ class DiffusersUnet:
         self.unet, self.scheduler = unet, scheduler
 
 
-def _scheduler(settings: dict, folder: Path | None):
-    """DDPMScheduler from the folder's scheduler config (scheduler/ of a pipeline, or the model
-    folder's scheduler_config.json), else from `scheduler`."""
-    from diffusers import DDPMScheduler
+def _scheduler_config(settings: dict, folder: Path | None) -> dict:
+    """The DDPMScheduler config: the folder's (scheduler/ of a pipeline, or the model folder's
+    scheduler_config.json), else `scheduler` (the workflow's own model)."""
+    if folder is None:
+        return settings["scheduler"]
+    for candidate in (folder.parent / "scheduler" / "scheduler_config.json", folder / "scheduler_config.json"):
+        if candidate.is_file():
+            with open(candidate) as f:
+                return json.load(f)
+    raise CheckpointError(f"{folder}: no scheduler config (scheduler/scheduler_config.json beside unet/, or "
+                          "scheduler_config.json in the folder); the noise schedule must come with the model")
 
-    if folder is not None:
-        for candidate in (folder.parent / "scheduler" / "scheduler_config.json", folder / "scheduler_config.json"):
-            if candidate.is_file():
-                with open(candidate) as f:
-                    return DDPMScheduler.from_config(json.load(f))
-        raise CheckpointError(f"{folder}: no scheduler config (scheduler/scheduler_config.json beside unet/, or "
-                              "scheduler_config.json in the folder); the noise schedule must come with the model")
-    return DDPMScheduler(**settings["scheduler"])
+
+def schedule_length(settings: dict) -> int:
+    """The scheduler's num_train_timesteps (diffusers' default 1000)."""
+    folder = _model_folder(settings["checkpoint"]) if settings["checkpoint"] else None
+    return int(_scheduler_config(settings, folder).get("num_train_timesteps", 1000))
 
 
 def build(settings: dict, image_size: int, checkpoint, device: str, seed: int) -> DiffusersUnet:
@@ -232,14 +236,14 @@ def build(settings: dict, image_size: int, checkpoint, device: str, seed: int) -
     diffusers' initialisation from torch.manual_seed(seed) in the same architecture. A file that
     does not fit raises CheckpointError naming it and the first mismatching tensor."""
     import torch
-    from diffusers import UNet2DModel
+    from diffusers import DDPMScheduler, UNet2DModel
 
     from ddpmseg.checkpoints import first_shape_mismatch, load_state_dict
 
     settings = {**settings, "checkpoint": checkpoint}
     config = unet_config(settings, image_size)
     folder = _model_folder(checkpoint) if checkpoint else None
-    scheduler = _scheduler(settings, folder)
+    scheduler = DDPMScheduler.from_config(_scheduler_config(settings, folder))
     if settings["weights"] == "random" or checkpoint is None:
         if settings["weights"] == "trained":
             raise ValueError("trained diffusers_unet weights need a checkpoint")
@@ -349,7 +353,7 @@ def pretrain(settings: dict, images, device: str):
     import numpy as np
     import torch
     import torch.nn.functional as F
-    from diffusers import UNet2DModel
+    from diffusers import DDPMScheduler, UNet2DModel
     from diffusers.training_utils import EMAModel
 
     from ddpmseg.features import model_input
@@ -364,7 +368,7 @@ def pretrain(settings: dict, images, device: str):
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     unet = UNet2DModel.from_config(unet_config({**settings, "checkpoint": None}, size)).to(device).train()
-    scheduler = _scheduler(settings, None)
+    scheduler = DDPMScheduler.from_config(_scheduler_config(settings, None))
     ema = EMAModel(unet.parameters(), decay=train["ema_max_decay"], use_ema_warmup=True, inv_gamma=1.0, power=0.75)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=train["lr"], betas=tuple(train["adam_betas"]),
                                   weight_decay=train["weight_decay"], eps=1e-8)

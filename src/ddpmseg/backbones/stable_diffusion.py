@@ -75,14 +75,6 @@ SETTINGS = {
             "minimum": 1,
             "default": 1,
         },
-        "scheduler": {
-            "description": "Only for the probe sweep's timestep grid: the schedule's length (the folder's "
-                           "scheduler gives the noise itself).",
-            "type": "object",
-            "additionalProperties": False,
-            "default": {},
-            "properties": {"num_train_timesteps": {"type": "integer", "minimum": 1, "default": 1000}},
-        },
     },
 }
 
@@ -113,6 +105,15 @@ def _config(folder: Path, part: str) -> dict:
         raise CheckpointError(f"{folder / part}: no config.json; save the pipeline with save_pretrained()")
     with open(path) as f:
         return json.load(f)
+
+
+def schedule_length(settings: dict) -> int:
+    """The folder's scheduler num_train_timesteps (diffusers' default 1000)."""
+    path = _folder(settings["checkpoint"]) / "scheduler" / "scheduler_config.json"
+    if not path.is_file():
+        raise CheckpointError(f"{path.parent}: no scheduler_config.json; save the pipeline with save_pretrained()")
+    with open(path) as f:
+        return int(json.load(f).get("num_train_timesteps", 1000))
 
 
 def latent_size(settings: dict, image_size: int) -> int:
