@@ -43,7 +43,8 @@ Every source module defines:
 - for ``PRETRAINED_BY_WORKFLOW`` sources, ``pretrain(settings, images, device) ->
   (checkpoint, loss_rows, outcome)``: images (N, S, S, 3) uint8, seeded by the settings'
   ``train.seed``, budget ``train.max_steps`` (``train.max_minutes`` a guard, as for the
-  diffusion model); ``checkpoint`` a dict that
+  diffusion model; these and ``threads``, ``log_every`` are `pretraining_budget`'s schema,
+  the same for every source); ``checkpoint`` a dict that
   ``build`` loads (the source's official checkpoint layout); ``loss_rows`` dicts {step,
   seconds, loss}; ``outcome`` {steps, max_steps, max_minutes, stopped_by ("max_steps" or
   "max_minutes"), seconds, seed, torch_threads}, as the diffusion training writes.
@@ -69,6 +70,22 @@ def source(name: str) -> ModuleType:
     if name not in SOURCES:
         raise KeyError(f"unknown feature source {name!r}; known: {', '.join(SOURCES)}")
     return importlib.import_module(SOURCES[name])
+
+
+def pretraining_budget(default_steps: int) -> dict:
+    """The JSON-schema properties of `train` that every source the workflow pretrains shares:
+    its budget (max_steps), time guard (max_minutes), torch threads and loss-row interval."""
+    return {
+        "max_steps": {"description": "Optimiser steps: the training's budget.", "type": "integer", "minimum": 1,
+                      "default": default_steps},
+        "max_minutes": {"description": "A guard that stops training early (the weights then depend on the machine's "
+                                       "speed; the outcome says so); null = no limit.",
+                        "anyOf": [{"type": "null"}, {"type": "number", "exclusiveMinimum": 0}], "default": None},
+        "threads": {"description": "Torch threads of the training job (a setting recorded in training.json, never "
+                                   "taken from --cores).", "type": "integer", "minimum": 1, "default": 2},
+        "log_every": {"description": "Steps per loss row (each row: the mean loss over those steps).",
+                      "type": "integer", "minimum": 1, "default": 10},
+    }
 
 
 def store_name(layer: str, timestep: int | None) -> str:

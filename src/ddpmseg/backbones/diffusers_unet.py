@@ -21,6 +21,7 @@ import json
 import logging
 from pathlib import Path
 
+from ddpmseg.backbones import pretraining_budget
 from ddpmseg.errors import CheckpointError
 
 NAME = "DDPM (diffusers)"
@@ -104,12 +105,7 @@ SETTINGS = {
             "additionalProperties": False,
             "default": {},
             "properties": {
-                "max_steps": {"description": "Optimiser steps: the training's budget.", "type": "integer",
-                              "minimum": 1, "default": 400},
-                "max_minutes": {"description": "A guard that stops training early (the weights then depend on the "
-                                               "machine's speed; the outcome says so); null = no limit.",
-                                "anyOf": [{"type": "null"}, {"type": "number", "exclusiveMinimum": 0}],
-                                "default": None},
+                **pretraining_budget(400),
                 "batch_size": {"type": "integer", "minimum": 1, "default": 16},
                 "lr": {"description": "AdamW learning rate (constant; the ADM's default).", "type": "number",
                        "exclusiveMinimum": 0, "default": 0.0003},
@@ -122,9 +118,6 @@ SETTINGS = {
                 "random_flip": {"type": "boolean", "default": False},
                 "seed": {"description": "Seeds the initialisation, batches, flips, noise and timesteps.",
                          "type": "integer", "minimum": 0, "default": 0},
-                "threads": {"description": "Torch threads of the training job (recorded in training.json).",
-                            "type": "integer", "minimum": 1, "default": 2},
-                "log_every": {"description": "Steps per loss row.", "type": "integer", "minimum": 1, "default": 10},
             },
         },
     },

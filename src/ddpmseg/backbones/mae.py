@@ -18,6 +18,8 @@ patch_size 8, embed_dim 1024, depth 24, num_heads 16.
 import logging
 import math
 
+from ddpmseg.backbones import pretraining_budget
+
 NAME = "MAE"
 TAKES_TIMESTEPS = False
 NORMALISATION = "imagenet"
@@ -70,12 +72,7 @@ SETTINGS = {
             "additionalProperties": False,
             "default": {},
             "properties": {
-                "max_steps": {"description": "Optimiser steps: the training's budget.", "type": "integer",
-                              "minimum": 1, "default": 1000},
-                "max_minutes": {"description": "A guard that stops training early (the weights then depend on the "
-                                               "machine's speed; the outcome says so); null = no limit.",
-                                "anyOf": [{"type": "null"}, {"type": "number", "exclusiveMinimum": 0}],
-                                "default": None},
+                **pretraining_budget(1000),
                 "batch_size": {"description": "Images per step.", "type": "integer", "minimum": 1, "default": 32},
                 "lr": {"description": "AdamW learning rate (constant).", "type": "number", "exclusiveMinimum": 0,
                        "default": 1.5e-4},
@@ -97,11 +94,6 @@ SETTINGS = {
                                       "minimum": 1, "default": 4},
                 "seed": {"description": "Seeds the initialisation, the batches, flips and masks.", "type": "integer",
                          "minimum": 0, "default": 0},
-                "threads": {"description": "Torch threads of the pretraining job (a setting recorded in "
-                                           "training.json, never taken from --cores).",
-                            "type": "integer", "minimum": 1, "default": 2},
-                "log_every": {"description": "Steps per loss row (each row: the mean loss over those steps).",
-                              "type": "integer", "minimum": 1, "default": 10},
             },
         },
     },

@@ -18,6 +18,8 @@ import logging
 import random
 import re
 
+from ddpmseg.backbones import pretraining_budget
+
 NAME = "SwAV"
 TAKES_TIMESTEPS = False
 NORMALISATION = "imagenet"
@@ -67,11 +69,7 @@ SETTINGS = {
             "type": "object",
             "additionalProperties": False,
             "properties": {
-                "max_steps": {"description": "Optimiser steps: the training budget.",
-                              "type": "integer", "minimum": 1, "default": 1000},
-                "max_minutes": {"description": "A guard that stops training early (the weights then depend on "
-                                               "the machine's speed); null = none.",
-                                "type": ["number", "null"], "exclusiveMinimum": 0, "default": None},
+                **pretraining_budget(1000),
                 "batch_size": {"description": "Images a step (each gives global_crops + local_crops views).",
                                "type": "integer", "minimum": 2, "default": 32},
                 "lr": {"description": "Adam learning rate.", "type": "number", "exclusiveMinimum": 0,
@@ -97,11 +95,6 @@ SETTINGS = {
                                             "type": "integer", "minimum": 0, "default": 50},
                 "seed": {"description": "Seeds the weights, the batches and the augmentations.",
                          "type": "integer", "minimum": 0, "default": 0},
-                "threads": {"description": "Torch threads of the pretraining job (a setting recorded in "
-                                           "training.json, never taken from --cores).",
-                            "type": "integer", "minimum": 1, "default": 2},
-                "log_every": {"description": "Steps between loss rows.",
-                              "type": "integer", "minimum": 1, "default": 10},
             },
             "default": {},
         },
