@@ -5,7 +5,7 @@
 
 For each size (the paper's ADM at 256x256 with its blocks {5,6,7,8,12} and steps
 {50,150,250}; the small default model at 48x48 with its config's cells), every stage runs in
-its own subprocess so that its peak RSS (ru_maxrss) is its own:
+its own subprocess so that its peak RSS (VmHWM, `child_process.peak_rss_mb`) is its own:
 
 - paper: `paper_path.py`: full forward per timestep at batch 1, float32 upsampled features of
   all pixels in one in-RAM matrix (plus the reshape copy), members trained one after another
@@ -28,7 +28,6 @@ extracted ones' features: memory and speed do not depend on the values. Results 
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -44,6 +43,7 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY / "src"))
 sys.path.insert(0, str(REPOSITORY / "benchmarks"))
 
+from child_process import peak_rss_mb  # noqa: E402
 from ddpmseg.datasets import list_split, load_image, load_label, read_meta  # noqa: E402
 from ddpmseg.diffusion import build_model_and_diffusion, build_unet, load_model, randomize_weights  # noqa: E402
 from ddpmseg.ensemble import train_ensemble  # noqa: E402
@@ -105,18 +105,6 @@ def flops_per_image(spec: dict) -> dict:
     return {"paper": paper.get_total_flops(), "ours": ours.get_total_flops()}
 
 
-def peak_rss_bytes() -> int:
-    """This process's peak resident memory: VmHWM of /proc/self/status on Linux. getrusage's
-    ru_maxrss is not used there: Linux carries it across exec, so a stage would report at
-    least its parent's peak; elsewhere it is the fallback."""
-    status = Path("/proc/self/status")
-    if status.exists():
-        for line in status.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
-
-
 def load_data(dataset, image_size: int, n_train: int, n_test: int) -> dict:
     """The first n_train train and n_test test images and labels, resized to image_size.
     Fewer images on disk than asked: they repeat (for memory and speed only)."""
@@ -174,7 +162,7 @@ def stage_paper(spec: dict) -> dict:
         if spec["predict_test"]:
             miou.append(_paper_test_miou(spec, extractor, members, data))
     result.update(train_seconds=time.perf_counter() - start, member_pixels=member_pixels, miou=miou,
-                  peak_rss=peak_rss_bytes())
+                  peak_rss=int(peak_rss_mb() * 2**20))
     return result
 
 
@@ -243,7 +231,7 @@ def stage_ours_extract(spec: dict) -> dict:
         for split, n in (("train", spec["n_real"]), ("test", len(data["test_images"]))):
             extract(data[f"{split}_images"][:n], work / f"real_{split}")
     return {"extract_seconds_per_image": extract_seconds, "stored_bytes_per_image": stored_bytes,
-            "native_bytes_per_image": native_bytes, "dim": dim, "peak_rss": peak_rss_bytes()}
+            "native_bytes_per_image": native_bytes, "dim": dim, "peak_rss": int(peak_rss_mb() * 2**20)}
 
 
 def _store_paths(spec: dict, folder: Path) -> list:
@@ -271,7 +259,7 @@ def stage_ours_train(spec: dict) -> dict:
     batches = history[-1]["batches"]
     # in the timed runs no member stops, so every member steps on every batch
     member_pixels = batches * 64 * spec["n_members"] * len(spec["seeds"]) if train["max_batches"] else None
-    result = {"train_seconds": train_seconds, "peak_rss": peak_rss_bytes(), "miou": [], "member_pixels": member_pixels}
+    result = {"train_seconds": train_seconds, "peak_rss": int(peak_rss_mb() * 2**20), "miou": [], "member_pixels": member_pixels}
     if spec["predict_test"]:
         test = open_stores(_store_paths(spec, work / "real_test"))
         size = labels.shape[-1]

@@ -12,8 +12,8 @@ upsampled to label resolution first (`first_layer="upsampled"`), side by side in
 - default: the embedded default's own run (`snakemake --cores 2` first): every seed's DDPM
   ensemble on its real test stores, scored against the real test labels.
 
-Each route runs in a child process per image count, so that its peak RSS (ru_maxrss) is its
-own: FLOPs of its first image (torch.utils.flop_counter: every matrix product), then seconds per
+Each route runs in a child process per image count, so that its peak RSS (VmHWM,
+`child_process.peak_rss_mb`) is its own: FLOPs of its first image (torch.utils.flop_counter: every matrix product), then seconds per
 image over the others. Printed: FLOPs and seconds per image and their ratios, peak RSS at two
 image counts (native prediction holds one image at a time: flat), and agreement of the two
 routes: pixels with the same majority-vote label, of those the ones where a member's argmax
@@ -22,8 +22,6 @@ flipped, and (default) mIoU of each to 4 decimals. Also written to `<work>/predi
 
 import argparse
 import json
-import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,6 +36,7 @@ from torch.utils.flop_counter import FlopCounterMode
 REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY / "src"))
 
+from child_process import peak_rss_mb, run_child  # noqa: E402
 from ddpmseg.backbones import adm, store_name  # noqa: E402
 from ddpmseg.ensemble import BatchedMLPEnsemble, load_ensemble  # noqa: E402
 from ddpmseg.evaluate import first_layer_route, mean_iou, predict_images  # noqa: E402
@@ -85,7 +84,7 @@ def default_inputs(results: Path) -> dict:
             "labels": str(results / name / "data" / "test.zarr"), "runs_own_stores": len(stores) > len(described["cells"])}
 
 
-def run_child(inputs: dict, route: str, n_images: int, threads: int, out: Path) -> dict:
+def measure_route(inputs: dict, route: str, n_images: int, threads: int, out: Path) -> dict:
     """(In the child process.) FLOPs of image 0, seconds per image over images 1..n-1, peak RSS;
     the majority votes of all n images go to `out` (.npy, (models, n, S, S) uint8)."""
     torch.set_num_threads(threads)
@@ -111,7 +110,7 @@ def run_child(inputs: dict, route: str, n_images: int, threads: int, out: Path) 
     auto = first_layer_route(models if not inputs.get("runs_own_stores") else models[:1],
                              native_maps(stores[:per_model], 0, "cpu"), size)
     return {"route": route, "auto_route": auto, "images": n_images, "flops_per_image": counter.get_total_flops(),
-            "seconds_per_image": seconds, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "seconds_per_image": seconds, "peak_rss_mb": peak_rss_mb()}
 
 
 def agreement(native: np.ndarray, upsampled: np.ndarray) -> dict:
@@ -131,7 +130,7 @@ def main():
     args = parser.parse_args()
     if args.child:
         request = json.loads(args.child)
-        print(json.dumps(run_child(request["inputs"], request["route"], request["images"], args.threads, Path(request["out"]))))
+        print(json.dumps(measure_route(request["inputs"], request["route"], request["images"], args.threads, Path(request["out"]))))
         return
     work = args.work or Path(tempfile.mkdtemp(prefix="ddpmseg-predict-native-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -149,11 +148,7 @@ def main():
                 [("upsampled", n_all)] if name == "default" else []):
             out = work / f"{name}_{route}_{n}.npy"
             request = json.dumps({"inputs": inputs, "route": route, "images": n, "out": str(out)})
-            child = subprocess.run([sys.executable, __file__, "--child", request, "--threads", str(args.threads)],
-                                   capture_output=True, text=True)
-            if child.returncode:
-                raise SystemExit(f"{name} {route} {n} images failed:\n{child.stderr[-3000:]}")
-            runs[route, n] = {"size": name, **json.loads(child.stdout.splitlines()[-1]), "votes": out}
+            runs[route, n] = {"size": name, **run_child(__file__, request, "--threads", str(args.threads)), "votes": out}
             r = runs[route, n]
             print(f"{name:8s} {route:9s} {n:3d} images: {r['flops_per_image'] / 1e9:9.1f} GFLOP/image  "
                   f"{r['seconds_per_image']:8.3f} s/image  peak RSS {r['peak_rss_mb']:7.0f} MB", flush=True)

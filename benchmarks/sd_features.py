@@ -7,8 +7,8 @@ architecture built from its config (random weights: time and memory do not depen
 The parts are SD 1.5's: UNet2DConditionModel (860M parameters: diffusers' default config),
 AutoencoderKL (4 levels, 8x), the CLIP ViT-L/14 text encoder (12 layers, 768 wide) embedding the
 empty prompt once. Each recipe runs `stable_diffusion.activations` on one warm-up image, then
-`--images` images one at a time, in its own child process so that its peak RSS (ru_maxrss) is
-its own:
+`--images` images one at a time, in its own child process so that its peak RSS (VmHWM,
+`child_process.peak_rss_mb`) is its own:
 
 - `dift`: DIFT's choice, up1 at t = 261 averaged over 8 noise draws (1280 x 32 x 32 a pixel map);
 - `default`: the source's default layers (up1, up2) at three timesteps (50, 150, 250), one draw;
@@ -20,8 +20,6 @@ peak RSS; also written to `<work>/sd_features.json`.
 
 import argparse
 import json
-import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,6 +27,8 @@ from pathlib import Path
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY / "src"))
+
+from child_process import peak_rss_mb, run_child  # noqa: E402
 
 RECIPES = {
     "dift": {"layers": ["up1"], "timesteps": [261], "noise_draws": 8},
@@ -92,7 +92,7 @@ def child(recipe: str, small: bool, images: int, threads: int) -> dict:
         floats = sum(m.numel() for m in maps.values())
     return {"recipe": recipe, "s_per_image": total_seconds / images, "vae_s_per_image": encode_seconds / images,
             "unet_s_per_image": (total_seconds - encode_seconds) / images, "feature_floats_per_image": floats,
-            "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+            "peak_rss_gb": peak_rss_mb() / 1024,
             "unet_parameters_m": sum(p.numel() for p in unet.parameters()) / 1e6}
 
 
@@ -111,10 +111,8 @@ def main():
     work.mkdir(parents=True, exist_ok=True)
     rows = []
     for recipe in RECIPES:
-        command = [sys.executable, __file__, "--child", recipe, "--images", str(args.images), "--threads",
-                   str(args.threads), *(["--small"] if args.small else [])]
-        result = subprocess.run(command, capture_output=True, text=True, check=True)
-        rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
+        rows.append(run_child(__file__, recipe, "--images", str(args.images), "--threads", str(args.threads),
+                              *(["--small"] if args.small else [])))
     size = 64 if args.small else 512
     print(f"Stable Diffusion {'(tiny) ' if args.small else '1.5 '}features at {size}x{size}, UNet "
           f"{rows[0]['unet_parameters_m']:.1f}M parameters, {args.threads} threads, {args.images} images a recipe")

@@ -6,7 +6,7 @@ DeepLab distilled from it (DatasetDDPM), at the embedded default's size and at t
 
 Weights are random (timing and memory do not depend on them). Per size, both segmenters are
 saved as bundles (ddpmseg.segmenter) and each is timed in its own subprocess, so that its peak
-RSS (ru_maxrss) is its own: `Segmenter.load(bundle).predict(images)` on one warm-up image, then
+RSS (VmHWM, `child_process.peak_rss_mb`) is its own: `Segmenter.load(bundle).predict(images)` on one warm-up image, then
 on `--images` images, one call each (the workflow's folder segmentation does the same). Sizes:
 
 - default: config.yaml's 48x48 ADM (blocks 0-3 at t 50 and 150, 10 MLPs, 7 classes) against
@@ -20,8 +20,6 @@ to `<work>/segment_speed.json`.
 
 import argparse
 import json
-import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,6 +32,7 @@ import yaml
 REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY / "src"))
 
+from child_process import peak_rss_mb, run_child  # noqa: E402
 from ddpmseg.deeplab import build_deeplab  # noqa: E402
 from ddpmseg.diffusion import build_model_and_diffusion, randomize_weights, save_model  # noqa: E402
 from ddpmseg.ensemble import BatchedMLPEnsemble  # noqa: E402
@@ -95,7 +94,7 @@ def time_bundle(folder: str, n_images: int) -> dict:
     segmenter.predict(images[1:])
     seconds = (time.perf_counter() - start) / n_images
     return {"seconds_per_image": seconds, "images_per_second": 1 / seconds,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "peak_rss_mb": peak_rss_mb()}
 
 
 def main():
@@ -115,9 +114,8 @@ def main():
     for name in (["default", "paper"] if args.size == "both" else [args.size]):
         n_images = args.images or (8 if name == "default" else 2)
         for segmenter, folder in write_bundles(name, work, args.threads).items():
-            child = subprocess.run([sys.executable, __file__, "--child", str(folder), "--images", str(n_images)],
-                                   capture_output=True, text=True, check=True)
-            results.append({"size": name, "segmenter": segmenter, "images": n_images, **json.loads(child.stdout.splitlines()[-1])})
+            timed = run_child(__file__, str(folder), "--images", str(n_images))
+            results.append({"size": name, "segmenter": segmenter, "images": n_images, **timed})
             print(f"  {segmenter:28s} {results[-1]['seconds_per_image']:8.3f} s/image  "
                   f"{results[-1]['images_per_second']:8.2f} images/s  peak RSS {results[-1]['peak_rss_mb']:7.0f} MB", flush=True)
         ensemble, deeplab = results[-2], results[-1]
