@@ -77,7 +77,7 @@ def default_inputs(results: Path) -> dict:
         raise SystemExit(f"{method_folder / 'features.json'} is missing: run `snakemake --cores 2` first "
                          f"(the default run), or pass --size paper")
     described = json.loads((method_folder / "features.json").read_text())
-    stores = [str(REPOSITORY / p.replace("/train/", "/test/")) for p in described["stores"]]
+    stores = [str(results.parent / p.replace("/train/", "/test/")) for p in described["stores"]]  # relative to the run
     models = sorted(str(p) for p in method_folder.glob("seed*/ensemble.pt"))
     test = zarr.open_group(str(results / name / "data" / "test.zarr"), mode="r")
     return {"stores": stores, "models": models, "size": int(test.attrs["image_size"]),
