@@ -1,9 +1,16 @@
 """Shared fixtures: small real data from the embedded generator, and a tiny ADM UNet."""
 
 import json
+import os
 
 import numpy as np
 import pytest
+
+if "PYTEST_XDIST_WORKER" in os.environ:
+    # Two workers share the cores: OpenMP threads that wait at a barrier sleep instead of
+    # spinning on a core the other worker's threads need (it changes timing, not numbers). Set
+    # before torch loads OpenMP; the workflow runs the tests start inherit it.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from ddpmseg.synthetic import render_sample
 
