@@ -107,13 +107,17 @@ def _config(folder: Path, part: str) -> dict:
         return json.load(f)
 
 
-def schedule_length(settings: dict) -> int:
-    """The folder's scheduler num_train_timesteps (diffusers' default 1000)."""
-    path = _folder(settings["checkpoint"]) / "scheduler" / "scheduler_config.json"
+def _scheduler_config(folder: Path) -> dict:
+    path = folder / "scheduler" / "scheduler_config.json"
     if not path.is_file():
         raise CheckpointError(f"{path.parent}: no scheduler_config.json; save the pipeline with save_pretrained()")
     with open(path) as f:
-        return int(json.load(f).get("num_train_timesteps", 1000))
+        return json.load(f)
+
+
+def schedule_length(settings: dict) -> int:
+    """The folder's scheduler num_train_timesteps (diffusers' default 1000)."""
+    return int(_scheduler_config(_folder(settings["checkpoint"])).get("num_train_timesteps", 1000))
 
 
 def latent_size(settings: dict, image_size: int) -> int:
@@ -177,8 +181,7 @@ def build(settings: dict, image_size: int, checkpoint, device: str, seed: int) -
     vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", local_files_only=True)
     text_encoder = CLIPTextModel.from_pretrained(folder, subfolder="text_encoder", local_files_only=True)
     tokenizer = CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer", local_files_only=True)
-    with open(folder / "scheduler" / "scheduler_config.json") as f:
-        scheduler = DDPMScheduler.from_config(json.load(f))
+    scheduler = DDPMScheduler.from_config(_scheduler_config(folder))
     text_encoder = text_encoder.float().to(device).eval()
     embedding = prompt_embedding(text_encoder, tokenizer, settings["prompt"], device)
     return StableDiffusion(unet.float().to(device).eval(), vae.float().to(device).eval(), scheduler, embedding,
