@@ -65,6 +65,26 @@ def test_deeplab_learns_the_labels_of_its_images_and_round_trips_as_a_bundle(cre
         loaded.predict(images[:, :16, :16])
 
 
+def test_deeplab_at_a_larger_input_size_answers_at_the_image_size(creatures32, tmp_path):
+    images, labels = creatures32
+    state, history, _ = train_deeplab(
+        images[:8], labels[:8], images[:8], labels[:8], num_classes=7, ignore_label=255,
+        backbone="mobilenet_v3_large", batch_size=4, epochs=2, lr=3e-3, seed=0, input_size=64)
+    assert len(history) == 2
+    Segmenter.for_deeplab(state, backbone="mobilenet_v3_large", threads=1, classes=[str(c) for c in range(7)],
+                          ignore_label=255, image_size=32, non_square="error", resize="lanczos", provenance={},
+                          input_size=64).save(tmp_path / "bundle")
+    loaded = Segmenter.load(tmp_path / "bundle")
+    assert loaded.description["deeplab"]["input_size"] == 64
+    model = build_deeplab("mobilenet_v3_large", 7)
+    model.load_state_dict(state)
+    upsampled, upsampled_entropy = predict_deeplab(model, images[8:], input_size=64)
+    native, native_entropy = predict_deeplab(model, images[8:])
+    labels_out, uncertainty = loaded.predict(images[8:])
+    assert labels_out.shape == (len(images) - 8, 32, 32) and (labels_out == upsampled).all()
+    assert np.allclose(uncertainty, upsampled_entropy) and not np.allclose(uncertainty, native_entropy)
+
+
 def test_deeplab_backbone_weights_in_torchvisions_layout(tmp_path):
     import torchvision
 

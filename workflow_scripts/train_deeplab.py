@@ -26,7 +26,8 @@ start = time.perf_counter()
 state, history, best_epoch = train_deeplab(
     images, labels, valid["images"][:], valid["labels"][:], num_classes=len(classes), ignore_label=ignore,
     backbone=settings["backbone"], backbone_weights=snakemake.input.get("backbone"), batch_size=settings["batch_size"],
-    epochs=settings["epochs"], lr=settings["lr"], seed=seed, convention=snakemake.params.convention, device=pick_device())
+    epochs=settings["epochs"], lr=settings["lr"], seed=seed, convention=snakemake.params.convention,
+    input_size=settings["input_size"], device=pick_device())
 seconds = time.perf_counter() - start
 labelling = [json.loads((Path(folder) / "labelling.json").read_text()) for folder in snakemake.input.pool]
 pd.DataFrame(history).to_csv(snakemake.output.history, index=False)
@@ -35,11 +36,13 @@ Segmenter.for_deeplab(
     image_size=valid.attrs["image_size"], non_square=valid.attrs["non_square"], resize=valid.attrs["resize"],
     provenance={"dataset": snakemake.wildcards.dataset, "pool": snakemake.wildcards.pool, "seed": seed,
                 "selection": snakemake.input.selection, "best_epoch": best_epoch},
+    input_size=settings["input_size"],
 ).save(snakemake.output.bundle)
 with open(snakemake.output.outcome, "w") as f:
     json.dump({"pool": snakemake.wildcards.pool, "seed": seed, "images": len(images), "pool_images": len(selection),
                "epochs": settings["epochs"], "best_epoch": best_epoch, "best_valid_miou": max(h["valid_miou"] for h in history),
                "seconds": seconds, "labelling_seconds": sum(job["seconds"] for job in labelling),
                "sampling_seconds": sum(job["sampling_seconds"] for job in labelling), "backbone": settings["backbone"],
-               "backbone_weights": snakemake.input.get("backbone"), "torch_threads": snakemake.params.torch_threads},
+               "input_size": settings["input_size"], "backbone_weights": snakemake.input.get("backbone"),
+               "torch_threads": snakemake.params.torch_threads},
               f, indent=1)

@@ -5,6 +5,11 @@ inputs, batch 8, 20 epochs, Adam, cross-entropy that skips the ignore label, and
 with the best mIoU on the real train images kept. The backbone (`BACKBONES`) is a setting; its
 weights come from a file in torchvision's classification layout (e.g. `resnet101-63fe2227.pth`
 from download.pytorch.org), or the backbone starts from random weights.
+
+`input_size` (ours, not the paper's, whose images are 256x256): the side the images are resized to
+(bilinear) before DeepLab, whose logits are resized back to the image size, so that the loss, the
+labels and the uncertainty stay at the dataset's resolution. DeepLab's output stride (8 for the
+ResNets, 16 for MobileNet) leaves a 48x48 image a 3x3 map; at input_size 192 it is 12x12.
 """
 
 import copy
@@ -50,15 +55,29 @@ def build_deeplab(backbone: str, num_classes: int, backbone_weights=None, seed: 
     return model
 
 
+def deeplab_logits(model: torch.nn.Module, images: np.ndarray, input_size=None, device: str = "cpu") -> torch.Tensor:
+    """(B, S, S, 3) uint8 -> logits (B, classes, S, S): ImageNet-normalised, run at
+    `input_size` x `input_size` (None: at S) and resized back to S x S (bilinear)."""
+    x = model_input(images, "imagenet").to(device)
+    side = x.shape[-1]
+    if input_size is not None and input_size != side:
+        x = F.interpolate(x, size=(input_size, input_size), mode="bilinear", align_corners=False)
+    logits = model(x)["out"]
+    if logits.shape[-1] != side:
+        logits = F.interpolate(logits, size=(side, side), mode="bilinear", align_corners=False)
+    return logits
+
+
 @torch.no_grad()
-def predict_deeplab(model: torch.nn.Module, images: np.ndarray, batch_size: int = 8, device: str = "cpu") -> tuple:
+def predict_deeplab(model: torch.nn.Module, images: np.ndarray, batch_size: int = 8, device: str = "cpu",
+                    input_size=None) -> tuple:
     """(N, S, S, 3) uint8 -> labels (N, S, S) uint8 (argmax) and uncertainty (N, S, S) float32
-    (entropy of the softmax, nats)."""
+    (entropy of the softmax, nats); DeepLab run at `input_size` (None: at S)."""
     model.eval().to(device)
     labels = np.zeros(images.shape[:3], np.uint8)
     entropy = np.zeros(images.shape[:3], np.float32)
     for start in range(0, len(images), batch_size):
-        logits = model(model_input(images[start : start + batch_size], "imagenet").to(device))["out"]
+        logits = deeplab_logits(model, images[start : start + batch_size], input_size, device)
         p = torch.softmax(logits.float(), dim=1)
         labels[start : start + len(p)] = p.argmax(dim=1).cpu().numpy()
         entropy[start : start + len(p)] = (-(p * torch.log(p.clamp_min(1e-12))).sum(dim=1)).cpu().numpy()
@@ -68,9 +87,10 @@ def predict_deeplab(model: torch.nn.Module, images: np.ndarray, batch_size: int 
 def train_deeplab(images: np.ndarray, labels: np.ndarray, valid_images: np.ndarray, valid_labels: np.ndarray, *,
                   num_classes: int, ignore_label: int, backbone: str, backbone_weights=None, batch_size: int = 8,
                   epochs: int = 20, lr: float = 1e-3, seed: int = 0, convention: str = "paper",
-                  device: str = "cpu") -> tuple:
-    """Trains DeepLabV3 on images (N, S, S, 3) uint8 with labels (N, S, S) uint8, shuffled by
-    `seed` (incomplete last batches dropped: BatchNorm needs two images); after every epoch it
+                  input_size=None, device: str = "cpu") -> tuple:
+    """Trains DeepLabV3 on images (N, S, S, 3) uint8 with labels (N, S, S) uint8, run at
+    `input_size` (None: at S), shuffled by `seed` (incomplete last batches dropped: BatchNorm
+    needs two images); after every epoch it
     scores the valid images (the real train split). Returns (state_dict of the best epoch,
     history [{epoch, batches, mean_loss, valid_miou, seconds}], best epoch)."""
     model = build_deeplab(backbone, num_classes, backbone_weights, seed).to(device)
@@ -87,13 +107,13 @@ def train_deeplab(images: np.ndarray, labels: np.ndarray, valid_images: np.ndarr
         permutation = torch.randperm(len(images), generator=order).numpy()
         for b in range(n_batches):
             chosen = np.sort(permutation[b * batch_size : (b + 1) * batch_size])
-            logits = model(model_input(images[chosen], "imagenet").to(device))["out"]
+            logits = deeplab_logits(model, images[chosen], input_size, device)
             loss = F.cross_entropy(logits, target[chosen].to(device), ignore_index=ignore_label)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
             losses.append(loss.item())
-        predicted, _ = predict_deeplab(model, valid_images, batch_size, device)
+        predicted, _ = predict_deeplab(model, valid_images, batch_size, device, input_size)
         miou = mean_iou(predicted, valid_labels, num_classes, ignore_label, convention)
         history.append(dict(epoch=epoch, batches=n_batches, mean_loss=float(np.mean(losses)), valid_miou=miou,
                             seconds=time.perf_counter() - start))

@@ -101,15 +101,18 @@ class Segmenter:
 
     @classmethod
     def for_deeplab(cls, state: dict, *, backbone: str, threads: int, classes: list, ignore_label: int,
-                    image_size: int, non_square: str, resize: str, provenance: dict) -> "Segmenter":
+                    image_size: int, non_square: str, resize: str, provenance: dict,
+                    input_size=None) -> "Segmenter":
         """The bundle of a trained DeepLabV3 (`ddpmseg.deeplab`; its whole state_dict, backbone
-        included, so no other file is needed); uncertainty is the entropy of its softmax."""
+        included, so no other file is needed), run at `input_size` (None: at image_size);
+        uncertainty is the entropy of its softmax."""
         from ddpmseg.evaluate import palette
 
         description = {"format": FORMAT, "kind": "deeplab", "classes": list(classes),
                        "palette": palette(len(classes))[: len(classes)].tolist(), "ignore_label": ignore_label,
                        "image_size": image_size, "non_square": non_square, "resize": resize, "vote": "argmax",
-                       "deeplab": {"backbone": backbone, "normalisation": "imagenet", "threads": threads},
+                       "deeplab": {"backbone": backbone, "normalisation": "imagenet", "threads": threads,
+                                   "input_size": input_size},
                        "provenance": provenance}
         return cls(description, state)
 
@@ -202,7 +205,7 @@ class Segmenter:
         model = build_deeplab(settings["backbone"], len(self.classes))
         model.load_state_dict(self.weights)
         with _torch_threads(settings["threads"]):
-            return predict_deeplab(model, images, device=device)
+            return predict_deeplab(model, images, device=device, input_size=settings.get("input_size"))
 
     def _predict_stores(self, images: np.ndarray, features_dir: Path, device: str) -> tuple:
         from ddpmseg.ensemble import ensemble_from_state_dict
