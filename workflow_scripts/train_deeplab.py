@@ -27,7 +27,7 @@ state, history, best_epoch = train_deeplab(
     images, labels, valid["images"][:], valid["labels"][:], num_classes=len(classes), ignore_label=ignore,
     backbone=settings["backbone"], backbone_weights=snakemake.input.get("backbone"), batch_size=settings["batch_size"],
     epochs=settings["epochs"], lr=settings["lr"], seed=seed, convention=snakemake.params.convention,
-    input_size=settings["input_size"], device=pick_device())
+    input_size=settings["input_size"], recalibrate=settings["recalibrate_batchnorm"], device=pick_device())
 seconds = time.perf_counter() - start
 labelling = [json.loads((Path(folder) / "labelling.json").read_text()) for folder in snakemake.input.pool]
 pd.DataFrame(history).to_csv(snakemake.output.history, index=False)
@@ -43,6 +43,7 @@ with open(snakemake.output.outcome, "w") as f:
                "epochs": settings["epochs"], "best_epoch": best_epoch, "best_valid_miou": max(h["valid_miou"] for h in history),
                "seconds": seconds, "labelling_seconds": sum(job["seconds"] for job in labelling),
                "sampling_seconds": sum(job["sampling_seconds"] for job in labelling), "backbone": settings["backbone"],
-               "input_size": settings["input_size"], "backbone_weights": snakemake.input.get("backbone"),
+               "input_size": settings["input_size"], "recalibrate_batchnorm": settings["recalibrate_batchnorm"],
+               "backbone_weights": snakemake.input.get("backbone"),
                "torch_threads": snakemake.params.torch_threads},
               f, indent=1)

@@ -69,6 +69,26 @@ def deeplab_logits(model: torch.nn.Module, images: np.ndarray, input_size=None, 
 
 
 @torch.no_grad()
+def recalibrate_batchnorm(model: torch.nn.Module, images: np.ndarray, batch_size: int = 8, input_size=None,
+                          device: str = "cpu") -> None:
+    """Sets every BatchNorm's running mean and variance to the plain average of its batch
+    statistics over `images` (N, S, S, 3) uint8 in full batches of `batch_size`, in order, in
+    train mode without gradients ("precise BN"), in place of the exponential average that lags
+    behind the weights: torchvision's MobileNetV3 keeps it with momentum 0.01, so a backbone
+    trained from scratch for a few hundred steps is scored with statistics of much earlier weights."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average
+    model.train().to(device)
+    for start in range(0, len(images) - batch_size + 1, batch_size):
+        deeplab_logits(model, images[start : start + batch_size], input_size, device)
+    for norm, momentum in zip(norms, momenta):
+        norm.momentum = momentum
+
+
+@torch.no_grad()
 def predict_deeplab(model: torch.nn.Module, images: np.ndarray, batch_size: int = 8, device: str = "cpu",
                     input_size=None) -> tuple:
     """(N, S, S, 3) uint8 -> labels (N, S, S) uint8 (argmax) and uncertainty (N, S, S) float32
@@ -87,10 +107,11 @@ def predict_deeplab(model: torch.nn.Module, images: np.ndarray, batch_size: int 
 def train_deeplab(images: np.ndarray, labels: np.ndarray, valid_images: np.ndarray, valid_labels: np.ndarray, *,
                   num_classes: int, ignore_label: int, backbone: str, backbone_weights=None, batch_size: int = 8,
                   epochs: int = 20, lr: float = 1e-3, seed: int = 0, convention: str = "paper",
-                  input_size=None, device: str = "cpu") -> tuple:
+                  input_size=None, recalibrate: bool = False, device: str = "cpu") -> tuple:
     """Trains DeepLabV3 on images (N, S, S, 3) uint8 with labels (N, S, S) uint8, run at
     `input_size` (None: at S), shuffled by `seed` (incomplete last batches dropped: BatchNorm
-    needs two images); after every epoch it
+    needs two images); after every epoch (its BatchNorm statistics recomputed on the training
+    images first where `recalibrate`, see `recalibrate_batchnorm`) it
     scores the valid images (the real train split). Returns (state_dict of the best epoch,
     history [{epoch, batches, mean_loss, valid_miou, seconds}], best epoch)."""
     model = build_deeplab(backbone, num_classes, backbone_weights, seed).to(device)
@@ -113,6 +134,8 @@ def train_deeplab(images: np.ndarray, labels: np.ndarray, valid_images: np.ndarr
             loss.backward()
             optimiser.step()
             losses.append(loss.item())
+        if recalibrate:
+            recalibrate_batchnorm(model, images, batch_size, input_size, device)
         predicted, _ = predict_deeplab(model, valid_images, batch_size, device, input_size)
         miou = mean_iou(predicted, valid_labels, num_classes, ignore_label, convention)
         history.append(dict(epoch=epoch, batches=n_batches, mean_loss=float(np.mean(losses)), valid_miou=miou,
