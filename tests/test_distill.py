@@ -9,7 +9,7 @@ from PIL import Image
 
 from conftest import TINY_FLAGS
 from ddpmseg.datasets import DatasetError, folder_digest, prepare_folder
-from ddpmseg.deeplab import build_deeplab, predict_deeplab, train_deeplab
+from ddpmseg.deeplab import build_deeplab, predict_deeplab, recalibrate_batchnorm, train_deeplab
 from ddpmseg.diffusion import save_model
 from ddpmseg.distill import released_arrays, released_file, select_most_certain
 from ddpmseg.errors import CheckpointError, UserError
@@ -83,6 +83,30 @@ def test_deeplab_at_a_larger_input_size_answers_at_the_image_size(creatures32, t
     labels_out, uncertainty = loaded.predict(images[8:])
     assert labels_out.shape == (len(images) - 8, 32, 32) and (labels_out == upsampled).all()
     assert np.allclose(uncertainty, upsampled_entropy) and not np.allclose(uncertainty, native_entropy)
+
+
+def test_batchnorm_recalibration_averages_the_batch_statistics_of_the_training_images(creatures32):
+    images, labels = creatures32
+    model = build_deeplab("mobilenet_v3_large", 7, seed=0)
+    first = model.backbone["0"][1]  # the stem's BatchNorm, after its convolution
+    seen = []
+    hook = first.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].detach()))
+    recalibrate_batchnorm(model, images[:12], batch_size=4)  # 3 full batches
+    hook.remove()
+    assert len(seen) == 3 and first.momentum == 0.01  # torchvision's MobileNetV3 value, restored
+    batch_means = torch.stack([x.mean(dim=(0, 2, 3)) for x in seen])
+    batch_vars = torch.stack([x.var(dim=(0, 2, 3), unbiased=True) for x in seen])
+    assert torch.allclose(first.running_mean, batch_means.mean(0), atol=1e-5)
+    assert torch.allclose(first.running_var, batch_vars.mean(0), rtol=1e-4, atol=1e-6)
+    state, _, _ = train_deeplab(images[:8], labels[:8], images[:8], labels[:8],
+                                num_classes=7, ignore_label=255, backbone="mobilenet_v3_large", batch_size=4,
+                                epochs=1, seed=0, recalibrate=True)
+    plain, _, _ = train_deeplab(images[:8], labels[:8], images[:8], labels[:8],
+                                num_classes=7, ignore_label=255, backbone="mobilenet_v3_large", batch_size=4,
+                                epochs=1, seed=0)
+    stem = "backbone.0.1."
+    assert torch.equal(state[stem + "weight"], plain[stem + "weight"])  # the training itself is the same
+    assert not torch.allclose(state[stem + "running_mean"], plain[stem + "running_mean"])
 
 
 def test_deeplab_backbone_weights_in_torchvisions_layout(tmp_path):
