@@ -55,37 +55,35 @@ def build_deeplab(backbone: str, num_classes: int, backbone_weights=None, seed: 
     return model
 
 
-def deeplab_logits(model: torch.nn.Module, images: np.ndarray, input_size=None, device: str = "cpu") -> torch.Tensor:
-    """(B, S, S, 3) uint8 -> logits (B, classes, S, S): ImageNet-normalised, run at
-    `input_size` x `input_size` (None: at S) and resized back to S x S (bilinear)."""
+def deeplab_input(images: np.ndarray, input_size=None, device: str = "cpu") -> torch.Tensor:
+    """(B, S, S, 3) uint8 -> (B, 3, R, R) float32, ImageNet-normalised and resized (bilinear) to
+    R = `input_size` (None: R = S)."""
     x = model_input(images, "imagenet").to(device)
-    side = x.shape[-1]
-    if input_size is not None and input_size != side:
+    if input_size is not None and input_size != x.shape[-1]:
         x = F.interpolate(x, size=(input_size, input_size), mode="bilinear", align_corners=False)
-    logits = model(x)["out"]
+    return x
+
+
+def deeplab_logits(model: torch.nn.Module, images: np.ndarray, input_size=None, device: str = "cpu") -> torch.Tensor:
+    """(B, S, S, 3) uint8 -> logits (B, classes, S, S): DeepLab run on `deeplab_input` and its
+    logits resized back to S x S (bilinear)."""
+    side = images.shape[1]
+    logits = model(deeplab_input(images, input_size, device))["out"]
     if logits.shape[-1] != side:
         logits = F.interpolate(logits, size=(side, side), mode="bilinear", align_corners=False)
     return logits
 
 
-@torch.no_grad()
 def recalibrate_batchnorm(model: torch.nn.Module, images: np.ndarray, batch_size: int = 8, input_size=None,
                           device: str = "cpu") -> None:
     """Sets every BatchNorm's running mean and variance to the plain average of its batch
-    statistics over `images` (N, S, S, 3) uint8 in full batches of `batch_size`, in order, in
-    train mode without gradients ("precise BN"), in place of the exponential average that lags
+    statistics over `images` (N, S, S, 3) uint8 in full batches of `batch_size`, in order
+    ("precise BN", torch's `swa_utils.update_bn`), in place of the exponential average that lags
     behind the weights: torchvision's MobileNetV3 keeps it with momentum 0.01, so a backbone
     trained from scratch for a few hundred steps is scored with statistics of much earlier weights."""
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    momenta = [m.momentum for m in norms]
-    for norm in norms:
-        norm.reset_running_stats()
-        norm.momentum = None  # cumulative average
-    model.train().to(device)
-    for start in range(0, len(images) - batch_size + 1, batch_size):
-        deeplab_logits(model, images[start : start + batch_size], input_size, device)
-    for norm, momentum in zip(norms, momenta):
-        norm.momentum = momentum
+    batches = (deeplab_input(images[start : start + batch_size], input_size, device)
+               for start in range(0, len(images) - batch_size + 1, batch_size))
+    torch.optim.swa_utils.update_bn(batches, model)
 
 
 @torch.no_grad()
