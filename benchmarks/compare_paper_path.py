@@ -50,9 +50,10 @@ from ddpmseg.ensemble import train_ensemble  # noqa: E402
 from ddpmseg.evaluate import mean_iou, predict_images  # noqa: E402
 from ddpmseg.backbones import adm, store_name  # noqa: E402
 from ddpmseg.backbones.adm import decoder_activations  # noqa: E402
-from ddpmseg.features import (  # noqa: E402
-    create_store, extract_features, images_to_model_input, native_maps, native_bytes_per_image, open_stores,
-    sample_pixel_features, shared_noise,
+from ddpmseg.features import extract_features  # noqa: E402
+from ddpmseg.model_input import images_to_model_input, shared_noise  # noqa: E402
+from ddpmseg.stores import (  # noqa: E402
+    create_store, native_bytes_per_image, native_maps, open_stores, sample_pixel_features,
 )
 from ddpmseg.probes import ImageSubset  # noqa: E402
 from paper_path import (  # noqa: E402

@@ -40,7 +40,7 @@ from child_process import peak_rss_mb, run_child  # noqa: E402
 from ddpmseg.backbones import adm, store_name  # noqa: E402
 from ddpmseg.ensemble import BatchedMLPEnsemble, load_ensemble  # noqa: E402
 from ddpmseg.evaluate import first_layer_route, mean_iou, predict_images  # noqa: E402
-from ddpmseg.features import create_store, native_maps, open_stores  # noqa: E402
+from ddpmseg.stores import create_store, native_maps, open_stores  # noqa: E402
 from ddpmseg.probes import ImageSubset  # noqa: E402
 
 ROUTES = ("native", "upsampled")

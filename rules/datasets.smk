@@ -6,7 +6,7 @@ rule generate_default_dataset:
     output:
         directory("resources/{dataset}/source"),
     params:
-        settings=lambda wc: ds(wc)["generate"],
+        settings=lambda wc: dataset_settings(wc)["generate"],
     log:
         "logs/generate_default_dataset/{dataset}.log",
     benchmark:
@@ -22,18 +22,18 @@ rule generate_default_dataset:
 
 rule prepare_dataset:
     input:
-        dataset_source,
+        get_dataset_source,
     output:
         train=directory("results/{dataset}/data/train.zarr"),
         test=directory("results/{dataset}/data/test.zarr"),
         unlabeled=directory("results/{dataset}/data/unlabeled.zarr"),
         summary="results/{dataset}/data/summary.json",
     params:
-        settings=lambda wc: {key: ds(wc)[key] for key in ("image_size", "non_square", "max_train", "max_test",
+        settings=lambda wc: {key: dataset_settings(wc)[key] for key in ("image_size", "non_square", "max_train", "max_test",
                                                            "classes", "ignore_label", "resize")},
-        root=dataset_root,
+        root=lambda wc: PLAN.dataset_root(wc.dataset),
         manifest=dataset_manifest,
-        needs_unlabeled=lambda wc: trains_diffusion(wc.dataset),
+        needs_unlabeled=lambda wc: PLAN.trains_diffusion(wc.dataset),
     log:
         "logs/prepare_dataset/{dataset}.log",
     benchmark:

@@ -9,21 +9,21 @@
 
 rule sample_diffusion:
     input:
-        sampling_checkpoint,
+        get_sampling_checkpoint,
     output:
         directory("results/{dataset}/distill_ddpm/samples/batch{batch}.zarr"),
     params:
-        flags=lambda wc: ds(wc)["diffusion"]["flags"],
-        n_samples=lambda wc: distill(wc.dataset)["n_samples"],
-        sample_batch=lambda wc: distill(wc.dataset)["sample_batch"],
-        respacing=lambda wc: distill(wc.dataset)["timestep_respacing"],
-        seed=lambda wc: distill(wc.dataset)["sample_seed"],
-        torch_threads=lambda wc: ds(wc)["features"]["threads"],
+        flags=lambda wc: dataset_settings(wc)["diffusion"]["flags"],
+        n_samples=lambda wc: PLAN.distill(wc.dataset)["n_samples"],
+        sample_batch=lambda wc: PLAN.distill(wc.dataset)["sample_batch"],
+        respacing=lambda wc: PLAN.distill(wc.dataset)["timestep_respacing"],
+        seed=lambda wc: PLAN.distill(wc.dataset)["sample_seed"],
+        torch_threads=lambda wc: dataset_settings(wc)["features"]["threads"],
     log:
         "logs/sample_diffusion/{dataset}_{batch}.log",
     benchmark:
         "benchmarks/runs/sample_diffusion/{dataset}_{batch}.tsv"
-    threads: lambda wc: ds(wc)["features"]["threads"]
+    threads: lambda wc: dataset_settings(wc)["features"]["threads"]
     resources:
         gpu=1,
         mem_mb=8000,
@@ -35,15 +35,15 @@ rule sample_diffusion:
 
 rule label_pool:
     input:
-        images=pool_images,
-        bundle=labelling_bundle,
+        images=get_pool_images,
+        bundle=get_labelling_bundle,
     output:
         directory("results/{dataset}/distill_{pool}/labelled/seed{seed}/batch{batch}"),
     log:
         "logs/label_pool/{dataset}_{pool}_{seed}_{batch}.log",
     benchmark:
         "benchmarks/runs/label_pool/{dataset}_{pool}_{seed}_{batch}.tsv"
-    threads: lambda wc: ds(wc)["features"]["threads"]
+    threads: lambda wc: dataset_settings(wc)["features"]["threads"]
     resources:
         gpu=1,
         mem_mb=lambda wc: ensemble_mem_mb(wc) + 4000,
@@ -55,12 +55,12 @@ rule label_pool:
 
 rule released_pool:
     input:
-        released=released_source,
+        released=get_released_source,
         split="results/{dataset}/data/test.zarr",
     output:
         directory("results/{dataset}/distill_{pool}/labelled/released"),
     params:
-        path=lambda wc: distill(wc.dataset)["released"][wc.pool.removeprefix("released_")],
+        path=lambda wc: PLAN.distill(wc.dataset)["released"][wc.pool.removeprefix("released_")],
     log:
         "logs/released_pool/{dataset}_{pool}.log",
     benchmark:
@@ -78,14 +78,14 @@ rule released_pool:
 
 rule select_pool:
     input:
-        pool=labelled_pool,
+        pool=get_labelled_pool,
         split="results/{dataset}/data/test.zarr",
     output:
         selection="results/{dataset}/distill_{pool}/labelled/seed{seed}/selection.csv",
         figure=report("results/{dataset}/distill_{pool}/labelled/seed{seed}/samples.png", caption="report/pool.rst",
                       category="{dataset}", subcategory="distillation", labels={"pool": "{pool}", "MLP seed": "{seed}"}),
     params:
-        portion=lambda wc: distill(wc.dataset)["uncertainty_portion"],
+        portion=lambda wc: PLAN.distill(wc.dataset)["uncertainty_portion"],
         title=pool_title,
     log:
         "logs/select_pool/{dataset}_{pool}_{seed}.log",
@@ -100,20 +100,20 @@ rule select_pool:
 
 rule train_deeplab:
     input:
-        unpack(deeplab_inputs),
+        unpack(get_deeplab_inputs),
     output:
         bundle=directory("results/{dataset}/distill_{pool}/seed{seed}/segmenter"),
         history="results/{dataset}/distill_{pool}/seed{seed}/training_history.csv",
         outcome="results/{dataset}/distill_{pool}/seed{seed}/training.json",
     params:
-        settings=lambda wc: distill(wc.dataset)["deeplab"],
-        convention=lambda wc: ds(wc)["evaluation"]["miou_convention"],
-        torch_threads=lambda wc: distill(wc.dataset)["deeplab"]["threads"],
+        settings=lambda wc: PLAN.distill(wc.dataset)["deeplab"],
+        convention=lambda wc: dataset_settings(wc)["evaluation"]["miou_convention"],
+        torch_threads=lambda wc: PLAN.distill(wc.dataset)["deeplab"]["threads"],
     log:
         "logs/train_deeplab/{dataset}_{pool}_{seed}.log",
     benchmark:
         "benchmarks/runs/train_deeplab/{dataset}_{pool}_{seed}.tsv"
-    threads: lambda wc: distill(wc.dataset)["deeplab"]["threads"]
+    threads: lambda wc: PLAN.distill(wc.dataset)["deeplab"]["threads"]
     resources:
         gpu=1,
         mem_mb=8000,
@@ -134,7 +134,7 @@ rule predict_distill:
         "logs/predict_distill/{dataset}_{pool}_{seed}.log",
     benchmark:
         "benchmarks/runs/predict_distill/{dataset}_{pool}_{seed}.tsv"
-    threads: lambda wc: distill(wc.dataset)["deeplab"]["threads"]
+    threads: lambda wc: PLAN.distill(wc.dataset)["deeplab"]["threads"]
     resources:
         gpu=1,
         mem_mb=4000,

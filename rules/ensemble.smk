@@ -11,16 +11,16 @@ rule train_ensemble:
         histories=per_seed("results/{{dataset}}/{{method}}/seed{seed}/training_history.csv"),
         features="results/{dataset}/{method}/features.json",
     params:
-        settings=lambda wc: ds(wc)["ensemble"],
+        settings=lambda wc: dataset_settings(wc)["ensemble"],
         seeds=SEEDS,
-        auto=lambda wc: is_auto(wc.dataset, base_method(wc.method)),
-        torch_threads=lambda wc: ds(wc)["threads"],
+        auto=lambda wc: PLAN.is_auto(wc.dataset, base_method(wc.method)),
+        torch_threads=lambda wc: dataset_settings(wc)["threads"],
         runs_own_stores=runs_own_stores,
     log:
         "logs/train_ensemble/{dataset}_{method}.log",
     benchmark:
         "benchmarks/runs/train_ensemble/{dataset}_{method}.tsv"
-    threads: lambda wc: ds(wc)["threads"]
+    threads: lambda wc: dataset_settings(wc)["threads"]
     resources:
         mem_mb=ensemble_mem_mb,
         gpu=ensemble_gpu,

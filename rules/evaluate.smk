@@ -11,16 +11,16 @@ rule predict:
         predictions=[directory(p) for p in per_seed("results/{{dataset}}/{{method}}/seed{seed}/predictions.zarr")],
         masks=[directory(p) for p in per_seed("results/{{dataset}}/{{method}}/seed{seed}/masks")],
     params:
-        vote=lambda wc: ds(wc)["evaluation"]["vote"],
+        vote=lambda wc: dataset_settings(wc)["evaluation"]["vote"],
         gpu=ensemble_gpu,
-        precision=lambda wc: ds(wc)["ensemble"]["precision"],
-        torch_threads=lambda wc: ds(wc)["threads"],
+        precision=lambda wc: dataset_settings(wc)["ensemble"]["precision"],
+        torch_threads=lambda wc: dataset_settings(wc)["threads"],
         runs_own_stores=runs_own_stores,
     log:
         "logs/predict/{dataset}_{method}.log",
     benchmark:
         "benchmarks/runs/predict/{dataset}_{method}.tsv"
-    threads: lambda wc: ds(wc)["threads"]
+    threads: lambda wc: dataset_settings(wc)["threads"]
     resources:
         mem_mb=4000,
         gpu=ensemble_gpu,
@@ -42,7 +42,7 @@ rule evaluate:
             for s in SEEDS
         ],
     params:
-        evaluation=lambda wc: ds(wc)["evaluation"],
+        evaluation=lambda wc: dataset_settings(wc)["evaluation"],
     log:
         "logs/evaluate/{dataset}_{method}.log",
     threads: 1
@@ -62,9 +62,9 @@ rule overview:
         report("results/{dataset}/overview.png", caption="report/overview.rst", category="{dataset}",
                subcategory="overview", labels={"figure": "predictions and uncertainty"}),
     params:
-        n_images=lambda wc: ds(wc)["evaluation"]["overview_images"],
-        vote=lambda wc: ds(wc)["evaluation"]["vote"],
-        title=lambda wc: f"{wc.dataset}: {METHODS[0]} ensemble, seed {SEEDS[0]}, {ds(wc)['evaluation']['vote']} vote",
+        n_images=lambda wc: dataset_settings(wc)["evaluation"]["overview_images"],
+        vote=lambda wc: dataset_settings(wc)["evaluation"]["vote"],
+        title=lambda wc: f"{wc.dataset}: {METHODS[0]} ensemble, seed {SEEDS[0]}, {dataset_settings(wc)['evaluation']['vote']} vote",
     log:
         "logs/overview/{dataset}.log",
     threads: 1

@@ -1,44 +1,43 @@
 # Stage 3: pixel features into Zarr stores, one store per (layer, timestep) of the method's
-# source at the layer's native resolution. One extraction job per (dataset, method folder,
-# split) runs every timestep of an image batch in one forward pass and stops the model after the
-# deepest requested layer; its outputs are the method's configured stores, so the rule is
-# written out once per (dataset, method).
+# source at the layer's native resolution. One job per (dataset, method folder, split) runs
+# every timestep of an image batch in one forward pass and stops the model after the deepest
+# requested layer. The one rule below serves every kind of extraction that `ddpmseg.plan`
+# lists (`Plan.extractions`): a method's cells for Table 2, the probe sweep's other layers per
+# timestep, Table 5's noise variants and the budget curve's diffusion snapshots. A job's stores
+# are its outputs, and their number differs between methods, so the plan names one rule per
+# (dataset, method, kind); its body is written once, here.
 
 
-for _dataset in DATASETS:
-    for _method, _plan in PLANS[_dataset].items():
-        if _plan["layers"] == "auto":  # its stores come from the probe sweep's extraction (rules/probes.smk)
-            continue
-        _noise = "_noise{noise}" if per_run_noise(_dataset, _method) else ""
+for _job in PLAN.extractions():
 
-        rule:
-            name:
-                f"extract_features_{_dataset}_{_method}"
-            input:
-                unpack(extraction_inputs(_dataset, _method)),
-            output:
-                [directory(store_path(_dataset, "{model}", "{split}", layer, t, noise="{noise}", method=_method))
-                 for layer, t in fixed_cells(_dataset, _method)],
-            params:
-                dataset=_dataset,
-                plan=_plan,
-                extraction=extraction_settings(_dataset),
-                layers=_plan["layers"],
-                timesteps=_plan["timesteps"],
-                model_seed=model_seed_param(_dataset),
-                noise_seed=noise_seed_param(_dataset, _method),
-                torch_threads=config["datasets"][_dataset]["features"]["threads"],
-            log:
-                f"logs/extract_features/{_dataset}_{{model}}_{{split}}{_noise}.log",
-            benchmark:
-                f"benchmarks/runs/extract_features/{_dataset}_{{model}}_{{split}}{_noise}.tsv"
-            wildcard_constraints:
-                model=_method + (r"(_m\d+)?" if _plan["source"] == "adm" else ""),
-            threads: config["datasets"][_dataset]["features"]["threads"]
-            resources:
-                gpu=int(backbones.source(_plan["source"]).RUNS_A_MODEL),
-                mem_mb=8000,
-            conda:
-                CONDA_ENV
-            script:
-                workflow_script("extract_features.py")
+    rule:
+        name:
+            _job.name
+        input:
+            unpack(get_extraction_inputs(_job)),
+        output:
+            [directory(path) for path in _job.outputs],
+        params:
+            dataset=_job.dataset,
+            plan=PLAN.plans[_job.dataset][_job.method],
+            extraction=PLAN.extraction_settings(_job.dataset),
+            layers=_job.layers,
+            timesteps=_job.timesteps,
+            model_seed=lambda wc, _job=_job: PLAN.extraction_model_seed(_job, dict(wc.items())),
+            noise_mode=lambda wc, _job=_job: PLAN.extraction_noise(_job, dict(wc.items()))[0],
+            noise_seed=lambda wc, _job=_job: PLAN.extraction_noise(_job, dict(wc.items()))[1],
+            torch_threads=PLAN.settings(_job.dataset)["features"]["threads"],
+        log:
+            f"logs/{_job.log}.log",
+        benchmark:
+            f"benchmarks/runs/{_job.log}.tsv"
+        wildcard_constraints:
+            **_job.constraints,
+        threads: PLAN.settings(_job.dataset)["features"]["threads"]
+        resources:
+            gpu=int(backbones.source(PLAN.plans[_job.dataset][_job.method]["source"]).RUNS_A_MODEL),
+            mem_mb=8000,
+        conda:
+            CONDA_ENV
+        script:
+            workflow_script("extract_features.py")

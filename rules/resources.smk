@@ -8,7 +8,7 @@ for _name, _download in config["downloads"].items():
         name:
             f"download_{_name}"
         output:
-            download_path(_name),
+            PLAN.download_path(_name),
         params:
             url=_download["url"],
             sha256=_download["sha256"],
@@ -26,15 +26,15 @@ for _name, _download in config["downloads"].items():
             workflow_script("download.py")
 
     if _download["unpack"]:
-        if not download_path(_name).endswith((".tar.gz", ".tgz", ".tar", ".zip")):
-            config_error(f"config: download {_name!r} has unpack: true but {download_path(_name)} is not a "
+        if not PLAN.download_path(_name).endswith((".tar.gz", ".tgz", ".tar", ".zip")):
+            config_error(f"config: download {_name!r} has unpack: true but {PLAN.download_path(_name)} is not a "
                          ".tar.gz, .tgz, .tar or .zip archive")
 
         rule:
             name:
                 f"unpack_{_name}"
             input:
-                download_path(_name),
+                PLAN.download_path(_name),
             output:
                 directory(f"resources/{_name}"),
             log:

@@ -5,18 +5,18 @@
 
 rule segmenter:
     input:
-        unpack(segmenter_inputs),
+        unpack(get_segmenter_inputs),
     output:
         directory("results/{dataset}/{method}/seed{seed}/segmenter"),
     params:
-        plan=lambda wc: plan_of(wc.dataset, wc.method),
-        extraction=lambda wc: extraction_settings(wc.dataset),
-        model_seed=lambda wc: model_seed(wc.dataset, wc.method),
+        plan=lambda wc: PLAN.plan_of(wc.dataset, wc.method),
+        extraction=lambda wc: PLAN.extraction_settings(wc.dataset),
+        model_seed=lambda wc: PLAN.model_seed(wc.dataset, wc.method),
         noise_seed=segmenter_noise_seed,
-        vote=lambda wc: ds(wc)["evaluation"]["vote"],
-        extraction_threads=lambda wc: ds(wc)["features"]["threads"],
-        prediction_threads=lambda wc: ds(wc)["threads"],
-        ensemble_precision=lambda wc: ds(wc)["ensemble"]["precision"],
+        vote=lambda wc: dataset_settings(wc)["evaluation"]["vote"],
+        extraction_threads=lambda wc: dataset_settings(wc)["features"]["threads"],
+        prediction_threads=lambda wc: dataset_settings(wc)["threads"],
+        ensemble_precision=lambda wc: dataset_settings(wc)["ensemble"]["precision"],
     log:
         "logs/segmenter/{dataset}_{method}_{seed}.log",
     threads: 1
@@ -30,15 +30,15 @@ rule segmenter:
 
 rule prepare_folder:
     input:
-        folder=lambda wc: segment_spec(wc)["path"],
+        folder=lambda wc: PLAN.segment[wc.dataset][wc.name]["path"],
         split="results/{dataset}/data/test.zarr",
     output:
         directory("results/{dataset}/data/segment-{name}.zarr"),
     params:
-        settings=lambda wc: {key: ds(wc)[key] for key in ("image_size", "non_square", "resize")},
-        folder=lambda wc: segment_spec(wc)["path"],
+        settings=lambda wc: {key: dataset_settings(wc)[key] for key in ("image_size", "non_square", "resize")},
+        folder=lambda wc: PLAN.segment[wc.dataset][wc.name]["path"],
         kind="segment",
-        manifest=lambda wc: folder_digest(segment_spec(wc)["path"]),
+        manifest=lambda wc: folder_digest(PLAN.segment[wc.dataset][wc.name]["path"]),
     log:
         "logs/prepare_folder/{dataset}_{name}.log",
     benchmark:
@@ -54,14 +54,14 @@ rule prepare_folder:
 
 rule segment_folder:
     input:
-        unpack(segment_inputs),
+        unpack(get_segment_inputs),
     output:
         directory("results/{dataset}/segment/{name}"),
     log:
         "logs/segment_folder/{dataset}_{name}.log",
     benchmark:
         "benchmarks/runs/segment_folder/{dataset}_{name}.tsv"
-    threads: lambda wc: ds(wc)["features"]["threads"]
+    threads: lambda wc: dataset_settings(wc)["features"]["threads"]
     resources:
         mem_mb=lambda wc: ensemble_mem_mb(wc) + 4000,
         gpu=1,

@@ -6,18 +6,18 @@ rule table2:
     input:
         metrics=[f"results/{d}/{key}/seed{s}/metrics.json" for d, key, s in RUNS + DISTILL_RUNS],
         overviews=expand("results/{dataset}/overview.png", dataset=DATASETS),
-        features=[f"results/{d}/{m}/features.json" for d in DATASETS for m in described_methods(d)],
-        training=training_outcomes(),
+        features=[f"results/{d}/{m}/features.json" for d in DATASETS for m in PLAN.described_methods(d)],
+        training=PLAN.training_outcomes(),
         distill=[f"results/{d}/{key}/seed{s}/training.json" for d, key, s in DISTILL_RUNS],
     output:
         table=report("results/table2.csv", caption="report/table2.rst", category="Table 2"),
         long="results/table2_long.csv",
         spread=report("results/table2_spread.csv", caption="report/spread.rst", category="Table 2"),
     params:
-        runs=[(d, key, model_seed(d, key) if plan_of(d, key)["source"] == "adm" else None, s) for d, key, s in RUNS]
+        runs=[(d, key, PLAN.run_model_seed(d, key), s) for d, key, s in RUNS]
         + [list(run[:2]) + [None, run[2]] for run in DISTILL_RUNS],
-        names={m: PLANS[DATASETS[0]][m]["name"] for m in METHODS} | {f"distill_{p}": n for p, n in POOL_NAMES.items()},
-        trained_adm=any(p["source"] == "adm" and p["settings"]["weights"] == "trained" for p in PLANS[DATASETS[0]].values()),
+        names=PLAN.names() | {f"distill_{p}": n for p, n in POOL_NAMES.items()},
+        trained_adm=bool(PLAN.stage_trained_methods(DATASETS[0])),
     log:
         "logs/table2.log",
     threads: 1

@@ -69,7 +69,8 @@ def adm_stores(model, diffusion, images, out_dir, blocks, timesteps, flags=TINY_
 def control_store(images, kind, out_dir):
     """The store of control `kind` ('pixels' or 'patch') of `images`, written under out_dir."""
     from ddpmseg import backbones
-    from ddpmseg.features import extract_features, open_store
+    from ddpmseg.features import extract_features
+    from ddpmseg.stores import open_store
 
     table = backbones.source(kind).layer_table({}, images.shape[1])
     [path] = extract_features(kind, None, images, list(range(len(images))), [kind], None, table, out_dir, {})

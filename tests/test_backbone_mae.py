@@ -110,7 +110,7 @@ def small():
     """(settings, random-weight encoder, ImageNet-normalised batch (2, 3, 64, 64)) of the default arch."""
     defaults = settings()
     images = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
-    from ddpmseg.features import model_input
+    from ddpmseg.model_input import model_input
 
     return defaults, mae.build(defaults, 64, None, "cpu", seed=3), model_input(images, "imagenet")
 

@@ -67,7 +67,8 @@ def test_prompt_conditions_the_attention_maps_and_draws_are_averaged(sd_pipeline
 
 
 def test_extraction_stores_latent_maps_described_by_the_source(sd_pipeline, tmp_path):
-    from ddpmseg.features import extract_features, open_store
+    from ddpmseg.features import extract_features
+    from ddpmseg.stores import open_store
 
     given = settings(sd_pipeline, noise_draws=2)
     model = source.build(given, SIZE, str(sd_pipeline), "cpu", 0)

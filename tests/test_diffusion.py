@@ -12,7 +12,7 @@ from ddpmseg.errors import CheckpointError
 from conftest import adm_stores
 from ddpmseg.backbones import adm
 from ddpmseg.backbones.adm import decoder_activations
-from ddpmseg.features import open_store
+from ddpmseg.stores import open_store
 
 from conftest import TINY_FLAGS
 

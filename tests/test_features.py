@@ -8,7 +8,8 @@ from conftest import TINY_FLAGS, adm_stores, control_store
 from ddpmseg import backbones
 from ddpmseg.backbones import adm
 from ddpmseg.backbones.adm import decoder_activations
-from ddpmseg.features import batch_noise, model_input, native_maps, open_store, sample_pixel_features, shared_noise
+from ddpmseg.model_input import batch_noise, model_input, shared_noise
+from ddpmseg.stores import native_maps, open_store, sample_pixel_features
 
 
 def test_early_exit_matches_hooks_on_the_full_forward(tiny_model):
@@ -123,7 +124,7 @@ def test_extracted_features_equal_the_paper_extractor_bit_for_bit(creatures32, t
     from pathlib import Path
 
     from ddpmseg.diffusion import build_model_and_diffusion, randomize_weights
-    from ddpmseg.features import images_to_model_input
+    from ddpmseg.model_input import images_to_model_input
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     from paper_path import PaperFeatureExtractor, paper_input, paper_noise

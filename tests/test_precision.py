@@ -8,7 +8,7 @@ import torch
 from conftest import adm_stores
 from ddpmseg import precision
 from ddpmseg.ensemble import BatchedMLPEnsemble, load_ensemble, train_ensemble
-from ddpmseg.features import open_store
+from ddpmseg.stores import open_store
 
 
 @pytest.mark.parametrize("native", [True, False])

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import zarr
 
-from ddpmseg.features import build_method_model, extract_features, pick_device
-from ddpmseg.runtime import start_rule
+from ddpmseg.features import build_method_model, extract_features
+
+from ddpmseg.runtime import pick_device, start_rule
 
 log = start_rule(snakemake)
 plan, features = snakemake.params.plan, snakemake.params.extraction
@@ -23,7 +24,7 @@ paths = extract_features(
     {**identity, "dataset": snakemake.params.dataset, "split": snakemake.wildcards.split,
      "torch_threads": snakemake.params.torch_threads},
     noise_seed=snakemake.params.noise_seed, noise_device=features["noise_device"],
-    noise_mode=snakemake.params.get("noise_mode", "shared"), batch_images=features["batch_images"], device=device,
+    noise_mode=snakemake.params.noise_mode, batch_images=features["batch_images"], device=device,
     precision=features["precision"],
 )
 log.info("wrote %d stores for %d images", len(paths), len(data.attrs["image_ids"]))

@@ -2,7 +2,7 @@
 import _repository_src  # noqa: F401  (puts the repository's src/ on sys.path)
 import zarr
 
-from ddpmseg.features import open_store
+from ddpmseg.stores import open_store
 from ddpmseg.plots import kmeans_figure
 from ddpmseg.probes import kmeans_maps
 from ddpmseg.runtime import start_rule

@@ -12,8 +12,7 @@ import zarr
 from PIL import Image
 
 from ddpmseg.evaluate import image_uncertainty_score
-from ddpmseg.features import pick_device
-from ddpmseg.runtime import start_rule
+from ddpmseg.runtime import pick_device, start_rule
 from ddpmseg.segmenter import Segmenter
 
 log = start_rule(snakemake)

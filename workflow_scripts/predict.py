@@ -8,8 +8,8 @@ import zarr
 
 from ddpmseg.ensemble import load_ensemble
 from ddpmseg.evaluate import predict_images, save_palette_png
-from ddpmseg.features import open_stores, pick_device
-from ddpmseg.runtime import start_rule
+from ddpmseg.runtime import pick_device, start_rule
+from ddpmseg.stores import open_stores
 
 log = start_rule(snakemake)
 data = zarr.open_group(snakemake.input.data, mode="r")

@@ -7,8 +7,7 @@ import numpy as np
 import zarr
 
 from ddpmseg.evaluate import save_palette_png
-from ddpmseg.features import pick_device
-from ddpmseg.runtime import start_rule
+from ddpmseg.runtime import pick_device, start_rule
 from ddpmseg.segmenter import Segmenter
 
 log = start_rule(snakemake)

@@ -9,9 +9,8 @@ import torch
 import zarr
 
 from ddpmseg import backbones
-from ddpmseg.features import pick_device
+from ddpmseg.runtime import pick_device, start_rule
 from ddpmseg.plots import loss_curve_figure
-from ddpmseg.runtime import start_rule
 
 log = start_rule(snakemake)
 plan = snakemake.params.plan

@@ -6,9 +6,10 @@ import time
 
 import zarr
 
-from ddpmseg.features import open_store, pick_device
+from ddpmseg.runtime import pick_device, start_rule
+
+from ddpmseg.stores import open_store
 from ddpmseg.probes import probe_cell
-from ddpmseg.runtime import start_rule
 
 log = start_rule(snakemake)
 probes, evaluation = snakemake.params.probes, snakemake.params.evaluation

@@ -15,7 +15,7 @@ with open(snakemake.input.split) as f:
     split = json.load(f)
 classes = zarr.open_group(snakemake.input.test, mode="r").attrs["classes"]
 members = f"{probes['n_members']} MLP" + ("s" if probes["n_members"] > 1 else "")
-per = "decoder block and diffusion step" if snakemake.params.source == "adm" else "layer"
+per = snakemake.params.axes
 probe_figure(table, f"{dataset}, {name}: probe mIoU per {per} ({members} per cell; dashed: the ensemble's)",
              snakemake.output.fig2, marked=[tuple(c) for c in snakemake.params.marked])
 small_large_figure(table, split, classes, f"{dataset}, {name}: probe mIoU on the test images, small vs large classes",

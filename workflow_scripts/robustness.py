@@ -10,8 +10,9 @@ import zarr
 
 from ddpmseg.ensemble import load_ensemble
 from ddpmseg.evaluate import mean_iou, predict_images
-from ddpmseg.features import build_method_model, extract_cells, open_stores, pick_device
-from ddpmseg.runtime import start_rule
+from ddpmseg.features import build_method_model, extract_cells
+from ddpmseg.runtime import pick_device, start_rule
+from ddpmseg.stores import open_stores
 
 log = start_rule(snakemake)
 plan, features, params = snakemake.params.plan, snakemake.params.extraction, snakemake.params

@@ -5,8 +5,7 @@ import time
 
 import zarr
 
-from ddpmseg.features import pick_device
-from ddpmseg.runtime import start_rule
+from ddpmseg.runtime import pick_device, start_rule
 from ddpmseg.sampling import sample_batch
 
 log = start_rule(snakemake)

@@ -10,8 +10,7 @@ import zarr
 
 from ddpmseg.deeplab import train_deeplab
 from ddpmseg.distill import load_kept
-from ddpmseg.features import pick_device
-from ddpmseg.runtime import start_rule
+from ddpmseg.runtime import pick_device, start_rule
 from ddpmseg.segmenter import Segmenter
 
 log = start_rule(snakemake)

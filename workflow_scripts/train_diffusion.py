@@ -8,9 +8,8 @@ import pandas as pd
 import zarr
 
 from ddpmseg.diffusion import save_model, train_diffusion
-from ddpmseg.features import pick_device
+from ddpmseg.runtime import pick_device, start_rule
 from ddpmseg.plots import loss_curve_figure
-from ddpmseg.runtime import start_rule
 
 log = start_rule(snakemake)
 images = zarr.open_group(snakemake.input[0], mode="r")["images"][:]

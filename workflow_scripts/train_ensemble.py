@@ -11,9 +11,9 @@ import zarr
 from ddpmseg.ensemble import train_ensemble
 from ddpmseg.errors import UserError
 from ddpmseg.experiments.labels import label_subset, mask_outside
-from ddpmseg.features import open_stores, pick_device
+from ddpmseg.runtime import pick_device, start_rule
+from ddpmseg.stores import open_stores
 from ddpmseg.precision import resolve
-from ddpmseg.runtime import start_rule
 
 log = start_rule(snakemake)
 data = zarr.open_group(snakemake.input.data, mode="r")

@@ -8,13 +8,13 @@
 
 use rule prepare_folder as prepare_annotated with:
     input:
-        folder=annotated_source,
+        folder=get_annotated_source,
         split="results/{dataset}/data/test.zarr",
     output:
         directory("results/{dataset}/data/annotated-{name}.zarr"),
     params:
-        settings=lambda wc: {key: ds(wc)[key] for key in ("image_size", "non_square", "resize")},
-        folder=lambda wc: annotated_folder(wc.dataset, wc.name),
+        settings=lambda wc: {key: dataset_settings(wc)[key] for key in ("image_size", "non_square", "resize")},
+        folder=lambda wc: PLAN.annotated_folder(wc.dataset, wc.name),
         kind="annotated",
         manifest=annotated_manifest,
     log:
@@ -71,12 +71,12 @@ use rule segmenter as segmenter_annotated with:
 
 rule table3:
     input:
-        metrics=[path for d in TABLE3_DATASETS for _, _, path in table3_runs(d)],
+        metrics=[path for d in TABLE3_DATASETS for _, _, path in PLAN.table3_runs(d)],
     output:
         table=report("results/table3.csv", caption="../report/table3.rst", category="Experiments"),
         long="results/table3_long.csv",
     params:
-        runs=[(d, row, train) for d in TABLE3_DATASETS for row, train, _ in table3_runs(d)],
+        runs=[(d, row, train) for d in TABLE3_DATASETS for row, train, _ in PLAN.table3_runs(d)],
         reported={d: config["datasets"][d]["experiments"]["reported"]["table3"] for d in TABLE3_DATASETS},
     log:
         "logs/table3.log",

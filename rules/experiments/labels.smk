@@ -45,15 +45,15 @@ use rule evaluate as evaluate_labels with:
 
 rule table4:
     input:
-        metrics=table4_metrics(table4_runs()),
+        metrics=PLAN.table4_metrics(),
         train=expand("results/{dataset}/data/train.zarr", dataset=TABLE4_DATASETS),
     output:
         table=report("results/table4.csv", caption="../report/table4.rst", category="Experiments"),
         long="results/table4_long.csv",
     params:
-        runs=[(d, key, n, model_seed(d, key) if plan_of(d, key)["source"] == "adm" else None, s) for d, key, n, s in table4_runs()],
+        runs=[(d, key, n, PLAN.run_model_seed(d, key), s) for d, key, n, s in PLAN.table4_runs()],
         datasets=TABLE4_DATASETS,
-        names={m: PLANS[DATASETS[0]][m]["name"] for m in METHODS},
+        names=PLAN.names(),
         reported={d: config["datasets"][d]["experiments"]["reported"]["table4"] for d in TABLE4_DATASETS},
     log:
         "logs/table4.log",

@@ -5,56 +5,17 @@
 # variant as in Table 2 (predictions temporary). The "+ +" row is Table 2's run.
 
 
-for _dataset in DATASETS:
-    for _method in noise_methods(_dataset):
-        _plan = PLANS[_dataset][_method]
-
-        rule:
-            name:
-                f"extract_noise_{_dataset}_{_method}"
-            input:
-                unpack(extraction_inputs(_dataset, _method)),
-            output:
-                [directory(f"results/{_dataset}/features/{{model}}/{{split}}/{{folder}}/{backbones.store_name(layer, t)}")
-                 for layer, t in fixed_cells(_dataset, _method)],
-            params:
-                dataset=_dataset,
-                plan=_plan,
-                extraction=extraction_settings(_dataset),
-                layers=_plan["layers"],
-                timesteps=_plan["timesteps"],
-                model_seed=model_seed_param(_dataset),
-                noise_mode=lambda wc, _d=_dataset: folder_noise(wc.folder, noise_base_seed(_d))[0],
-                noise_seed=lambda wc, _d=_dataset: folder_noise(wc.folder, noise_base_seed(_d))[1],
-                torch_threads=config["datasets"][_dataset]["features"]["threads"],
-            log:
-                f"logs/extract_noise/{_dataset}_{{model}}_{{split}}_{{folder}}.log",
-            benchmark:
-                f"benchmarks/runs/extract_noise/{_dataset}_{{model}}_{{split}}_{{folder}}.tsv"
-            wildcard_constraints:
-                model=_method + (r"(_m\d+)?" if _plan["source"] == "adm" else ""),
-                split="train|test",
-            threads: config["datasets"][_dataset]["features"]["threads"]
-            resources:
-                gpu=1,
-                mem_mb=8000,
-            conda:
-                CONDA_ENV
-            script:
-                workflow_script("extract_features.py")
-
-
 use rule train_ensemble as train_ensemble_noise with:
     input:
         data="results/{dataset}/data/train.zarr",
-        stores=lambda wc: variant_stores(wc.dataset, wc.method, "train", wc.variant),
+        stores=lambda wc: PLAN.variant_stores(wc.dataset, wc.method, "train", wc.variant),
     output:
         models=per_seed("results/{{dataset}}/{{method}}/noise_{{variant}}/seed{seed}/ensemble.pt"),
         histories=per_seed("results/{{dataset}}/{{method}}/noise_{{variant}}/seed{seed}/training_history.csv"),
         features="results/{dataset}/{method}/noise_{variant}/features.json",
     params:
         runs_own_stores=False,
-        noise_draws=lambda wc: ds(wc)["experiments"]["noise_draws"] if wc.variant == "fresh" else 1,
+        noise_draws=lambda wc: dataset_settings(wc)["experiments"]["noise_draws"] if wc.variant == "fresh" else 1,
     log:
         "logs/train_ensemble_noise/{dataset}_{method}_{variant}.log",
     benchmark:
@@ -65,7 +26,7 @@ use rule predict as predict_noise with:
     input:
         models=per_seed("results/{{dataset}}/{{method}}/noise_{{variant}}/seed{seed}/ensemble.pt"),
         data="results/{dataset}/data/test.zarr",
-        stores=lambda wc: variant_stores(wc.dataset, wc.method, "test", wc.variant),
+        stores=lambda wc: PLAN.variant_stores(wc.dataset, wc.method, "test", wc.variant),
     output:
         predictions=[temp(directory(p)) for p in per_seed("results/{{dataset}}/{{method}}/noise_{{variant}}/seed{seed}/predictions.zarr")],
         masks=[temp(directory(p)) for p in per_seed("results/{{dataset}}/{{method}}/noise_{{variant}}/seed{seed}/masks")],
@@ -90,13 +51,13 @@ use rule evaluate as evaluate_noise with:
 
 rule table5:
     input:
-        metrics=table5_metrics(table5_runs()),
+        metrics=PLAN.table5_metrics(),
     output:
         table=report("results/table5.csv", caption="../report/table5.rst", category="Experiments"),
         long="results/table5_long.csv",
     params:
-        runs=[(d, key, v, model_seed(d, key) if plan_of(d, key)["source"] == "adm" else None, s) for d, key, v, s in table5_runs()],
-        names={m: PLANS[DATASETS[0]][m]["name"] for m in METHODS},
+        runs=[(d, key, v, PLAN.run_model_seed(d, key), s) for d, key, v, s in PLAN.table5_runs()],
+        names=PLAN.names(),
         reported={d: config["datasets"][d]["experiments"]["reported"].get("table5") for d in DATASETS},
         draws={d: config["datasets"][d]["experiments"]["noise_draws"] for d in DATASETS},
     log:

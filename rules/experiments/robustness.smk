@@ -12,8 +12,8 @@ checkpoint corruption_check:
     output:
         "results/{dataset}/data/corruptions.json",
     params:
-        corruptions=lambda wc: ds(wc)["experiments"]["corruptions"],
-        severities=lambda wc: severities(wc.dataset),
+        corruptions=lambda wc: dataset_settings(wc)["experiments"]["corruptions"],
+        severities=lambda wc: PLAN.severities(wc.dataset),
     log:
         "logs/corruption_check/{dataset}.log",
     threads: 1
@@ -33,9 +33,9 @@ for _dataset in DATASETS:
         input:
             data=f"results/{_dataset}/data/test.zarr",
         output:
-            [directory(corrupted_split(_dataset, "{corruption}", s)) for s in severities(_dataset)],
+            [directory(f"results/{_dataset}/data/test-{{corruption}}-{s}.zarr") for s in PLAN.severities(_dataset)],
         params:
-            severities=severities(_dataset),
+            severities=PLAN.severities(_dataset),
         log:
             f"logs/corrupt_test/{_dataset}_{{corruption}}.log",
         threads: 1
@@ -49,29 +49,29 @@ for _dataset in DATASETS:
 
 rule robustness_scores:
     input:
-        unpack(robustness_inputs),
+        unpack(get_robustness_inputs),
     output:
         "results/{dataset}/{method}/robustness/{corruption}.csv",
     params:
         dataset=lambda wc: wc.dataset,
-        plan=lambda wc: plan_of(wc.dataset, wc.method),
-        extraction=lambda wc: extraction_settings(wc.dataset),
-        model_seed=lambda wc: model_seed(wc.dataset, wc.method),
+        plan=lambda wc: PLAN.plan_of(wc.dataset, wc.method),
+        extraction=lambda wc: PLAN.extraction_settings(wc.dataset),
+        model_seed=lambda wc: PLAN.model_seed(wc.dataset, wc.method),
         seeds=SEEDS,
-        runs_own_stores=lambda wc: per_run_noise(wc.dataset, wc.method),
-        noise_seeds=lambda wc: SEEDS if per_run_noise(wc.dataset, wc.method) else [ds(wc)["features"]["noise_seed"]],
-        severities=lambda wc: severities(wc.dataset),
-        evaluation=lambda wc: ds(wc)["evaluation"],
-        precision=lambda wc: ds(wc)["ensemble"]["precision"],
-        torch_threads=lambda wc: ds(wc)["features"]["threads"],
+        runs_own_stores=lambda wc: PLAN.per_run_noise(wc.dataset, wc.method),
+        noise_seeds=lambda wc: SEEDS if PLAN.per_run_noise(wc.dataset, wc.method) else [dataset_settings(wc)["features"]["noise_seed"]],
+        severities=lambda wc: PLAN.severities(wc.dataset),
+        evaluation=lambda wc: dataset_settings(wc)["evaluation"],
+        precision=lambda wc: dataset_settings(wc)["ensemble"]["precision"],
+        torch_threads=lambda wc: dataset_settings(wc)["features"]["threads"],
     log:
         "logs/robustness_scores/{dataset}_{method}_{corruption}.log",
     benchmark:
         "benchmarks/runs/robustness_scores/{dataset}_{method}_{corruption}.tsv"
-    threads: lambda wc: ds(wc)["features"]["threads"]
+    threads: lambda wc: dataset_settings(wc)["features"]["threads"]
     resources:
         mem_mb=lambda wc: ensemble_mem_mb(wc) + 4000,
-        gpu=lambda wc: int(backbones.source(plan_of(wc.dataset, wc.method)["source"]).RUNS_A_MODEL) or ensemble_gpu(wc),
+        gpu=lambda wc: int(backbones.source(PLAN.plan_of(wc.dataset, wc.method)["source"]).RUNS_A_MODEL) or ensemble_gpu(wc),
     conda:
         CONDA_ENV
     script:
@@ -80,14 +80,14 @@ rule robustness_scores:
 
 rule robustness:
     input:
-        corrupted=robustness_scores,
-        clean=lambda wc: [f"results/{wc.dataset}/{key}/seed{s}/metrics.json" for key, s in experiment_runs(wc.dataset)],
+        corrupted=get_robustness_scores,
+        clean=lambda wc: [f"results/{wc.dataset}/{key}/seed{s}/metrics.json" for key, s in PLAN.experiment_runs(wc.dataset)],
     output:
         report("results/{dataset}/robustness.csv", caption="../report/robustness.rst", category="{dataset}",
                subcategory="experiments", labels={"result": "robustness to corruptions"}),
     params:
-        runs=lambda wc: experiment_runs(wc.dataset),
-        names=lambda wc: {key: plan_of(wc.dataset, key)["name"] for key, _ in experiment_runs(wc.dataset)},
+        runs=lambda wc: PLAN.experiment_runs(wc.dataset),
+        names=lambda wc: {key: PLAN.plan_of(wc.dataset, key)["name"] for key, _ in PLAN.experiment_runs(wc.dataset)},
     log:
         "logs/robustness/{dataset}.log",
     threads: 1

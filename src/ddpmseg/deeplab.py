@@ -23,7 +23,7 @@ import torchvision
 
 from ddpmseg.errors import CheckpointError
 from ddpmseg.evaluate import mean_iou
-from ddpmseg.features import model_input
+from ddpmseg.model_input import model_input
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ import torch
 from PIL import Image
 
 from ddpmseg.ensemble import first_layer_projections, predict_probabilities, probabilities_from_first_layer
-from ddpmseg.features import native_maps, sample_pixel_features
+from ddpmseg.stores import native_maps, sample_pixel_features
 
 
 def majority_vote(probabilities: torch.Tensor) -> torch.Tensor:

@@ -5,9 +5,9 @@ the Snakefile plans every job from these plans.
 `methods:` in the config is a list of built-in method keys (`BUILTIN`) or a mapping key ->
 definition (null switches a method off): {source: <a key of backbones.SOURCES>, name: <table
 row>, <the source's settings>}; a built-in key needs no source. A dataset's
-`methods.<key>` mapping overrides the settings for that dataset (e.g. its checkpoint). The ADM
-source takes its model from the dataset's `diffusion` section and its default layers and
-timesteps from `features.blocks` / `features.timesteps`.
+`methods.<key>` mapping overrides the settings for that dataset (e.g. its checkpoint). What a
+source takes from the dataset's config (the ADM: its `diffusion` section, `features.blocks`) is
+the source's own `complete_settings` and `model_origin`.
 """
 
 import copy
@@ -107,65 +107,65 @@ def _merge(base: dict, update: dict) -> dict:
 def plan(key: str, definition: dict, dataset: str, dataset_settings: dict) -> dict:
     """What the workflow needs of one method on one dataset: {key, source, name, settings,
     layers (names or 'auto'), timesteps (ints, 'auto', or None for a source without them),
-    table {layer: [channels, resolution]} (None for an ADM checkpoint whose flags lack
-    num_res_blocks: known once it is read), checkpoint (a given file or None), model_seeds
-    (the ADM source's `diffusion.seeds`; one seed for the others), pretrain (the workflow
-    pretrains it: no checkpoint given)}.
-    Raises ConfigProblem naming the key of an unknown layer."""
-    source_name = definition["source"]
-    source = backbones.source(source_name)
-    settings = _settings(key, definition, dataset, dataset_settings)
+    table {layer: [channels, resolution]} (None where only the checkpoint tells), checkpoint (a
+    given file or None), model_seeds, pretrain (the workflow pretrains it: no checkpoint given),
+    stage_trained (the diffusion stage trains it when no checkpoint is given)}: the source's
+    `complete_settings` and `model_origin` (`backbones.contract`). Raises ConfigProblem naming
+    the key of an unknown layer or timestep."""
+    source = backbones.source(definition["source"])
+    settings = _completed_settings(key, definition, dataset, dataset_settings)
+    origin = source.model_origin(settings, dataset_settings)
     size = dataset_settings["image_size"]
-    diffusion, features = dataset_settings["diffusion"], dataset_settings["features"]
-    if source_name == "adm":
-        settings["flags"] = diffusion["flags"]
-        settings["blocks"] = [] if features["blocks"] == "auto" else features["blocks"]
-        if settings["layers"] is None:
-            settings["layers"] = "auto" if features["blocks"] == "auto" else backbones.source("adm").default_layers(
-                settings, size)
-        if settings["timesteps"] is None:
-            settings["timesteps"] = features["timesteps"]
-        if (settings["layers"] == "auto") != (settings["timesteps"] == "auto"):
-            raise ConfigProblem(f"config: datasets.{dataset} method {key}: layers and timesteps must both be 'auto' "
-                                "(the sweep picks (layer, timestep) cells) or both be lists")
-        checkpoint = diffusion["checkpoint"]
-        seeds = diffusion["seeds"]
-        pretrain = False
-    else:
-        if source.TAKES_TIMESTEPS and settings["timesteps"] is None:
-            settings["timesteps"] = features["timesteps"]
-        if settings["layers"] is None:
-            settings["layers"] = "auto" if settings.get("timesteps") == "auto" else _source_call(
-                source.default_layers, key, dataset, settings, size)
-        if source.TAKES_TIMESTEPS and (settings["layers"] == "auto") != (settings["timesteps"] == "auto"):
-            raise ConfigProblem(f"config: datasets.{dataset} method {key}: layers and timesteps must both be 'auto' "
-                                "(the sweep picks (layer, timestep) cells) or both be lists")
-        checkpoint = settings.get("checkpoint")
-        seeds = [settings["train"]["seed"]] if "train" in settings else [0]
-        pretrain = source.PRETRAINED_BY_WORKFLOW and checkpoint is None and settings.get("weights") != "random"
-    known = source_name != "adm" or not checkpoint or "num_res_blocks" in diffusion["flags"]
     table = {layer: list(shape) for layer, shape in _source_call(source.layer_table, key, dataset, settings,
-                                                                 size).items()} if known else None
-    layers = settings["layers"]
-    if layers != "auto" and table is not None:
-        unknown = [layer for layer in layers if layer not in table]
-        if unknown:
-            raise ConfigProblem(f"config: datasets.{dataset} method {key}: layer {unknown[0]!r} does not exist; "
-                                f"{source_name} has {', '.join(table)}")
-    if layers != "auto":
-        layers = list(dict.fromkeys(layers))
-    timesteps = settings.get("timesteps") if source.TAKES_TIMESTEPS else None
-    if isinstance(timesteps, list):
-        length = _source_call(source.schedule_length, key, dataset, settings)
-        beyond = [t for t in timesteps if t >= length]
-        if beyond:
-            raise ConfigProblem(f"config: datasets.{dataset} method {key}: timestep {beyond[0]} does not exist: "
-                                f"its noise schedule has {length} steps (t in 0..{length - 1})")
+                                                                 size).items()} if origin["table_known"] else None
     return {
-        "key": key, "source": source_name, "name": definition.get("name", source.NAME), "settings": settings,
-        "layers": layers, "timesteps": timesteps if timesteps in (None, "auto") else sorted(set(timesteps)),
-        "table": table, "checkpoint": checkpoint, "model_seeds": seeds, "pretrain": pretrain,
+        "key": key, "source": definition["source"], "name": definition.get("name", source.NAME), "settings": settings,
+        "layers": _checked_layers(key, dataset, settings, table, definition["source"]),
+        "timesteps": _checked_timesteps(key, dataset, settings, source), "table": table,
+        "checkpoint": origin["checkpoint"], "model_seeds": origin["model_seeds"],
+        "pretrain": source.PRETRAINED_BY_WORKFLOW and origin["checkpoint"] is None and settings.get("weights") != "random",
+        "stage_trained": origin["stage_trained"],
     }
+
+
+def _completed_settings(key: str, definition: dict, dataset: str, dataset_settings: dict) -> dict:
+    """The method's settings completed from the dataset (`complete_settings`), null layers made
+    the source's default layers ('auto' with 'auto' timesteps)."""
+    source = backbones.source(definition["source"])
+    settings = source.complete_settings(_settings(key, definition, dataset, dataset_settings), dataset_settings)
+    if settings["layers"] is None:
+        settings["layers"] = "auto" if settings.get("timesteps") == "auto" else _source_call(
+            source.default_layers, key, dataset, settings, dataset_settings["image_size"])
+    if source.TAKES_TIMESTEPS and (settings["layers"] == "auto") != (settings["timesteps"] == "auto"):
+        raise ConfigProblem(f"config: datasets.{dataset} method {key}: layers and timesteps must both be 'auto' "
+                            "(the sweep picks (layer, timestep) cells) or both be lists")
+    return settings
+
+
+def _checked_layers(key: str, dataset: str, settings: dict, table: dict | None, source_name: str):
+    """The method's layers without repeats ('auto' as it is); ConfigProblem for a layer the table lacks."""
+    layers = settings["layers"]
+    if layers == "auto":
+        return layers
+    unknown = [layer for layer in layers if table is not None and layer not in table]
+    if unknown:
+        raise ConfigProblem(f"config: datasets.{dataset} method {key}: layer {unknown[0]!r} does not exist; "
+                            f"{source_name} has {', '.join(table)}")
+    return list(dict.fromkeys(layers))
+
+
+def _checked_timesteps(key: str, dataset: str, settings: dict, source):
+    """The method's timesteps sorted without repeats (None for a source without, 'auto' as it
+    is); ConfigProblem for one beyond the source's noise schedule."""
+    timesteps = settings.get("timesteps") if source.TAKES_TIMESTEPS else None
+    if timesteps in (None, "auto"):
+        return timesteps
+    length = _source_call(source.schedule_length, key, dataset, settings)
+    beyond = [t for t in timesteps if t >= length]
+    if beyond:
+        raise ConfigProblem(f"config: datasets.{dataset} method {key}: timestep {beyond[0]} does not exist: "
+                            f"its noise schedule has {length} steps (t in 0..{length - 1})")
+    return sorted(set(timesteps))
 
 
 def _source_call(function, key: str, dataset: str, *args):

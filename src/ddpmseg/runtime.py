@@ -25,11 +25,16 @@ def start_rule(snakemake) -> logging.Logger:
     torch.set_num_threads(int(snakemake.params.get("torch_threads", 1)))
     logger = logging.getLogger(f"ddpmseg.rules.{snakemake.rule}")
     sys.excepthook = _user_errors_first(logger, snakemake.log[0])
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = pick_device()
     logger.info("rule %s, wildcards %s, %d torch threads (%d CPUs available), device %s",
         snakemake.rule, dict(snakemake.wildcards), torch.get_num_threads(), len(os.sched_getaffinity(0)), device,
     )
     return logger
+
+
+def pick_device() -> str:
+    """'cuda' when a GPU is visible, else 'cpu'."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _user_errors_first(logger: logging.Logger, log_path: str):

@@ -210,7 +210,8 @@ class Segmenter:
     def _predict_stores(self, images: np.ndarray, features_dir: Path, device: str) -> tuple:
         from ddpmseg.ensemble import ensemble_from_state_dict
         from ddpmseg.evaluate import predict_images
-        from ddpmseg.features import build_method_model, extract_cells, open_stores
+        from ddpmseg.features import build_method_model, extract_cells
+        from ddpmseg.stores import open_stores
         from ddpmseg.precision import matmul_dtype, resolve
 
         recipe = self.description["features"]

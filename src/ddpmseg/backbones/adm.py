@@ -15,14 +15,18 @@ dataset's `diffusion.flags`), `blocks` (the dataset's `features.blocks`, the def
 from dataclasses import dataclass
 from typing import Any
 
-from ddpmseg.sweep import decoder_block_count, parse_channel_mult
+from ddpmseg.backbones.defaults import SweepProblem
+from ddpmseg.sweep import decoder_block_count, kmeans_blocks, nearest_in_grid, parse_channel_mult
 
 NAME = "DDPM"
 TAKES_TIMESTEPS = True
 NORMALISATION = "[-1, 1]"
 BUILT_FROM = "a guided-diffusion checkpoint, or trained by the workflow on the unlabeled images (rules/diffusion.smk)"
 PRETRAINED_BY_WORKFLOW = False  # its training is a stage of its own, with model seeds
+DIFFUSION_STAGE = True
+HAS_MODEL_SEEDS = True
 RUNS_A_MODEL = True  # its extraction jobs ask for a GPU
+FIGURE_AXES = "decoder block and diffusion step"
 
 SETTINGS = {
     "type": "object",
@@ -87,6 +91,48 @@ def layer_table(settings: dict, image_size: int) -> dict:
 def default_layers(settings: dict, image_size: int) -> list:
     """The dataset's `features.blocks` (passed as settings['blocks'])."""
     return [layer_name(b) for b in settings["blocks"]]
+
+
+def complete_settings(settings: dict, dataset_settings: dict) -> dict:
+    """The dataset's diffusion flags, and its `features.blocks` / `features.timesteps` as the
+    default layers and timesteps ('auto' for both when blocks is 'auto')."""
+    features = dataset_settings["features"]
+    settings["flags"] = dataset_settings["diffusion"]["flags"]
+    settings["blocks"] = [] if features["blocks"] == "auto" else features["blocks"]
+    if settings["layers"] is None:
+        settings["layers"] = "auto" if features["blocks"] == "auto" else default_layers(
+            settings, dataset_settings["image_size"])
+    if settings["timesteps"] is None:
+        settings["timesteps"] = features["timesteps"]
+    return settings
+
+
+def model_origin(settings: dict, dataset_settings: dict) -> dict:
+    """The dataset's diffusion model: its `diffusion.checkpoint` (or, for trained weights, the
+    diffusion stage's model of each of `diffusion.seeds`); the layer table is known before the
+    checkpoint is read only where the flags give num_res_blocks."""
+    diffusion = dataset_settings["diffusion"]
+    checkpoint = diffusion["checkpoint"]
+    return {"checkpoint": checkpoint, "model_seeds": diffusion["seeds"],
+            "stage_trained": settings["weights"] == "trained",
+            "table_known": not checkpoint or "num_res_blocks" in diffusion["flags"]}
+
+
+def sweep_layers(settings: dict, table: dict | None, probes: dict) -> tuple:
+    """The decoder blocks of `probes.blocks` (default all), and Figure 4's: `probes.kmeans.blocks`
+    or the paper's relative depths, each the nearest swept block. SweepProblem where neither the
+    flags nor probes.blocks tell the blocks of a checkpoint."""
+    if table is None and probes["blocks"] is None:
+        raise SweepProblem("the number of decoder blocks of its checkpoint is not known before it is read; give "
+                           "num_res_blocks (and channel_mult) in its diffusion flags, or list probes.blocks")
+    blocks = sorted(set(probes["blocks"])) if probes["blocks"] is not None else list(range(len(table)))
+    k_blocks = nearest_in_grid(probes["kmeans"]["blocks"] or kmeans_blocks(max(blocks) + 1), blocks)
+    return [layer_name(b) for b in blocks], [layer_name(b) for b in k_blocks]
+
+
+def model_settings(model) -> dict:
+    """The loaded model's full flags (a checkpoint's architecture, known once read)."""
+    return {"flags": model.flags}
 
 
 @dataclass

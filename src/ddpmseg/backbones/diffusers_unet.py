@@ -23,6 +23,9 @@ from pathlib import Path
 
 from ddpmseg.backbones import pretraining_budget
 from ddpmseg.errors import CheckpointError
+from ddpmseg.backbones.defaults import (  # noqa: F401  (the contract's usual answers)
+    DIFFUSION_STAGE, FIGURE_AXES, HAS_MODEL_SEEDS, complete_settings, model_origin, model_settings, sweep_layers,
+)
 
 NAME = "DDPM (diffusers)"
 TAKES_TIMESTEPS = True
@@ -349,7 +352,7 @@ def pretrain(settings: dict, images, device: str):
     from diffusers import DDPMScheduler, UNet2DModel
     from diffusers.training_utils import EMAModel
 
-    from ddpmseg.features import model_input
+    from ddpmseg.model_input import model_input
     from ddpmseg.training import TrainingRecord
 
     train = settings["train"]

@@ -19,6 +19,9 @@ import logging
 import math
 
 from ddpmseg.backbones import pretraining_budget
+from ddpmseg.backbones.defaults import (  # noqa: F401  (the contract's usual answers)
+    DIFFUSION_STAGE, FIGURE_AXES, HAS_MODEL_SEEDS, complete_settings, model_origin, model_settings, sweep_layers,
+)
 
 NAME = "MAE"
 TAKES_TIMESTEPS = False
@@ -281,7 +284,7 @@ def pretrain(settings: dict, images, device: str):
     import numpy as np
     import torch
 
-    from ddpmseg.features import model_input
+    from ddpmseg.model_input import model_input
     from ddpmseg.training import TrainingRecord
 
     arch, train = settings["arch"], settings["train"]

@@ -3,6 +3,10 @@ and its x, y in [-1, 1] (77 features)."""
 
 from ddpmseg.backbones.pixels import coordinates
 
+from ddpmseg.backbones.defaults import (  # noqa: F401  (the contract's usual answers)
+    DIFFUSION_STAGE, FIGURE_AXES, HAS_MODEL_SEEDS, complete_settings, model_origin, model_settings, sweep_layers,
+)
+
 NAME = "Patch (5x5 RGB+xy)"
 TAKES_TIMESTEPS = False
 NORMALISATION = "[-1, 1]"

@@ -1,5 +1,9 @@
 """The 'Pixels' control: each pixel's RGB in [-1, 1] and its x, y in [-1, 1] (5 features)."""
 
+from ddpmseg.backbones.defaults import (  # noqa: F401  (the contract's usual answers)
+    DIFFUSION_STAGE, FIGURE_AXES, HAS_MODEL_SEEDS, complete_settings, model_origin, model_settings, sweep_layers,
+)
+
 NAME = "Pixels (RGB+xy)"
 TAKES_TIMESTEPS = False
 NORMALISATION = "[-1, 1]"

@@ -24,6 +24,9 @@ from pathlib import Path
 from ddpmseg.backbones import diffusers_unet
 from ddpmseg.backbones.diffusers_unet import decoder_activations, decoder_table
 from ddpmseg.errors import CheckpointError
+from ddpmseg.backbones.defaults import (  # noqa: F401  (the contract's usual answers)
+    DIFFUSION_STAGE, FIGURE_AXES, HAS_MODEL_SEEDS, complete_settings, model_origin, model_settings, sweep_layers,
+)
 
 NAME = "Stable Diffusion"
 TAKES_TIMESTEPS = True
