@@ -12,7 +12,7 @@ report: "rules/report/workflow.rst"
 
 
 include: "rules/common.smk"
-include: "rules/resources.smk"
+include: "rules/downloads.smk"
 include: "rules/datasets.smk"
 include: "rules/diffusion.smk"
 include: "rules/pretrain.smk"

@@ -2,6 +2,7 @@
 # constraints, and the input functions of the stage files (get_*).
 import csv
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -166,7 +167,7 @@ def get_dataset_source(wildcards):
 
 
 def get_extraction_inputs(job):
-    """The input function of extraction rule `job` (`ddpmseg.plan.Extraction`): the prepared
+    """The input function of one extraction (`job`, a `ddpmseg.plan.Extraction`), giving the prepared
     split and the model's checkpoint (none for a source without a model or random weights
     built from settings; a diffusion snapshot for the budget curve)."""
 

@@ -7,7 +7,7 @@ rule table2:
         metrics=[f"results/{d}/{key}/seed{s}/metrics.json" for d, key, s in RUNS + DISTILL_RUNS],
         overviews=expand("results/{dataset}/overview.png", dataset=DATASETS),
         features=[f"results/{d}/{m}/features.json" for d in DATASETS for m in PLAN.described_methods(d)],
-        training=PLAN.training_outcomes(),
+        training=[path for _, path in PLAN.training_outcomes()],
         distill=[f"results/{d}/{key}/seed{s}/training.json" for d, key, s in DISTILL_RUNS],
     output:
         table=report("results/table2.csv", caption="report/table2.rst", category="Table 2"),
@@ -18,6 +18,9 @@ rule table2:
         + [list(run[:2]) + [None, run[2]] for run in DISTILL_RUNS],
         names=PLAN.names() | {f"distill_{p}": n for p, n in POOL_NAMES.items()},
         trained_adm=bool(PLAN.stage_trained_methods(DATASETS[0])),
+        described=[(d, m) for d in DATASETS for m in PLAN.described_methods(d)],  # in the order of input.features
+        training_datasets=[d for d, _ in PLAN.training_outcomes()],
+        distill_runs=DISTILL_RUNS,
     log:
         "logs/table2.log",
     threads: 1

@@ -8,8 +8,9 @@ import zarr
 from ddpmseg.datasets import prepare_split, write_split_variant
 from ddpmseg.experiments.annotated import table3
 from ddpmseg.experiments.budget import budget_summary, first_clear_lead
-from ddpmseg.experiments.corruptions import check_corruptions, corrupt_images, robustness_summary
-from ddpmseg.experiments.labels import label_subset, mask_outside, table4
+from ddpmseg.experiments.robustness import check_corruptions, corrupt_images, robustness_summary
+from ddpmseg.ensemble import mask_outside
+from ddpmseg.experiments.labels import label_subset, table4
 from ddpmseg.experiments.per_class import per_class_table
 from ddpmseg.synthetic import generate_dataset
 

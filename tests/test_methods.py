@@ -22,7 +22,6 @@ def config(methods, dataset_methods=None):
 
 def test_every_source_schema_is_valid_and_its_defaults_pass():
     validate_source_schemas()
-    assert set(backbones.SOURCES) == {"adm", "diffusers_unet", "stable_diffusion", "mae", "swav", "pixels", "patch"}
 
 
 def test_default_methods_keep_todays_rows_layers_and_cells():

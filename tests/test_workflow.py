@@ -1,5 +1,6 @@
 """The workflow itself: lint, the DAG of the default and tiny configs, and one real run."""
 
+import fcntl
 import json
 import os
 import shutil
@@ -18,7 +19,7 @@ from PIL import Image
 
 from ddpmseg.download import sha256_of
 from ddpmseg.errors import CheckpointError
-from ddpmseg.features import open_store
+from ddpmseg.stores import open_store
 from ddpmseg.sampling import sample_batch
 from ddpmseg.segmenter import Segmenter
 from ddpmseg.synthetic import render_sample
@@ -132,17 +133,148 @@ def test_any_changed_file_of_a_dataset_reruns_its_preparation(tmp_path):
     assert summary["counts"] == {"train": 2, "test": 3, "unlabeled": 2} and len(summary["manifest_sha256"]) == 64
 
 
-@pytest.mark.slow
-def test_tiny_workflow_end_to_end(tmp_path):
-    clean, killed = tmp_path / "clean", tmp_path / "killed"
+END_TO_END_ARGS = ("results/table2.csv", "--configfile", str(TEST_CONFIG))
+# deleting this test store recomputes only what depends on it
+DELETED_STORE = "results/tiny/features/ddpm/test/features_b2_t5.zarr"
+NUMBERS = ["dataset", "method", "seed", "miou", "miou_soft"]  # the columns of table2_long.csv that must not change
+
+
+def released_gan_samples():
+    """(samples, rng): the six (image, label, ...) samples of the end-to-end run's released synthetic
+    set, rendered at 32x32 from seed 7, and the generator after them (it draws their uncertainties)."""
+    rng = np.random.default_rng(7)
+    return [render_sample(rng, 32) for _ in range(6)], rng
+
+
+def _run_tiny_workflow(root: Path) -> dict:
+    """Every command of the end-to-end run, in order, under `root`: Table 2 on tests/config.test.yaml
+    in root/clean; a dry rerun; a test store deleted and recomputed; a folder segmented and three
+    pools distilled (Table 3); the probe sweep (`figures`); `experiments`; the report; and in
+    root/killed a DDPM-only run killed during feature extraction and resumed with --cores 1.
+
+    What the tests read that a later command changes is kept as it was: copies in root/snapshots
+    (table2.csv and table2_long.csv after the first run, table2_long.csv after the recompute,
+    table2.csv after the distillation), and the returned dict (JSON-able) of what the commands
+    printed or planned: rerun (the dry rerun's output), jobs_after_deletion, figures_jobs,
+    figures_dry, experiments_jobs ({rule: count} / the dry run's stdout), killed_left_table2 (bool).
+    """
+    clean, killed = root / "clean", root / "killed"
     for workdir in (clean, killed):
         workdir.mkdir()
         shutil.copy(REPO / "config.yaml", workdir / "config.yaml")
-    args = ("results/table2.csv", "--configfile", str(TEST_CONFIG))
+    args = END_TO_END_ARGS
     snakemake(clean, *args)
     results = clean / "results"
+    snapshots = root / "snapshots"
+    snapshots.mkdir()
+    shutil.copy(results / "table2.csv", snapshots / "table2.csv")
+    shutil.copy(results / "table2_long.csv", snapshots / "table2_long.csv")
+    observed = {}
 
-    table = pd.read_csv(results / "table2.csv", index_col=0)
+    # a finished run has nothing left to do
+    rerun = snakemake(clean, "-n", *args)
+    observed["rerun"] = rerun.stdout + rerun.stderr
+
+    # deleting one test store recomputes only what depends on it. Snakemake leaves a deleted
+    # intermediate alone while everything after it is up to date, so the store is named as a
+    # target beside the table (as the README says).
+    shutil.rmtree(clean / DELETED_STORE)
+    observed["jobs_after_deletion"] = planned_jobs(clean, DELETED_STORE, *args)
+    snakemake(clean, DELETED_STORE, *args)
+    shutil.copy(results / "table2_long.csv", snapshots / "table2_long.recomputed.csv")
+
+    # a folder of images in no split, segmented by a seed's bundle from the workflow
+    folder = root / "to_segment"
+    (folder / "sub").mkdir(parents=True)
+    sources = sorted((clean / "resources/tiny/source/unlabeled").glob("*.png"))[:3]
+    for source, target in zip(sources, ("a.png", "b.jpg", "sub/c.png")):
+        Image.open(source).convert("RGB").resize((48, 48)).save(folder / target, quality=95)
+    # a released synthetic dataset in the paper's npz layout (images, labels, latents, uncertainties)
+    rendered, rng = released_gan_samples()
+    released = root / "released_gan" / "tiny.npz"
+    released.parent.mkdir()
+    np.savez(released, np.stack([r[0] for r in rendered]), np.stack([r[1] for r in rendered]), np.zeros((6, 4)),
+             rng.random(6))
+    segment_config = root / "segment.yaml"  # with the distillation of three pools into DeepLab, seed 1
+    segment_config.write_text(
+        "datasets:\n  tiny:\n    segment:\n"
+        f"      pool: {{path: {folder}, seed: 1}}\n      pool_deeplab: {{path: {folder}, model: deeplab, seed: 1}}\n"
+        "    distill: {pools: [ddpm, unlabeled, released_gan], seeds: [1], n_samples: 6, sample_batch: 4,\n"
+        f"              timestep_respacing: ddim5, labelled_by: ddpm, released: {{gan: {released.parent}}},\n"
+        "              uncertainty_portion: 0.25, deeplab: {backbone: mobilenet_v3_large, epochs: 2, batch_size: 2}}\n")
+    both = ("--configfile", str(TEST_CONFIG), str(segment_config))
+    snakemake(clean, "results/table2.csv", "results/table3.csv", "segment", *both)
+    shutil.copy(results / "table2.csv", snapshots / "table2.distilled.csv")
+
+    # the probe sweep after the ensemble
+    observed["figures_jobs"] = planned_jobs(clean, "figures", "--configfile", str(TEST_CONFIG))
+    observed["figures_dry"] = snakemake(clean, "-n", "figures", "--configfile", str(TEST_CONFIG)).stdout
+    snakemake(clean, "figures", "--configfile", str(TEST_CONFIG))
+
+    # the experiments
+    observed["experiments_jobs"] = planned_jobs(clean, "experiments", *both)
+    snakemake(clean, "experiments", *both)
+
+    # Snakemake's report
+    snakemake(clean, "--report", "report.html", "results/table2.csv", "figures", "experiments", *both)
+
+    # killed in the middle of feature extraction and rerun with --cores 1 (DDPM alone)
+    ddpm_only = root / "ddpm_only.yaml"
+    ddpm_only.write_text("methods: [ddpm]\n")
+    killed_args = (*args, str(ddpm_only))
+    run_killed_during_extraction(killed, *killed_args, cores=1)
+    observed["killed_left_table2"] = (killed / "results/table2.csv").exists()
+    snakemake(killed, "--unlock", *killed_args)  # a killed Snakemake leaves its lock behind
+    snakemake(killed, *killed_args, cores=1)
+    return observed
+
+
+class TinyRun:
+    """The end-to-end run's folders (root, clean, killed, results = clean/results, folder: the
+    images segmented), `observed` (`_run_tiny_workflow`'s dict) and its snapshots of Table 2."""
+
+    def __init__(self, root: Path, observed: dict):
+        self.root, self.observed = root, observed
+        self.clean, self.killed, self.folder = root / "clean", root / "killed", root / "to_segment"
+        self.results = self.clean / "results"
+
+    def table(self) -> pd.DataFrame:
+        """table2.csv as the first run wrote it."""
+        return pd.read_csv(self.root / "snapshots/table2.csv", index_col=0)
+
+    def long(self) -> pd.DataFrame:
+        """table2_long.csv as the first run wrote it."""
+        return pd.read_csv(self.root / "snapshots/table2_long.csv")
+
+
+@pytest.fixture(scope="session")
+def tiny_workflow(tmp_path_factory) -> TinyRun:
+    """The end-to-end run (`_run_tiny_workflow`), once per test session. Under pytest-xdist the
+    workers share it: the first to need it runs it under a file lock in the session's base
+    temporary folder (the workers' folders are inside it) and the others wait for it, then read
+    it; a failed run fails the others' tests too, without running again."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if "PYTEST_XDIST_WORKER" in os.environ else base
+    root, observed_file, failed_file = (shared / f"tiny_workflow{suffix}" for suffix in ("", ".json", ".failed"))
+    with open(shared / "tiny_workflow.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if failed_file.exists():
+            pytest.fail(f"the end-to-end run failed in another worker:\n{failed_file.read_text()}")
+        if not observed_file.exists():
+            root.mkdir()
+            try:
+                observed = _run_tiny_workflow(root)
+            except Exception as exc:
+                failed_file.write_text(f"{type(exc).__name__}: {exc}")
+                raise
+            observed_file.write_text(json.dumps(observed))
+    return TinyRun(root, json.loads(observed_file.read_text()))
+
+
+@pytest.mark.slow
+def test_tiny_workflow_table2_rows_and_training_outcomes(tiny_workflow):
+    results = tiny_workflow.results
+    table = tiny_workflow.table()
     assert list(table.index) == ["DDPM", "UNet (untrained)", "MAE", "SwAV", "Pixels (RGB+xy)", "Patch (5x5 RGB+xy)",
                                  "DDPM: layers", "UNet (untrained): layers", "MAE: layers", "SwAV: layers",
                                  "Runs (± over)", "Diffusion training", "MAE training", "SwAV training"]
@@ -162,9 +294,13 @@ def test_tiny_workflow_end_to_end(tmp_path):
     training = json.loads((results / "tiny/diffusion/training.json").read_text())
     assert (training["steps"], training["stopped_by"], training["torch_threads"]) == (6, "max_steps", 2)
     assert list(table.columns) == ["tiny"] and table.loc["DDPM", "tiny"].count("±") == 1
-    long = pd.read_csv(results / "table2_long.csv")
+    long = tiny_workflow.long()
     assert len(long) == 12 and long["miou"].between(0, 1).all()
 
+
+@pytest.mark.slow
+def test_tiny_workflow_stores_open_with_xarray_and_dask_and_the_run_writes_its_outputs(tiny_workflow):
+    results = tiny_workflow.results
     store = open_store(str(results / "tiny/features/ddpm/test/features_b1_t20.zarr"))
     assert store.shape == (3, 64, 32, 32) and store.dtype == "float16"  # block 1 upsamples 16 -> 32
     assert store.attrs["timestep"] == 20 and len(store.attrs["checkpoint_sha256"]) == 64
@@ -186,45 +322,26 @@ def test_tiny_workflow_end_to_end(tmp_path):
         assert (results / png).stat().st_size > 10_000
     assert pd.read_csv(results / "tiny/diffusion/loss.csv")["step"].iloc[-1] == 6
 
+
+@pytest.mark.slow
+def test_tiny_workflow_rerun_does_nothing_and_a_deleted_store_recomputes_the_same_numbers(tiny_workflow):
+    observed = tiny_workflow.observed
     # a finished run has nothing left to do
-    rerun = snakemake(clean, "-n", *args)
-    assert "Nothing to be done" in rerun.stdout + rerun.stderr
+    assert "Nothing to be done" in observed["rerun"]
+    # deleting one test store recomputes only what depends on it, with the same numbers
+    assert observed["jobs_after_deletion"] == {
+        "extract_features_tiny_ddpm": 1, "predict": 1, "evaluate": 1, "overview": 1, "table2": 1}
+    long = tiny_workflow.long()
+    pd.testing.assert_frame_equal(pd.read_csv(tiny_workflow.root / "snapshots/table2_long.recomputed.csv")[NUMBERS],
+                                  long[NUMBERS])
 
-    # deleting one test store recomputes only what depends on it, with the same numbers. Snakemake
-    # leaves a deleted intermediate alone while everything after it is up to date, so the store
-    # is named as a target beside the table (as the README says).
-    deleted = "results/tiny/features/ddpm/test/features_b2_t5.zarr"
-    shutil.rmtree(clean / deleted)
-    jobs = planned_jobs(clean, deleted, *args)
-    assert jobs == {"extract_features_tiny_ddpm": 1, "predict": 1, "evaluate": 1, "overview": 1, "table2": 1}
-    snakemake(clean, deleted, *args)
-    numbers = ["dataset", "method", "seed", "miou", "miou_soft"]
-    pd.testing.assert_frame_equal(pd.read_csv(results / "table2_long.csv")[numbers], long[numbers])
 
-    # a folder of images in no split, segmented by a seed's bundle from the workflow, and the
-    # same masks from Python with the bundle alone; on the test split the bundle gives the
-    # predict rule's masks (extracted and predicted by other code)
-    folder = tmp_path / "to_segment"
-    (folder / "sub").mkdir(parents=True)
-    sources = sorted((clean / "resources/tiny/source/unlabeled").glob("*.png"))[:3]
-    for source, target in zip(sources, ("a.png", "b.jpg", "sub/c.png")):
-        Image.open(source).convert("RGB").resize((48, 48)).save(folder / target, quality=95)
-    # a released synthetic dataset in the paper's npz layout (images, labels, latents, uncertainties)
-    rng = np.random.default_rng(7)
-    rendered = [render_sample(rng, 32) for _ in range(6)]
-    released = tmp_path / "released_gan" / "tiny.npz"
-    released.parent.mkdir()
-    np.savez(released, np.stack([r[0] for r in rendered]), np.stack([r[1] for r in rendered]), np.zeros((6, 4)),
-             rng.random(6))
-    segment_config = tmp_path / "segment.yaml"  # with the distillation of three pools into DeepLab, seed 1
-    segment_config.write_text(
-        "datasets:\n  tiny:\n    segment:\n"
-        f"      pool: {{path: {folder}, seed: 1}}\n      pool_deeplab: {{path: {folder}, model: deeplab, seed: 1}}\n"
-        "    distill: {pools: [ddpm, unlabeled, released_gan], seeds: [1], n_samples: 6, sample_batch: 4,\n"
-        f"              timestep_respacing: ddim5, labelled_by: ddpm, released: {{gan: {released.parent}}},\n"
-        "              uncertainty_portion: 0.25, deeplab: {backbone: mobilenet_v3_large, epochs: 2, batch_size: 2}}\n")
-    both = ("--configfile", str(TEST_CONFIG), str(segment_config))
-    snakemake(clean, "results/table2.csv", "results/table3.csv", "segment", *both)
+@pytest.mark.slow
+def test_tiny_workflow_segments_a_folder_and_a_bundle_names_its_checkpoint(tiny_workflow, tmp_path):
+    """A folder of images in no split, segmented by a seed's bundle from the workflow, and the
+    same masks from Python with the bundle alone; on the test split the bundle gives the
+    predict rule's masks (extracted and predicted by other code)."""
+    results, folder = tiny_workflow.results, tiny_workflow.folder
     segmented = zarr.open_group(results / "tiny/segment/pool/segmentation.zarr", mode="r")
     assert segmented.attrs["image_ids"] == ["a", "b", "sub/c"] and segmented["labels"].shape == (3, 32, 32)
     assert sorted(str(p.relative_to(results / "tiny/segment/pool/masks")) for p in
@@ -253,8 +370,16 @@ def test_tiny_workflow_end_to_end(tmp_path):
     with pytest.raises(CheckpointError, match="has sha256 .*, the bundle was built with"):
         Segmenter.load(moved / "tiny/ddpm/seed1/segmenter")
 
-    # DatasetDDPM: seeded sample batches, each seed's labels in the paper's layout, the most
-    # uncertain quarter dropped, one DeepLab per seed, two new rows of Table 2 with their times
+
+@pytest.mark.slow
+def test_tiny_workflow_distills_three_pools_into_deeplab_and_fills_table3(tiny_workflow):
+    """DatasetDDPM: seeded sample batches, each seed's labels in the paper's layout, the most
+    uncertain quarter dropped, one DeepLab per seed, two new rows of Table 2 with their times;
+    Table 3: DDPM trained on the real, the "ddpm" and the "gan" annotated images; DatasetDDPM
+    under the images its labelling ensembles were trained on; the released GAN set's DeepLab."""
+    results, folder, table = tiny_workflow.results, tiny_workflow.folder, tiny_workflow.table()
+    rendered, _ = released_gan_samples()
+    test_images = zarr.open_group(results / "tiny/data/test.zarr", mode="r")["images"][:]
     samples = [zarr.open_group(results / f"tiny/distill_ddpm/samples/batch{b}.zarr", mode="r") for b in (0, 1)]
     assert [s.attrs["image_ids"] for s in samples] == [["00000", "00001", "00002", "00003"], ["00004", "00005"]]
     checkpoint = results / "tiny/diffusion/model.pt"
@@ -275,11 +400,9 @@ def test_tiny_workflow_end_to_end(tmp_path):
     assert (np.load(released_pool / "00003.npy") == rendered[3][1]).all()
     assert (np.asarray(Image.open(released_pool / "00003.png")) == rendered[3][0]).all()
     assert (~pd.read_csv(results / "tiny/distill_released_gan/labelled/seed1/selection.csv").kept).sum() == 1
-    distilled = pd.read_csv(results / "table2.csv", index_col=0)
+    distilled = pd.read_csv(tiny_workflow.root / "snapshots/table2.distilled.csv", index_col=0)
     for row in ("DatasetDDPM", "DDPM -> DeepLab (unlabeled)", "DatasetGAN (released)"):
         assert distilled.loc[row, "tiny"].endswith(" ± 0.0"), row  # one DeepLab seed
-    # Table 3: DDPM trained on the real, the "ddpm" and the "gan" annotated images; DatasetDDPM
-    # under the images its labelling ensembles were trained on; the released GAN set's DeepLab
     table3 = pd.read_csv(results / "table3.csv", index_col=0, keep_default_na=False)
     assert list(table3.columns) == ["tiny: real", "tiny: ddpm", "tiny: gan"]
     assert list(table3.index) == ["DDPM", "DatasetDDPM", "DatasetGAN (released)"]
@@ -300,14 +423,17 @@ def test_tiny_workflow_end_to_end(tmp_path):
     assert (deeplab.predict_files([folder / "a.png", folder / "b.jpg", folder / "sub/c.png"])[0]
             == by_deeplab["labels"][:]).all()
 
-    # the probe sweep after the ensemble reuses its stores: at t 5 and 20 only block 0 is new
-    jobs = planned_jobs(clean, "figures", "--configfile", str(TEST_CONFIG))
+
+@pytest.mark.slow
+def test_tiny_workflow_probe_sweep_reuses_the_ensembles_stores(tiny_workflow):
+    """The probe sweep after the ensemble reuses its stores: at t 5 and 20 only block 0 is new."""
+    results, observed = tiny_workflow.results, tiny_workflow.observed
+    jobs = observed["figures_jobs"]
     assert not any(k.startswith("extract_features_tiny") for k in jobs)
     assert {k: v for k, v in jobs.items() if k.startswith("extract_sweep")} == {
         "extract_sweep_tiny_ddpm_t5": 2, "extract_sweep_tiny_ddpm_t20": 2, "extract_sweep_tiny_ddpm_t50": 2}  # train, test
-    dry = snakemake(clean, "-n", "figures", "--configfile", str(TEST_CONFIG)).stdout
+    dry = observed["figures_dry"]
     assert "output: results/tiny/features/ddpm/train/features_b0_t5.zarr\n" in dry  # block 0 alone at t 5
-    snakemake(clean, "figures", "--configfile", str(TEST_CONFIG))
     grid = pd.read_csv(results / "tiny/probes/ddpm/miou_by_layer_timestep.csv")
     assert grid[["layer", "timestep"]].values.tolist() == [[f"b{b}", t] for b in range(4) for t in (5, 20, 50)]
     assert grid[["miou", "miou_small", "miou_large", "miou_cv"]].stack().between(0, 1).all()
@@ -315,14 +441,17 @@ def test_tiny_workflow_end_to_end(tmp_path):
     for name in ("fig2.png", "fig3.png", "fig4.png"):
         assert (results / "tiny/figures/ddpm" / name).stat().st_size > 10_000
 
-    # the experiments reuse Table 2's features, models and ensembles: none of Table 2's jobs reruns
-    jobs = planned_jobs(clean, "experiments", *both)
+
+@pytest.mark.slow
+def test_tiny_workflow_experiments_reuse_table2_and_give_table4_and_per_class_iou(tiny_workflow):
+    """The experiments reuse Table 2's features, models and ensembles: none of Table 2's jobs reruns."""
+    results, table = tiny_workflow.results, tiny_workflow.table()
+    jobs = tiny_workflow.observed["experiments_jobs"]
     assert not any(k.startswith(("extract_features", "extract_sweep", "pretrain")) for k in jobs)
     assert not {"train_diffusion", "train_ensemble", "predict", "evaluate"} & set(jobs)
     assert jobs["train_ensemble_labels"] == 4  # (ddpm, pixels) x (2, 1) labelled images, all seeds in one job
     assert jobs["extract_noise_tiny_ddpm"] == 2 + 4 + 1  # per timestep (train, test), 4 fresh train draws, fresh test
     assert jobs["train_diffusion_budget_tiny"] == 1 and jobs["extract_budget_tiny"] == 2 * 2  # 2 snapshots x 2 splits
-    snakemake(clean, "experiments", *both)
     subsets = {n: json.loads((results / f"tiny/ddpm/labels{n}/subsets.json").read_text()) for n in (2, 1)}
     assert subsets[2] == json.loads((results / "tiny/pixels/labels2/subsets.json").read_text())  # per seed, not per method
     for seed in ("0", "1"):
@@ -340,6 +469,11 @@ def test_tiny_workflow_end_to_end(tmp_path):
     assert list(per_class.columns) == ["DDPM", "UNet (untrained)", "MAE", "SwAV", "Pixels (RGB+xy)", "Patch (5x5 RGB+xy)"]
     assert (per_class.loc["mIoU"] == table.loc[per_class.columns.tolist(), "tiny"]).all()  # Table 2's cells
     assert (results / "tiny/per_class_iou.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_tiny_workflow_robustness_to_corruptions(tiny_workflow):
+    results, long = tiny_workflow.results, tiny_workflow.long()
     corruptions = json.loads((results / "tiny/data/corruptions.json").read_text())
     assert corruptions["usable"] == ["gaussian_noise"] and "np.float_" in corruptions["left_out"]["fog"]
     noisy = zarr.open_group(results / "tiny/data/test-gaussian_noise-5.zarr", mode="r")
@@ -352,6 +486,11 @@ def test_tiny_workflow_end_to_end(tmp_path):
     assert (clean_runs == long.set_index(["method", "seed"])["miou"].loc[clean_runs.index]).all()  # Table 2's runs
     assert not (results / "tiny/features/ddpm/test-gaussian_noise-5").exists()  # scratch features are not kept
     assert (results / "figure6.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_tiny_workflow_noise_variants_and_the_budget_curve(tiny_workflow):
+    results, table = tiny_workflow.results, tiny_workflow.table()
     table5 = pd.read_csv(results / "table5.csv")
     assert table5[["method", "share train/test", "share across t"]].values.tolist() == [
         ["DDPM", "+", "+"], ["DDPM", "+", "-"], ["DDPM", "-", "-"]]  # pixels take no timesteps: no rows
@@ -373,26 +512,26 @@ def test_tiny_workflow_end_to_end(tmp_path):
     fresh_test = open_store(features / "test/noise_fresh_test/features_b2_t5.zarr")
     assert fresh_test.attrs["noise_seed"] not in {variants[f].attrs["noise_seed"] for f in ("noise_fresh0", "noise_fresh1")}
 
-    # Snakemake's report holds every table and figure with its caption, grouped by dataset
-    snakemake(clean, "--report", "report.html", "results/table2.csv", "figures", "experiments", *both)
-    report = (clean / "report.html").read_text()
+
+@pytest.mark.slow
+def test_tiny_workflow_report_holds_every_table_and_figure(tiny_workflow):
+    """Snakemake's report holds every table and figure with its caption, grouped by dataset."""
+    report = (tiny_workflow.clean / "report.html").read_text()
     for name in ("table2.csv", "table2_spread.csv", "overview.png", "loss.png", "fig2.png", "fig3.png", "fig4.png",
                  "per_class_iou.csv", "probe sweep", "diffusion training", "Figure 2, tiny, ddpm: mIoU of one probe",
                  "Where Table 2's spread comes from", "table4.csv", "per-class IoU figure", "figure6.png", "table5.csv", "budget curve figure", "table3.csv"):
         assert name in report, name
 
-    # killed in the middle of feature extraction, a rerun completes with the same numbers, and
-    # with --cores 1 instead of 2: the torch threads are settings, not --cores (DDPM alone)
-    ddpm_only = tmp_path / "ddpm_only.yaml"
-    ddpm_only.write_text("methods: [ddpm]\n")
-    killed_args = (*args, str(ddpm_only))
-    run_killed_during_extraction(killed, *killed_args, cores=1)
-    assert not (killed / "results/table2.csv").exists()
-    snakemake(killed, "--unlock", *killed_args)  # a killed Snakemake leaves its lock behind
-    snakemake(killed, *killed_args, cores=1)
+
+@pytest.mark.slow
+def test_tiny_workflow_killed_run_resumes_with_the_same_numbers(tiny_workflow):
+    """Killed in the middle of feature extraction, a rerun completes with the same numbers, and
+    with --cores 1 instead of 2: the torch threads are settings, not --cores (DDPM alone)."""
+    killed, results, long = tiny_workflow.killed, tiny_workflow.results, tiny_workflow.long()
+    assert not tiny_workflow.observed["killed_left_table2"]
     assert (killed / "results/tiny/diffusion/model.pt").read_bytes() == (results / "tiny/diffusion/model.pt").read_bytes()
-    pd.testing.assert_frame_equal(pd.read_csv(killed / "results/table2_long.csv")[numbers],
-                                  long.loc[long.method == "DDPM", numbers].reset_index(drop=True))
+    pd.testing.assert_frame_equal(pd.read_csv(killed / "results/table2_long.csv")[NUMBERS],
+                                  long.loc[long.method == "DDPM", NUMBERS].reset_index(drop=True))
 
 
 DIFFUSERS_ONLY = """
@@ -471,9 +610,9 @@ def test_paper_config_plans_the_full_dag_without_any_file(tmp_path):
     datasets = ["bedroom_28", "ffhq_34", "cat_15", "horse_21", "celeba_19", "ade_bedroom_30"]
     distilled = datasets[:4]  # Bedroom, FFHQ, Cat, Horse: the archive's annotated DDPM samples, DatasetDDPM/GAN
     assert planned_jobs(tmp_path, *args) == {
-        "download_paper_datasets": 1, "unpack_paper_datasets": 1,
-        **{f"download_{kind}{domain}": 1 for kind in ("", "mae_", "swav_", "swav_w2_")
-           for domain in ("lsun_bedroom", "lsun_cat", "lsun_horse", "ffhq")},
+        # the archive, 4 ADMs, 4 MAEs, 8 SwAVs, the ResNet-101 and 8 released synthetic datasets;
+        # the archive and the synthetic datasets unpacked
+        "download": 1 + 4 * 4 + 1 + 8, "unpack": 1 + 8,
         "prepare_dataset": 6, **{f"extract_features_{d}_ddpm": 10 + 5 * (d in distilled) for d in datasets},  # + ddpm set
         **{f"extract_features_{d}_{m}": 2 for d in datasets for m in ("mae", "swav", "swav_w2")},  # no noise
         "train_ensemble": 24, "predict": 24, "evaluate": 24, "overview": 6, "table2": 1,
@@ -482,8 +621,7 @@ def test_paper_config_plans_the_full_dag_without_any_file(tmp_path):
         "table3": 1,
         # DatasetDDPM: 100 batches of 100 samples labelled by each of 5 seeds' ensembles trained on
         # the DDPM samples; the released DDPM and GAN datasets, downloaded and written once
-        "download_resnet101_imagenet": 1, "sample_diffusion": 400, "segmenter_annotated": 20, "label_pool": 2000,
-        **{f"{step}_synthetic_{kind}_{d}": 1 for step in ("download", "unpack") for kind in ("ddpm", "gan") for d in distilled},
+        "sample_diffusion": 400, "segmenter_annotated": 20, "label_pool": 2000,
         "released_pool": 8, "select_pool": 60, "train_deeplab": 60, "predict_distill": 60, "evaluate_distill": 60,
     }
     plan = planned_resources(tmp_path, *args)

@@ -7,7 +7,7 @@ from importlib.metadata import version
 
 import zarr
 
-from ddpmseg.experiments.corruptions import check_corruptions, corruption_names
+from ddpmseg.experiments.robustness import check_corruptions, corruption_names
 from ddpmseg.runtime import start_rule
 
 log = start_rule(snakemake)

@@ -5,7 +5,7 @@ import _repository_src  # noqa: F401  (puts the repository's src/ on sys.path)
 import zarr
 
 from ddpmseg.datasets import write_split_variant
-from ddpmseg.experiments.corruptions import corrupt_images
+from ddpmseg.experiments.robustness import corrupt_images
 from ddpmseg.runtime import start_rule
 
 log = start_rule(snakemake)

@@ -4,7 +4,7 @@ import _repository_src  # noqa: F401  (puts the repository's src/ on sys.path)
 
 import pandas as pd
 
-from ddpmseg.experiments.corruptions import figure6, robustness_summary
+from ddpmseg.experiments.robustness import figure6, robustness_summary
 from ddpmseg.runtime import start_rule
 
 log = start_rule(snakemake)

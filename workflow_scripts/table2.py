@@ -3,7 +3,6 @@ on the runs, the layers of each model method and each trained model's budget and
 format, and where the spread comes from."""
 import _repository_src  # noqa: F401  (puts the repository's src/ on sys.path)
 import json
-from pathlib import Path
 
 import pandas as pd
 
@@ -18,18 +17,16 @@ long.to_csv(snakemake.output.long, index=False)
 spread_table(long).to_csv(snakemake.output.spread, index=False)
 table = summary_table(long)
 notes = {}  # row -> {dataset: text}, below the mIoU rows
-for path in snakemake.input.features:  # which (layer, timestep) cells each model method used, per dataset
+for (dataset, method), path in zip(snakemake.params.described, snakemake.input.features):  # cells each used
     with open(path) as f:
         used = json.load(f)
-    dataset, method = Path(path).parts[1:3]
     notes.setdefault(f"{names[method]}: layers", {})[dataset] = describe_cells([tuple(c) for c in used["cells"]],
                                                                                 used["auto"])
 notes["Runs (± over)"] = runs_note(long).to_dict()
 outcomes = {}  # (row, dataset) -> training.json dicts
-for path in snakemake.input.training:
+for dataset, path in zip(snakemake.params.training_datasets, snakemake.input.training):
     with open(path) as f:
         outcome = json.load(f)
-    dataset = Path(path).parts[1]
     row = "Diffusion training" if "method" not in outcome else f"{names[outcome['method']]} training"
     outcomes.setdefault((row, dataset), []).append(outcome)
     if outcome["stopped_by"] != "max_steps":
@@ -40,9 +37,9 @@ if snakemake.params.trained_adm:  # a dataset whose diffusion model is a given c
 for (row, dataset), dataset_outcomes in outcomes.items():
     notes.setdefault(row, {})[dataset] = training_note(dataset_outcomes)
 distilled = {}  # (row, dataset) -> training.json dicts of the DeepLab of each seed
-for path in snakemake.input.distill:
+for (dataset, key, _), path in zip(snakemake.params.distill_runs, snakemake.input.distill):
     with open(path) as f:
-        distilled.setdefault((f"{names[Path(path).parts[2]]}: times", Path(path).parts[1]), []).append(json.load(f))
+        distilled.setdefault((f"{names[key]}: times", dataset), []).append(json.load(f))
 for (row, dataset), runs in distilled.items():
     notes.setdefault(row, {})[dataset] = distill_note(runs)
 table = pd.concat([table, pd.DataFrame.from_dict(notes, orient="index").reindex(columns=table.columns)])

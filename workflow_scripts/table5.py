@@ -2,18 +2,14 @@
 method x variant, one column per dataset), with the paper's DDPM rows where configured."""
 import _repository_src  # noqa: F401  (puts the repository's src/ on sys.path)
 
-import pandas as pd
 
 from ddpmseg.experiments.noise import table5
 from ddpmseg.runtime import start_rule
-from ddpmseg.tables import collect_metrics
+from ddpmseg.tables import collect_runs
 
 log = start_rule(snakemake)
-parts = []
-for (dataset, key, variant, model_seed, seed), path in zip(map(tuple, snakemake.params.runs), snakemake.input.metrics):
-    run = collect_metrics({(dataset, key, model_seed, seed): path}, snakemake.params.names)
-    parts.append(run.assign(variant=variant, noise_draws=snakemake.params.draws[dataset] if variant == "fresh" else 1))
-long = pd.concat(parts, ignore_index=True)
+long = collect_runs(snakemake.params.runs, snakemake.input.metrics, snakemake.params.names, lambda dataset, variant: {
+    "variant": variant, "noise_draws": snakemake.params.draws[dataset] if variant == "fresh" else 1})
 long.to_csv(snakemake.output.long, index=False)
 table = table5(long, snakemake.params.reported)
 table.to_csv(snakemake.output.table)

@@ -8,9 +8,9 @@ import pandas as pd
 import torch
 import zarr
 
-from ddpmseg.ensemble import train_ensemble
+from ddpmseg.ensemble import split_draws, train_runs
 from ddpmseg.errors import UserError
-from ddpmseg.experiments.labels import label_subset, mask_outside
+from ddpmseg.experiments.labels import label_subset
 from ddpmseg.runtime import pick_device, start_rule
 from ddpmseg.stores import open_stores
 from ddpmseg.precision import resolve
@@ -24,8 +24,7 @@ log.info("training on %s", device)
 stores = open_stores(snakemake.input.stores)
 draws = snakemake.params.get("noise_draws", 1)  # Table 5's fresh noise: the stores of every draw, draw-major
 if draws > 1:
-    per_draw = len(stores) // draws
-    stores, settings["noise_draws"] = stores[:per_draw], [stores[k * per_draw : (k + 1) * per_draw] for k in range(1, draws)]
+    stores, settings["noise_draws"] = split_draws(stores, draws)
 per_run = len(stores) // len(seeds) if snakemake.params.runs_own_stores else len(stores)
 cells = [[s.attrs["layer"], s.attrs["timestep"]] for s in stores[:per_run]]
 with open(snakemake.output.features, "w") as f:  # which features this method's ensembles use
@@ -34,7 +33,7 @@ with open(snakemake.output.features, "w") as f:  # which features this method's 
               f, indent=1)
 train = dict(labels=data["labels"][:], num_classes=len(data.attrs["classes"]), ignore_label=data.attrs["ignore_label"],
              device=device, **settings)
-labelled = snakemake.params.get("labelled_images")  # Table 4: each seed labels n images of its own
+labelled, subsets = snakemake.params.get("labelled_images"), None  # Table 4: each seed labels n images of its own
 if labelled is not None:
     ids = data.attrs["image_ids"]
     if labelled >= len(ids):
@@ -43,17 +42,7 @@ if labelled is not None:
     subsets = {seed: label_subset(len(ids), labelled, seed) for seed in seeds}
     with open(snakemake.output.subsets, "w") as f:
         json.dump({str(seed): [ids[i] for i in subset] for seed, subset in subsets.items()}, f, indent=1)
-if snakemake.params.runs_own_stores or labelled is not None:
-    models, history = [], []
-    for k, seed in enumerate(seeds):
-        run_stores = stores[k * per_run : (k + 1) * per_run] if snakemake.params.runs_own_stores else stores
-        run_train = train if labelled is None else {
-            **train, "labels": mask_outside(train["labels"], subsets[seed], train["ignore_label"])}
-        run_models, run_history = train_ensemble(run_stores, seeds=[seed], **run_train)
-        models += run_models
-        history += run_history
-else:
-    models, history = train_ensemble(stores, seeds=seeds, **train)
+models, history = train_runs(stores, seeds, train, snakemake.params.runs_own_stores, subsets)
 history = pd.DataFrame(history)
 for seed, model, model_path, history_path in zip(seeds, models, snakemake.output.models, snakemake.output.histories):
     torch.save(model.state_dict(), model_path)

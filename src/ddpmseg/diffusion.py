@@ -289,36 +289,63 @@ def train_diffusion(
     seconds, seed, torch_threads}.
     """
     flags = full_flags(flags)
-    size = flags["image_size"]
-    if images.shape[1:] != (size, size, 3):
-        raise ValueError(f"images have shape {images.shape[1:]}, the model wants ({size}, {size}, 3)")
+    _check_training_images(images, flags["image_size"])
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    model, diffusion = build_model_and_diffusion({**flags, "use_fp16": False}, device)
-    model.train()
-    ema = copy.deepcopy(model).eval().requires_grad_(False)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    model, diffusion, ema, optimizer = _model_ema_and_optimizer(flags, lr, device)
     data = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()  # (N, 3, S, S) uint8
 
     record = TrainingRecord("diffusion training", "train.lr", max_steps, max_minutes, log_every, seed, log)
     for step in range(1, max_steps + 1):
-        index = torch.from_numpy(rng.integers(0, len(data), batch_size))
-        x0 = data[index].to(device=device, dtype=torch.float32) / 127.5 - 1.0
-        if random_flip:
-            flip = torch.from_numpy(rng.random(batch_size) < 0.5).to(device)
-            x0 = torch.where(flip[:, None, None, None], x0.flip(3), x0)
-        t = torch.from_numpy(rng.integers(0, diffusion.num_timesteps, batch_size)).to(device)
+        x0, t = _training_batch(data, rng, batch_size, diffusion.num_timesteps, random_flip, device)
         loss = diffusion.training_losses(model, x0, t)["loss"].mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        rate = min(ema_rate, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for p_ema, p in zip(ema.parameters(), model.parameters()):
-                p_ema.lerp_(p, 1.0 - rate)
+        _update_ema(ema, model, ema_rate, step)
         stop = record.step(step, loss.item())
         if step in snapshot_steps:
             on_snapshot(step, round(time.monotonic() - record.start, 2), ema)
         if stop:
             break
     return ema, record.rows, record.outcome()
+
+
+def _check_training_images(images: np.ndarray, size: int) -> None:
+    """Raises ValueError unless images are (N, size, size, 3)."""
+    if images.shape[1:] != (size, size, 3):
+        raise ValueError(f"images have shape {images.shape[1:]}, the model wants ({size}, {size}, 3)")
+
+
+def _model_ema_and_optimizer(flags: dict, lr: float, device: str):
+    """(model, diffusion, ema, optimizer): the fp32 UNet of the full `flags` (drawn from torch's
+    global generator) in train mode on `device`, its GaussianDiffusion, a copy of it as the EMA
+    model (eval mode, no gradients) and AdamW(lr, no weight decay) over the model's parameters."""
+    model, diffusion = build_model_and_diffusion({**flags, "use_fp16": False}, device)
+    model.train()
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    return model, diffusion, ema, optimizer
+
+
+def _training_batch(data: torch.Tensor, rng, batch_size: int, num_timesteps: int, random_flip: bool, device: str):
+    """(x0, t): batch_size images drawn by `rng` with replacement from data (N, 3, S, S) uint8, as
+    (B, 3, S, S) float32 in [-1, 1] on `device`, each mirrored left-right with probability 1/2
+    when `random_flip`; and their timesteps (B,) int64, uniform in [0, num_timesteps). The draws
+    from `rng`: the images, then the flips, then the timesteps."""
+    index = torch.from_numpy(rng.integers(0, len(data), batch_size))
+    x0 = data[index].to(device=device, dtype=torch.float32) / 127.5 - 1.0
+    if random_flip:
+        flip = torch.from_numpy(rng.random(batch_size) < 0.5).to(device)
+        x0 = torch.where(flip[:, None, None, None], x0.flip(3), x0)
+    t = torch.from_numpy(rng.integers(0, num_timesteps, batch_size)).to(device)
+    return x0, t
+
+
+@torch.no_grad()
+def _update_ema(ema: torch.nn.Module, model: torch.nn.Module, ema_rate: float, step: int) -> None:
+    """Moves the EMA weights towards the model's after optimiser step `step` (1-based), at the
+    warm-up rate min(ema_rate, (1 + step) / (10 + step))."""
+    rate = min(ema_rate, (1 + step) / (10 + step))
+    for p_ema, p in zip(ema.parameters(), model.parameters()):
+        p_ema.lerp_(p, 1.0 - rate)

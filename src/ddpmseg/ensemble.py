@@ -25,8 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ddpmseg.features import native_bytes_per_image, native_maps, sample_pixel_features
 from ddpmseg.precision import matmul_dtype, resolve
+from ddpmseg.stores import native_bytes_per_image, native_maps, sample_pixel_features
 
 log = logging.getLogger(__name__)
 
@@ -254,69 +254,177 @@ def train_ensemble(
     seeds = list(seeds)
     labels = relabel_rare_classes(labels, ignore_label, min_class_pixels)
     in_features = sum(s.shape[1] for s in stores)
+    model, optimizer = _stacked_ensemble(seeds, n_members, in_features, num_classes, lr, device, precision)
+    rng = np.random.default_rng(seeds)
+    stream = _pixel_stream(stores, labels, ignore_label, in_features, buffer_mb, cache_mb, rng, device, noise_draws)
+    stop = _StopRule(seeds, n_members, patience, device)
+    history, batches = [], 0
+    for epoch in range(max_epochs):
+        batches, loss_sum, loss_count = _train_epoch(
+            model, optimizer, stream, rng, stop, epoch, batches, batch_size=batch_size, num_classes=num_classes,
+            early_stop_epoch=early_stop_epoch, max_batches=max_batches, device=device)
+        history.extend(_epoch_rows(seeds, n_members, epoch, batches, loss_sum, loss_count, stop.active))
+        log.info("epoch %d: %d batches, %d of %d members active", epoch, batches, int(stop.active.sum()),
+                 model.n_members)
+        if stop.done(batches, max_batches):
+            break
+    return [part.eval() for part in split_ensemble(model.cpu(), len(seeds))], history
+
+
+def mask_outside(labels: np.ndarray, subset, ignore_label: int) -> np.ndarray:
+    """labels (N, S, S) uint8 with every image outside `subset` set to the ignore label."""
+    masked = np.full_like(labels, ignore_label)
+    masked[list(subset)] = labels[list(subset)]
+    return masked
+
+
+def split_draws(stores: list, draws: int) -> tuple:
+    """(the first draw's stores, [every further draw's]) of stores given draw-major (Table 5's
+    fresh noise: `draws` extractions of the same cells)."""
+    per_draw = len(stores) // draws
+    return stores[:per_draw], [stores[k * per_draw : (k + 1) * per_draw] for k in range(1, draws)]
+
+
+def train_runs(stores, seeds, train: dict, runs_own_stores: bool = False, subsets: dict | None = None) -> tuple:
+    """The ensembles of every seed and their history rows: all seeds in one `train_ensemble` call
+    where they share stores and labels, else one call per seed, each with its own stores (per-run
+    noise: `stores` run-major, one equal share per seed) and its own labels (Table 4: `subsets`
+    {seed: image indices}, the other images ignore-labelled). `train`: train_ensemble's other
+    arguments (labels, num_classes, ignore_label, settings, device)."""
+    if not runs_own_stores and subsets is None:
+        return train_ensemble(stores, seeds=seeds, **train)
+    per_run = len(stores) // len(seeds) if runs_own_stores else len(stores)
+    models, history = [], []
+    for k, seed in enumerate(seeds):
+        run_stores = stores[k * per_run : (k + 1) * per_run] if runs_own_stores else stores
+        run_train = train if subsets is None else {
+            **train, "labels": mask_outside(train["labels"], subsets[seed], train["ignore_label"])}
+        run_models, run_history = train_ensemble(run_stores, seeds=[seed], **run_train)
+        models += run_models
+        history += run_history
+    return models, history
+
+
+def _stacked_ensemble(seeds: list, n_members: int, in_features: int, num_classes: int, lr: float, device: str,
+                      precision: str):
+    """(model, optimizer): the ensembles of all seeds stacked into one of len(seeds) * n_members
+    members (seed-major; each seed's part initialised from that seed), in train mode on `device`
+    with its matrix products in `precision`, and its fused Adam(lr) optimiser."""
     model = stack_ensembles([BatchedMLPEnsemble(n_members, in_features, num_classes, seed) for seed in seeds])
     model = model.to(device).train()
     model.matmul_dtype = matmul_dtype(resolve(precision, device))
-    n_total = model.n_members
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, fused=True)
-    rng = np.random.default_rng(seeds)
+    return model, optimizer
+
+
+def _pixel_stream(stores, labels: np.ndarray, ignore_label: int, in_features: int, buffer_mb: float, cache_mb: float,
+                  rng, device: str, noise_draws) -> PixelStream:
+    """The `PixelStream` of the labelled pixels of `labels` (N, S, S) uint8: buffers of buffer_mb
+    MiB of float32 features (in_features a pixel), the native maps of as many images as fit in
+    cache_mb MiB cached; logs its sizes."""
     stream = PixelStream(stores, labels, ignore_label, buffer_pixels=int(buffer_mb * 2**20 // (in_features * 4)),
                          cache_images=int(cache_mb * 2**20 // native_bytes_per_image(stores)), rng=rng, device=device,
                          draws=noise_draws)
     log.info("%d labelled pixels x %d features in %d buffers of %d pixels; native maps of %d of %d images cached",
              len(stream.pixel_image), in_features, stream.n_buffers, stream.buffer_pixels,
              min(stream.cache_images, len(labels)), len(labels))
+    return stream
 
-    best_loss = torch.full((n_total,), float("inf"), device=device)
-    stall = torch.zeros(n_total, dtype=torch.long, device=device)
-    active = torch.ones(n_total, dtype=torch.bool, device=device)
-    frozen = {}  # member -> {name: tensor} snapshot at the moment it stopped
-    history, batches = [], 0
-    for epoch in range(max_epochs):
-        # over this epoch's active batches
-        loss_sum, loss_count = torch.zeros(n_total, device=device), torch.zeros(n_total, device=device)
-        for features, targets in stream.epoch():
-            n_pixels = len(targets)
-            perms = torch.from_numpy(rng.permuted(np.tile(np.arange(n_pixels), (n_total, 1)), axis=1)).to(device)
-            for start in range(0, n_pixels, batch_size):
-                index = perms[:, start : start + batch_size]  # (M, B)
-                if index.shape[1] < 2:  # BatchNorm needs two samples
-                    continue
-                logits = model(features[index])
-                loss_per_member = F.cross_entropy(
-                    logits.reshape(-1, num_classes), targets[index].reshape(-1), reduction="none"
-                ).reshape(n_total, -1).mean(dim=1)
-                optimizer.zero_grad(set_to_none=True)
-                (loss_per_member * active).sum().backward()
-                optimizer.step()
-                batches += 1
-                member_loss = loss_per_member.detach()
-                loss_sum += torch.where(active, member_loss, 0.0)
-                loss_count += active
-                if epoch >= early_stop_epoch:
-                    improved = member_loss < best_loss
-                    best_loss = torch.where(improved, member_loss, best_loss)
-                    stall = torch.where(improved, torch.zeros_like(stall), stall + 1)
-                    for m in torch.nonzero(active & (stall > patience)).flatten().tolist():
-                        active[m] = False
-                        frozen[m] = {k: v[m].detach().clone() for k, v in model.member_slices().items()}
-                        log.info("seed %d member %d stopped at epoch %d after %d batches",
-                                 seeds[m // n_members], m % n_members, epoch, batches)
-                _restore_frozen(model, frozen)
-                if not active.any() or batches == max_batches:
-                    break
-            if not active.any() or batches == max_batches:
+
+class _StopRule:
+    """The paper's early stop of each of the M = len(seeds) * n_members members (seed-major), on `device`.
+
+    best_loss (M,) float32: each member's best single-batch cross-entropy (nats) so far, counted
+    from early_stop_epoch on; stall (M,) int64: its consecutive batches since without beating it;
+    active (M,) bool: whether it still trains; frozen {member: {name: tensor}}: the weights and BN
+    statistics of each stopped member at the moment it stopped.
+    """
+
+    def __init__(self, seeds: list, n_members: int, patience: int, device: str):
+        self.seeds, self.n_members, self.patience = seeds, n_members, patience
+        n_total = len(seeds) * n_members
+        self.best_loss = torch.full((n_total,), float("inf"), device=device)
+        self.stall = torch.zeros(n_total, dtype=torch.long, device=device)
+        self.active = torch.ones(n_total, dtype=torch.bool, device=device)
+        self.frozen = {}  # member -> {name: tensor} snapshot at the moment it stopped
+
+    def update(self, model: BatchedMLPEnsemble, member_loss: torch.Tensor, epoch: int, batches: int) -> None:
+        """Counts one batch of losses member_loss (M,) float32 (nats); every active member that has
+        now gone more than `patience` batches without a new best stops, its weights snapshotted."""
+        improved = member_loss < self.best_loss
+        self.best_loss = torch.where(improved, member_loss, self.best_loss)
+        self.stall = torch.where(improved, torch.zeros_like(self.stall), self.stall + 1)
+        for m in torch.nonzero(self.active & (self.stall > self.patience)).flatten().tolist():
+            self.active[m] = False
+            self.frozen[m] = {k: v[m].detach().clone() for k, v in model.member_slices().items()}
+            log.info("seed %d member %d stopped at epoch %d after %d batches",
+                     self.seeds[m // self.n_members], m % self.n_members, epoch, batches)
+
+    def done(self, batches: int, max_batches: int | None) -> bool:
+        """Whether training ends: every member has stopped, or `max_batches` batches are done."""
+        return not self.active.any() or batches == max_batches
+
+
+def _train_epoch(model: BatchedMLPEnsemble, optimizer, stream: PixelStream, rng, stop: _StopRule, epoch: int,
+                 batches: int, *, batch_size: int, num_classes: int, early_stop_epoch: int, max_batches: int | None,
+                 device: str):
+    """One epoch over the stream's buffers, each member walking its own permutation of a buffer in
+    batches of `batch_size` pixels (a last batch of one pixel is skipped: BatchNorm needs two),
+    until `stop.done`. `batches`: the batches done before. Returns (batches done after, loss_sum
+    (M,) float32: the sum of each member's batch losses (nats) while active, loss_count (M,)
+    float32: its number of such batches)."""
+    n_total = model.n_members
+    # over this epoch's active batches
+    loss_sum, loss_count = torch.zeros(n_total, device=device), torch.zeros(n_total, device=device)
+    for features, targets in stream.epoch():
+        n_pixels = len(targets)
+        perms = torch.from_numpy(rng.permuted(np.tile(np.arange(n_pixels), (n_total, 1)), axis=1)).to(device)
+        for start in range(0, n_pixels, batch_size):
+            index = perms[:, start : start + batch_size]  # (M, B)
+            if index.shape[1] < 2:  # BatchNorm needs two samples
+                continue
+            member_loss = _train_batch(model, optimizer, features, targets, index, stop.active, num_classes)
+            batches += 1
+            loss_sum += torch.where(stop.active, member_loss, 0.0)
+            loss_count += stop.active
+            if epoch >= early_stop_epoch:
+                stop.update(model, member_loss, epoch, batches)
+            _restore_frozen(model, stop.frozen)
+            if stop.done(batches, max_batches):
                 break
-        for k, seed in enumerate(seeds):
-            group = slice(k * n_members, (k + 1) * n_members)
-            count = float(loss_count[group].sum())
-            mean_loss = float(loss_sum[group].sum()) / count if count else float("nan")
-            history.append(dict(seed=seed, epoch=epoch, batches=batches, mean_loss=mean_loss,
-                                members_active=int(active[group].sum())))
-        log.info("epoch %d: %d batches, %d of %d members active", epoch, batches, int(active.sum()), n_total)
-        if not active.any() or batches == max_batches:
+        if stop.done(batches, max_batches):
             break
-    return [part.eval() for part in split_ensemble(model.cpu(), len(seeds))], history
+    return batches, loss_sum, loss_count
+
+
+def _train_batch(model: BatchedMLPEnsemble, optimizer, features: torch.Tensor, targets: torch.Tensor,
+                 index: torch.Tensor, active: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """One Adam step of every member on its own batch: index (M, B) int64 rows of the buffer's
+    features (P, D) float32 and targets (P,) int64; only active (M,) bool members' losses give
+    gradients. Returns each member's mean cross-entropy over its batch (M,) float32 (nats), detached."""
+    logits = model(features[index])
+    loss_per_member = F.cross_entropy(
+        logits.reshape(-1, num_classes), targets[index].reshape(-1), reduction="none"
+    ).reshape(model.n_members, -1).mean(dim=1)
+    optimizer.zero_grad(set_to_none=True)
+    (loss_per_member * active).sum().backward()
+    optimizer.step()
+    return loss_per_member.detach()
+
+
+def _epoch_rows(seeds: list, n_members: int, epoch: int, batches: int, loss_sum: torch.Tensor,
+                loss_count: torch.Tensor, active: torch.Tensor) -> list:
+    """One history row {seed, epoch, batches, mean_loss, members_active} per seed from an epoch's
+    loss_sum and loss_count (M,) float32 and active (M,) bool (`_train_epoch`): mean_loss (nats)
+    over the seed's active members' batches, NaN when there were none."""
+    rows = []
+    for k, seed in enumerate(seeds):
+        group = slice(k * n_members, (k + 1) * n_members)
+        count = float(loss_count[group].sum())
+        mean_loss = float(loss_sum[group].sum()) / count if count else float("nan")
+        rows.append(dict(seed=seed, epoch=epoch, batches=batches, mean_loss=mean_loss,
+                         members_active=int(active[group].sum())))
+    return rows
 
 
 @torch.no_grad()

@@ -68,18 +68,10 @@ def extract_features(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     size = images.shape[1]
-    stores = {}
-    for layer in layers:
-        channels, resolution = table[layer]
-        for t in steps:
-            described = {"source": source_name, "layer": layer, "timestep": t, "channels": channels,
-                         "resolution": resolution, "normalisation": source.NORMALISATION,
-                         "precision": used_precision}
-            if t is not None:
-                described.update(noise_seed=noise_seed, noise_device=noise_device, noise_mode=noise_mode)
-            stores[layer, t] = create_store(out_dir / backbones.store_name(layer, t),
-                                            (len(images), channels, resolution, resolution), {
-                **attrs, **described, "image_ids": list(image_ids), "image_size": size, "stored_dtype": "float16"})
+    noise_attrs = {"noise_seed": noise_seed, "noise_device": noise_device, "noise_mode": noise_mode}
+    stores = _create_stores(source_name, layers, steps, table, out_dir, {
+        **attrs, "normalisation": source.NORMALISATION, "precision": used_precision, "image_ids": list(image_ids),
+        "image_size": size, "stored_dtype": "float16"}, noise_attrs, len(images))
     noise, noise_shape = None, source.noise_shape(model, size) if hasattr(source, "noise_shape") else None
     for start in tqdm(range(0, len(images), batch_images), desc="extract", unit="batch", mininterval=5):
         x = model_input(images[start : start + batch_images], source.NORMALISATION).to(device)
@@ -95,6 +87,22 @@ def extract_features(
                                    f"table says {store.shape[1:]}")
             store[start : start + len(x)] = fmap.cpu().numpy().astype(np.float16)
     return [out_dir / backbones.store_name(layer, t) for layer in layers for t in steps]
+
+
+def _create_stores(source_name: str, layers: list, steps: list, table: dict, out_dir: Path, attrs: dict,
+                   noise_attrs: dict, n_images: int) -> dict:
+    """{(layer, t): empty store} of every layer at every step under out_dir, each (n_images, C, h, h)
+    as the layer table says, described by `attrs`, its source, layer, timestep, channels and
+    resolution, and, at a timestep, `noise_attrs`."""
+    stores = {}
+    for layer in layers:
+        channels, resolution = table[layer]
+        for t in steps:
+            described = {"source": source_name, "layer": layer, "timestep": t, "channels": channels,
+                         "resolution": resolution, **(noise_attrs if t is not None else {})}
+            stores[layer, t] = create_store(out_dir / backbones.store_name(layer, t),
+                                            (n_images, channels, resolution, resolution), {**attrs, **described})
+    return stores
 
 
 def extract_cells(source_name: str, model, images: np.ndarray, image_ids: list, cells, table: dict, out_dir,

@@ -112,6 +112,14 @@ class Plan:
                 if plan["layers"] == "auto" and "problem" in self.sweeps[name][key]:
                     raise ConfigProblem(f"config: method {key} 'auto' needs the probe sweep, but "
                                         f"{self.sweeps[name][key]['problem']}")
+        for name in self.unpacked_downloads():
+            if not self.download_path(name).endswith((".tar.gz", ".tgz", ".tar", ".zip")):
+                raise ConfigProblem(f"config: download {name!r} has unpack: true but {self.download_path(name)} is not a "
+                                    ".tar.gz, .tgz, .tar or .zip archive")
+        files = self.download_files()
+        if len(set(files)) < len(files):
+            raise ConfigProblem(f"config: downloads: two entries land at resources/downloads/"
+                                f"{next(f for f in files if files.count(f) > 1)}; give one of them another `file`")
         self.runs = [(d, key, s) for d in self.datasets for m in self.methods for key in self.method_keys(d, m)
                      for s in self.seeds]
         self.segment = {d: self._segment_folders(d) for d in self.datasets}
@@ -185,15 +193,15 @@ class Plan:
         return [m for m in self.methods if self.plans[dataset][m]["stage_trained"]]
 
     def training_outcomes(self) -> list:
-        """The training.json of every model the workflow trains (Table 2's notes): the diffusion
-        models of the stage-trained methods and the pretrained sources."""
-        paths = []
+        """(dataset, training.json) of every model the workflow trains (Table 2's notes): the
+        diffusion models of the stage-trained methods and the pretrained sources."""
+        outcomes = []
         for d in self.datasets:
             trained = self.stage_trained_methods(d)
             if trained and self.trains_diffusion(d):
-                paths += [f"results/{d}/{diffusion_dir(key)}/training.json" for key in self.method_keys(d, trained[0])]
-            paths += [f"results/{d}/pretrained/{m}/training.json" for m in self.methods if self.plans[d][m]["pretrain"]]
-        return paths
+                outcomes += [(d, f"results/{d}/{diffusion_dir(key)}/training.json") for key in self.method_keys(d, trained[0])]
+            outcomes += [(d, f"results/{d}/pretrained/{m}/training.json") for m in self.methods if self.plans[d][m]["pretrain"]]
+        return outcomes
 
     def model_checkpoint(self, dataset: str, key: str) -> str | None:
         """The checkpoint a method folder's model is built from, or None (a source without a
@@ -228,6 +236,18 @@ class Plan:
         """Where download `name` lands: resources/downloads/<its `file`, or the file name of its URL>."""
         download = self.config["downloads"][name]
         return f"resources/downloads/{download['file'] or PurePosixPath(urllib.parse.urlparse(download['url']).path).name}"
+
+    def download_of(self, file: str) -> dict:
+        """The `downloads` entry that lands at resources/downloads/<file>."""
+        return next(d for name, d in self.config["downloads"].items() if self.download_path(name).endswith(f"/{file}"))
+
+    def download_files(self) -> list:
+        """The file names under resources/downloads/ of every configured download."""
+        return [PurePosixPath(self.download_path(name)).name for name in self.config["downloads"]]
+
+    def unpacked_downloads(self) -> list:
+        """The downloads extracted to resources/<name>/ (`unpack: true`)."""
+        return [name for name, download in self.config["downloads"].items() if download["unpack"]]
 
     def dataset_root(self, dataset: str) -> str:
         """The folder holding a dataset's meta.json / real/: its path, or the generated one."""

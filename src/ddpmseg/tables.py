@@ -41,6 +41,18 @@ def collect_metrics(metric_files: dict, names: dict) -> pd.DataFrame:
     return long
 
 
+def collect_runs(runs, paths, names: dict, describe) -> pd.DataFrame:
+    """The long table of an experiment, one row per run (`collect_metrics`'s columns): `runs`
+    (dataset, method folder, x, model seed or None, seed) in the order of their metrics.json
+    `paths`; `describe(dataset, x)` gives the columns that x adds (Table 4: the labelled images;
+    Table 5: the noise variant and its draws)."""
+    parts = []
+    for (dataset, key, x, model_seed, seed), path in zip(map(tuple, runs), paths):
+        run = collect_metrics({(dataset, key, model_seed, seed): path}, names)
+        parts.append(run.assign(**describe(dataset, x)))
+    return pd.concat(parts, ignore_index=True)
+
+
 def summary_table(long: pd.DataFrame) -> pd.DataFrame:
     """Cells "mean ± std" of mIoU in percent over all runs of a method on a dataset: model seeds
     x MLP seeds (std with ddof=0, as numpy's default).

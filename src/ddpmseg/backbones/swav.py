@@ -19,6 +19,9 @@ import random
 import re
 
 from ddpmseg.backbones import pretraining_budget
+from ddpmseg.backbones.defaults import (  # noqa: F401  (the contract's usual answers)
+    DIFFUSION_STAGE, FIGURE_AXES, HAS_MODEL_SEEDS, complete_settings, model_origin, model_settings, sweep_layers,
+)
 
 NAME = "SwAV"
 TAKES_TIMESTEPS = False
@@ -266,11 +269,8 @@ def pretrain(settings: dict, images, device: str):
     max_steps, max_minutes, stopped_by: "max_steps" | "max_minutes", seconds, seed, torch_threads}.
     Raises RuntimeError when the loss is not finite.
     """
-    import numpy as np
     import torch
     from lightly.loss import SwaVLoss
-    from lightly.models.modules import SwaVProjectionHead, SwaVPrototypes
-    from lightly.transforms.swav_transform import SwaVTransform
     from PIL import Image
 
     from ddpmseg.training import TrainingRecord
@@ -278,44 +278,91 @@ def pretrain(settings: dict, images, device: str):
     train = settings["train"]
     seed, max_steps, max_minutes = train["seed"], train["max_steps"], train["max_minutes"]
     size = images.shape[1]
-    random.seed(seed)
-    np.random.seed(seed)  # lightly's GaussianBlur draws from numpy's global generator
-    torch.manual_seed(seed)  # the weights and torchvision's random crops, flips and jitter
-    rng = np.random.default_rng(seed)  # the batches
-
-    arch = settings["arch"]
-    backbone = _resnet(arch).to(device).train()
-    pooled_channels = 8 * arch["width"] * EXPANSION[arch["block"]]  # layer4's output
-    head = SwaVProjectionHead(pooled_channels, train["hidden_dim"], train["projection_dim"]).to(device).train()
-    prototypes = SwaVPrototypes(train["projection_dim"], train["prototypes"],
-                                n_steps_frozen_prototypes=train["freeze_prototypes_steps"]).to(device)
+    rng = _seed_pretraining(seed)
+    networks = _swav_networks(settings["arch"], train, device)
     criterion = SwaVLoss(temperature=train["temperature"], sinkhorn_iterations=train["sinkhorn_iterations"])
-    parameters = [*backbone.parameters(), *head.parameters(), *prototypes.parameters()]
+    parameters = [parameter for network in networks for parameter in network.parameters()]
     optimizer = torch.optim.Adam(parameters, lr=train["lr"])
-    n_global = train["global_crops"]
-    transform = SwaVTransform(crop_sizes=(size, max(1, round(train["local_crop_fraction"] * size))),
-                              crop_counts=(n_global, train["local_crops"]))
+    transform = _multi_crop_transform(train, size)
     pil_images = [Image.fromarray(image) for image in images]
-
-    def scores(views: list, steps_done: int) -> list:
-        """Prototype scores (B, prototypes) of each view, one forward for views of one crop size."""
-        z = torch.nn.functional.normalize(head(backbone(torch.cat(views).to(device))), dim=1)
-        return list(prototypes(z, steps_done).chunk(len(views)))
 
     record = TrainingRecord("SwAV pretraining", "train.lr", max_steps, max_minutes, train["log_every"], seed, log)
     for step in range(1, max_steps + 1):
-        crops = [transform(pil_images[i]) for i in rng.integers(0, len(images), train["batch_size"])]
-        views = [torch.stack([image_crops[v] for image_crops in crops]) for v in range(len(crops[0]))]
-        prototypes.normalize()
-        high = scores(views[:n_global], step - 1)
-        low = scores(views[n_global:], step - 1) if train["local_crops"] else []
-        loss = criterion(high, low)
+        loss = _swav_loss(networks, criterion, transform, pil_images, rng, train, step, device)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         if record.step(step, loss.item()):
             break
+    return _official_checkpoint(networks), record.rows, record.outcome()
+
+
+def _seed_pretraining(seed: int):
+    """Seeds Python's `random`, numpy's and torch's global generators with `seed`; returns a numpy
+    Generator of its own from `seed` (the batches)."""
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)  # lightly's GaussianBlur draws from numpy's global generator
+    torch.manual_seed(seed)  # the weights and torchvision's random crops, flips and jitter
+    return np.random.default_rng(seed)  # the batches
+
+
+def _swav_networks(arch: dict, train: dict, device: str) -> tuple:
+    """(backbone, projection head, prototypes) on `device`, in that order from torch's global
+    generator: the ResNet of `arch` (train mode) pooling to 8 * width * expansion channels (layer4's
+    output), lightly's SwaVProjectionHead to train.projection_dim through train.hidden_dim (train
+    mode), and train.prototypes SwaVPrototypes, frozen for train.freeze_prototypes_steps steps."""
+    from lightly.models.modules import SwaVProjectionHead, SwaVPrototypes
+
+    backbone = _resnet(arch).to(device).train()
+    pooled_channels = 8 * arch["width"] * EXPANSION[arch["block"]]  # layer4's output
+    head = SwaVProjectionHead(pooled_channels, train["hidden_dim"], train["projection_dim"]).to(device).train()
+    prototypes = SwaVPrototypes(train["projection_dim"], train["prototypes"],
+                                n_steps_frozen_prototypes=train["freeze_prototypes_steps"]).to(device)
+    return backbone, head, prototypes
+
+
+def _multi_crop_transform(train: dict, size: int):
+    """lightly's SwaVTransform of an S x S image (S = `size`): train.global_crops crops at S, then
+    train.local_crops at max(1, round(local_crop_fraction * S)), each a (3, s, s) float32 tensor."""
+    from lightly.transforms.swav_transform import SwaVTransform
+
+    return SwaVTransform(crop_sizes=(size, max(1, round(train["local_crop_fraction"] * size))),
+                         crop_counts=(train["global_crops"], train["local_crops"]))
+
+
+def _swav_loss(networks: tuple, criterion, transform, pil_images: list, rng, train: dict, step: int, device: str):
+    """The SwAV loss (a scalar float32 tensor) of optimiser step `step` (1-based): train.batch_size
+    images drawn by `rng` with replacement, their multi-crop views, the prototypes re-normalised,
+    and `criterion` on the global views' prototype scores and the local ones'."""
+    import torch
+
+    backbone, head, prototypes = networks
+    n_global = train["global_crops"]
+    crops = [transform(pil_images[i]) for i in rng.integers(0, len(pil_images), train["batch_size"])]
+    views = [torch.stack([image_crops[v] for image_crops in crops]) for v in range(len(crops[0]))]
+    prototypes.normalize()
+    high = _prototype_scores(networks, views[:n_global], step - 1, device)
+    low = _prototype_scores(networks, views[n_global:], step - 1, device) if train["local_crops"] else []
+    return criterion(high, low)
+
+
+def _prototype_scores(networks: tuple, views: list, steps_done: int, device: str) -> list:
+    """Prototype scores (B, prototypes) of each view, one forward for views of one crop size."""
+    import torch
+
+    backbone, head, prototypes = networks
+    z = torch.nn.functional.normalize(head(backbone(torch.cat(views).to(device))), dim=1)
+    return list(prototypes(z, steps_done).chunk(len(views)))
+
+
+def _official_checkpoint(networks: tuple) -> dict:
+    """The networks' tensors in SwAV's DataParallel layout, detached float32 copies on the CPU:
+    {'state_dict': {'module.<backbone key>', 'module.projection_head.*', 'module.prototypes.*'}}."""
+    backbone, head, prototypes = networks
     parts = {"": backbone, "projection_head.": head, "prototypes.": prototypes}
     state = {f"module.{prefix}{key}": tensor.detach().cpu().clone()
              for prefix, module in parts.items() for key, tensor in module.state_dict().items()}
-    return {"state_dict": state}, record.rows, record.outcome()
+    return {"state_dict": state}

@@ -21,13 +21,6 @@ def label_subset(n_images: int, n: int, seed: int) -> list:
     return sorted(int(i) for i in order[:n])
 
 
-def mask_outside(labels: np.ndarray, subset, ignore_label: int) -> np.ndarray:
-    """labels (N, S, S) uint8 with every image outside `subset` set to the ignore label."""
-    masked = np.full_like(labels, ignore_label)
-    masked[list(subset)] = labels[list(subset)]
-    return masked
-
-
 def table4(long: pd.DataFrame, reported: dict) -> pd.DataFrame:
     """Cells "mean ± std" (percent, over model seeds x MLP seeds, ddof=0) per method (rows) and
     (dataset, labelled images) (columns "<dataset>: <n>", counts falling, per dataset in order of

@@ -1,0 +1,121 @@
+"""The plan (ddpmseg.plan) computed from a config, without Snakemake: run lists, result folders,
+stores, the extraction and diffusion-training rules, and the parse-time errors."""
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+from snakemake.utils import update_config, validate
+
+from ddpmseg.methods import ConfigProblem
+from ddpmseg.plan import Plan
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def validated(*overlays):
+    """config.yaml with `overlays` (dicts, as --configfile) merged over it, schema defaults set."""
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    for overlay in overlays:
+        update_config(config, copy.deepcopy(overlay))
+    validate(config, str(REPO / "schemas" / "config.schema.yaml"), set_default=True)
+    return config
+
+
+TWO_MODELS = {"datasets": {"creatures7": {"diffusion": {"seeds": [0, 3]}}}}
+
+
+def test_the_default_plans_model_seed_folders_and_runs():
+    plan = Plan(validated(TWO_MODELS))
+    assert plan.datasets == ["creatures7"] and plan.methods == ["ddpm", "unet_untrained", "pixels", "patch"]
+    assert plan.method_keys("creatures7", "ddpm") == ["ddpm", "ddpm_m3"]
+    assert plan.method_keys("creatures7", "pixels") == ["pixels"]
+    assert plan.model_seed("creatures7", "ddpm_m3") == 3 and plan.model_seed("creatures7", "unet_untrained") == 0
+    assert plan.run_model_seed("creatures7", "ddpm_m3") == 3 and plan.run_model_seed("creatures7", "patch") is None
+    assert len(plan.runs) == (2 + 2 + 1 + 1) * 5
+    assert plan.model_checkpoint("creatures7", "ddpm_m3") == "results/creatures7/diffusion_m3/model.pt"
+    assert plan.model_checkpoint("creatures7", "unet_untrained") is None  # random weights from the flags
+    assert plan.training_outcomes() == [("creatures7", "results/creatures7/diffusion/training.json"),
+                                        ("creatures7", "results/creatures7/diffusion_m3/training.json")]
+    assert plan.method_key_pattern() == r"ddpm(_m\d+)?|unet_untrained(_m\d+)?|pixels|patch"
+
+
+def test_one_extraction_rule_per_dataset_method_and_kind():
+    plan = Plan(validated())
+    rules = {job.name: job for job in plan.extractions()}
+    ddpm = rules["extract_features_creatures7_ddpm"]
+    assert ddpm.kind == "table2" and ddpm.layers == ["b0", "b1", "b2", "b3"] and ddpm.timesteps == [50, 150]
+    assert ddpm.outputs[:2] == ["results/creatures7/features/{model}/{split}/features_b0_t50.zarr",
+                                "results/creatures7/features/{model}/{split}/features_b1_t50.zarr"]
+    assert ddpm.constraints == {"model": r"ddpm(_m\d+)?"} and ddpm.log == "extract_features/creatures7_{model}_{split}"
+    sweep = rules["extract_sweep_creatures7_ddpm_t50"]  # the sweep's other blocks at t=50
+    assert sweep.layers == ["b4", "b5"] and sweep.timesteps == [50] and sweep.constraints == {"model": "ddpm"}
+    assert "extract_sweep_creatures7_ddpm_t0" in rules and rules["extract_sweep_creatures7_ddpm_t0"].layers[0] == "b0"
+    noise = rules["extract_noise_creatures7_ddpm"]
+    assert noise.outputs[0] == "results/creatures7/features/{model}/{split}/{folder}/features_b0_t50.zarr"
+    budget = rules["extract_budget_creatures7"]
+    assert budget.method == "ddpm" and budget.constraints == {"dataset": "creatures7", "split": "train|test"}
+    assert "extract_noise_creatures7_pixels" not in rules and "extract_sweep_creatures7_pixels" not in rules
+    assert plan.extraction_noise(noise, {"folder": "noise_per_timestep"})[0] == "per_timestep"
+    assert plan.extraction_noise(ddpm, {"model": "ddpm"}) == ("shared", 0)
+    assert plan.extraction_model_seed(budget, {"step": "50"}) == 0
+    trainings = plan.diffusion_trainings()
+    assert [t["name"] for t in trainings] == ["train_diffusion", "train_diffusion_budget_creatures7"]
+    assert trainings[1]["steps"] == [50, 125, 250, 500] and plan.diffusion_train("creatures7", [50, 500])["max_steps"] == 500
+
+
+def test_per_run_noise_gives_every_seed_its_stores():
+    plan = Plan(validated({"datasets": {"creatures7": {"features": {"noise_seed": "per_run"}}}}))
+    job = {j.name: j for j in plan.extractions()}["extract_features_creatures7_ddpm"]
+    assert job.outputs[0] == "results/creatures7/features/{model}/{split}/noise{noise}/features_b0_t50.zarr"
+    assert plan.extraction_noise(job, {"model": "ddpm", "noise": "3"}) == ("shared", 3)
+    stores = plan.cell_stores("creatures7", "ddpm", "train", plan.fixed_cells("creatures7", "ddpm"))
+    assert len(stores) == 8 * 5 and stores[8].startswith("results/creatures7/features/ddpm/train/noise1/")
+    assert plan.cell_stores("creatures7", "pixels", "train", [("rgbxy", None)]) == [
+        "results/creatures7/features/pixels/train/features_rgbxy.zarr"]
+
+
+def test_downloads_are_one_rule_by_file_name():
+    plan = Plan(validated({"downloads": {
+        "archive": {"url": "https://example.org/data/archive.tar.gz", "sha256": None, "unpack": True},
+        "model": {"url": "https://example.org/m.pt?x=1", "sha256": "ab" * 32, "file": "model_a.pt"}}}))
+    assert plan.download_files() == ["archive.tar.gz", "model_a.pt"] and plan.unpacked_downloads() == ["archive"]
+    assert plan.download_of("model_a.pt")["sha256"] == "ab" * 32
+    assert plan.written_folder("creatures7", "resources/archive/x/y.npz") == "resources/archive"
+    assert plan.written_folder("creatures7", "/data/y.npz") is None
+
+
+def test_experiment_runs_follow_the_config():
+    plan = Plan(validated({"datasets": {"creatures7": {"experiments": {"methods": ["ddpm", "pixels"]}}}}))
+    assert plan.noise_methods("creatures7") == ["ddpm"] and plan.budget_method("creatures7") == "ddpm"
+    assert plan.table4_runs()[0] == ("creatures7", "ddpm", None, 0)
+    assert plan.table4_metrics()[-1] == "results/creatures7/pixels/labels5/seed4/metrics.json"
+    assert {run[2] for run in plan.table5_runs()} == {"shared", "per_timestep", "fresh"}
+    assert plan.budget_runs("creatures7")[-1] == ("pixels", None, 4)
+    assert plan.swept_method("creatures7", "unet_untrained") == "ddpm"  # the control takes the trained model's cells
+
+
+@pytest.mark.parametrize("overlay, expected", [
+    ({"datasets": {"creatures7": {"image_size": 64}}},
+     "config: dataset 'creatures7' has image_size 64 but its diffusion model flags have image_size 48"),
+    ({"datasets": {"creatures7": {"diffusion": {"checkpoint": "a.pt", "seeds": [0, 1]}}}},
+     "config: datasets.creatures7.diffusion.seeds lists 2 seeds, but a given checkpoint is one model"),
+    ({"datasets": {"creatures7": {"distill": {"pools": ["unlabeled"], "method": "vit"}}}},
+     "config: datasets.creatures7.distill.method is 'vit', not a method"),
+    ({"datasets": {"creatures7": {"segment": {"pool": {"path": "x", "seed": 9}}}}},
+     "config: datasets.creatures7.segment.pool.seed is 9, not one of the seeds [0, 1, 2, 3, 4]"),
+    ({"datasets": {"creatures7": {"segment": {"pool": {"path": "x", "model": "deeplab"}}}}},
+     "config: datasets.creatures7.segment.pool asks for model deeplab, but datasets.creatures7.distill.pools is empty"),
+    ({"downloads": {"m": {"url": "https://example.org/m.pt", "sha256": None, "unpack": True}}},
+     "config: download 'm' has unpack: true but resources/downloads/m.pt is not a .tar.gz, .tgz, .tar or .zip"),
+    ({"downloads": {"a": {"url": "https://example.org/m.pt", "sha256": None},
+                    "b": {"url": "https://example.com/x/m.pt", "sha256": None}}},
+     "config: downloads: two entries land at resources/downloads/m.pt; give one of them another `file`"),
+    ({"datasets": {"creatures7": {"distill": {"pools": ["released_gan"]}}}},
+     "config: datasets.creatures7.distill.pools lists released_gan, but distill.released.gan is not set"),
+])
+def test_a_config_problem_is_one_line_naming_the_key(overlay, expected):
+    with pytest.raises(ConfigProblem) as problem:
+        Plan(validated(overlay))
+    assert str(problem.value).startswith(expected) and "\n" not in str(problem.value)
