@@ -33,7 +33,7 @@ rule prepare_dataset:
                                                            "classes", "ignore_label", "resize")},
         root=lambda wc: PLAN.dataset_root(wc.dataset),
         manifest=dataset_manifest,
-        needs_unlabeled=lambda wc: PLAN.trains_diffusion(wc.dataset),
+        needs_unlabeled=lambda wc: PLAN.needs_unlabeled(wc.dataset),
     log:
         "logs/prepare_dataset/{dataset}.log",
     benchmark:

@@ -76,6 +76,17 @@ def test_per_run_noise_gives_every_seed_its_stores():
         "results/creatures7/features/pixels/train/features_rgbxy.zarr"]
 
 
+def test_the_unlabeled_images_are_read_by_whatever_uses_them():
+    given = {"datasets": {"creatures7": {"diffusion": {"checkpoint": "adm.pt"}}}}
+    assert Plan(validated()).needs_unlabeled("creatures7")  # the diffusion stage trains on them
+    assert not Plan(validated(given)).needs_unlabeled("creatures7")
+    assert Plan(validated(given, {"methods": {"mae": {"source": "mae"}}})).needs_unlabeled("creatures7")  # pretrained
+    assert not Plan(validated(given, {"methods": {"mae": {"source": "mae", "checkpoint": "mae.pth"}}})).needs_unlabeled(
+        "creatures7")
+    assert Plan(validated(given, {"datasets": {"creatures7": {"distill": {"pools": ["unlabeled"]}}}})).needs_unlabeled(
+        "creatures7")
+
+
 def test_downloads_are_one_rule_by_file_name():
     plan = Plan(validated({"downloads": {
         "archive": {"url": "https://example.org/data/archive.tar.gz", "sha256": None, "unpack": True},

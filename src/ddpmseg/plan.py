@@ -188,6 +188,12 @@ class Plan:
         """Whether the workflow trains the dataset's diffusion model (no checkpoint given)."""
         return self.settings(dataset)["diffusion"]["checkpoint"] is None
 
+    def needs_unlabeled(self, dataset: str) -> bool:
+        """Whether a dataset's unlabeled images are read: the workflow trains its diffusion model,
+        pretrains a method's source on them, or distils the ensembles' labels of them into DeepLab."""
+        return (self.trains_diffusion(dataset) or any(p["pretrain"] for p in self.plans[dataset].values())
+                or "unlabeled" in self.distill(dataset)["pools"])
+
     def stage_trained_methods(self, dataset: str) -> list:
         """The methods whose model the diffusion stage trains (rules/diffusion.smk) on this dataset."""
         return [m for m in self.methods if self.plans[dataset][m]["stage_trained"]]
