@@ -72,6 +72,11 @@ wildcard_constraints:
 # Params and resources.
 
 
+def one_of(names):
+    """A wildcard constraint matching exactly `names` (none: nothing)."""
+    return "|".join(re.escape(name) for name in names) or "(?!)"
+
+
 def dataset_settings(wildcards):
     """The validated settings of the wildcard's dataset."""
     return PLAN.settings(wildcards.dataset)

@@ -3,11 +3,6 @@
 # `unpack: true` is extracted to resources/<entry name>/. A dry run plans them without a network.
 
 
-def one_of(names):
-    """A wildcard constraint matching exactly `names` (none: nothing)."""
-    return "|".join(re.escape(name) for name in names) or "(?!)"
-
-
 rule download:
     output:
         "resources/downloads/{file}",
