@@ -1,28 +1,16 @@
 """The 'Patch' control: the 5x5 RGB neighbourhood of each pixel (reflect-padded, in [-1, 1])
 and its x, y in [-1, 1] (77 features)."""
 
-from ddpmseg.backbones.pixels import coordinates
-
 from ddpmseg.backbones.defaults import (  # noqa: F401  (the contract's usual answers)
     DIFFUSION_STAGE, FIGURE_AXES, HAS_MODEL_SEEDS, complete_settings, model_origin, model_settings, sweep_layers,
 )
+from ddpmseg.backbones.pixels import (  # noqa: F401  (a control like 'pixels': no model)
+    BUILT_FROM, NORMALISATION, PRETRAINED_BY_WORKFLOW, RUNS_A_MODEL, TAKES_TIMESTEPS, build, coordinates,
+    one_layer_settings,
+)
 
 NAME = "Patch (5x5 RGB+xy)"
-TAKES_TIMESTEPS = False
-NORMALISATION = "[-1, 1]"
-BUILT_FROM = "no model: the image itself"
-PRETRAINED_BY_WORKFLOW = False
-RUNS_A_MODEL = False
-
-SETTINGS = {
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {
-        "layers": {"description": "Its one layer, 'patch' (null = it).", "anyOf": [
-            {"type": "null"}, {"type": "array", "items": {"const": "patch"}, "minItems": 1, "maxItems": 1}],
-            "default": None},
-    },
-}
+SETTINGS = one_layer_settings("patch")
 
 
 def layer_table(settings: dict, image_size: int) -> dict:
@@ -32,11 +20,6 @@ def layer_table(settings: dict, image_size: int) -> dict:
 
 def default_layers(settings: dict, image_size: int) -> list:
     return ["patch"]
-
-
-def build(settings: dict, image_size: int, checkpoint, device: str, seed: int) -> None:
-    """No model."""
-    return None
 
 
 def activations(model, x, layers, timesteps=None, noise=None) -> dict:

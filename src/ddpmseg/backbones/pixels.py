@@ -11,15 +11,21 @@ BUILT_FROM = "no model: the image itself"
 PRETRAINED_BY_WORKFLOW = False
 RUNS_A_MODEL = False
 
-SETTINGS = {
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {
-        "layers": {"description": "Its one layer, 'pixels' (null = it).", "anyOf": [
-            {"type": "null"}, {"type": "array", "items": {"const": "pixels"}, "minItems": 1, "maxItems": 1}],
-            "default": None},
-    },
-}
+
+def one_layer_settings(layer: str) -> dict:
+    """The settings schema of a source without a model whose one layer is `layer`."""
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "layers": {"description": f"Its one layer, '{layer}' (null = it).", "anyOf": [
+                {"type": "null"}, {"type": "array", "items": {"const": layer}, "minItems": 1, "maxItems": 1}],
+                "default": None},
+        },
+    }
+
+
+SETTINGS = one_layer_settings("pixels")
 
 
 def layer_table(settings: dict, image_size: int) -> dict:
