@@ -10,7 +10,6 @@ import yaml
 from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
-from ddpmseg import backbones  # noqa: E402  (light: no torch in the Snakemake process)
 from ddpmseg.config import schema_problem  # noqa: E402
 from ddpmseg.datasets import folder_digest, manifest_digest  # noqa: E402
 from ddpmseg.methods import ConfigProblem  # noqa: E402
@@ -121,9 +120,7 @@ def annotated_manifest(wildcards):
 
 def segmenter_noise_seed(wildcards):
     """The shared-noise seed of a run's features: the run's seed under per-run noise."""
-    if PLAN.per_run_noise(wildcards.dataset, wildcards.method):
-        return int(wildcards.seed)
-    return dataset_settings(wildcards)["features"]["noise_seed"]
+    return PLAN.noise_seed(wildcards.dataset, wildcards.method, int(wildcards.seed))
 
 
 def pool_title(wildcards):

@@ -35,7 +35,7 @@ for _job in PLAN.extractions():
             **_job.constraints,
         threads: PLAN.settings(_job.dataset)["features"]["threads"]
         resources:
-            gpu=int(backbones.source(PLAN.plans[_job.dataset][_job.method]["source"]).RUNS_A_MODEL),
+            gpu=int(PLAN.source_of(_job.dataset, _job.method).RUNS_A_MODEL),
             mem_mb=8000,
         conda:
             CONDA_ENV

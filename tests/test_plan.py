@@ -70,6 +70,8 @@ def test_per_run_noise_gives_every_seed_its_stores():
     job = {j.name: j for j in plan.extractions()}["extract_features_creatures7_ddpm"]
     assert job.outputs[0] == "results/creatures7/features/{model}/{split}/noise{noise}/features_b0_t50.zarr"
     assert plan.extraction_noise(job, {"model": "ddpm", "noise": "3"}) == ("shared", 3)
+    sweep = {j.name: j for j in plan.extractions()}["extract_sweep_creatures7_ddpm_t50"]
+    assert plan.extraction_noise(sweep, {"model": "ddpm"}) == ("shared", 0)  # the first run's stores
     stores = plan.cell_stores("creatures7", "ddpm", "train", plan.fixed_cells("creatures7", "ddpm"))
     assert len(stores) == 8 * 5 and stores[8].startswith("results/creatures7/features/ddpm/train/noise1/")
     assert plan.cell_stores("creatures7", "pixels", "train", [("rgbxy", None)]) == [

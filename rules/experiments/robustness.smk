@@ -71,7 +71,7 @@ rule robustness_scores:
     threads: lambda wc: dataset_settings(wc)["features"]["threads"]
     resources:
         mem_mb=lambda wc: ensemble_mem_mb(wc) + 4000,
-        gpu=lambda wc: int(backbones.source(PLAN.plan_of(wc.dataset, wc.method)["source"]).RUNS_A_MODEL) or ensemble_gpu(wc),
+        gpu=lambda wc: int(PLAN.source_of(wc.dataset, wc.method).RUNS_A_MODEL) or ensemble_gpu(wc),
     conda:
         CONDA_ENV
     script:

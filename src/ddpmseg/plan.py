@@ -22,7 +22,7 @@ from pathlib import PurePosixPath
 from ddpmseg import backbones
 from ddpmseg.backbones.defaults import SweepProblem
 from ddpmseg.config import value_problems
-from ddpmseg.experiments.noise import VARIANTS, variant_folders
+from ddpmseg.experiments.noise import VARIANTS, folder_noise, variant_folders
 from ddpmseg.methods import ConfigProblem, definitions, plans
 from ddpmseg.sweep import kmeans_steps, nearest_in_grid, timestep_grid
 from ddpmseg.tables import method_of as base_method  # 'ddpm_m2' -> 'ddpm'
@@ -128,8 +128,9 @@ class Plan:
         self.table3_datasets = [d for d in self.datasets if self.settings(d)["annotated"]
                                 or set(self.distill(d)["pools"]) - {"unlabeled"}]
         for d in self.datasets:
-            if self.distill(d)["pools"] or d in self.table3_datasets:
-                self.distill_method(d), self.labelling_set(d)
+            if self.distill(d)["pools"] or d in self.table3_datasets:  # checked now: they raise ConfigProblem
+                self.distill_method(d)
+                self.labelling_set(d)
             for pool in self.distill(d)["pools"]:
                 if pool.startswith("released_"):
                     self.released_path(d, pool)
@@ -303,6 +304,16 @@ class Plan:
         return str(PurePosixPath("results", dataset, "features", key, split, noise_folder,
                                  backbones.store_name(layer, timestep)))
 
+    @staticmethod
+    def variant_store(dataset: str, key: str, split: str, folder: str, layer: str, timestep) -> str:
+        """A store of a Table 5 noise variant: in the split's variant folder (`variant_folders`)."""
+        return f"results/{dataset}/features/{key}/{split}/{folder}/{backbones.store_name(layer, timestep)}"
+
+    @staticmethod
+    def budget_store(dataset: str, step, split: str, layer: str, timestep) -> str:
+        """A store of the budget curve: the followed method's features from the snapshot at `step`."""
+        return f"results/{dataset}/budget/features/step{step}/{split}/{backbones.store_name(layer, timestep)}"
+
     def cell_stores(self, dataset: str, key: str, split: str, cells) -> list:
         """Store paths of a method folder's `cells`; with per-run noise every run's, run-major."""
         if self.per_run_noise(dataset, key):
@@ -405,15 +416,13 @@ class Plan:
                 if m in self.noise_methods(d):
                     jobs.append(Extraction(
                         f"extract_noise_{d}_{m}", "noise", d, m, plan["layers"], plan["timesteps"],
-                        [f"results/{d}/features/{{model}}/{{split}}/{{folder}}/{backbones.store_name(layer, t)}"
-                         for layer, t in cells],
+                        [self.variant_store(d, "{model}", "{split}", "{folder}", layer, t) for layer, t in cells],
                         f"extract_noise/{d}_{{model}}_{{split}}_{{folder}}", {"model": model, "split": "train|test"}))
         for d in self.budget_datasets():
             m = self.budget_method(d)
             jobs.append(Extraction(
                 f"extract_budget_{d}", "budget", d, m, self.plans[d][m]["layers"], self.plans[d][m]["timesteps"],
-                [f"results/{{dataset}}/budget/features/step{{step}}/{{split}}/{backbones.store_name(layer, t)}"
-                 for layer, t in self.fixed_cells(d, m)],
+                [self.budget_store("{dataset}", "{step}", "{split}", layer, t) for layer, t in self.fixed_cells(d, m)],
                 "extract_budget/{dataset}_{step}_{split}", {"dataset": d, "split": "train|test"}))
         return jobs
 
@@ -437,15 +446,16 @@ class Plan:
     def extraction_noise(self, job: Extraction, wildcards) -> tuple:
         """(noise mode, noise seed) of an extraction job: Table 2's shared noise (per-run: the
         {noise} folder's seed), the sweep's first run's, a Table 5 variant's, the budget's base seed."""
-        from ddpmseg.experiments.noise import folder_noise
-
         if job.kind == "noise":
             return folder_noise(wildcards["folder"], self.noise_base_seed(job.dataset))
         if job.kind == "budget":
             return "shared", self.noise_base_seed(job.dataset)
-        if self.per_run_noise(job.dataset, job.method):
-            return "shared", int(wildcards["noise"]) if job.kind == "table2" else self.seeds[0]
-        return "shared", self.settings(job.dataset)["features"]["noise_seed"]
+        return "shared", self.noise_seed(job.dataset, job.method, int(wildcards.get("noise", self.seeds[0])))
+
+    def noise_seed(self, dataset: str, key: str, run_seed: int) -> int:
+        """The seed of the shared noise of a method folder's features for the run of `run_seed`:
+        that seed under per-run noise, else `features.noise_seed`."""
+        return run_seed if self.per_run_noise(dataset, key) else self.settings(dataset)["features"]["noise_seed"]
 
     def extraction_model_seed(self, job: Extraction, wildcards) -> int:
         """The model seed of an extraction job: its {model} folder's, the first for the budget curve."""
@@ -496,7 +506,7 @@ class Plan:
         """The stores of a method folder's features of one split under a Table 5 noise variant:
         its cells in Table 2's order, for fresh train features every draw's, draw-major."""
         draws = self.settings(dataset)["experiments"]["noise_draws"]
-        return [f"results/{dataset}/features/{key}/{split}/{folder}/{backbones.store_name(layer, t)}"
+        return [self.variant_store(dataset, key, split, folder, layer, t)
                 for folder in variant_folders(variant, split, draws)
                 for layer, t in self.fixed_cells(dataset, base_method(key))]
 
@@ -526,7 +536,7 @@ class Plan:
         return [d for d in self.datasets if self.budget_steps(d) and self.budget_method(d)]
 
     def budget_stores(self, dataset: str, split: str, step) -> list:
-        return [f"results/{dataset}/budget/features/step{step}/{split}/{backbones.store_name(layer, t)}"
+        return [self.budget_store(dataset, step, split, layer, t)
                 for layer, t in self.fixed_cells(dataset, self.budget_method(dataset))]
 
     def budget_runs(self, dataset: str) -> list:
