@@ -108,8 +108,14 @@ def dataset_manifest(wildcards):
     """Fingerprint of every file of a user's dataset folder (names, sizes, mtimes): a param of
     the preparation, so that a file added, removed or rewritten reruns it and all after it.
     "" for folders the workflow writes itself (generated, unpacked), which Snakemake tracks."""
-    path = dataset_settings(wildcards)["path"]
-    return manifest_digest(path) if path is not None and get_dataset_source(wildcards) == path else ""
+    settings = dataset_settings(wildcards)
+    path = settings["path"]
+    if path is None or get_dataset_source(wildcards) != path:
+        return ""
+    if settings["format"] is None:
+        return manifest_digest(path)
+    extra = Path(path) / settings["unlabeled"] if settings["unlabeled"] else None  # an absolute one stays
+    return folder_digest(path) + (folder_digest(extra) if extra else "")
 
 
 def annotated_manifest(wildcards):

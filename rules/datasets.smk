@@ -1,5 +1,8 @@
 # Stage 1: the datasets. The embedded default is generated; every dataset is validated as a
 # whole before anything is written, then resized to the model's resolution into Zarr groups.
+# The keys of a dataset's settings that its preparation reads.
+DATASET_KEYS = ("image_size", "non_square", "max_train", "max_test", "classes", "ignore_label", "resize", "format",
+                "unannotated", "split", "unlabeled")
 
 
 rule generate_default_dataset:
@@ -29,11 +32,11 @@ rule prepare_dataset:
         unlabeled=directory("results/{dataset}/data/unlabeled.zarr"),
         summary="results/{dataset}/data/summary.json",
     params:
-        settings=lambda wc: {key: dataset_settings(wc)[key] for key in ("image_size", "non_square", "max_train", "max_test",
-                                                           "classes", "ignore_label", "resize")},
+        settings=lambda wc: {key: dataset_settings(wc)[key] for key in DATASET_KEYS},
         root=lambda wc: PLAN.dataset_root(wc.dataset),
         manifest=dataset_manifest,
         needs_unlabeled=lambda wc: PLAN.needs_unlabeled(wc.dataset),
+        where=lambda wc: f"config: datasets.{wc.dataset}",
     log:
         "logs/prepare_dataset/{dataset}.log",
     benchmark:

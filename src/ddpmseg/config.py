@@ -12,6 +12,7 @@ import re
 import jsonschema
 from jsonschema.exceptions import best_match
 
+from ddpmseg.formats import READERS
 from ddpmseg.sweep import decoder_block_count
 
 # The keys of guided_diffusion.script_util.model_and_diffusion_defaults() (a test keeps them equal).
@@ -117,11 +118,35 @@ def _model_problems(name: str, settings: dict) -> list:
     return problems
 
 
+def _format_problems(name: str, settings: dict) -> list:
+    """A dataset's `format` that no reader reads, and format-only keys on a dataset without one."""
+    where = f"config: datasets.{name}"
+    fmt = settings["format"]
+    if fmt is None:
+        given = [key for key, default in (("unannotated", "auto"), ("split", {}), ("unlabeled", None))
+                 if settings[key] != default]
+        if isinstance(settings["classes"], dict):
+            given.append("classes (a mapping)")
+        return [f"{where}: {', '.join(given)} apply only to a dataset with a `format`; the paper's layout has "
+                "fixed splits and class ids. Set the format, or remove them."] if given else []
+    if fmt not in READERS:
+        close = difflib.get_close_matches(fmt, READERS, n=1)
+        return [f"{where}.format: unknown format {fmt!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+                + f"; known: {', '.join(sorted(READERS))}"]
+    if fmt != "image_mask" and isinstance(settings["classes"], list):
+        return [f"{where}.classes: format {fmt} names its own classes; give a mapping (old name: new name, or "
+                "null to drop) to rename, merge or drop them"]
+    if settings["path"] is None:
+        return [f"{where}: format {fmt} needs the `path` of the dataset's folder"]
+    return []
+
+
 def value_problems(config: dict) -> list:
     """One line per value the schema accepts but the workflow cannot run, over every dataset of a
     validated config (defaults set)."""
     problems = []
     for name, settings in config["datasets"].items():
+        problems.extend(_format_problems(name, settings))
         try:
             problems.extend(_model_problems(name, settings))
         except (KeyError, ValueError) as exc:  # e.g. an image size without a default channel_mult

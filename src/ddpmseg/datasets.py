@@ -425,13 +425,10 @@ def _make_square(array: np.ndarray, path, non_square: str, **pad_kwargs) -> np.n
         return array
     if non_square == "error":
         raise DatasetError(_non_square_problem(path, width, height))
+    top, left, side = square_box(height, width, non_square)
     if non_square == "crop":
-        side = min(height, width)
-        top, left = (height - side) // 2, (width - side) // 2
         return array[top:top + side, left:left + side]
-    side = max(height, width)
-    pad = [((side - height) // 2, side - height - (side - height) // 2),
-           ((side - width) // 2, side - width - (side - width) // 2)] + [(0, 0)] * (array.ndim - 2)
+    pad = [(top, side - height - top), (left, side - width - left)] + [(0, 0)] * (array.ndim - 2)
     return np.pad(array, pad, **pad_kwargs)
 
 
@@ -451,18 +448,29 @@ def opencv_nearest_indices(in_size: int, out_size: int) -> np.ndarray:
 
 
 def load_image(path, image_size: int, non_square: str = "error", resize: str = "lanczos") -> np.ndarray:
-    """Image at ``path`` as an (image_size, image_size, 3) uint8 RGB array.
+    """Image at ``path`` as an (image_size, image_size, 3) uint8 RGB array (`read_rgb`, then `fit_image`)."""
+    return fit_image(read_rgb(path), image_size, non_square, resize, path)
 
-    Non-square images: 'error' raises DatasetError, 'pad' centre-pads to a square
-    by edge replication, 'crop' takes the centre square. Resized with LANCZOS, or with
-    PIL's BILINEAR for ``resize='paper'`` (what torchvision's Resize does to a PIL image).
-    """
-    _check_non_square_mode(non_square)
+
+def read_rgb(path) -> np.ndarray:
+    """Image at ``path`` as an (H, W, 3) uint8 RGB array at its own size; DatasetError naming it if unreadable."""
     try:
         with Image.open(path) as im:
-            rgb = np.asarray(im.convert("RGB"))
+            return np.asarray(im.convert("RGB"))
     except Exception as exc:  # see _check_item: any Pillow failure means an unreadable file
         raise DatasetError(_unreadable_image_problem(path, exc)) from exc
+
+
+def fit_image(rgb: np.ndarray, image_size: int, non_square: str = "error", resize: str = "lanczos",
+              path="image") -> np.ndarray:
+    """An (H, W, 3) uint8 image brought to (image_size, image_size, 3) uint8.
+
+    Non-square images: 'error' raises DatasetError (naming ``path``), 'pad' centre-pads to a
+    square by edge replication, 'crop' takes the centre square (`square_box` says where the
+    image lies). Resized with LANCZOS, or with PIL's BILINEAR for ``resize='paper'`` (what
+    torchvision's Resize does to a PIL image).
+    """
+    _check_non_square_mode(non_square)
     square = _make_square(rgb, path, non_square, mode="edge")
     if square.shape[0] != image_size:
         method = Image.Resampling.BILINEAR if resize == "paper" else Image.Resampling.LANCZOS
@@ -472,20 +480,23 @@ def load_image(path, image_size: int, non_square: str = "error", resize: str = "
 
 def load_label(path, image_size: int, ignore_label: int, non_square: str = "error",
                resize: str = "lanczos") -> np.ndarray:
-    """Label at ``path`` as an (image_size, image_size) uint8 array.
-
-    Same geometry as `load_image` ('pad' fills with ``ignore_label``), resized
-    with PIL's NEAREST, or OpenCV's INTER_NEAREST for ``resize='paper'``, so only
-    values present in the file appear. Any 2-D integer array with values in 0..255
-    is accepted.
-    """
-    _check_non_square_mode(non_square)
+    """Label (.npy) at ``path`` as an (image_size, image_size) uint8 array (`fit_label`). Any 2-D
+    integer array with values in 0..255 is accepted."""
     label = _read_label_array(path)
     if label.dtype != np.uint8:
         if label.size and (label.min() < 0 or label.max() > 255):
             raise DatasetError(f"{path}: label values must lie in 0..255, found "
                                f"{int(label.min())}..{int(label.max())}. Fix the label file.")
         label = label.astype(np.uint8)
+    return fit_label(label, image_size, ignore_label, non_square, resize, path)
+
+
+def fit_label(label: np.ndarray, image_size: int, ignore_label: int, non_square: str = "error",
+              resize: str = "lanczos", path="label") -> np.ndarray:
+    """An (H, W) uint8 label brought to (image_size, image_size) uint8 with `fit_image`'s geometry
+    ('pad' fills with ``ignore_label``), resized with PIL's NEAREST, or OpenCV's INTER_NEAREST for
+    ``resize='paper'``, so only values present in it appear."""
+    _check_non_square_mode(non_square)
     square = _make_square(label, path, non_square, mode="constant", constant_values=ignore_label)
     if square.shape[0] != image_size:
         if resize == "paper":
@@ -494,6 +505,17 @@ def load_label(path, image_size: int, ignore_label: int, non_square: str = "erro
         else:
             square = np.asarray(Image.fromarray(square).resize((image_size, image_size), Image.Resampling.NEAREST))
     return np.ascontiguousarray(square, dtype=np.uint8)
+
+
+def square_box(height: int, width: int, non_square: str) -> tuple[int, int, int]:
+    """Where an image of ``height`` x ``width`` lies in the square `fit_image` makes of it before
+    resizing, (top, left, side): for 'pad' the image sits at rows top..top+height and columns
+    left..left+width of a side x side square; for 'crop' the square is rows top..top+side and
+    columns left..left+side of the image; a square image is (0, 0, height)."""
+    if height == width:
+        return 0, 0, height
+    side = min(height, width) if non_square == "crop" else max(height, width)
+    return abs(height - side) // 2, abs(width - side) // 2, side
 
 
 def prepare_split(root, split: str, out_path, image_size: int, non_square: str = "error",

@@ -1,0 +1,119 @@
+"""Every annotation format that datumaro (OpenVINO's dataset library) reads: Pascal VOC, COCO
+(instances, stuff, panoptic; polygons and RLE), CVAT XML, LabelMe XML, Cityscapes, CamVid,
+ADE20K, Mapillary Vistas, KITTI, Datumaro's own and the common semantic-segmentation layout.
+
+The config names a format by datumaro's own name (`NAMES`). An image's class map is drawn from
+its masks and polygons (boxes, points and lines are not segmentation and are skipped), in
+ascending z_order and, within one z_order, in the order the file lists them: a later
+annotation covers an earlier one, as the formats' own tools draw them.
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+
+from ddpmseg.datasets import DatasetError
+from ddpmseg.formats.source import UNCOVERED, Source, SourceImage
+
+# datumaro's importer names of the formats that carry per-pixel annotation (masks or polygons).
+NAMES = (
+    "voc", "voc_segmentation", "voc_instance_segmentation",
+    "coco", "coco_instances", "coco_stuff", "coco_panoptic", "roboflow_coco",
+    "cvat", "label_me",
+    "cityscapes", "camvid", "kitti", "kitti_segmentation",
+    "ade20k2017", "ade20k2020", "mapillary_vistas", "mapillary_vistas_panoptic",
+    "common_semantic_segmentation", "common_semantic_segmentation_with_subset_dirs",
+    "datumaro",
+)
+EDGE_TOLERANCE = 1.0  # pixels: a polygon vertex this far outside the image is still on its edge
+
+
+def read(root, settings: dict) -> Source:
+    """The dataset at ``root`` as datumaro's importer of the dataset's ``format`` (settings)
+    reads it; DatasetError (one line naming the folder) when datumaro cannot read it."""
+    import datumaro as dm
+    from datumaro.components.annotation import AnnotationType
+
+    name = settings["format"]
+    try:
+        dataset = dm.Dataset.import_from(str(root), name)
+        items = list(dataset)
+    except Exception as exc:  # datumaro raises many types for a folder it cannot parse
+        raise DatasetError(f"{root}: cannot be read as format {name!r} ({type(exc).__name__}: "
+                           f"{_first_line(exc)}). Point `path` at the export's top folder, or set the "
+                           "format it was exported in.") from exc
+    labels = dataset.categories().get(AnnotationType.label)
+    classes = [label.name for label in labels] if labels is not None else []
+    colourmap = dataset.categories().get(AnnotationType.mask)
+    colours = None
+    if colourmap is not None and all(i in colourmap.colormap for i in range(len(classes))):
+        colours = [tuple(int(v) for v in colourmap.colormap[i]) for i in range(len(classes))]
+    root = pathlib.Path(root)
+    return Source(classes, colours, [_source_image(root, name, item, classes) for item in items])
+
+
+def _source_image(root: pathlib.Path, name: str, item, classes: list) -> SourceImage:
+    from datumaro.components.annotation import AnnotationType, Mask
+
+    shapes = [a for a in item.annotations if isinstance(a, Mask) or a.type == AnnotationType.polygon]
+    media_path = getattr(item.media, "path", None)
+    image_path = pathlib.Path(media_path) if media_path else root / item.id
+    where = f"{root} ({name}, subset {item.subset!r}, image {item.id!r})"
+    if not shapes:
+        return SourceImage(item.id, item.subset or "", image_path)
+    if not image_path.is_file():
+        return SourceImage(item.id, item.subset or "", image_path, where, _missing_image(where, image_path))
+    return SourceImage(item.id, item.subset or "", image_path, where,
+                       lambda: _class_map(item, shapes, classes, image_path, where))
+
+
+def _missing_image(where: str, image_path: pathlib.Path):
+    def fail():
+        raise DatasetError(f"{where}: annotated, but its image {image_path} is missing. Put the image there, or "
+                           "remove the annotation.")
+    return fail
+
+
+def _class_map(item, shapes: list, classes: list, image_path: pathlib.Path, where: str) -> np.ndarray:
+    """(H, W) int32 source class ids drawn from ``shapes``, UNCOVERED elsewhere."""
+    from datumaro.components.annotation import Mask
+    from PIL import Image
+    from pycocotools import mask as coco_mask
+
+    with Image.open(image_path) as im:
+        width, height = im.size
+    out = np.full((height, width), UNCOVERED, np.int32)
+    for shape in sorted(shapes, key=lambda a: a.z_order):  # sorted() is stable: file order within a z_order
+        if shape.label is None or not 0 <= shape.label < len(classes):
+            raise DatasetError(f"{where}: a {type(shape).__name__} has class {shape.label!r}, not one of the "
+                               f"{len(classes)} classes. Give it a declared class.")
+        if isinstance(shape, Mask):
+            try:
+                pixels = np.asarray(shape.image, bool)
+            except KeyError as exc:  # a colour mask with a colour the colour table lacks
+                raise DatasetError(f"{where}: mask has a colour not in the colour table ({exc}). Add the colour "
+                                   "to the label map, or repaint those pixels.") from exc
+            if pixels.shape != (height, width):
+                raise DatasetError(f"{where}: mask is {pixels.shape[1]}x{pixels.shape[0]} (width x height), its "
+                                   f"image {image_path.name} {width}x{height}. Export the mask at the image's size.")
+        else:
+            points = np.asarray(shape.points, np.float64).reshape(-1, 2)
+            if len(points) < 3:
+                raise DatasetError(f"{where}: a polygon of class {classes[shape.label]!r} has {len(points)} "
+                                   "points; a polygon needs at least 3. Redraw it or remove it.")
+            low, high = points.min(axis=0), points.max(axis=0)
+            if (low < -EDGE_TOLERANCE).any() or high[0] > width + EDGE_TOLERANCE or high[1] > height + EDGE_TOLERANCE:
+                raise DatasetError(f"{where}: a polygon of class {classes[shape.label]!r} reaches "
+                                   f"({low[0]:.0f}, {low[1]:.0f})..({high[0]:.0f}, {high[1]:.0f}), outside the "
+                                   f"{width}x{height} image. Fix the polygon, or the image it belongs to.")
+            rle = coco_mask.frPyObjects([points.reshape(-1).tolist()], height, width)
+            pixels = coco_mask.decode(rle)[..., 0].astype(bool)
+        out[pixels] = shape.label
+    return out
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else "no details"

@@ -1,0 +1,124 @@
+"""A dataset in an annotation format (`format:`), validated as a whole and written as the
+workflow's train / test / unlabeled Zarr groups, as `ddpmseg.datasets.prepare_split` writes the
+paper's layout.
+
+Every annotation is drawn (at the image's own size), mapped to the final classes and brought to
+the model's size before anything is written; every problem found is listed in one DatasetError,
+one line per file. Each group also records each image's original (height, width)
+(attr ``original_sizes``) and the transform that brought it to the model's size (``non_square``,
+``resize``).
+"""
+
+from __future__ import annotations
+
+import pathlib
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from ddpmseg.datasets import (DatasetError, _check_item, _create_images, _create_labels, _problems_error,
+                              _write_group_atomically, fit_image, fit_label, list_folder, read_rgb,
+                              write_empty_split)
+from ddpmseg.formats import READERS
+from ddpmseg.formats.source import Source, SourceImage, assign_splits, class_table, lut_classes
+
+_THREADS = 8
+
+
+def read_source(root, settings: dict, where: str) -> Source:
+    """The dataset at ``root`` read by the reader of its ``format`` (settings); DatasetError naming
+    the config key and listing the known formats when there is no such reader."""
+    name = settings["format"]
+    if name not in READERS:
+        from difflib import get_close_matches
+
+        near = get_close_matches(name, READERS, n=1)
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        raise DatasetError(f"{where}.format: unknown format {name!r}{hint}; known: {', '.join(sorted(READERS))}.")
+    root = pathlib.Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: folder not found. Fix the dataset's `path`.")
+    return READERS[name](root, settings)
+
+
+def prepare_formatted(root, settings: dict, outputs: dict, needs_unlabeled: bool, where: str) -> dict:
+    """Read, check and write the dataset at ``root`` (its config ``settings``, named ``where`` in
+    messages, e.g. "config: datasets.faces") to ``outputs`` {'train', 'test', 'unlabeled': group
+    path}; the unlabeled group is written empty unless ``needs_unlabeled``.
+
+    Returns the summary: counts, classes, num_classes, ignore_label, colours (or None), format,
+    and the image ids of each split ('splits').
+    """
+    source = read_source(root, settings, where)
+    ignore = 255 if settings["ignore_label"] is None else settings["ignore_label"]
+    mapping = settings["classes"] if isinstance(settings["classes"], dict) else None
+    classes, lut = class_table(source, mapping, settings["unannotated"], ignore, where)
+    splits = assign_splits(source.images, settings["split"], root, where)
+    for split, limit in (("train", settings["max_train"]), ("test", settings["max_test"])):
+        splits[split] = splits[split][:limit]
+    if settings.get("unlabeled"):
+        folder = pathlib.Path(settings["unlabeled"])
+        folder = folder if folder.is_absolute() else pathlib.Path(root) / folder
+        splits["unlabeled"] += [SourceImage(f"{folder.name}/{image_id}", "", path)
+                                for image_id, path, _ in list_folder(folder, what="unlabeled")]
+    if needs_unlabeled and not splits["unlabeled"]:
+        raise DatasetError(f"{root}: no unlabeled images (none without annotation, and no `unlabeled:` folder), but "
+                           "the workflow trains a model on them. Set the dataset's `unlabeled:` to a folder of "
+                           "images, or give a pretrained checkpoint.")
+    size, non_square, resize = settings["image_size"], settings["non_square"], settings["resize"]
+
+    def label_of(image: SourceImage) -> tuple[list, np.ndarray | None]:
+        try:
+            label = lut_classes(image.class_map(), lut)
+        except DatasetError as exc:
+            return exc.problems, None
+        return [], fit_label(label, size, ignore, non_square, resize, image.annotation)
+
+    problems, labels = [], {}
+    written = ("train", "test", "unlabeled") if needs_unlabeled else ("train", "test")
+    with ThreadPoolExecutor(_THREADS) as pool:  # images in threads; annotations in this one (datumaro's
+        for split in written:                   # readers keep state in context variables)
+            for found in pool.map(lambda image: _check_item(image.image_path, None, False, non_square, None),
+                                  splits[split]):
+                problems.extend(found)
+    for split in ("train", "test"):
+        labels[split] = []
+        for image in splits[split]:
+            found, label = label_of(image)
+            problems.extend(found)
+            labels[split].append(label)
+    if problems:
+        raise _problems_error(root, problems)
+
+    for split in written:
+        _write_split(outputs[split], split, splits[split], labels.get(split),
+                     classes, ignore, settings, root)
+    if not needs_unlabeled:
+        write_empty_split(outputs["unlabeled"], size)
+    colours = None if source.colours is None or mapping else [list(c) for c in source.colours]
+    return {"counts": {split: len(splits[split]) for split in written}, "num_classes": len(classes),
+            "classes": classes, "ignore_label": ignore, "colours": colours, "format": settings["format"],
+            "splits": {split: [image.image_id for image in splits[split]] for split in ("train", "test")}}
+
+
+def _write_split(out_path, split: str, images: list, labels: list | None, classes: list, ignore: int,
+                 settings: dict, root) -> None:
+    """One split group (as `ddpmseg.datasets.prepare_split`'s), written atomically."""
+    size, non_square, resize = settings["image_size"], settings["non_square"], settings["resize"]
+
+    def write(group) -> None:
+        pixels = _create_images(group, len(images), size)
+        if labels is not None:
+            _create_labels(group, len(images), size)[:] = np.stack(labels) if labels else 0
+        sizes = []
+        for i, image in enumerate(images):
+            rgb = read_rgb(image.image_path)
+            sizes.append(list(rgb.shape[:2]))
+            pixels[i] = fit_image(rgb, size, non_square, resize, image.image_path)
+        group.attrs.update({"split": split, "image_ids": [image.image_id for image in images],
+                            "classes": list(classes), "ignore_label": ignore, "image_size": size,
+                            "source": str(root), "format": settings["format"], "non_square": non_square,
+                            "resize": resize, "original_sizes": sizes})
+
+    _write_group_atomically(out_path, write)
+
