@@ -328,7 +328,7 @@ def test_prepare_split_tiny_pad(tmp_path):
     np.testing.assert_array_equal(group["images"][1], load_image(root / "real/train/001.jpg", 8, "pad"))
     assert dict(group.attrs) == {"split": "train", "image_ids": ["000", "001"], "classes": CLASSES,
                                  "ignore_label": 255, "image_size": 8, "source": str(root), "non_square": "pad",
-                                 "resize": "lanczos"}
+                                 "resize": "lanczos", "original_sizes": [[10, 16], [16, 16]]}
 
     prepare_split(root, "unlabeled", out.with_name("unlabeled.zarr"), 8, max_images=1)
     group = zarr.open_group(out.with_name("unlabeled.zarr"), mode="r")

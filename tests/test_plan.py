@@ -127,6 +127,16 @@ def test_experiment_runs_follow_the_config():
      "config: downloads: two entries land at resources/downloads/m.pt; give one of them another `file`"),
     ({"datasets": {"creatures7": {"distill": {"pools": ["released_gan"]}}}},
      "config: datasets.creatures7.distill.pools lists released_gan, but distill.released.gan is not set"),
+    ({"datasets": {"creatures7": {"path": "data", "format": "labelme"}}},
+     "config: datasets.creatures7.format: unknown format 'labelme' (did you mean 'label_me'?); known: ade20k2017, "),
+    ({"datasets": {"creatures7": {"unannotated": "ignore", "split": {"test_fraction": 0.2}}}},
+     "config: datasets.creatures7: unannotated, split apply only to a dataset with a `format`"),
+    ({"datasets": {"creatures7": {"classes": {"a": "b"}}}},
+     "config: datasets.creatures7: classes (a mapping) apply only to a dataset with a `format`"),
+    ({"datasets": {"creatures7": {"path": "data", "format": "voc", "classes": ["a", "b"]}}},
+     "config: datasets.creatures7.classes: format voc names its own classes; give a mapping"),
+    ({"datasets": {"creatures7": {"format": "voc"}}},
+     "config: datasets.creatures7: format voc needs the `path` of the dataset's folder"),
 ])
 def test_a_config_problem_is_one_line_naming_the_key(overlay, expected):
     with pytest.raises(ConfigProblem) as problem:

@@ -527,7 +527,7 @@ def prepare_split(root, split: str, out_path, image_size: int, non_square: str =
       images: (N, S, S, 3) uint8, chunks (1, S, S, 3), dimension_names ("image", "y", "x", "rgb")
       labels: (N, S, S) uint8, chunks (1, S, S), dimension_names ("image", "y", "x"); train/test only
     Group attrs: split, image_ids, classes, ignore_label, image_size, source (str(root)), non_square,
-    resize (see `RESIZE_MODES`).
+    resize (see `RESIZE_MODES`), original_sizes ([height, width] of each image file).
 
     The group is written to a temporary sibling directory and renamed into place
     at the end (replacing any old ``out_path``), so a failure never leaves a
@@ -541,9 +541,11 @@ def prepare_split(root, split: str, out_path, image_size: int, non_square: str =
     def write(group: zarr.Group) -> None:
         images = _create_images(group, len(items), image_size)
         labels = _create_labels(group, len(items), image_size) if split != "unlabeled" else None
-        with_alpha = []
+        with_alpha, sizes = [], []
         for i, (_, image_path, label_path) in enumerate(items):
-            images[i] = load_image(image_path, image_size, non_square, resize)
+            rgb = read_rgb(image_path)
+            sizes.append(list(rgb.shape[:2]))
+            images[i] = fit_image(rgb, image_size, non_square, resize, image_path)
             if has_alpha(image_path):
                 with_alpha.append(image_path)
             if labels is not None:
@@ -557,6 +559,7 @@ def prepare_split(root, split: str, out_path, image_size: int, non_square: str =
             "source": str(root),
             "non_square": non_square,
             "resize": resize,
+            "original_sizes": sizes,
         })
         if with_alpha:
             log.warning("%s: %d of %d %s images have an alpha channel (first: %s); it is dropped, so transparent "
@@ -596,13 +599,17 @@ def prepare_folder(folder, out_path, image_size: int, name: str, classes: list, 
     def write(group: zarr.Group) -> None:
         images = _create_images(group, len(items), image_size)
         labels = _create_labels(group, len(items), image_size) if labelled else None
+        sizes = []
         for i, (_, image_path, label_path) in enumerate(items):
-            images[i] = load_image(image_path, image_size, non_square, resize)
+            rgb = read_rgb(image_path)
+            sizes.append(list(rgb.shape[:2]))
+            images[i] = fit_image(rgb, image_size, non_square, resize, image_path)
             if labelled:
                 labels[i] = load_label(label_path, image_size, ignore_label, non_square, resize)
         group.attrs.update({"split": f"{kind}-{name}", "image_ids": [image_id for image_id, _, _ in items],
                             "classes": list(classes), "ignore_label": ignore_label, "image_size": image_size,
-                            "source": str(folder), "non_square": non_square, "resize": resize})
+                            "source": str(folder), "non_square": non_square, "resize": resize,
+                            "original_sizes": sizes})
 
     _write_group_atomically(out_path, write)
 

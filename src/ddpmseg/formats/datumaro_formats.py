@@ -3,9 +3,11 @@
 ADE20K, Mapillary Vistas, KITTI, Datumaro's own and the common semantic-segmentation layout.
 
 The config names a format by datumaro's own name (`NAMES`). An image's class map is drawn from
-its masks and polygons (boxes, points and lines are not segmentation and are skipped), in
-ascending z_order and, within one z_order, in the order the file lists them: a later
-annotation covers an earlier one, as the formats' own tools draw them.
+its masks and polygons (boxes, points and lines are not segmentation and are skipped) in
+ascending z_order (CVAT's layers) and, within one z_order, larger shapes first: where shapes
+overlap, the smaller one lies on top (a face part on the face, the face on the hair around it).
+COCO and LabelMe keep no drawing order, and datumaro does not keep a file's order, so area is
+the rule that does not depend on either.
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ def _source_image(root: pathlib.Path, name: str, item, classes: list) -> SourceI
     if not image_path.is_file():
         return SourceImage(item.id, item.subset or "", image_path, where, _missing_image(where, image_path))
     return SourceImage(item.id, item.subset or "", image_path, where,
-                       lambda: _class_map(item, shapes, classes, image_path, where))
+                       lambda: _class_map(shapes, classes, image_path, where))
 
 
 def _missing_image(where: str, image_path: pathlib.Path):
@@ -76,42 +78,61 @@ def _missing_image(where: str, image_path: pathlib.Path):
     return fail
 
 
-def _class_map(item, shapes: list, classes: list, image_path: pathlib.Path, where: str) -> np.ndarray:
+def _class_map(shapes: list, classes: list, image_path: pathlib.Path, where: str) -> np.ndarray:
     """(H, W) int32 source class ids drawn from ``shapes``, UNCOVERED elsewhere."""
-    from datumaro.components.annotation import Mask
     from PIL import Image
-    from pycocotools import mask as coco_mask
 
     with Image.open(image_path) as im:
         width, height = im.size
     out = np.full((height, width), UNCOVERED, np.int32)
-    for shape in sorted(shapes, key=lambda a: a.z_order):  # sorted() is stable: file order within a z_order
-        if shape.label is None or not 0 <= shape.label < len(classes):
-            raise DatasetError(f"{where}: a {type(shape).__name__} has class {shape.label!r}, not one of the "
-                               f"{len(classes)} classes. Give it a declared class.")
-        if isinstance(shape, Mask):
-            try:
-                pixels = np.asarray(shape.image, bool)
-            except KeyError as exc:  # a colour mask with a colour the colour table lacks
-                raise DatasetError(f"{where}: mask has a colour not in the colour table ({exc}). Add the colour "
-                                   "to the label map, or repaint those pixels.") from exc
-            if pixels.shape != (height, width):
-                raise DatasetError(f"{where}: mask is {pixels.shape[1]}x{pixels.shape[0]} (width x height), its "
-                                   f"image {image_path.name} {width}x{height}. Export the mask at the image's size.")
-        else:
-            points = np.asarray(shape.points, np.float64).reshape(-1, 2)
-            if len(points) < 3:
-                raise DatasetError(f"{where}: a polygon of class {classes[shape.label]!r} has {len(points)} "
-                                   "points; a polygon needs at least 3. Redraw it or remove it.")
-            low, high = points.min(axis=0), points.max(axis=0)
-            if (low < -EDGE_TOLERANCE).any() or high[0] > width + EDGE_TOLERANCE or high[1] > height + EDGE_TOLERANCE:
-                raise DatasetError(f"{where}: a polygon of class {classes[shape.label]!r} reaches "
-                                   f"({low[0]:.0f}, {low[1]:.0f})..({high[0]:.0f}, {high[1]:.0f}), outside the "
-                                   f"{width}x{height} image. Fix the polygon, or the image it belongs to.")
-            rle = coco_mask.frPyObjects([points.reshape(-1).tolist()], height, width)
-            pixels = coco_mask.decode(rle)[..., 0].astype(bool)
-        out[pixels] = shape.label
+    for shape in sorted(shapes, key=lambda a: (a.z_order, -_area(a, where))):  # stable: ties keep their order
+        out[_pixels(shape, classes, width, height, image_path, where)] = shape.label
     return out
+
+
+def _pixels(shape, classes: list, width: int, height: int, image_path: pathlib.Path, where: str) -> np.ndarray:
+    """(H, W) bool: the pixels one mask or polygon covers; DatasetError naming the problem."""
+    from datumaro.components.annotation import Mask
+    from pycocotools import mask as coco_mask
+
+    if shape.label is None or not 0 <= shape.label < len(classes):
+        raise DatasetError(f"{where}: a {type(shape).__name__} has class {shape.label!r}, not one of the "
+                           f"{len(classes)} classes. Give it a declared class.")
+    if isinstance(shape, Mask):
+        try:
+            pixels = np.asarray(shape.image, bool)
+        except KeyError as exc:  # a colour mask with a colour the colour table lacks
+            raise _colour_error(where, exc) from exc
+        if pixels.shape != (height, width):
+            raise DatasetError(f"{where}: mask is {pixels.shape[1]}x{pixels.shape[0]} (width x height), its "
+                               f"image {image_path.name} {width}x{height}. Export the mask at the image's size.")
+    else:
+        points = np.asarray(shape.points, np.float64).reshape(-1, 2)
+        if len(points) < 3:
+            raise DatasetError(f"{where}: a polygon of class {classes[shape.label]!r} has {len(points)} "
+                               "points; a polygon needs at least 3. Redraw it or remove it.")
+        low, high = points.min(axis=0), points.max(axis=0)
+        if (low < -EDGE_TOLERANCE).any() or high[0] > width + EDGE_TOLERANCE or high[1] > height + EDGE_TOLERANCE:
+            raise DatasetError(f"{where}: a polygon of class {classes[shape.label]!r} reaches "
+                               f"({low[0]:.0f}, {low[1]:.0f})..({high[0]:.0f}, {high[1]:.0f}), outside the "
+                               f"{width}x{height} image. Fix the polygon, or the image it belongs to.")
+        rle = coco_mask.frPyObjects([points.reshape(-1).tolist()], height, width)
+        pixels = coco_mask.decode(rle)[..., 0].astype(bool)
+    return pixels
+
+
+def _area(shape, where: str) -> float:
+    """The area of a mask or polygon, pixels (the drawing order's key)."""
+    try:
+        return float(shape.get_area())
+    except KeyError as exc:
+        raise _colour_error(where, exc) from exc
+
+
+def _colour_error(where: str, exc: KeyError) -> DatasetError:
+    """datumaro's KeyError for a colour mask's colour that its colour table lacks, as one line."""
+    return DatasetError(f"{where}: mask has a colour not in the colour table ({exc.args[0] if exc.args else exc}). "
+                        "Add the colour to the label map, or repaint those pixels.")
 
 
 def _first_line(exc: Exception) -> str:

@@ -78,8 +78,7 @@ def prepare_formatted(root, settings: dict, outputs: dict, needs_unlabeled: bool
     written = ("train", "test", "unlabeled") if needs_unlabeled else ("train", "test")
     with ThreadPoolExecutor(_THREADS) as pool:  # images in threads; annotations in this one (datumaro's
         for split in written:                   # readers keep state in context variables)
-            for found in pool.map(lambda image: _check_item(image.image_path, None, False, non_square, None),
-                                  splits[split]):
+            for found in pool.map(lambda image: _check_image(image, non_square), splits[split]):
                 problems.extend(found)
     for split in ("train", "test"):
         labels[split] = []
@@ -99,6 +98,14 @@ def prepare_formatted(root, settings: dict, outputs: dict, needs_unlabeled: bool
     return {"counts": {split: len(splits[split]) for split in written}, "num_classes": len(classes),
             "classes": classes, "ignore_label": ignore, "colours": colours, "format": settings["format"],
             "splits": {split: [image.image_id for image in splits[split]] for split in ("train", "test")}}
+
+
+def _check_image(image: SourceImage, non_square: str) -> list:
+    """Problems of one image file (unreadable, or non-square under 'error'); an annotated image
+    whose file is missing is left to its annotation's message, which names both."""
+    if image.class_map is not None and not image.image_path.is_file():
+        return []
+    return _check_item(image.image_path, None, False, non_square, None)
 
 
 def _write_split(out_path, split: str, images: list, labels: list | None, classes: list, ignore: int,

@@ -67,8 +67,10 @@ def class_table(source: Source, mapping: dict | None, unannotated: str, ignore_l
     IGNORED (always the ignore label) at lut[0].
 
     mapping: {source name: final name or None (dropped: its pixels get the ignore label)}, or
-    None; source classes it does not name keep their name. Final ids follow the source's order,
-    each final class where its first source class stands. unannotated: 'auto' (the format's
+    None; source classes it does not name keep their name. Final ids: the mapping's names in its
+    order, then the other classes in the source's order (so a mapping also sets the ids, e.g.
+    background first; formats without a class list, such as LabelMe, list classes as they
+    first appear). unannotated: 'auto' (the format's
     background class, a class named "background" or "_background_", when it has one, else
     ignore), 'ignore', or a final class name. `where` names the config key in messages.
     DatasetError when a name in ``mapping`` or ``unannotated`` is no class, or when there are
@@ -80,7 +82,7 @@ def class_table(source: Source, mapping: dict | None, unannotated: str, ignore_l
         raise DatasetError(f"{where}.classes: {unknown} name no class of the dataset (its classes: "
                            f"{_listed(source.classes)}). Use the dataset's own class names as keys.")
     targets = [mapping.get(name, name) for name in source.classes]
-    final = list(dict.fromkeys(t for t in targets if t is not None))
+    final = list(dict.fromkeys([t for t in mapping.values() if t is not None] + [t for t in targets if t is not None]))
     if len(final) > 255 or (len(final) > ignore_label and ignore_label not in range(len(final))):
         raise DatasetError(f"{where}: {len(final)} classes do not fit in 8-bit labels beside the ignore label "
                            f"{ignore_label}. Merge or drop classes with `classes:`.")
@@ -110,7 +112,7 @@ def assign_splits(images: list, split: dict, root, where: str) -> dict:
 
     split (the dataset's `split:` settings): 'train' / 'test' lists of image ids (or a text
     file of them, one per line, relative to ``root``) take precedence; else a 'test_fraction'
-    with 'seed' draws the test images from all annotated ones; else the format's subsets
+    with 'seed' (absent: 0) draws the test images from all annotated ones; else the format's subsets
     ('subsets': {train: [...], test: [...]}, default: train/training/trainval and the first of
     test/testing/val/valid/validation that holds annotated images). Annotated images in no
     split and images without annotation go to the unlabeled pool. An image id that two
@@ -134,7 +136,7 @@ def assign_splits(images: list, split: dict, root, where: str) -> dict:
             chosen["train" if not chosen["train"] else "test"] = rest
     elif split.get("test_fraction") is not None:
         order = sorted(annotated, key=lambda image: (image.subset, image.image_id))
-        permutation = np.random.default_rng(split["seed"]).permutation(len(order))
+        permutation = np.random.default_rng(split.get("seed", 0)).permutation(len(order))
         n_test = int(round(split["test_fraction"] * len(order)))
         chosen["test"] = [order[i] for i in permutation[:n_test]]
         chosen["train"] = [order[i] for i in permutation[n_test:]]
