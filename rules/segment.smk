@@ -57,6 +57,8 @@ rule segment_folder:
         unpack(get_segment_inputs),
     output:
         directory("results/{dataset}/segment/{name}"),
+    params:
+        export=lambda wc: PLAN.segment[wc.dataset][wc.name]["format"],
     log:
         "logs/segment_folder/{dataset}_{name}.log",
     benchmark:

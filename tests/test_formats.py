@@ -319,3 +319,31 @@ def test_bad_coco_inputs_get_one_line_each_and_nothing_written(tmp_path):
 
     assert_one_line_error(r"cannot be read as format 'voc'", out,
                           lambda: prepare(root, "voc", out, non_square="pad"))
+
+
+@pytest.mark.parametrize("fmt", ["voc", "coco_instances", "cvat", "label_me", "cityscapes"])
+def test_exported_masks_decode_to_the_predicted_labels(fmt, tmp_path):
+    """Masks written for an annotation tool (segment.<name>.format) read back by datumaro give
+    the same class at every pixel."""
+    from ddpmseg.formats.export import export_masks
+
+    items = fasseg_items("train")[:2]
+    labels = [np.where(label == 255, 0, label).astype(np.uint8) for _, _, label in items]
+    labels[1] = labels[1][:, :100]  # another size
+    images = []
+    for (stem, path, _), label in zip(items, labels):
+        images.append(tmp_path / f"{stem}.png")
+        Image.open(path).crop((0, 0, label.shape[1], label.shape[0])).save(images[-1])
+    colours = [(0, 0, 0), (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48)]
+    export_masks(tmp_path / fmt, fmt, [stem for stem, _, _ in items], images, labels, CLASSES, colours)
+    dataset = datumaro.Dataset.import_from(str(tmp_path / fmt), fmt)
+    names = [label.name for label in dataset.categories()[AnnotationType.label]]
+    assert sorted(item.id for item in dataset) == [stem for stem, _, _ in items]
+    for item in dataset:
+        expected = labels[[stem for stem, _, _ in items].index(item.id)]
+        decoded = np.full(expected.shape, "", object)
+        decoded[expected == 0] = "background"  # formats with a background class leave it unannotated
+        for mask in item.annotations:
+            if isinstance(mask, Mask):
+                decoded[np.asarray(mask.image, bool)] = names[mask.label]
+        assert (decoded == np.asarray(CLASSES, object)[expected]).all()

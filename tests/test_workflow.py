@@ -14,11 +14,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 import zarr
 from PIL import Image
 
 from ddpmseg.download import sha256_of
 from ddpmseg.errors import CheckpointError
+from ddpmseg.formats import READERS
+from ddpmseg.formats.source import class_table, lut_classes
 from ddpmseg.stores import open_store
 from ddpmseg.sampling import sample_batch
 from ddpmseg.segmenter import Segmenter
@@ -26,6 +29,10 @@ from ddpmseg.synthetic import render_sample
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_CONFIG = REPO / "tests" / "config.test.yaml"
+# The images segmented: (name, (width, height)). The model sees 32x32; after padding to a square,
+# a and c are 96 = 3 x 32 wide or high with offsets that are multiples of 3, so that their pixels
+# 3i+1 (less the offset) sit on the model's pixel centres.
+SEGMENTED = (("a.png", (96, 72)), ("b.jpg", (48, 48)), ("sub/c.png", (48, 96)))
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
 
 
@@ -183,12 +190,15 @@ def _run_tiny_workflow(root: Path) -> dict:
     snakemake(clean, DELETED_STORE, *args)
     shutil.copy(results / "table2_long.csv", snapshots / "table2_long.recomputed.csv")
 
-    # a folder of images in no split, segmented by a seed's bundle from the workflow
+    # a folder of images in no split, of other sizes and aspects, segmented by a seed's bundle from the
+    # workflow; a and c are 3x the model's 32 (after padding), so that their pixels 3i+1 sit on the
+    # model's pixel centres
     folder = root / "to_segment"
     (folder / "sub").mkdir(parents=True)
     sources = sorted((clean / "resources/tiny/source/unlabeled").glob("*.png"))[:3]
-    for source, target in zip(sources, ("a.png", "b.jpg", "sub/c.png")):
-        Image.open(source).convert("RGB").resize((48, 48)).save(folder / target, quality=95)
+    for source, (target, size) in zip(sources, SEGMENTED):
+        Image.open(source).convert("RGB").resize(size).save(folder / target, quality=95)
+    write_image_mask_dataset(clean / "resources/tiny/source", root / "tiny_folder")
     # a released synthetic dataset in the paper's npz layout (images, labels, latents, uncertainties)
     rendered, rng = released_gan_samples()
     released = root / "released_gan" / "tiny.npz"
@@ -196,6 +206,12 @@ def _run_tiny_workflow(root: Path) -> dict:
     np.savez(released, np.stack([r[0] for r in rendered]), np.stack([r[1] for r in rendered]), np.zeros((6, 4)),
              rng.random(6))
     segment_config = root / "segment.yaml"  # with the distillation of three pools into DeepLab, seed 1
+    tiny = yaml.safe_load(TEST_CONFIG.read_text())["datasets"]["tiny"]
+    tiny_folder = {"path": str(root / "tiny_folder"), "format": "image_mask", "non_square": "pad",
+                   "diffusion": {"flags": tiny["diffusion"]["flags"],
+                                 "checkpoint": str(results / "tiny/diffusion/model.pt")},
+                   **{key: tiny[key] for key in ("features", "ensemble")},
+                   "segment": {"photos": {"path": str(folder), "seed": 1, "format": "voc"}}}
     segment_config.write_text(
         "datasets:\n  tiny:\n    segment:\n"
         f"      pool: {{path: {folder}, seed: 1}}\n      pool_deeplab: {{path: {folder}, model: deeplab, seed: 1}}\n"
@@ -205,6 +221,10 @@ def _run_tiny_workflow(root: Path) -> dict:
     both = ("--configfile", str(TEST_CONFIG), str(segment_config))
     snakemake(clean, "results/table2.csv", "results/table3.csv", "segment", *both)
     shutil.copy(results / "table2.csv", snapshots / "table2.distilled.csv")
+    # the same folder segmented by an ensemble trained on an image_mask dataset of non-square images
+    folder_config = root / "tiny_folder.yaml"
+    folder_config.write_text(yaml.safe_dump({"datasets": {"tiny_folder": tiny_folder}}))
+    snakemake(clean, "results/tiny_folder/segment/photos", "--configfile", str(TEST_CONFIG), str(folder_config))
 
     # the probe sweep after the ensemble
     observed["figures_jobs"] = planned_jobs(clean, "figures", "--configfile", str(TEST_CONFIG))
@@ -227,6 +247,23 @@ def _run_tiny_workflow(root: Path) -> dict:
     snakemake(killed, "--unlock", *killed_args)  # a killed Snakemake leaves its lock behind
     snakemake(killed, *killed_args, cores=1)
     return observed
+
+
+def write_image_mask_dataset(source: Path, out: Path) -> None:
+    """The tiny dataset (paper layout at `source`) as an image_mask folder of non-square images:
+    each train / test image and label stretched to 40x32 (width x height; labels nearest), its
+    first 6 unlabeled images without masks (the unlabeled pool), and a labelmap.txt."""
+    for split in ("train", "test"):
+        (out / "images" / split).mkdir(parents=True)
+        (out / "masks" / split).mkdir(parents=True)
+        for image in sorted((source / "real" / split).glob("*.png")):
+            Image.open(image).convert("RGB").resize((40, 32)).save(out / "images" / split / image.name)
+            label = Image.fromarray(np.load(image.with_suffix(".npy"))).resize((40, 32), Image.Resampling.NEAREST)
+            label.save(out / "masks" / split / image.name)
+    for image in sorted((source / "unlabeled").glob("*.png"))[:6]:
+        Image.open(image).convert("RGB").resize((40, 32)).save(out / "images" / image.name)
+    classes = json.loads((source / "meta.json").read_text())["classes"]
+    (out / "labelmap.txt").write_text("".join(f"{name}:::\n" for name in classes))
 
 
 class TinyRun:
@@ -336,6 +373,58 @@ def test_tiny_workflow_rerun_does_nothing_and_a_deleted_store_recomputes_the_sam
                                   long[NUMBERS])
 
 
+def assert_agrees_with_the_model_size_prediction(bundle, files: list, labels: list) -> None:
+    """Masks at the images' own size (`labels`) equal the model-size prediction of the padded
+    square at its pixel centres (SEGMENTED's a and c), and inside the image their nearest-neighbour
+    reduction to the model's size agrees with it on most pixels (all of them)."""
+    from ddpmseg.datasets import fit_image, read_rgb, square_box
+
+    pictures = [read_rgb(path) for path in files]
+    square = bundle.predict(np.stack([fit_image(rgb, 32, "pad") for rgb in pictures]))[0]
+    for i in (0, 2):
+        height, width = pictures[i].shape[:2]
+        top, left, side = square_box(height, width, "pad")
+        centres = np.arange(32) * 3 + 1  # square pixels on the model's pixel centres
+        rows, cols = centres - top, centres - left
+        keep_rows, keep_cols = (rows >= 0) & (rows < height), (cols >= 0) & (cols < width)
+        at_centres = labels[i][np.ix_(rows[keep_rows], cols[keep_cols])]
+        assert (at_centres == square[i][np.ix_(keep_rows, keep_cols)]).all()
+    for i, rgb in enumerate(pictures):
+        height, width = rgb.shape[:2]
+        top, left, side = square_box(height, width, "pad")
+        centres = ((np.arange(32) + 0.5) * side / 32).astype(int)
+        rows, cols = centres - top, centres - left
+        keep_rows, keep_cols = (rows >= 0) & (rows < height), (cols >= 0) & (cols < width)
+        reduced = labels[i][np.ix_(rows[keep_rows], cols[keep_cols])]
+        assert (reduced == square[i][np.ix_(keep_rows, keep_cols)]).mean() > 0.8
+
+
+@pytest.mark.slow
+def test_tiny_workflow_segments_an_image_mask_dataset_of_non_square_images(tiny_workflow):
+    """An image_mask dataset of non-square images (pad) read, trained on and used to segment the
+    folder: the prepared splits record each image's size, the masks come back at each image's
+    own size and agree with the model-size prediction."""
+    results, folder = tiny_workflow.results, tiny_workflow.folder
+    summary = json.loads((results / "tiny_folder/data/summary.json").read_text())
+    assert summary["counts"] == {"train": 4, "test": 3, "unlabeled": 6} and summary["format"] == "image_mask"
+    train = zarr.open_group(results / "tiny_folder/data/train.zarr", mode="r")
+    assert train.attrs["original_sizes"] == [[32, 40]] * 4 and train.attrs["non_square"] == "pad"
+    assert (train["labels"][:, :3] == 255).all()  # the padding rows are ignored
+    segmented = zarr.open_group(results / "tiny_folder/segment/photos/segmentation.zarr", mode="r")
+    assert [segmented["labels"][str(i)].shape for i in range(3)] == [(72, 96), (48, 48), (96, 48)]
+    bundle = Segmenter.load(results / "tiny_folder/ddpm/seed1/segmenter")
+    files = [folder / name for name, _ in SEGMENTED]
+    labels = [segmented["labels"][str(i)][:] for i in range(3)]
+    assert all((a == b).all() for a, b in zip(bundle.predict_files(files)[0], labels))
+    assert_agrees_with_the_model_size_prediction(bundle, files, labels)
+    # the masks also written as a VOC dataset (segment.photos.format), which reads back as they are
+    exported = READERS["voc"](results / "tiny_folder/segment/photos/voc", {"format": "voc"})
+    names, lut = class_table(exported, None, "auto", 255, "voc")
+    assert names == bundle.classes
+    decoded = {image.image_id: lut_classes(image.class_map(), lut) for image in exported.images}
+    assert all((decoded[image_id] == labels[i]).all() for i, image_id in enumerate(["a", "b", "sub/c"]))
+
+
 @pytest.mark.slow
 def test_tiny_workflow_segments_a_folder_and_a_bundle_names_its_checkpoint(tiny_workflow, tmp_path):
     """A folder of images in no split, segmented by a seed's bundle from the workflow, and the
@@ -343,15 +432,20 @@ def test_tiny_workflow_segments_a_folder_and_a_bundle_names_its_checkpoint(tiny_
     predict rule's masks (extracted and predicted by other code)."""
     results, folder = tiny_workflow.results, tiny_workflow.folder
     segmented = zarr.open_group(results / "tiny/segment/pool/segmentation.zarr", mode="r")
-    assert segmented.attrs["image_ids"] == ["a", "b", "sub/c"] and segmented["labels"].shape == (3, 32, 32)
-    assert sorted(str(p.relative_to(results / "tiny/segment/pool/masks")) for p in
-                  (results / "tiny/segment/pool/masks").rglob("*.png")) == ["a.png", "b.png", "sub/c.png"]
+    assert segmented.attrs["image_ids"] == ["a", "b", "sub/c"]
+    assert [segmented["labels"][str(i)].shape for i in range(3)] == [(72, 96), (48, 48), (96, 48)]
+    masks = {str(p.relative_to(results / "tiny/segment/pool/masks")): Image.open(p).size
+             for p in (results / "tiny/segment/pool/masks").rglob("*.png")}
+    assert masks == {"a.png": (96, 72), "b.png": (48, 48), "sub/c.png": (48, 96)}  # each image's own size
     assert (results / "tiny/segment/pool/uncertainty/sub/c.png").is_file()
     bundle = Segmenter.load(results / "tiny/ddpm/seed1/segmenter")
     assert bundle.classes == zarr.open_group(results / "tiny/data/test.zarr", mode="r").attrs["classes"]
-    labels, uncertainty = bundle.predict_files([folder / "a.png", folder / "b.jpg", folder / "sub/c.png"])
-    assert (labels == segmented["labels"][:]).all()
-    assert (uncertainty.astype("float16") == segmented["uncertainty"][:]).all()
+    files = [folder / name for name, _ in SEGMENTED]
+    labels, uncertainty = bundle.predict_files(files)
+    for i in range(3):
+        assert (labels[i] == segmented["labels"][str(i)][:]).all()
+        assert (uncertainty[i].astype("float16") == segmented["uncertainty"][str(i)][:]).all()
+    assert_agrees_with_the_model_size_prediction(bundle, files, labels)
     test_images = zarr.open_group(results / "tiny/data/test.zarr", mode="r")["images"][:]
     predicted = zarr.open_group(results / "tiny/ddpm/seed1/predictions.zarr", mode="r")
     labels, uncertainty = bundle.predict(test_images)
@@ -420,8 +514,8 @@ def test_tiny_workflow_distills_three_pools_into_deeplab_and_fills_table3(tiny_w
     predicted = zarr.open_group(results / "tiny/distill_ddpm/seed1/predictions.zarr", mode="r")
     assert (deeplab.predict(test_images)[0] == predicted["majority"][:]).all()
     by_deeplab = zarr.open_group(results / "tiny/segment/pool_deeplab/segmentation.zarr", mode="r")
-    assert (deeplab.predict_files([folder / "a.png", folder / "b.jpg", folder / "sub/c.png"])[0]
-            == by_deeplab["labels"][:]).all()
+    by_file = deeplab.predict_files([folder / name for name, _ in SEGMENTED])[0]
+    assert all((labels == by_deeplab["labels"][str(i)][:]).all() for i, labels in enumerate(by_file))
 
 
 @pytest.mark.slow

@@ -609,7 +609,8 @@ def prepare_folder(folder, out_path, image_size: int, name: str, classes: list, 
         group.attrs.update({"split": f"{kind}-{name}", "image_ids": [image_id for image_id, _, _ in items],
                             "classes": list(classes), "ignore_label": ignore_label, "image_size": image_size,
                             "source": str(folder), "non_square": non_square, "resize": resize,
-                            "original_sizes": sizes})
+                            "original_sizes": sizes,
+                            "files": [image_path.relative_to(folder).as_posix() for _, image_path, _ in items]})
 
     _write_group_atomically(out_path, write)
 

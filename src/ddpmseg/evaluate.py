@@ -1,7 +1,10 @@
 """Prediction with the ensemble, voting, uncertainty, mIoU and the pictures a person looks at."""
 
+import math
+
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from ddpmseg.ensemble import first_layer_projections, predict_probabilities, probabilities_from_first_layer
@@ -117,6 +120,53 @@ def predict_images(models, stores, n_images: int, size: int, device: str = "cpu"
             soft[i] = soft_vote(p).reshape(size, size).cpu().numpy()
             uncertainty[i] = jensen_shannon(p).reshape(size, size).cpu().numpy()
     return outputs
+
+
+def votes_at_original_size(probabilities: torch.Tensor, height: int, width: int, non_square: str, vote: str,
+                           uncertainty: str, ignore_label: int, chunk: int = 1 << 24) -> tuple:
+    """The votes of M members' softmax at the model's size brought back to an image's own size.
+
+    probabilities: (M, C, S, S) float32 of the image as the model saw it (the square that
+    `ddpmseg.datasets.fit_image` made of its height x width original). Each member's
+    probabilities are sampled bilinearly (as F.interpolate, align_corners=False) at the centre of
+    every pixel of the square at the original resolution, the square's padding left out (or, for
+    'crop', pixels outside the centre square get ``ignore_label`` and the largest uncertainty);
+    then the vote ('majority', 'soft', 'argmax' of the first member) and the uncertainty ('js':
+    Jensen-Shannon divergence over members; 'entropy' of the mean) are taken there, pixel by
+    pixel, about ``chunk`` values at a time. At the model's own size it gives the same votes as
+    the model-size prediction. Returns labels (H, W) uint8 and uncertainty (H, W) float32, nats.
+    """
+    from ddpmseg.datasets import square_box
+
+    members, classes, size = probabilities.shape[0], probabilities.shape[1], probabilities.shape[2]
+    top, left, side = square_box(height, width, non_square)
+    shift = (top, left) if non_square != "crop" else (-top, -left)  # original pixel + shift = square pixel
+    labels = np.full((height, width), ignore_label, np.uint8)
+    most = math.log(min(members, classes)) if uncertainty == "js" else math.log(classes)
+    spread = np.full((height, width), most, np.float32)
+    rows_in = [y for y in range(height) if 0 <= y + shift[0] < side]
+    cols = np.arange(width)
+    inside = (cols + shift[1] >= 0) & (cols + shift[1] < side)
+    x = torch.from_numpy((2 * (cols[inside] + shift[1]) + 1) / side - 1).float()
+    step = max(1, chunk // (members * classes * max(1, int(inside.sum()))))
+    for start in range(0, len(rows_in), step):
+        rows = np.asarray(rows_in[start:start + step])
+        y = torch.from_numpy((2 * (rows + shift[0]) + 1) / side - 1).float()
+        grid = torch.stack(torch.meshgrid(y, x, indexing="ij")[::-1], dim=-1)  # (rows, cols, 2) as (x, y)
+        grid = grid.to(probabilities.device).expand(members, *grid.shape)
+        sampled = F.grid_sample(probabilities, grid, mode="bilinear", align_corners=False)  # (M, C, rows, cols)
+        p = sampled.permute(0, 2, 3, 1).reshape(members, -1, classes)
+        if vote == "majority":
+            chosen = majority_vote(p)
+        elif vote == "soft":
+            chosen = soft_vote(p)
+        else:
+            chosen = p[0].argmax(dim=-1)
+        value = jensen_shannon(p) if uncertainty == "js" else _entropy(p.mean(dim=0))
+        shape = (len(rows), int(inside.sum()))
+        labels[rows[:, None], cols[inside][None, :]] = chosen.reshape(shape).cpu().numpy()
+        spread[rows[:, None], cols[inside][None, :]] = value.reshape(shape).cpu().numpy()
+    return labels, spread
 
 
 def confusion_counts(predictions: np.ndarray, labels: np.ndarray, num_classes: int, ignore_label: int, convention: str):

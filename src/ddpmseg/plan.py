@@ -549,13 +549,13 @@ class Plan:
     # --- segmenting folders, distillation, Table 3
 
     def _segment_folders(self, dataset: str) -> dict:
-        """{name: {path, model, method, seed}} of a dataset's `segment` folders, defaults filled in
+        """{name: {path, model, method, seed, format}} of a dataset's `segment` folders, defaults filled in
         (a bare folder: the first method's ensemble of the first seed)."""
         folders = {}
         keys = [k for m in self.plans[dataset] for k in self.method_keys(dataset, m)]
         for name, given in self.settings(dataset)["segment"].items():
             spec = {"path": given} if isinstance(given, str) else dict(given)
-            spec = {"model": "ensemble", **spec, "method": spec.get("method") or self.methods[0],
+            spec = {"model": "ensemble", "format": "palette", **spec, "method": spec.get("method") or self.methods[0],
                     "seed": self.seeds[0] if spec.get("seed") is None else spec["seed"]}
             where = f"config: datasets.{dataset}.segment.{name}"
             if spec["method"] not in keys:

@@ -4,7 +4,7 @@
     from ddpmseg.segmenter import Segmenter
     segmenter = Segmenter.load("results/fasseg_face6/ddpm/seed0/segmenter")
     labels, uncertainty = segmenter.predict(images)        # (N, S, S, 3) uint8 at segmenter.image_size
-    labels, uncertainty = segmenter.predict_files(paths)   # any image files, resized as a split
+    labels, uncertainty = segmenter.predict_files(paths)   # any image files: lists at each file's own size
 
 A bundle folder holds `segmenter.json` (what it is: classes, palette, image size and how images
 are brought to it, the vote, and for an ensemble the feature recipe: source, settings, the
@@ -166,52 +166,81 @@ class Segmenter:
             raise CheckpointError(f"{self.folder}: the bundle's feature checkpoint {path} has sha256 {found}, the "
                                   f"bundle was built with {expected}; restore that file or rebuild the bundle")
 
-    def predict(self, images: np.ndarray, features_dir=None, device: str = "cpu") -> tuple:
+    def predict(self, images: np.ndarray, features_dir=None, device: str = "cpu", original_sizes=None) -> tuple:
         """Segments images: (N, S, S, 3) uint8 at `image_size` -> labels (N, S, S) uint8 (the
         bundle's vote) and uncertainty (N, S, S) float32, nats: for an ensemble the Jensen-Shannon
         divergence of the members' softmax, for DeepLab the entropy of its softmax. An
         ensemble's features go to `features_dir` (one store per cell, kept) or, CHUNK_IMAGES
-        images at a time, to a scratch folder."""
+        images at a time, to a scratch folder.
+
+        original_sizes: [(height, width)] of the files the images were made from (the bundle's
+        non_square and resize): labels and uncertainty then come back as lists of (height,
+        width) arrays at those sizes, voted there from the members' upsampled probabilities
+        (`ddpmseg.evaluate.votes_at_original_size`)."""
         images = np.asarray(images)
         size = self.image_size
         if images.ndim != 4 or images.shape[1:] != (size, size, 3) or images.dtype != np.uint8:
             raise ValueError(f"images must be (N, {size}, {size}, 3) uint8 (this segmenter's image size); got "
                              f"{images.shape} {images.dtype}. Use predict_files, or resize them first.")
+        if original_sizes is not None and len(original_sizes) != len(images):
+            raise ValueError(f"{len(original_sizes)} original sizes for {len(images)} images")
         if self.description["kind"] == "deeplab":
-            return self._predict_deeplab(images, device)
+            return self._predict_deeplab(images, device, original_sizes)
         if features_dir is not None:
-            return self._predict_stores(images, Path(features_dir), device)
-        labels = np.zeros(images.shape[:3], np.uint8)
-        uncertainty = np.zeros(images.shape[:3], np.float32)
+            return self._predict_stores(images, Path(features_dir), device, original_sizes)
+        parts = []
         for start in range(0, len(images), CHUNK_IMAGES):
             with tempfile.TemporaryDirectory(prefix="ddpmseg-segment-") as scratch:
                 part = slice(start, start + CHUNK_IMAGES)
-                labels[part], uncertainty[part] = self._predict_stores(images[part], Path(scratch), device)
-        return labels, uncertainty
+                sizes = None if original_sizes is None else original_sizes[part]
+                parts.append(self._predict_stores(images[part], Path(scratch), device, sizes))
+        if original_sizes is not None:
+            return [a for p in parts for a in p[0]], [a for p in parts for a in p[1]]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def predict_files(self, paths, device: str = "cpu") -> tuple:
-        """`predict` of image files, each read and resized as the training splits were (the
-        bundle's non_square and resize policies)."""
-        from ddpmseg.datasets import load_image
+        """Segments image files, each read and brought to the model's size as the training splits
+        were (the bundle's non_square and resize policies): labels [(H, W) uint8] and uncertainty
+        [(H, W) float32, nats], each at its file's own size (`predict` with original_sizes)."""
+        from ddpmseg.datasets import fit_image, read_rgb
 
         d = self.description
-        images = np.stack([load_image(p, self.image_size, d["non_square"], d["resize"]) for p in paths])
-        return self.predict(images, device=device)
+        pictures = [read_rgb(p) for p in paths]
+        images = np.stack([fit_image(rgb, self.image_size, d["non_square"], d["resize"], p)
+                           for rgb, p in zip(pictures, paths)])
+        return self.predict(images, device=device, original_sizes=[rgb.shape[:2] for rgb in pictures])
 
-    def _predict_deeplab(self, images: np.ndarray, device: str) -> tuple:
-        from ddpmseg.deeplab import build_deeplab, predict_deeplab
+    def _at_original_size(self, probabilities, size: tuple, members_vote: str, uncertainty: str) -> tuple:
+        from ddpmseg.evaluate import votes_at_original_size
+
+        return votes_at_original_size(probabilities, int(size[0]), int(size[1]), self.description["non_square"],
+                                      members_vote, uncertainty, self.description["ignore_label"])
+
+    def _predict_deeplab(self, images: np.ndarray, device: str, original_sizes=None) -> tuple:
+        from ddpmseg.deeplab import build_deeplab, deeplab_logits, predict_deeplab
 
         settings = self.description["deeplab"]
         model = build_deeplab(settings["backbone"], len(self.classes))
         model.load_state_dict(self.weights)
         with _torch_threads(settings["threads"]):
-            return predict_deeplab(model, images, device=device, input_size=settings.get("input_size"))
+            if original_sizes is None:
+                return predict_deeplab(model, images, device=device, input_size=settings.get("input_size"))
+            model.eval().to(device)
+            labels, uncertainty = [], []
+            with torch.no_grad():
+                for image, size in zip(images, original_sizes):
+                    logits = deeplab_logits(model, image[None], settings.get("input_size"), device)
+                    label, spread = self._at_original_size(torch.softmax(logits.float(), dim=1), size, "argmax",
+                                                           "entropy")
+                    labels.append(label)
+                    uncertainty.append(spread)
+            return labels, uncertainty
 
-    def _predict_stores(self, images: np.ndarray, features_dir: Path, device: str) -> tuple:
+    def _predict_stores(self, images: np.ndarray, features_dir: Path, device: str, original_sizes=None) -> tuple:
         from ddpmseg.ensemble import ensemble_from_state_dict
-        from ddpmseg.evaluate import predict_images
+        from ddpmseg.evaluate import image_probabilities, predict_images
         from ddpmseg.features import build_method_model, extract_cells
-        from ddpmseg.stores import open_stores
+        from ddpmseg.stores import native_maps, open_stores
         from ddpmseg.precision import matmul_dtype, resolve
 
         recipe = self.description["features"]
@@ -230,10 +259,21 @@ class Segmenter:
                                   precision=precision.get("extraction", "float32"))
         ensemble = ensemble_from_state_dict(self.weights,
                                             matmul_dtype(resolve(precision.get("ensemble", "float32"), device))).eval()
+        size = self.image_size
         with _torch_threads(recipe["threads"]["prediction"]), torch.no_grad():
-            majority, soft, uncertainty = predict_images([ensemble], open_stores(paths), len(images), self.image_size,
-                                                         device)[0]
-        return (majority if self.description["vote"] == "majority" else soft), uncertainty
+            if original_sizes is None:
+                majority, soft, uncertainty = predict_images([ensemble], open_stores(paths), len(images), size,
+                                                             device)[0]
+                return (majority if self.description["vote"] == "majority" else soft), uncertainty
+            stores, labels, spread = open_stores(paths), [], []
+            ensemble = ensemble.to(device)
+            for i, original in enumerate(original_sizes):
+                p = image_probabilities([ensemble], native_maps(stores, i, device), size)[0]  # (M, S * S, C)
+                p = p.reshape(p.shape[0], size, size, p.shape[2]).permute(0, 3, 1, 2)
+                label, js = self._at_original_size(p, original, self.description["vote"], "js")
+                labels.append(label)
+                spread.append(js)
+            return labels, spread
 
 
 @contextmanager
