@@ -130,6 +130,8 @@ rule predict_distill:
     output:
         predictions=[directory("results/{dataset}/distill_{pool}/seed{seed}/predictions.zarr")],
         masks=[directory("results/{dataset}/distill_{pool}/seed{seed}/masks")],
+    params:
+        resolution=lambda wc: dataset_settings(wc)["evaluation"]["resolution"],
     log:
         "logs/predict_distill/{dataset}_{pool}_{seed}.log",
     benchmark:

@@ -12,6 +12,7 @@ rule predict:
         masks=[directory(p) for p in per_seed("results/{{dataset}}/{{method}}/seed{seed}/masks")],
     params:
         vote=lambda wc: dataset_settings(wc)["evaluation"]["vote"],
+        resolution=lambda wc: dataset_settings(wc)["evaluation"]["resolution"],
         gpu=ensemble_gpu,
         precision=lambda wc: dataset_settings(wc)["ensemble"]["precision"],
         torch_threads=lambda wc: dataset_settings(wc)["threads"],

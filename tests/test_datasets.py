@@ -18,6 +18,7 @@ from ddpmseg.datasets import (
     opencv_nearest_indices,
     prepare_split,
     read_meta,
+    read_original_labels,
     validate_dataset,
     write_empty_split,
 )
@@ -329,10 +330,16 @@ def test_prepare_split_tiny_pad(tmp_path):
     assert dict(group.attrs) == {"split": "train", "image_ids": ["000", "001"], "classes": CLASSES,
                                  "ignore_label": 255, "image_size": 8, "source": str(root), "non_square": "pad",
                                  "resize": "lanczos", "original_sizes": [[10, 16], [16, 16]]}
+    originals = read_original_labels(out)  # each label as the file holds it, at its image's own size
+    assert [label.shape for label in originals] == [(10, 16), (16, 16)]
+    for label, name in zip(originals, ("000", "001")):
+        np.testing.assert_array_equal(label, np.load(root / f"real/train/{name}.npy"))
 
     prepare_split(root, "unlabeled", out.with_name("unlabeled.zarr"), 8, max_images=1)
     group = zarr.open_group(out.with_name("unlabeled.zarr"), mode="r")
     assert group["images"].shape == (1, 8, 8, 3) and "labels" not in group
+    with pytest.raises(DatasetError, match="has no original_labels .* prepared anew"):
+        read_original_labels(out.with_name("unlabeled.zarr"))
     assert sorted(p.name for p in out.parent.iterdir()) == ["train.zarr", "unlabeled.zarr"]
 
 

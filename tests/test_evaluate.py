@@ -13,6 +13,7 @@ from ddpmseg.evaluate import (
     per_class_iou,
     save_palette_png,
     soft_vote,
+    votes_at_original_size,
 )
 
 # 2 images of 2x3 pixels, 3 classes, ignore label 255.
@@ -81,3 +82,50 @@ def test_palette_png_keeps_class_ids(tmp_path):
     image = Image.open(tmp_path / "m.png")
     assert image.mode == "P"
     np.testing.assert_array_equal(np.array(image), mask)
+
+
+def random_probabilities(members: int, classes: int, size: int, seed: int = 0) -> torch.Tensor:
+    """(M, C, S, S) softmax of smooth random logits (an upsampled 4x4 grid: regions, as a model gives)."""
+    logits = torch.randn(members, classes, 4, 4, generator=torch.Generator().manual_seed(seed)) * 3
+    return torch.softmax(torch.nn.functional.interpolate(logits, size=(size, size), mode="bilinear"), dim=1)
+
+
+def test_votes_at_the_model_size_are_the_model_size_votes():
+    p = random_probabilities(3, 4, 16)
+    votes = votes_at_original_size(p, 16, 16, "pad", 255, ("majority", "soft", "argmax", "js", "entropy"))
+    flat = p.permute(0, 2, 3, 1).reshape(3, -1, 4)
+    assert (votes["majority"] == majority_vote(flat).reshape(16, 16).numpy()).all()
+    assert (votes["soft"] == soft_vote(flat).reshape(16, 16).numpy()).all()
+    assert (votes["argmax"] == flat[0].argmax(dim=-1).reshape(16, 16).numpy()).all()
+    np.testing.assert_allclose(votes["js"], jensen_shannon(flat).reshape(16, 16).numpy(), atol=1e-6)
+    assert votes["majority"].dtype == np.uint8 and votes["js"].dtype == np.float32
+
+
+@pytest.mark.parametrize("height, width", [(24, 40), (40, 24), (25, 40)])
+def test_padded_votes_are_the_upsampled_square_with_the_padding_cut_off(height, width):
+    """'pad': the probabilities upsampled to the padded square's side (bilinear, as F.interpolate),
+    then the image's rows and columns taken: the vote of that, also in small chunks."""
+    p = random_probabilities(3, 4, 16)
+    side = max(height, width)
+    top, left = (side - height) // 2, (side - width) // 2
+    big = torch.nn.functional.interpolate(p, size=(side, side), mode="bilinear", align_corners=False)
+    big = big[:, :, top:top + height, left:left + width].permute(0, 2, 3, 1).reshape(3, -1, 4)
+    for chunk in (1 << 24, 100):
+        votes = votes_at_original_size(p, height, width, "pad", 255, ("majority", "js"), chunk=chunk)
+        assert votes["majority"].shape == (height, width)
+        assert (votes["majority"] == majority_vote(big).reshape(height, width).numpy()).all()
+        np.testing.assert_allclose(votes["js"], jensen_shannon(big).reshape(height, width).numpy(), atol=1e-5)
+
+
+def test_cropped_votes_leave_the_cut_off_sides_unpredicted():
+    """'crop': the centre square gets the upsampled votes; the sides the model never saw get the
+    ignore label and the largest uncertainty (ln of min(members, classes) for JS)."""
+    p = random_probabilities(3, 4, 16)
+    votes = votes_at_original_size(p, 24, 40, "crop", 255, ("majority", "js"))
+    big = torch.nn.functional.interpolate(p, size=(24, 24), mode="bilinear", align_corners=False)
+    inside = majority_vote(big.permute(0, 2, 3, 1).reshape(3, -1, 4)).reshape(24, 24).numpy()
+    assert (votes["majority"][:, 8:32] == inside).all()
+    assert (votes["majority"][:, :8] == 255).all() and (votes["majority"][:, 32:] == 255).all()
+    assert np.allclose(votes["js"][:, :8], math.log(3))
+    with pytest.raises(ValueError, match="unknown outputs"):
+        votes_at_original_size(p, 24, 40, "crop", 255, ("mode",))

@@ -11,7 +11,7 @@ import pytest
 import zarr
 from PIL import Image
 
-from ddpmseg.datasets import DatasetError, prepare_split
+from ddpmseg.datasets import DatasetError, prepare_split, read_original_labels
 from ddpmseg.formats import READERS, datumaro_formats
 from ddpmseg.formats.prepare import prepare_formatted
 
@@ -105,6 +105,8 @@ def test_format_reads_back_the_paper_import_pixel_for_pixel(fmt, tmp_path, paper
         np.testing.assert_array_equal(group["images"][:], images)
         np.testing.assert_array_equal(group["labels"][:], labels)
         assert group.attrs["original_sizes"] == [[128, 128]] * N_IMAGES
+        originals = read_original_labels(tmp_path / "out" / f"{split}.zarr")  # drawn at the image's own size
+        assert all((a == b).all() for a, (_, _, b) in zip(originals, fasseg_items(split), strict=True))
     unlabeled = zarr.open_group(str(tmp_path / "out" / "unlabeled.zarr"), mode="r")
     assert unlabeled["images"].shape == (2, 64, 64, 3) and "labels" not in unlabeled
 

@@ -210,7 +210,7 @@ def _run_tiny_workflow(root: Path) -> dict:
     tiny_folder = {"path": str(root / "tiny_folder"), "format": "image_mask", "non_square": "pad",
                    "diffusion": {"flags": tiny["diffusion"]["flags"],
                                  "checkpoint": str(results / "tiny/diffusion/model.pt")},
-                   **{key: tiny[key] for key in ("features", "ensemble")},
+                   **{key: tiny[key] for key in ("features", "ensemble")}, "evaluation": {"resolution": "original"},
                    "segment": {"photos": {"path": str(folder), "seed": 1, "format": "voc"}}}
     segment_config.write_text(
         "datasets:\n  tiny:\n    segment:\n"
@@ -224,7 +224,8 @@ def _run_tiny_workflow(root: Path) -> dict:
     # the same folder segmented by an ensemble trained on an image_mask dataset of non-square images
     folder_config = root / "tiny_folder.yaml"
     folder_config.write_text(yaml.safe_dump({"datasets": {"tiny_folder": tiny_folder}}))
-    snakemake(clean, "results/tiny_folder/segment/photos", "--configfile", str(TEST_CONFIG), str(folder_config))
+    snakemake(clean, "results/tiny_folder/segment/photos", "results/tiny_folder/ddpm/seed0/metrics.json",
+              "--configfile", str(TEST_CONFIG), str(folder_config))
 
     # the probe sweep after the ensemble
     observed["figures_jobs"] = planned_jobs(clean, "figures", "--configfile", str(TEST_CONFIG))
@@ -423,6 +424,32 @@ def test_tiny_workflow_segments_an_image_mask_dataset_of_non_square_images(tiny_
     assert names == bundle.classes
     decoded = {image.image_id: lut_classes(image.class_map(), lut) for image in exported.images}
     assert all((decoded[image_id] == labels[i]).all() for i, image_id in enumerate(["a", "b", "sub/c"]))
+
+
+@pytest.mark.slow
+def test_tiny_workflow_scores_an_image_mask_dataset_at_the_images_own_size(tiny_workflow):
+    """`evaluation.resolution: original`: the test split keeps each label at its image's own size
+    (40x32, as written), the predictions come at that size too, and the mIoU is theirs; the
+    paper's model-size mIoU is kept beside it and is close to it."""
+    from ddpmseg.datasets import read_original_labels
+    from ddpmseg.evaluate import mean_iou
+
+    results = tiny_workflow.results
+    test = results / "tiny_folder/data/test.zarr"
+    written = sorted((tiny_workflow.root / "tiny_folder/masks/test").glob("*.png"))
+    originals = read_original_labels(test)
+    assert len(originals) == len(written) == 3
+    assert all((np.asarray(Image.open(path)) == label).all() for path, label in zip(written, originals))
+    metrics = json.loads((results / "tiny_folder/ddpm/seed0/metrics.json").read_text())
+    assert metrics["resolution"] == "original"
+    predictions = zarr.open_group(results / "tiny_folder/ddpm/seed0/predictions.zarr", mode="r")
+    majority = [predictions["original/majority"][str(i)][:] for i in range(3)]
+    assert [m.shape for m in majority] == [(32, 40)] * 3
+    classes = zarr.open_group(test, mode="r").attrs["classes"]
+    expected = mean_iou(np.concatenate([m.ravel() for m in majority]), np.concatenate([o.ravel() for o in originals]),
+                        len(classes), 255)
+    assert metrics["miou"] == pytest.approx(expected) and metrics["miou_majority"] == pytest.approx(expected)
+    assert abs(metrics["miou"] - metrics["miou_at_model_size"]) < 0.15
 
 
 @pytest.mark.slow

@@ -1,4 +1,6 @@
-"""mIoU (majority and soft vote) and per-class IoU of each seed's predictions on the test split."""
+"""mIoU (majority and soft vote) and per-class IoU of each seed's predictions on the test split,
+at the model's size (the paper's convention) or, with `evaluation.resolution: original`, at each
+image's own size (the model-size mIoU kept as miou_at_model_size)."""
 import _repository_src  # noqa: F401  (puts the repository's src/ on sys.path)
 import json
 
@@ -6,28 +8,52 @@ import numpy as np
 import pandas as pd
 import zarr
 
+from ddpmseg.datasets import read_original_labels
 from ddpmseg.evaluate import image_uncertainty_score, mean_iou, per_class_iou
 from ddpmseg.runtime import start_rule
 
 log = start_rule(snakemake)
 evaluation = snakemake.params.evaluation
+at_original = evaluation["resolution"] == "original"
 data = zarr.open_group(snakemake.input.data, mode="r")
 labels, classes, ignore = data["labels"][:], data.attrs["classes"], data.attrs["ignore_label"]
+if at_original:  # every image's pixels, flattened into one row: mIoU sums counts over all pixels
+    original_labels = np.concatenate([label.ravel() for label in read_original_labels(snakemake.input.data)])
 scoring = dict(num_classes=len(classes), ignore_label=ignore, convention=evaluation["miou_convention"])
+
+
+def flat(group) -> np.ndarray:
+    """The arrays 0..N-1 of an original/<name> group, flattened and joined: (1, total pixels)."""
+    return np.concatenate([group[str(i)][:].ravel() for i in range(len(labels))])[None]
+
+
 for predictions_path, metrics_path, per_class_path in zip(
     snakemake.input.predictions, snakemake.output.metrics, snakemake.output.per_class
 ):
     predictions = zarr.open_group(predictions_path, mode="r")
     votes = {vote: predictions[vote][:] for vote in ("majority", "soft")}
-    miou = {vote: mean_iou(masks, labels, **scoring) for vote, masks in votes.items()}
-    uncertainty = predictions["uncertainty"][:].astype(np.float32)
+    uncertainty = [u.astype(np.float32) for u in predictions["uncertainty"][:]]
+    truth = labels
+    model_size_miou = mean_iou(votes[evaluation["vote"]], labels, **scoring)
+    if at_original:
+        if "original" not in predictions:
+            raise SystemExit(f"{predictions_path}: holds no predictions at original size; delete it and run again")
+        votes = {vote: flat(predictions[f"original/{vote}"]) for vote in ("majority", "soft")}
+        group = predictions["original/uncertainty"]
+        uncertainty = [group[str(i)][:].astype(np.float32) for i in range(len(labels))]
+        truth = original_labels[None]
+    miou = {vote: mean_iou(masks, truth, **scoring) for vote, masks in votes.items()}
     metrics = {
         "miou": miou[evaluation["vote"]], "miou_majority": miou["majority"], "miou_soft": miou["soft"],
         "vote": evaluation["vote"], "convention": evaluation["miou_convention"], "n_images": len(labels),
+        "resolution": evaluation["resolution"],
         "mean_image_uncertainty": float(np.mean([image_uncertainty_score(u) for u in uncertainty])),
     }
+    if at_original:
+        metrics["miou_at_model_size"] = model_size_miou
     with open(metrics_path, "w") as f:
         json.dump(metrics, f, indent=2)
     pd.DataFrame({"class_id": range(len(classes)), "class": classes,
-                  "iou": per_class_iou(votes[evaluation["vote"]], labels, **scoring)}).to_csv(per_class_path, index=False)
-    log.info("%s: mIoU %.4f (majority %.4f, soft %.4f)", predictions_path, metrics["miou"], miou["majority"], miou["soft"])
+                  "iou": per_class_iou(votes[evaluation["vote"]], truth, **scoring)}).to_csv(per_class_path, index=False)
+    log.info("%s: mIoU %.4f (majority %.4f, soft %.4f; %s size)", predictions_path, metrics["miou"], miou["majority"],
+             miou["soft"], evaluation["resolution"])

@@ -1,5 +1,6 @@
 """Segments the test images with every seed's ensemble: majority and soft votes, JS
-uncertainty, palette PNG masks."""
+uncertainty, palette PNG masks; with `evaluation.resolution: original` also each image's votes
+and uncertainty at its own size (group original/)."""
 import _repository_src  # noqa: F401  (puts the repository's src/ on sys.path)
 from pathlib import Path
 
@@ -7,7 +8,8 @@ import numpy as np
 import zarr
 
 from ddpmseg.ensemble import load_ensemble
-from ddpmseg.evaluate import predict_images, save_palette_png
+from ddpmseg.evaluate import (predict_images, predict_images_at_original_size, save_palette_png,
+                              write_predictions)
 from ddpmseg.runtime import pick_device, start_rule
 from ddpmseg.stores import open_stores
 
@@ -18,20 +20,27 @@ device = pick_device() if snakemake.params.gpu else "cpu"
 models = [load_ensemble(path, snakemake.params.precision, device) for path in snakemake.input.models]
 log.info("predicting on %s", device)
 stores = open_stores(snakemake.input.stores)
-if snakemake.params.runs_own_stores:  # each seed's ensemble on its run's stores (per-run noise)
+
+
+def predict_each(predict, *args) -> list:
+    """predict(models, stores, *args) per model, each seed's ensemble on its own run's stores
+    where the method has per-run noise."""
+    if not snakemake.params.runs_own_stores:
+        return predict(models, stores, *args)
     per_run = len(stores) // len(models)
-    outputs = [predict_images([model], stores[k * per_run : (k + 1) * per_run], len(ids), size, device)[0]
-               for k, model in enumerate(models)]
-else:
-    outputs = predict_images(models, stores, len(ids), size, device)
-for (majority, soft, uncertainty), predictions_path, masks_path in zip(
-    outputs, snakemake.output.predictions, snakemake.output.masks
+    return [predict([model], stores[k * per_run : (k + 1) * per_run], *args)[0] for k, model in enumerate(models)]
+
+
+outputs = predict_each(predict_images, len(ids), size, device)
+at_original = (predict_each(predict_images_at_original_size, data.attrs["original_sizes"], size,
+                            data.attrs["non_square"], data.attrs["ignore_label"], device)
+               if snakemake.params.resolution == "original" else [None] * len(models))
+for (majority, soft, uncertainty), original, predictions_path, masks_path in zip(
+    outputs, at_original, snakemake.output.predictions, snakemake.output.masks
 ):
-    out = zarr.open_group(predictions_path, mode="w")
-    for name, values in (("majority", majority), ("soft", soft), ("uncertainty", uncertainty.astype(np.float16))):
-        out.create_array(name, data=values, chunks=(1, size, size), dimension_names=("image", "y", "x"))
-    out.attrs.update(image_ids=ids, classes=classes, ignore_label=data.attrs["ignore_label"],
-                     uncertainty="Jensen-Shannon divergence of the members' softmax, nats")
+    write_predictions(predictions_path, majority, soft, uncertainty,
+                      dict(image_ids=ids, classes=classes, ignore_label=data.attrs["ignore_label"],
+                           uncertainty="Jensen-Shannon divergence of the members' softmax, nats"), original)
     chosen = majority if snakemake.params.vote == "majority" else soft
     for image_id, mask in zip(ids, chosen):
         path = Path(masks_path) / f"{image_id}.png"

@@ -1,25 +1,28 @@
 """Segments the test images with segmenter bundles (one per seed), written as the predict rule
-writes an ensemble's predictions (a single model: majority = soft = its labels)."""
+writes an ensemble's predictions (a single model: majority = soft = its labels), with
+`evaluation.resolution: original` also at each image's own size."""
 import _repository_src  # noqa: F401  (puts the repository's src/ on sys.path)
 from pathlib import Path
 
-import numpy as np
 import zarr
 
-from ddpmseg.evaluate import save_palette_png
+from ddpmseg.evaluate import save_palette_png, write_predictions
 from ddpmseg.runtime import pick_device, start_rule
 from ddpmseg.segmenter import Segmenter
 
 log = start_rule(snakemake)
 data = zarr.open_group(snakemake.input.data, mode="r")
-ids, size, classes = data.attrs["image_ids"], data.attrs["image_size"], data.attrs["classes"]
+ids, classes, images = data.attrs["image_ids"], data.attrs["classes"], data["images"][:]
 for bundle, predictions_path, masks_path in zip(snakemake.input.bundles, snakemake.output.predictions, snakemake.output.masks):
-    labels, uncertainty = Segmenter.load(bundle).predict(data["images"][:], device=pick_device())
-    out = zarr.open_group(predictions_path, mode="w")
-    for name, values in (("majority", labels), ("soft", labels), ("uncertainty", uncertainty.astype(np.float16))):
-        out.create_array(name, data=values, chunks=(1, size, size), dimension_names=("image", "y", "x"))
-    out.attrs.update(image_ids=ids, classes=classes, ignore_label=data.attrs["ignore_label"], bundle=bundle,
-                     uncertainty="entropy of the softmax, nats")
+    segmenter, device = Segmenter.load(bundle), pick_device()
+    labels, uncertainty = segmenter.predict(images, device=device)
+    original = None
+    if snakemake.params.resolution == "original":
+        at_own_size = segmenter.predict(images, device=device, original_sizes=data.attrs["original_sizes"])
+        original = (at_own_size[0], at_own_size[0], at_own_size[1])
+    write_predictions(predictions_path, labels, labels, uncertainty,
+                      dict(image_ids=ids, classes=classes, ignore_label=data.attrs["ignore_label"], bundle=bundle,
+                           uncertainty="entropy of the softmax, nats"), original)
     for image_id, mask in zip(ids, labels):
         path = Path(masks_path) / f"{image_id}.png"
         path.parent.mkdir(parents=True, exist_ok=True)

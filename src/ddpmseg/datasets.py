@@ -478,17 +478,22 @@ def fit_image(rgb: np.ndarray, image_size: int, non_square: str = "error", resiz
     return np.ascontiguousarray(square, dtype=np.uint8)
 
 
-def load_label(path, image_size: int, ignore_label: int, non_square: str = "error",
-               resize: str = "lanczos") -> np.ndarray:
-    """Label (.npy) at ``path`` as an (image_size, image_size) uint8 array (`fit_label`). Any 2-D
-    integer array with values in 0..255 is accepted."""
+def read_label(path) -> np.ndarray:
+    """Label (.npy) at ``path`` as an (H, W) uint8 array at its own size. Any 2-D integer array
+    with values in 0..255 is accepted."""
     label = _read_label_array(path)
     if label.dtype != np.uint8:
         if label.size and (label.min() < 0 or label.max() > 255):
             raise DatasetError(f"{path}: label values must lie in 0..255, found "
                                f"{int(label.min())}..{int(label.max())}. Fix the label file.")
         label = label.astype(np.uint8)
-    return fit_label(label, image_size, ignore_label, non_square, resize, path)
+    return label
+
+
+def load_label(path, image_size: int, ignore_label: int, non_square: str = "error",
+               resize: str = "lanczos") -> np.ndarray:
+    """Label (.npy) at ``path`` as an (image_size, image_size) uint8 array (`read_label`, then `fit_label`)."""
+    return fit_label(read_label(path), image_size, ignore_label, non_square, resize, path)
 
 
 def fit_label(label: np.ndarray, image_size: int, ignore_label: int, non_square: str = "error",
@@ -526,6 +531,8 @@ def prepare_split(root, split: str, out_path, image_size: int, non_square: str =
     Arrays (N = number of images, S = image_size):
       images: (N, S, S, 3) uint8, chunks (1, S, S, 3), dimension_names ("image", "y", "x", "rgb")
       labels: (N, S, S) uint8, chunks (1, S, S), dimension_names ("image", "y", "x"); train/test only
+      original_labels/<i>: (H_i, W_i) uint8, image i's label at its own size; train/test only
+        (`evaluation.resolution: original` scores against these)
     Group attrs: split, image_ids, classes, ignore_label, image_size, source (str(root)), non_square,
     resize (see `RESIZE_MODES`), original_sizes ([height, width] of each image file).
 
@@ -541,6 +548,7 @@ def prepare_split(root, split: str, out_path, image_size: int, non_square: str =
     def write(group: zarr.Group) -> None:
         images = _create_images(group, len(items), image_size)
         labels = _create_labels(group, len(items), image_size) if split != "unlabeled" else None
+        originals = group.create_group(ORIGINAL_LABELS) if labels is not None else None
         with_alpha, sizes = [], []
         for i, (_, image_path, label_path) in enumerate(items):
             rgb = read_rgb(image_path)
@@ -549,7 +557,9 @@ def prepare_split(root, split: str, out_path, image_size: int, non_square: str =
             if has_alpha(image_path):
                 with_alpha.append(image_path)
             if labels is not None:
-                labels[i] = load_label(label_path, image_size, summary["ignore_label"], non_square, resize)
+                label = read_label(label_path)
+                labels[i] = fit_label(label, image_size, summary["ignore_label"], non_square, resize, label_path)
+                write_original_label(originals, i, label)
         group.attrs.update({
             "split": split,
             "image_ids": [image_id for image_id, _, _ in items],
@@ -599,13 +609,16 @@ def prepare_folder(folder, out_path, image_size: int, name: str, classes: list, 
     def write(group: zarr.Group) -> None:
         images = _create_images(group, len(items), image_size)
         labels = _create_labels(group, len(items), image_size) if labelled else None
+        originals = group.create_group(ORIGINAL_LABELS) if labelled else None
         sizes = []
         for i, (_, image_path, label_path) in enumerate(items):
             rgb = read_rgb(image_path)
             sizes.append(list(rgb.shape[:2]))
             images[i] = fit_image(rgb, image_size, non_square, resize, image_path)
             if labelled:
-                labels[i] = load_label(label_path, image_size, ignore_label, non_square, resize)
+                label = read_label(label_path)
+                labels[i] = fit_label(label, image_size, ignore_label, non_square, resize, label_path)
+                write_original_label(originals, i, label)
         group.attrs.update({"split": f"{kind}-{name}", "image_ids": [image_id for image_id, _, _ in items],
                             "classes": list(classes), "ignore_label": ignore_label, "image_size": image_size,
                             "source": str(folder), "non_square": non_square, "resize": resize,
@@ -657,6 +670,26 @@ def _create_labels(group: zarr.Group, n: int, image_size: int) -> zarr.Array:
     """The (n, S, S) uint8 'labels' array of a labelled split group, one chunk per image."""
     return group.create_array("labels", shape=(n, image_size, image_size), chunks=(1, image_size, image_size),
                               dtype="uint8", dimension_names=("image", "y", "x"))
+
+
+ORIGINAL_LABELS = "original_labels"  # a labelled split's group of labels at each image's own size
+
+
+def write_original_label(group: zarr.Group, i: int, label: np.ndarray) -> None:
+    """Image i's (H, W) uint8 label at its own size, as the array ``str(i)`` of ``group`` (one chunk)."""
+    group.create_array(str(i), data=np.ascontiguousarray(label, dtype=np.uint8), chunks=label.shape,
+                       dimension_names=("y", "x"))
+
+
+def read_original_labels(split_path) -> list:
+    """The labels at each image's own size of a prepared split: [(H_i, W_i) uint8], in image order;
+    DatasetError naming the split if it has none (prepared before they were kept: prepare it again)."""
+    split = zarr.open_group(str(split_path), mode="r")
+    if ORIGINAL_LABELS not in split:
+        raise DatasetError(f"{split_path}: has no {ORIGINAL_LABELS} (labels at each image's own size). Delete it "
+                           "and run the workflow again so that it is prepared anew.")
+    group = split[ORIGINAL_LABELS]
+    return [group[str(i)][:] for i in range(len(split.attrs["image_ids"]))]
 
 
 def _write_group_atomically(out_path, write) -> None:

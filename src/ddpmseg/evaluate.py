@@ -122,28 +122,55 @@ def predict_images(models, stores, n_images: int, size: int, device: str = "cpu"
     return outputs
 
 
-def votes_at_original_size(probabilities: torch.Tensor, height: int, width: int, non_square: str, vote: str,
-                           uncertainty: str, ignore_label: int, chunk: int = 1 << 24) -> tuple:
+def predict_images_at_original_size(models, stores, original_sizes: list, size: int, non_square: str,
+                                    ignore_label: int, device: str = "cpu", first_layer: str = "auto") -> list:
+    """`predict_images` at each image's own size: every member's probabilities at the model's
+    size (`image_probabilities`) brought back to the image's (height, width) of
+    ``original_sizes`` and voted there (`votes_at_original_size`). Returns one tuple per model:
+    majority [(H, W) uint8], soft [(H, W) uint8], uncertainty [(H, W) float32, JS in nats]."""
+    models = [model.to(device) for model in models]
+    outputs = [([], [], []) for _ in models]
+    for i, (height, width) in enumerate(original_sizes):
+        maps = native_maps(stores, i, device)
+        for p, (majority, soft, uncertainty) in zip(image_probabilities(models, maps, size, first_layer=first_layer),
+                                                    outputs):
+            p = p.reshape(p.shape[0], size, size, p.shape[2]).permute(0, 3, 1, 2)  # (M, C, S, S)
+            votes = votes_at_original_size(p, height, width, non_square, ignore_label, ("majority", "soft", "js"))
+            majority.append(votes["majority"])
+            soft.append(votes["soft"])
+            uncertainty.append(votes["js"])
+    return outputs
+
+
+LABEL_OUTPUTS = {"majority": majority_vote, "soft": soft_vote, "argmax": lambda p: p[0].argmax(dim=-1)}
+UNCERTAINTY_OUTPUTS = {"js": jensen_shannon, "entropy": lambda p: _entropy(p.mean(dim=0))}
+
+
+def votes_at_original_size(probabilities: torch.Tensor, height: int, width: int, non_square: str, ignore_label: int,
+                           outputs=("majority", "js"), chunk: int = 1 << 24) -> dict:
     """The votes of M members' softmax at the model's size brought back to an image's own size.
 
     probabilities: (M, C, S, S) float32 of the image as the model saw it (the square that
     `ddpmseg.datasets.fit_image` made of its height x width original). Each member's
     probabilities are sampled bilinearly (as F.interpolate, align_corners=False) at the centre of
-    every pixel of the square at the original resolution, the square's padding left out (or, for
+    every pixel of the square at the original resolution, the square's padding left out (for
     'crop', pixels outside the centre square get ``ignore_label`` and the largest uncertainty);
-    then the vote ('majority', 'soft', 'argmax' of the first member) and the uncertainty ('js':
-    Jensen-Shannon divergence over members; 'entropy' of the mean) are taken there, pixel by
-    pixel, about ``chunk`` values at a time. At the model's own size it gives the same votes as
-    the model-size prediction. Returns labels (H, W) uint8 and uncertainty (H, W) float32, nats.
+    then ``outputs`` are taken there, pixel by pixel, about ``chunk`` values at a time: labels
+    'majority', 'soft' (argmax of the mean), 'argmax' (of the first member), (H, W) uint8; and
+    uncertainties 'js' (Jensen-Shannon divergence over members), 'entropy' (of the mean), (H, W)
+    float32, nats. Returns {output: array}. At the model's own size it gives the model-size votes.
     """
     from ddpmseg.datasets import square_box
 
-    members, classes, size = probabilities.shape[0], probabilities.shape[1], probabilities.shape[2]
+    unknown = set(outputs) - set(LABEL_OUTPUTS) - set(UNCERTAINTY_OUTPUTS)
+    if unknown:
+        raise ValueError(f"unknown outputs {sorted(unknown)}; use {sorted({**LABEL_OUTPUTS, **UNCERTAINTY_OUTPUTS})}")
+    members, classes = probabilities.shape[0], probabilities.shape[1]
     top, left, side = square_box(height, width, non_square)
     shift = (top, left) if non_square != "crop" else (-top, -left)  # original pixel + shift = square pixel
-    labels = np.full((height, width), ignore_label, np.uint8)
-    most = math.log(min(members, classes)) if uncertainty == "js" else math.log(classes)
-    spread = np.full((height, width), most, np.float32)
+    most = {"js": math.log(min(members, classes)), "entropy": math.log(classes)}
+    result = {name: (np.full((height, width), ignore_label, np.uint8) if name in LABEL_OUTPUTS
+                     else np.full((height, width), most[name], np.float32)) for name in outputs}
     rows_in = [y for y in range(height) if 0 <= y + shift[0] < side]
     cols = np.arange(width)
     inside = (cols + shift[1] >= 0) & (cols + shift[1] < side)
@@ -154,19 +181,34 @@ def votes_at_original_size(probabilities: torch.Tensor, height: int, width: int,
         y = torch.from_numpy((2 * (rows + shift[0]) + 1) / side - 1).float()
         grid = torch.stack(torch.meshgrid(y, x, indexing="ij")[::-1], dim=-1)  # (rows, cols, 2) as (x, y)
         grid = grid.to(probabilities.device).expand(members, *grid.shape)
-        sampled = F.grid_sample(probabilities, grid, mode="bilinear", align_corners=False)  # (M, C, rows, cols)
+        sampled = F.grid_sample(probabilities, grid, mode="bilinear", padding_mode="border",
+                                align_corners=False)  # (M, C, rows, cols), edges clamped as F.interpolate
         p = sampled.permute(0, 2, 3, 1).reshape(members, -1, classes)
-        if vote == "majority":
-            chosen = majority_vote(p)
-        elif vote == "soft":
-            chosen = soft_vote(p)
-        else:
-            chosen = p[0].argmax(dim=-1)
-        value = jensen_shannon(p) if uncertainty == "js" else _entropy(p.mean(dim=0))
-        shape = (len(rows), int(inside.sum()))
-        labels[rows[:, None], cols[inside][None, :]] = chosen.reshape(shape).cpu().numpy()
-        spread[rows[:, None], cols[inside][None, :]] = value.reshape(shape).cpu().numpy()
-    return labels, spread
+        for name in outputs:
+            value = {**LABEL_OUTPUTS, **UNCERTAINTY_OUTPUTS}[name](p)
+            result[name][rows[:, None], cols[inside][None, :]] = value.reshape(len(rows), -1).cpu().numpy()
+    return result
+
+
+def write_predictions(path, majority: np.ndarray, soft: np.ndarray, uncertainty: np.ndarray, attrs: dict,
+                      original=None) -> None:
+    """A predictions.zarr group at ``path``: arrays majority, soft (N, S, S) uint8 and uncertainty
+    (N, S, S) float16 (nats), one chunk per image, and ``attrs``; where ``original`` (majority,
+    soft, uncertainty lists of (H_i, W_i) arrays at each image's own size) is given, also
+    original/<name>/<i> (`evaluation.resolution: original`)."""
+    import zarr
+
+    out = zarr.open_group(str(path), mode="w")
+    size = majority.shape[1]
+    for name, values in (("majority", majority), ("soft", soft), ("uncertainty", uncertainty.astype(np.float16))):
+        out.create_array(name, data=values, chunks=(1, size, size), dimension_names=("image", "y", "x"))
+    if original is not None:
+        for name, arrays in zip(("majority", "soft", "uncertainty"), original):
+            group = out.create_group(f"original/{name}")
+            for i, array in enumerate(arrays):
+                group.create_array(str(i), data=array.astype(np.float16 if name == "uncertainty" else np.uint8),
+                                   chunks=array.shape, dimension_names=("y", "x"))
+    out.attrs.update(attrs)
 
 
 def confusion_counts(predictions: np.ndarray, labels: np.ndarray, num_classes: int, ignore_label: int, convention: str):

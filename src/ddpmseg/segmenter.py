@@ -210,11 +210,13 @@ class Segmenter:
                            for rgb, p in zip(pictures, paths)])
         return self.predict(images, device=device, original_sizes=[rgb.shape[:2] for rgb in pictures])
 
-    def _at_original_size(self, probabilities, size: tuple, members_vote: str, uncertainty: str) -> tuple:
+    def _at_original_size(self, probabilities, size: tuple, vote: str, uncertainty: str) -> tuple:
+        """(labels, uncertainty) of (M, C, S, S) probabilities at an image's own (height, width)."""
         from ddpmseg.evaluate import votes_at_original_size
 
-        return votes_at_original_size(probabilities, int(size[0]), int(size[1]), self.description["non_square"],
-                                      members_vote, uncertainty, self.description["ignore_label"])
+        votes = votes_at_original_size(probabilities, int(size[0]), int(size[1]), self.description["non_square"],
+                                       self.description["ignore_label"], (vote, uncertainty))
+        return votes[vote], votes[uncertainty]
 
     def _predict_deeplab(self, images: np.ndarray, device: str, original_sizes=None) -> tuple:
         from ddpmseg.deeplab import build_deeplab, deeplab_logits, predict_deeplab
@@ -238,9 +240,9 @@ class Segmenter:
 
     def _predict_stores(self, images: np.ndarray, features_dir: Path, device: str, original_sizes=None) -> tuple:
         from ddpmseg.ensemble import ensemble_from_state_dict
-        from ddpmseg.evaluate import image_probabilities, predict_images
+        from ddpmseg.evaluate import predict_images, predict_images_at_original_size
         from ddpmseg.features import build_method_model, extract_cells
-        from ddpmseg.stores import native_maps, open_stores
+        from ddpmseg.stores import open_stores
         from ddpmseg.precision import matmul_dtype, resolve
 
         recipe = self.description["features"]
@@ -265,15 +267,10 @@ class Segmenter:
                 majority, soft, uncertainty = predict_images([ensemble], open_stores(paths), len(images), size,
                                                              device)[0]
                 return (majority if self.description["vote"] == "majority" else soft), uncertainty
-            stores, labels, spread = open_stores(paths), [], []
-            ensemble = ensemble.to(device)
-            for i, original in enumerate(original_sizes):
-                p = image_probabilities([ensemble], native_maps(stores, i, device), size)[0]  # (M, S * S, C)
-                p = p.reshape(p.shape[0], size, size, p.shape[2]).permute(0, 3, 1, 2)
-                label, js = self._at_original_size(p, original, self.description["vote"], "js")
-                labels.append(label)
-                spread.append(js)
-            return labels, spread
+            majority, soft, js = predict_images_at_original_size(
+                [ensemble], open_stores(paths), original_sizes, size, self.description["non_square"],
+                self.description["ignore_label"], device)[0]
+            return (majority if self.description["vote"] == "majority" else soft), js
 
 
 @contextmanager

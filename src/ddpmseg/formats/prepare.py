@@ -6,7 +6,7 @@ Every annotation is drawn (at the image's own size), mapped to the final classes
 the model's size before anything is written; every problem found is listed in one DatasetError,
 one line per file. Each group also records each image's original (height, width)
 (attr ``original_sizes``) and the transform that brought it to the model's size (``non_square``,
-``resize``).
+``resize``); a labelled one its labels at each image's own size (``original_labels/<i>``).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ddpmseg.datasets import (DatasetError, _check_item, _create_images, _create_labels, _problems_error,
-                              _write_group_atomically, fit_image, fit_label, list_folder, read_rgb,
-                              write_empty_split)
+from ddpmseg.datasets import (ORIGINAL_LABELS, DatasetError, _check_item, _create_images, _create_labels,
+                              _problems_error, _write_group_atomically, fit_image, fit_label, list_folder,
+                              read_rgb, write_empty_split, write_original_label)
 from ddpmseg.formats import READERS
 from ddpmseg.formats.source import Source, SourceImage, assign_splits, class_table, lut_classes
 
@@ -67,9 +67,13 @@ def prepare_formatted(root, settings: dict, outputs: dict, needs_unlabeled: bool
                            "images, or give a pretrained checkpoint.")
     size, non_square, resize = settings["image_size"], settings["non_square"], settings["resize"]
 
+    def original_label(image: SourceImage) -> np.ndarray:
+        """The image's (H, W) uint8 label in the final classes, at its own size."""
+        return lut_classes(image.class_map(), lut)
+
     def label_of(image: SourceImage) -> tuple[list, np.ndarray | None]:
         try:
-            label = lut_classes(image.class_map(), lut)
+            label = original_label(image)
         except DatasetError as exc:
             return exc.problems, None
         return [], fit_label(label, size, ignore, non_square, resize, image.annotation)
@@ -90,7 +94,7 @@ def prepare_formatted(root, settings: dict, outputs: dict, needs_unlabeled: bool
         raise _problems_error(root, problems)
 
     for split in written:
-        _write_split(outputs[split], split, splits[split], labels.get(split),
+        _write_split(outputs[split], split, splits[split], labels.get(split), original_label,
                      classes, ignore, settings, root)
     if not needs_unlabeled:
         write_empty_split(outputs["unlabeled"], size)
@@ -108,15 +112,20 @@ def _check_image(image: SourceImage, non_square: str) -> list:
     return _check_item(image.image_path, None, False, non_square, None)
 
 
-def _write_split(out_path, split: str, images: list, labels: list | None, classes: list, ignore: int,
-                 settings: dict, root) -> None:
-    """One split group (as `ddpmseg.datasets.prepare_split`'s), written atomically."""
+def _write_split(out_path, split: str, images: list, labels: list | None, original_label, classes: list,
+                 ignore: int, settings: dict, root) -> None:
+    """One split group (as `ddpmseg.datasets.prepare_split`'s), written atomically: ``labels`` at
+    the model's size, or None for the unlabeled split; ``original_label(image)`` draws an image's
+    label again at its own size (drawn once more rather than all held in memory)."""
     size, non_square, resize = settings["image_size"], settings["non_square"], settings["resize"]
 
     def write(group) -> None:
         pixels = _create_images(group, len(images), size)
         if labels is not None:
             _create_labels(group, len(images), size)[:] = np.stack(labels) if labels else 0
+            originals = group.create_group(ORIGINAL_LABELS)
+            for i, image in enumerate(images):
+                write_original_label(originals, i, original_label(image))
         sizes = []
         for i, image in enumerate(images):
             rgb = read_rgb(image.image_path)
