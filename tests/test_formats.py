@@ -16,8 +16,7 @@ from ddpmseg.formats import READERS, datumaro_formats
 from ddpmseg.formats.prepare import prepare_formatted
 
 datumaro = pytest.importorskip("datumaro")
-from datumaro.components.annotation import (AnnotationType, LabelCategories, Mask,  # noqa: E402
-                                            MaskCategories, Polygon)
+from datumaro.components.annotation import AnnotationType, LabelCategories, Mask, Polygon  # noqa: E402
 from datumaro.components.media import Image as DmImage  # noqa: E402
 
 REPOSITORY = pathlib.Path(__file__).resolve().parent.parent
@@ -321,6 +320,120 @@ def test_bad_coco_inputs_get_one_line_each_and_nothing_written(tmp_path):
 
     assert_one_line_error(r"cannot be read as format 'voc'", out,
                           lambda: prepare(root, "voc", out, non_square="pad"))
+
+
+def write_labelme(root: pathlib.Path, unlabeled: int = 0) -> pathlib.Path:
+    """FASSEG's first images annotated as labelme saves them: <split>/NAME.json beside NAME.jpg,
+    each class region traced to polygons (datumaro's mask_to_polygons), larger regions first
+    (later shapes lie on top, as labelme draws them), the padding as __ignore__ polygons; and
+    ``unlabeled`` images without JSON in unlabeled/."""
+    from datumaro.util.mask_tools import mask_to_polygons
+
+    for split in ("train", "test"):
+        (root / split).mkdir(parents=True)
+        for stem, path, label in fasseg_items(split):
+            (root / split / path.name).write_bytes(path.read_bytes())
+            values = [v for v in np.unique(label) if (label == v).any()]
+            shapes = []
+            for value in sorted(values, key=lambda v: -(label == v).sum()):
+                name = "__ignore__" if value == 255 else CLASSES[value]
+                shapes += [{"label": name, "points": np.reshape(polygon, (-1, 2)).tolist(), "group_id": None,
+                            "shape_type": "polygon", "flags": {}} for polygon in mask_to_polygons(label == value)]
+            document = {"version": "5.5.0", "flags": {}, "shapes": shapes, "imagePath": path.name, "imageData": None,
+                        "imageHeight": label.shape[0], "imageWidth": label.shape[1]}
+            (root / split / f"{stem}.json").write_text(json.dumps(document))
+    (root / "unlabeled").mkdir()
+    for path in sorted((FASSEG / "unlabeled").glob("*.jpg"))[:unlabeled]:
+        (root / "unlabeled" / path.name).write_bytes(path.read_bytes())
+    return root
+
+
+def test_labelme_json_polygons_agree_with_the_masks_they_trace(tmp_path, paper_import):
+    """labelme's JSON (which datumaro does not read): classes in order of first appearance
+    (labels.txt sets them), splits from the folders, images without JSON unlabeled, and the
+    polygons agree with the masks as the other polygon formats do."""
+    root = write_labelme(tmp_path / "labelme", unlabeled=2)
+    summary = prepare(root, "labelme", tmp_path / "out", needs_unlabeled=True, unannotated="ignore")
+    assert summary["counts"] == {"train": N_IMAGES, "test": N_IMAGES, "unlabeled": 2}
+    assert sorted(summary["classes"]) == sorted(CLASSES) and summary["classes"] != CLASSES  # as they appear
+    (root / "labels.txt").write_text("__ignore__\n" + "\n".join(CLASSES) + "\n")
+    summary = prepare(root, "labelme", tmp_path / "out", needs_unlabeled=True)
+    assert summary["classes"] == CLASSES
+    for split in ("train", "test"):
+        labels = zarr.open_group(str(tmp_path / "out" / f"{split}.zarr"), mode="r")["labels"][:]
+        expected = paper_import[split][1]
+        both = (expected != 255) & (labels != 255)
+        assert (labels[both] == expected[both]).mean() > 0.97
+        assert both.sum() > 0.88 * (expected != 255).sum()
+
+
+def labelme_file(root: pathlib.Path, shapes: list, name: str = "train/a", size=(40, 30), said=None) -> None:
+    """One grey image <name>.png and its labelme JSON with ``shapes`` [(label, kind, points)]."""
+    path = root / f"{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((size[1], size[0], 3), 128, np.uint8)).save(path)
+    width, height = said or size
+    document = {"shapes": [{"label": label, "shape_type": kind, "points": points} for label, kind, points in shapes],
+                "imagePath": path.name, "imageHeight": height, "imageWidth": width}
+    path.with_suffix(".json").write_text(json.dumps(document))
+
+
+def test_labelme_shapes_drawn_as_labelme_draws_them(tmp_path):
+    """Later shapes on top; rectangles, circles and masks filled; lines left out; __ignore__."""
+    import base64
+    import io
+
+    from ddpmseg.formats import labelme
+    from ddpmseg.formats.source import IGNORED, UNCOVERED
+
+    patch = io.BytesIO()
+    Image.fromarray(np.ones((4, 5), bool)).save(patch, format="PNG")
+    root = tmp_path / "shapes"
+    labelme_file(root, [("a", "rectangle", [[30, 20], [10, 0]]), ("b", "polygon", [[0, 0], [20, 0], [20, 10], [0, 10]]),
+                        ("c", "circle", [[35, 25], [37, 25]]), ("a", "line", [[0, 29], [39, 29]]),
+                        ("__ignore__", "rectangle", [[0, 20], [3, 23]])])
+    document = json.loads((root / "train/a.json").read_text())
+    document["shapes"].append({"label": "b", "shape_type": "mask", "points": [[5, 24], [9, 27]],
+                               "mask": base64.b64encode(patch.getvalue()).decode()})
+    (root / "train/a.json").write_text(json.dumps(document))
+    source = labelme.read(root, {})
+    assert source.classes == ["a", "b", "c"]
+    class_map = source.images[0].class_map()
+    assert (class_map[:11, :21] == 1).all()                     # b over a (drawn later), outline included
+    assert (class_map[11:21, 10:31] == 0).all() and class_map[0, 25] == 0
+    assert class_map[25, 35] == 2 and class_map[25, 37] == 2 and class_map[25, 38] == UNCOVERED
+    assert (class_map[20:24, 0:4] == IGNORED).all() and (class_map[24:28, 5:10] == 1).all()
+    assert (class_map[29, :5] == UNCOVERED).all()               # a line is no region
+
+
+def test_bad_labelme_inputs_get_one_line_each_and_nothing_written(tmp_path):
+    out = tmp_path / "out"
+    square = [[0, 0], [10, 0], [10, 10], [0, 10]]
+
+    def dataset(name: str, train_shapes: list, **changes) -> pathlib.Path:
+        root = tmp_path / name
+        labelme_file(root, [("a", "polygon", square)], "test/b")
+        labelme_file(root, train_shapes, **changes)
+        return root
+
+    root = dataset("outside", [("a", "polygon", [[0, 0], [60, 0], [60, 10]])])
+    assert_one_line_error(r"a\.json: shape 1 \(polygon 'a'\): reaches \(0, 0\)\.\.\(60, 10\), outside the 40x30",
+                          out, lambda: prepare(root, "labelme", out, non_square="pad"))
+    root = dataset("points", [("a", "polygon", [[0, 0], [6, 0]])])
+    assert_one_line_error(r"has 2 points; a polygon needs 3", out, lambda: prepare(root, "labelme", out, non_square="pad"))
+    root = dataset("size", [("a", "polygon", square)], said=(80, 60))
+    assert_one_line_error(r"a\.json: says the image is 80x60 .* a\.png is 40x30", out,
+                          lambda: prepare(root, "labelme", out, non_square="pad"))
+    root = dataset("missing", [("a", "polygon", square)])
+    (root / "train/a.png").unlink()
+    assert_one_line_error(r"a\.json: annotates .*a\.png, which is missing", out,
+                          lambda: prepare(root, "labelme", out, non_square="pad"))
+    root = dataset("labels", [("z", "polygon", square)])
+    (root / "labels.txt").write_text("__ignore__\na\n")
+    assert_one_line_error(r"'z' is not in labels\.txt \(a\)", out, lambda: prepare(root, "labelme", out, non_square="pad"))
+    root = dataset("other", [("a", "polygon", square)])
+    (root / "coco.json").write_text(json.dumps({"images": [], "annotations": []}))
+    assert_one_line_error(r"coco\.json: no labelme annotation", out, lambda: prepare(root, "labelme", out, non_square="pad"))
 
 
 @pytest.mark.parametrize("fmt", ["voc", "coco_instances", "cvat", "label_me", "cityscapes"])

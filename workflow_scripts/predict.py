@@ -4,7 +4,6 @@ and uncertainty at its own size (group original/)."""
 import _repository_src  # noqa: F401  (puts the repository's src/ on sys.path)
 from pathlib import Path
 
-import numpy as np
 import zarr
 
 from ddpmseg.ensemble import load_ensemble

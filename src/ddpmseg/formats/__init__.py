@@ -3,9 +3,10 @@
 the paper's layout (`ddpmseg.datasets`). A new format is one module with a `read` and one line
 here."""
 
-from ddpmseg.formats import datumaro_formats, image_mask
+from ddpmseg.formats import datumaro_formats, image_mask, labelme
 
 READERS = {
     "image_mask": image_mask.read,
+    "labelme": labelme.read,
     **{name: datumaro_formats.read for name in datumaro_formats.NAMES},
 }
