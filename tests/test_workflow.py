@@ -337,6 +337,20 @@ def test_tiny_workflow_table2_rows_and_training_outcomes(tiny_workflow):
 
 
 @pytest.mark.slow
+def test_tiny_workflow_scored_at_the_images_own_size_gives_the_model_size_miou(tiny_workflow):
+    """tiny's images are the model's size and it is scored at their own size
+    (`evaluation.resolution: original`): every run, Table 2's, the distilled DeepLab's and the
+    experiments', votes again at the images' own size and gets the model-size mIoU."""
+    files = sorted((tiny_workflow.results / "tiny").rglob("metrics.json"))
+    folders = {path.relative_to(tiny_workflow.results / "tiny").parts[0] for path in files}
+    assert {"ddpm", "pixels", "distill_ddpm", "budget"} <= folders
+    for path in files:
+        metrics = json.loads(path.read_text())
+        assert metrics["resolution"] == "original", path
+        assert metrics["miou"] == pytest.approx(metrics["miou_at_model_size"], abs=1e-9), path
+
+
+@pytest.mark.slow
 def test_tiny_workflow_stores_open_with_xarray_and_dask_and_the_run_writes_its_outputs(tiny_workflow):
     results = tiny_workflow.results
     store = open_store(str(results / "tiny/features/ddpm/test/features_b1_t20.zarr"))
