@@ -174,6 +174,11 @@ def get_dataset_source(wildcards):
     return PLAN.written_folder(wildcards.dataset, root) or root
 
 
+def get_reliability_metrics(wildcards):
+    """The metrics.json of a dataset's Table 2 runs, in the order of RUNS."""
+    return [f"results/{d}/{key}/seed{s}/metrics.json" for d, key, s in RUNS if d == wildcards.dataset]
+
+
 def get_extraction_inputs(job):
     """The input function of one extraction (`job`, a `ddpmseg.plan.Extraction`), giving the prepared
     split and the model's checkpoint (none for a source without a model or random weights

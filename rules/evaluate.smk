@@ -75,3 +75,24 @@ rule overview:
         CONDA_ENV
     script:
         workflow_script("overview.py")
+
+
+rule reliability:
+    input:
+        metrics=get_reliability_metrics,
+    output:
+        figure=report("results/{dataset}/reliability.png", caption="report/reliability.rst", category="{dataset}",
+                      subcategory="overview", labels={"figure": "reliability of the soft vote"}),
+        table="results/{dataset}/reliability.csv",
+    params:
+        methods=lambda wc: [PLAN.names()[base_method(key)] for d, key, _ in RUNS if d == wc.dataset],
+        title=lambda wc: f"{wc.dataset}: test pixels of every seed, per method",
+    log:
+        "logs/reliability/{dataset}.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+    conda:
+        CONDA_ENV
+    script:
+        workflow_script("reliability.py")

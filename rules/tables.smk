@@ -1,11 +1,13 @@
 # Stage 6: mIoU over seeds as the paper's Table 2 (methods x datasets), plus the long format.
-# The overview pictures are inputs so that the main target leaves them for the user too.
+# The overview pictures and reliability diagrams are inputs so that the main target leaves them for the
+# user too.
 
 
 rule table2:
     input:
         metrics=[f"results/{d}/{key}/seed{s}/metrics.json" for d, key, s in RUNS + DISTILL_RUNS],
         overviews=expand("results/{dataset}/overview.png", dataset=DATASETS),
+        reliability=expand("results/{dataset}/reliability.png", dataset=DATASETS),
         features=[f"results/{d}/{m}/features.json" for d in DATASETS for m in PLAN.described_methods(d)],
         training=[path for _, path in PLAN.training_outcomes()],
         distill=[f"results/{d}/{key}/seed{s}/training.json" for d, key, s in DISTILL_RUNS],

@@ -6,9 +6,14 @@ import torch
 from PIL import Image
 
 from ddpmseg.evaluate import (
+    calibration_bins,
+    confidence,
+    error_detection_auroc,
+    expected_calibration_error,
     image_uncertainty_score,
     jensen_shannon,
     majority_vote,
+    margin,
     mean_iou,
     per_class_iou,
     save_palette_png,
@@ -129,3 +134,34 @@ def test_cropped_votes_leave_the_cut_off_sides_unpredicted():
     assert np.allclose(votes["js"][:, :8], math.log(3))
     with pytest.raises(ValueError, match="unknown outputs"):
         votes_at_original_size(p, 24, 40, "crop", 255, ("mode",))
+
+
+def test_confidence_and_margin_of_the_soft_vote():
+    # 2 members, 2 pixels, 3 classes: mean of pixel 0 = (.5, .3, .2), of pixel 1 = (.1, .45, .45)
+    p = torch.tensor([[[0.6, 0.2, 0.2], [0.1, 0.5, 0.4]], [[0.4, 0.4, 0.2], [0.1, 0.4, 0.5]]])
+    torch.testing.assert_close(confidence(p), torch.tensor([0.5, 0.45]))
+    torch.testing.assert_close(margin(p), torch.tensor([0.2, 0.0]))
+
+
+def test_calibration_bins_and_ece_from_counts_worked_by_hand():
+    # bin (0.6, 0.8]: confidences .7, .7, .75 with 2 right; bin (0.8, 1]: .9, .95 both right; 5 bins
+    conf = np.array([0.7, 0.7, 0.75, 0.9, 0.95])
+    correct = np.array([True, False, True, True, True])
+    bins = calibration_bins(conf, correct, n_bins=5)
+    assert bins["count"] == [0, 0, 0, 3, 2]
+    assert bins["accuracy"][:3] == [None] * 3 and bins["accuracy"][3] == pytest.approx(2 / 3)
+    assert bins["confidence"][3] == pytest.approx(0.7166667) and bins["confidence"][4] == pytest.approx(0.925)
+    # ECE = 3/5 * |2/3 - .71667| + 2/5 * |1 - .925|
+    assert expected_calibration_error(bins) == pytest.approx(3 / 5 * abs(2 / 3 - 2.15 / 3) + 2 / 5 * 0.075)
+    # a confidence of exactly 1 is in the last bin, of 1/n the first
+    assert calibration_bins(np.array([1.0, 0.2]), np.array([True, True]), 5)["count"] == [1, 0, 0, 0, 1]
+    assert expected_calibration_error(calibration_bins(np.array([1.0]), np.array([True]), 5)) == 0.0
+
+
+def test_error_detection_auroc_ranks_errors_against_correct_pixels():
+    errors = np.array([True, True, False, False, False])
+    assert error_detection_auroc(np.array([0.9, 0.8, 0.1, 0.2, 0.3]), errors) == 1.0
+    assert error_detection_auroc(np.array([0.1, 0.2, 0.9, 0.8, 0.7]), errors) == 0.0
+    # one error above all, one below two of the three correct pixels: (3 + 1) / 6
+    assert error_detection_auroc(np.array([0.9, 0.15, 0.1, 0.2, 0.3]), errors) == pytest.approx(4 / 6)
+    assert math.isnan(error_detection_auroc(np.array([0.1, 0.2]), np.array([False, False])))

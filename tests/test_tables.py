@@ -1,6 +1,10 @@
 import json
 
-from ddpmseg.tables import collect_metrics, summary_table
+import numpy as np
+import pytest
+
+from ddpmseg.evaluate import calibration_bins, expected_calibration_error
+from ddpmseg.tables import collect_metrics, reliability_table, summary_table
 
 
 def test_table_mean_std_over_seeds(tmp_path):
@@ -29,3 +33,24 @@ def test_training_note_states_budget_time_and_any_stop():
     stopped = {**done, "steps": 183, "stopped_by": "max_minutes", "seed": 1, "seconds": 300.0}
     assert training_note([done, stopped]) == ("250 steps, 2 models, 4.5 min each; STOPPED by max_minutes: "
                                               "model seed 1 at 183 of 250 steps")
+
+
+def test_reliability_table_pools_the_runs_pixels(tmp_path):
+    """Two seeds' bins pooled give the bins of their pixels taken together; a run without bins
+    (a DeepLab) is left out."""
+    rng = np.random.default_rng(0)
+    runs = [(rng.uniform(0.3, 1, n), rng.random(n) < 0.8) for n in (50, 70)]
+    paths = []
+    for k, (conf, correct) in enumerate(runs):
+        bins = calibration_bins(conf, correct, 10)
+        paths.append(tmp_path / f"seed{k}.json")
+        paths[-1].write_text(json.dumps({"miou": 0.5, "calibration": bins, "ece": expected_calibration_error(bins)}))
+    (tmp_path / "deeplab.json").write_text(json.dumps({"miou": 0.4}))
+    table = reliability_table({"DDPM": paths, "DeepLab": [tmp_path / "deeplab.json"]})
+    together = calibration_bins(np.concatenate([c for c, _ in runs]), np.concatenate([r for _, r in runs]), 10)
+    assert list(table["method"].unique()) == ["DDPM"] and len(table) == 10
+    assert table["count"].tolist() == together["count"]
+    filled = table["count"] > 0
+    np.testing.assert_allclose(table.loc[filled, "accuracy"], [a for a in together["accuracy"] if a is not None])
+    np.testing.assert_allclose(table.loc[filled, "confidence"], [c for c in together["confidence"] if c is not None])
+    assert table["ece"].iloc[0] == pytest.approx(expected_calibration_error(together))

@@ -85,7 +85,7 @@ def test_default_dag(tmp_path):
     assert jobs == {
         "generate_default_dataset": 1, "prepare_dataset": 1, "train_diffusion": 1,
         **{f"extract_features_creatures7_{m}": 2 for m in ("ddpm", "unet_untrained", "pixels", "patch")},
-        "train_ensemble": 4, "predict": 4, "evaluate": 4, "overview": 1, "table2": 1,
+        "train_ensemble": 4, "predict": 4, "evaluate": 4, "overview": 1, "reliability": 1, "table2": 1,
     }
 
 
@@ -351,6 +351,28 @@ def test_tiny_workflow_scored_at_the_images_own_size_gives_the_model_size_miou(t
 
 
 @pytest.mark.slow
+def test_tiny_workflow_measures_how_far_the_uncertainty_can_be_trusted(tiny_workflow):
+    """Every Table 2 run has the AUROC of its JS uncertainty for the misclassified pixels and its
+    soft vote's ECE; the reliability diagram pools them per method, and its ECE comes from the
+    bins that the runs recorded."""
+    long = tiny_workflow.long()
+    assert long["auroc_uncertainty"].between(0, 1).all() and long["ece"].between(0, 1).all()
+    results = tiny_workflow.results
+    metrics = json.loads((results / "tiny/ddpm/seed0/metrics.json").read_text())
+    bins = metrics["calibration"]
+    labelled = int((zarr.open_group(str(results / "tiny/data/test.zarr"), mode="r")["labels"][:] != 255).sum())
+    assert 0 < sum(bins["count"]) <= labelled and len(bins["count"]) == 15
+    assert metrics["ece"] == pytest.approx(sum(n * abs(a - c) for n, a, c in zip(bins["count"], bins["accuracy"], bins["confidence"])
+                                               if n) / sum(bins["count"]))
+    table = pd.read_csv(results / "tiny/reliability.csv")
+    assert list(table["method"].unique()) == list(dict.fromkeys(long["method"]))
+    pooled = table[table.method == "DDPM"]
+    seeds = [json.loads((results / f"tiny/ddpm/seed{s}/metrics.json").read_text())["calibration"] for s in (0, 1)]
+    assert pooled["count"].tolist() == [a + b for a, b in zip(seeds[0]["count"], seeds[1]["count"])]
+    assert (results / "tiny/reliability.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
 def test_tiny_workflow_stores_open_with_xarray_and_dask_and_the_run_writes_its_outputs(tiny_workflow):
     results = tiny_workflow.results
     store = open_store(str(results / "tiny/features/ddpm/test/features_b1_t20.zarr"))
@@ -382,7 +404,7 @@ def test_tiny_workflow_rerun_does_nothing_and_a_deleted_store_recomputes_the_sam
     assert "Nothing to be done" in observed["rerun"]
     # deleting one test store recomputes only what depends on it, with the same numbers
     assert observed["jobs_after_deletion"] == {
-        "extract_features_tiny_ddpm": 1, "predict": 1, "evaluate": 1, "overview": 1, "table2": 1}
+        "extract_features_tiny_ddpm": 1, "predict": 1, "evaluate": 1, "overview": 1, "reliability": 1, "table2": 1}
     long = tiny_workflow.long()
     pd.testing.assert_frame_equal(pd.read_csv(tiny_workflow.root / "snapshots/table2_long.recomputed.csv")[NUMBERS],
                                   long[NUMBERS])
@@ -652,7 +674,7 @@ def test_tiny_workflow_noise_variants_and_the_budget_curve(tiny_workflow):
 def test_tiny_workflow_report_holds_every_table_and_figure(tiny_workflow):
     """Snakemake's report holds every table and figure with its caption, grouped by dataset."""
     report = (tiny_workflow.clean / "report.html").read_text()
-    for name in ("table2.csv", "table2_spread.csv", "overview.png", "loss.png", "fig2.png", "fig3.png", "fig4.png",
+    for name in ("table2.csv", "table2_spread.csv", "overview.png", "reliability.png", "loss.png", "fig2.png", "fig3.png", "fig4.png",
                  "per_class_iou.csv", "probe sweep", "diffusion training", "Figure 2, tiny, ddpm: mIoU of one probe",
                  "Where Table 2's spread comes from", "table4.csv", "per-class IoU figure", "figure6.png", "table5.csv", "budget curve figure", "table3.csv"):
         assert name in report, name
@@ -750,7 +772,7 @@ def test_paper_config_plans_the_full_dag_without_any_file(tmp_path):
         "download": 1 + 4 * 4 + 1 + 8, "unpack": 1 + 8,
         "prepare_dataset": 6, **{f"extract_features_{d}_ddpm": 10 + 5 * (d in distilled) for d in datasets},  # + ddpm set
         **{f"extract_features_{d}_{m}": 2 for d in datasets for m in ("mae", "swav", "swav_w2")},  # no noise
-        "train_ensemble": 24, "predict": 24, "evaluate": 24, "overview": 6, "table2": 1,
+        "train_ensemble": 24, "predict": 24, "evaluate": 24, "overview": 6, "reliability": 6, "table2": 1,
         # Table 3: DDPM trained on the annotated DDPM samples, 5 seeds in one job per dataset
         "prepare_annotated": 4, "train_ensemble_annotated": 4, "predict_annotated": 4, "evaluate_annotated": 4,
         "table3": 1,

@@ -1,6 +1,6 @@
 """Segments the test images with every seed's ensemble: majority and soft votes, JS
-uncertainty, palette PNG masks; with `evaluation.resolution: original` also each image's votes
-and uncertainty at its own size (group original/)."""
+uncertainty, the soft vote's confidence, palette PNG masks; with `evaluation.resolution:
+original` also all of these at each image's own size (group original/)."""
 import _repository_src  # noqa: F401  (puts the repository's src/ on sys.path)
 from pathlib import Path
 
@@ -30,17 +30,22 @@ def predict_each(predict, *args) -> list:
     return [predict([model], stores[k * per_run : (k + 1) * per_run], *args)[0] for k, model in enumerate(models)]
 
 
-outputs = predict_each(predict_images, len(ids), size, device)
+# names in the predictions.zarr -> the pixel outputs of ddpmseg.evaluate that fill them
+ARRAYS = {"majority": "majority", "soft": "soft", "uncertainty": "js", "confidence": "confidence"}
+outputs = predict_each(predict_images, len(ids), size, device, 8192, "auto", tuple(ARRAYS.values()))
 at_original = (predict_each(predict_images_at_original_size, data.attrs["original_sizes"], size,
-                            data.attrs["non_square"], data.attrs["ignore_label"], device)
+                            data.attrs["non_square"], data.attrs["ignore_label"], device, "auto", tuple(ARRAYS.values()))
                if snakemake.params.resolution == "original" else [None] * len(models))
-for (majority, soft, uncertainty), original, predictions_path, masks_path in zip(
+for arrays, original, predictions_path, masks_path in zip(
     outputs, at_original, snakemake.output.predictions, snakemake.output.masks
 ):
-    write_predictions(predictions_path, majority, soft, uncertainty,
+    arrays = dict(zip(ARRAYS, arrays))
+    write_predictions(predictions_path, arrays,
                       dict(image_ids=ids, classes=classes, ignore_label=data.attrs["ignore_label"],
-                           uncertainty="Jensen-Shannon divergence of the members' softmax, nats"), original)
-    chosen = majority if snakemake.params.vote == "majority" else soft
+                           uncertainty="Jensen-Shannon divergence of the members' softmax, nats",
+                           confidence="largest of the members' mean probabilities (the soft vote's)"),
+                      None if original is None else dict(zip(ARRAYS, original)))
+    chosen = arrays["majority"] if snakemake.params.vote == "majority" else arrays["soft"]
     for image_id, mask in zip(ids, chosen):
         path = Path(masks_path) / f"{image_id}.png"
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -18,9 +18,9 @@ for bundle, predictions_path, masks_path in zip(snakemake.input.bundles, snakema
     labels, uncertainty = segmenter.predict(images, device=device)
     original = None
     if snakemake.params.resolution == "original":
-        at_own_size = segmenter.predict(images, device=device, original_sizes=data.attrs["original_sizes"])
-        original = (at_own_size[0], at_own_size[0], at_own_size[1])
-    write_predictions(predictions_path, labels, labels, uncertainty,
+        own_labels, own_uncertainty = segmenter.predict(images, device=device, original_sizes=data.attrs["original_sizes"])
+        original = {"majority": own_labels, "soft": own_labels, "uncertainty": own_uncertainty}
+    write_predictions(predictions_path, {"majority": labels, "soft": labels, "uncertainty": uncertainty},
                       dict(image_ids=ids, classes=classes, ignore_label=data.attrs["ignore_label"], bundle=bundle,
                            uncertainty="entropy of the softmax, nats"), original)
     for image_id, mask in zip(ids, labels):

@@ -33,6 +33,18 @@ def jensen_shannon(probabilities: torch.Tensor) -> torch.Tensor:
     return _entropy(probabilities.mean(dim=0)) - _entropy(probabilities).mean(dim=0)
 
 
+def confidence(probabilities: torch.Tensor) -> torch.Tensor:
+    """The soft vote's confidence: the largest of the members' mean probabilities; (M, P, C) -> (P,)."""
+    return probabilities.mean(dim=0).max(dim=-1).values
+
+
+def margin(probabilities: torch.Tensor) -> torch.Tensor:
+    """The soft vote's margin: its largest mean probability less the second; (M, P, C) -> (P,).
+    Small where the ensemble hesitates between two classes."""
+    top = probabilities.mean(dim=0).topk(min(2, probabilities.shape[-1]), dim=-1).values
+    return top[:, 0] - top[:, 1] if top.shape[1] > 1 else top[:, 0]
+
+
 def image_uncertainty_score(js: np.ndarray, top_fraction: float = 0.1) -> float:
     """An image's score as DatasetGAN: the mean of its top 10% per-pixel JS values."""
     flat = np.sort(js.reshape(-1))[::-1]
@@ -102,48 +114,58 @@ def image_probabilities(models, maps, size: int, chunk: int = 8192, first_layer:
 
 
 def predict_images(models, stores, n_images: int, size: int, device: str = "cpu", chunk: int = 8192,
-                   first_layer: str = "auto") -> list:
+                   first_layer: str = "auto", outputs=("majority", "soft", "js")) -> list:
     """Predictions of each ensemble in `models` for every image of the stores.
 
     Image by image, its native maps are read to `device` and scored there by all ensembles
     (`image_probabilities`, `chunk` pixels at a time: never the whole upsampled image), so
-    memory does not grow with the number of images. Returns one tuple per model: majority
-    (N, S, S) uint8, soft (N, S, S) uint8, uncertainty (N, S, S) float32.
+    memory does not grow with the number of images. Returns one tuple per model, one array per
+    name of ``outputs`` in that order (`PIXEL_OUTPUTS`): labels (N, S, S) uint8, scores (N, S, S)
+    float32 (the default: majority, soft, JS uncertainty in nats).
     """
+    unknown_outputs(outputs)
     models = [model.to(device) for model in models]
-    outputs = [(np.zeros((n_images, size, size), np.uint8), np.zeros((n_images, size, size), np.uint8),
-                np.zeros((n_images, size, size), np.float32)) for _ in models]
+    results = [tuple(np.zeros((n_images, size, size), np.uint8 if name in LABEL_OUTPUTS else np.float32)
+                     for name in outputs) for _ in models]
     for i in range(n_images):
         maps = native_maps(stores, i, device)
-        for p, (majority, soft, uncertainty) in zip(image_probabilities(models, maps, size, chunk, first_layer), outputs):
-            majority[i] = majority_vote(p).reshape(size, size).cpu().numpy()
-            soft[i] = soft_vote(p).reshape(size, size).cpu().numpy()
-            uncertainty[i] = jensen_shannon(p).reshape(size, size).cpu().numpy()
-    return outputs
+        for p, arrays in zip(image_probabilities(models, maps, size, chunk, first_layer), results):
+            for name, array in zip(outputs, arrays):
+                array[i] = PIXEL_OUTPUTS[name](p).reshape(size, size).cpu().numpy()
+    return results
 
 
 def predict_images_at_original_size(models, stores, original_sizes: list, size: int, non_square: str,
-                                    ignore_label: int, device: str = "cpu", first_layer: str = "auto") -> list:
+                                    ignore_label: int, device: str = "cpu", first_layer: str = "auto",
+                                    outputs=("majority", "soft", "js")) -> list:
     """`predict_images` at each image's own size: every member's probabilities at the model's
     size (`image_probabilities`) brought back to the image's (height, width) of
-    ``original_sizes`` and voted there (`votes_at_original_size`). Returns one tuple per model:
-    majority [(H, W) uint8], soft [(H, W) uint8], uncertainty [(H, W) float32, JS in nats]."""
+    ``original_sizes`` and voted there (`votes_at_original_size`). Returns one tuple per model,
+    one list per name of ``outputs``: [(H, W) uint8] for labels, [(H, W) float32] for scores."""
+    unknown_outputs(outputs)
     models = [model.to(device) for model in models]
-    outputs = [([], [], []) for _ in models]
+    results = [tuple([] for _ in outputs) for _ in models]
     for i, (height, width) in enumerate(original_sizes):
         maps = native_maps(stores, i, device)
-        for p, (majority, soft, uncertainty) in zip(image_probabilities(models, maps, size, first_layer=first_layer),
-                                                    outputs):
+        for p, lists in zip(image_probabilities(models, maps, size, first_layer=first_layer), results):
             p = p.reshape(p.shape[0], size, size, p.shape[2]).permute(0, 3, 1, 2)  # (M, C, S, S)
-            votes = votes_at_original_size(p, height, width, non_square, ignore_label, ("majority", "soft", "js"))
-            majority.append(votes["majority"])
-            soft.append(votes["soft"])
-            uncertainty.append(votes["js"])
-    return outputs
+            votes = votes_at_original_size(p, height, width, non_square, ignore_label, outputs)
+            for name, values in zip(outputs, lists):
+                values.append(votes[name])
+    return results
 
 
 LABEL_OUTPUTS = {"majority": majority_vote, "soft": soft_vote, "argmax": lambda p: p[0].argmax(dim=-1)}
-UNCERTAINTY_OUTPUTS = {"js": jensen_shannon, "entropy": lambda p: _entropy(p.mean(dim=0))}
+SCORE_OUTPUTS = {"js": jensen_shannon, "entropy": lambda p: _entropy(p.mean(dim=0)), "confidence": confidence,
+                 "margin": margin}
+PIXEL_OUTPUTS = {**LABEL_OUTPUTS, **SCORE_OUTPUTS}  # name -> (M, P, C) probabilities -> (P,)
+
+
+def unknown_outputs(outputs) -> None:
+    """Raises ValueError naming any of ``outputs`` that is not a `PIXEL_OUTPUTS` name."""
+    unknown = set(outputs) - set(PIXEL_OUTPUTS)
+    if unknown:
+        raise ValueError(f"unknown outputs {sorted(unknown)}; use {sorted(PIXEL_OUTPUTS)}")
 
 
 def votes_at_original_size(probabilities: torch.Tensor, height: int, width: int, non_square: str, ignore_label: int,
@@ -157,18 +179,17 @@ def votes_at_original_size(probabilities: torch.Tensor, height: int, width: int,
     'crop', pixels outside the centre square get ``ignore_label`` and the largest uncertainty);
     then ``outputs`` are taken there, pixel by pixel, about ``chunk`` values at a time: labels
     'majority', 'soft' (argmax of the mean), 'argmax' (of the first member), (H, W) uint8; and
-    uncertainties 'js' (Jensen-Shannon divergence over members), 'entropy' (of the mean), (H, W)
-    float32, nats. Returns {output: array}. At the model's own size it gives the model-size votes.
+    scores 'js' (Jensen-Shannon divergence over members), 'entropy' (of the mean), both nats,
+    'confidence' and 'margin' (of the mean), (H, W) float32. Returns {output: array}. At the model's own size it gives the model-size votes.
     """
     from ddpmseg.datasets import square_box
 
-    unknown = set(outputs) - set(LABEL_OUTPUTS) - set(UNCERTAINTY_OUTPUTS)
-    if unknown:
-        raise ValueError(f"unknown outputs {sorted(unknown)}; use {sorted({**LABEL_OUTPUTS, **UNCERTAINTY_OUTPUTS})}")
+    unknown_outputs(outputs)
     members, classes = probabilities.shape[0], probabilities.shape[1]
     top, left, side = square_box(height, width, non_square)
     shift = (top, left) if non_square != "crop" else (-top, -left)  # original pixel + shift = square pixel
-    most = {"js": math.log(min(members, classes)), "entropy": math.log(classes)}
+    most = {"js": math.log(min(members, classes)), "entropy": math.log(classes), "confidence": 1 / classes,
+            "margin": 0.0}  # outside a crop: the largest uncertainty
     result = {name: (np.full((height, width), ignore_label, np.uint8) if name in LABEL_OUTPUTS
                      else np.full((height, width), most[name], np.float32)) for name in outputs}
     rows_in = [y for y in range(height) if 0 <= y + shift[0] < side]
@@ -185,30 +206,63 @@ def votes_at_original_size(probabilities: torch.Tensor, height: int, width: int,
                                 align_corners=False)  # (M, C, rows, cols), edges clamped as F.interpolate
         p = sampled.permute(0, 2, 3, 1).reshape(members, -1, classes)
         for name in outputs:
-            value = {**LABEL_OUTPUTS, **UNCERTAINTY_OUTPUTS}[name](p)
+            value = PIXEL_OUTPUTS[name](p)
             result[name][rows[:, None], cols[inside][None, :]] = value.reshape(len(rows), -1).cpu().numpy()
     return result
 
 
-def write_predictions(path, majority: np.ndarray, soft: np.ndarray, uncertainty: np.ndarray, attrs: dict,
-                      original=None) -> None:
-    """A predictions.zarr group at ``path``: arrays majority, soft (N, S, S) uint8 and uncertainty
-    (N, S, S) float16 (nats), one chunk per image, and ``attrs``; where ``original`` (majority,
-    soft, uncertainty lists of (H_i, W_i) arrays at each image's own size) is given, also
-    original/<name>/<i> (`evaluation.resolution: original`)."""
+def write_predictions(path, outputs: dict, attrs: dict, original: dict | None = None) -> None:
+    """A predictions.zarr group at ``path``: one array per entry of ``outputs`` (name ->
+    (N, S, S): majority, soft uint8; uncertainty (JS, nats), confidence float, stored float16),
+    one chunk per image, and ``attrs``; where ``original`` (the same names -> lists of (H_i, W_i)
+    arrays at each image's own size) is given, also original/<name>/<i>
+    (`evaluation.resolution: original`)."""
     import zarr
 
     out = zarr.open_group(str(path), mode="w")
-    size = majority.shape[1]
-    for name, values in (("majority", majority), ("soft", soft), ("uncertainty", uncertainty.astype(np.float16))):
-        out.create_array(name, data=values, chunks=(1, size, size), dimension_names=("image", "y", "x"))
-    if original is not None:
-        for name, arrays in zip(("majority", "soft", "uncertainty"), original):
-            group = out.create_group(f"original/{name}")
-            for i, array in enumerate(arrays):
-                group.create_array(str(i), data=array.astype(np.float16 if name == "uncertainty" else np.uint8),
-                                   chunks=array.shape, dimension_names=("y", "x"))
+    for name, values in outputs.items():
+        values = values if values.dtype == np.uint8 else values.astype(np.float16)
+        out.create_array(name, data=values, chunks=(1, *values.shape[1:]), dimension_names=("image", "y", "x"))
+    for name, arrays in (original or {}).items():
+        group = out.create_group(f"original/{name}")
+        for i, array in enumerate(arrays):
+            group.create_array(str(i), data=array if array.dtype == np.uint8 else array.astype(np.float16),
+                               chunks=array.shape, dimension_names=("y", "x"))
     out.attrs.update(attrs)
+
+
+def error_detection_auroc(uncertainty: np.ndarray, errors: np.ndarray) -> float:
+    """How well a pixel's uncertainty finds the misclassified pixels: the area under the ROC
+    curve of ``uncertainty`` as a score for ``errors`` (bool, same shape), 0.5 = chance, 1 = every
+    error more uncertain than every correct pixel. NaN where all pixels are right or all wrong."""
+    from sklearn.metrics import roc_auc_score
+
+    errors = errors.reshape(-1)
+    if errors.all() or not errors.any():
+        return float("nan")
+    return float(roc_auc_score(errors, uncertainty.reshape(-1).astype(np.float64)))
+
+
+def calibration_bins(confidence: np.ndarray, correct: np.ndarray, n_bins: int = 15) -> dict:
+    """The reliability diagram's numbers: pixels binned by confidence into ``n_bins`` equal
+    bins of [0, 1] (a bin holds (lower, upper]); per bin the pixel count, the mean confidence
+    and the accuracy (None in empty bins). Lists, so that they can go into a JSON file."""
+    confidence, correct = confidence.reshape(-1).astype(np.float64), correct.reshape(-1)
+    index = np.clip(np.ceil(confidence * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
+    count = np.bincount(index, minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_confidence = np.bincount(index, confidence, n_bins) / count
+        accuracy = np.bincount(index, correct.astype(np.float64), n_bins) / count
+    return {"count": count.tolist(), "confidence": [None if np.isnan(v) else v for v in mean_confidence.tolist()],
+            "accuracy": [None if np.isnan(v) else v for v in accuracy.tolist()]}
+
+
+def expected_calibration_error(bins: dict) -> float:
+    """ECE of `calibration_bins`: the count-weighted mean |accuracy - confidence| over the
+    bins, a fraction in [0, 1] (0: the confidence is the accuracy)."""
+    count = np.asarray(bins["count"], np.float64)
+    gap = [abs(a - c) if n else 0.0 for n, a, c in zip(bins["count"], bins["accuracy"], bins["confidence"])]
+    return float(np.sum(np.asarray(gap) * count) / max(count.sum(), 1))
 
 
 def confusion_counts(predictions: np.ndarray, labels: np.ndarray, num_classes: int, ignore_label: int, convention: str):

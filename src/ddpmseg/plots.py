@@ -224,3 +224,27 @@ def pool_figure(images, labels, rows, classes, title: str, path) -> None:
     fig.suptitle(f"{title}\n(JS: mean of the top 10% per-pixel Jensen-Shannon values, nats)", fontsize=9)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def reliability_figure(table, title: str, path) -> None:
+    """Left: accuracy against confidence per method (`tables.reliability_table`), bins with
+    pixels only, the diagonal where confidence is accuracy; right: the share of pixels per
+    confidence bin (log scale), so that a bin's weight in the ECE can be read off."""
+    fig, (curve, share) = plt.subplots(1, 2, figsize=(10, 4.2), layout="constrained")
+    curve.plot([0, 1], [0, 1], color="0.6", linestyle="--", linewidth=1, label="calibrated")
+    for k, (method, rows) in enumerate(table.groupby("method", sort=False)):
+        filled = rows[rows["count"] > 0]
+        label = f"{method} (ECE {100 * rows['ece'].iloc[0]:.1f}%)"
+        curve.plot(filled["confidence"], filled["accuracy"], marker="o", markersize=4, color=f"C{k}", label=label)
+        centres = (rows["lower"] + rows["upper"]) / 2
+        share.plot(centres, rows["count"] / max(rows["count"].sum(), 1), marker=".", color=f"C{k}", label=method)
+    curve.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (soft vote's largest mean probability)",
+              ylabel="accuracy of the soft vote", title="reliability")
+    curve.grid(alpha=0.3)
+    curve.legend(fontsize=8, loc="upper left")
+    share.set(xlim=(0, 1), yscale="log", xlabel="confidence bin", ylabel="share of labelled pixels",
+              title="where the pixels are")
+    share.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=10)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -16,7 +16,9 @@ def collect_metrics(metric_files: dict, names: dict) -> pd.DataFrame:
     metric_files: {(dataset, method folder, model seed or None, seed): path of a metrics.json};
     the folder is a method key, 'ddpm_m<d>' for an extra model seed; names: {method key: table
     row}. Columns: dataset, method (the row name), method_key (the folder), model_seed (empty for the controls), seed,
-    miou, miou_majority, miou_soft, vote, convention; mIoU values are fractions in [0, 1].
+    miou, miou_majority, miou_soft, vote, convention; mIoU values are fractions in [0, 1];
+    auroc_uncertainty (of the pixel uncertainty for the misclassified pixels) and ece (the soft
+    vote's expected calibration error, a fraction), NaN where the metrics.json has none.
     """
     rows = []
     for (dataset, key, model_seed, seed), path in metric_files.items():
@@ -34,6 +36,8 @@ def collect_metrics(metric_files: dict, names: dict) -> pd.DataFrame:
                 miou_soft=metrics["miou_soft"],
                 vote=metrics["vote"],
                 convention=metrics["convention"],
+                auroc_uncertainty=metrics.get("auroc_uncertainty", float("nan")),
+                ece=metrics.get("ece", float("nan")),
             )
         )
     long = pd.DataFrame(rows)
@@ -128,3 +132,33 @@ def distill_note(runs: list) -> str:
              if mean[key]] + [f"DeepLab {minutes(mean['seconds'])}"]
     text = ", ".join(parts) + f" ({runs[0]['epochs']} epochs, {runs[0]['images']} of {runs[0]['pool_images']} images kept)"
     return text + (f", means over {len(runs)} seeds" if len(runs) > 1 else "")
+
+
+def reliability_table(metric_files: dict) -> pd.DataFrame:
+    """The reliability diagram of each method, its runs pooled: rows (method, bin) with the bin's
+    bounds, pixel count, mean confidence, accuracy, and the method's pooled ECE. metric_files:
+    {method row name: [metrics.json paths]}; runs without calibration bins (a DeepLab) are left
+    out, and a method with none is absent."""
+    from ddpmseg.evaluate import expected_calibration_error
+
+    rows = []
+    for method, paths in metric_files.items():
+        pooled = None
+        for path in paths:
+            with open(path) as f:
+                bins = json.load(f).get("calibration")
+            if bins is None:
+                continue
+            frame = pd.DataFrame(bins).fillna(0.0)
+            frame[["confidence", "accuracy"]] = frame[["confidence", "accuracy"]].mul(frame["count"], axis=0)
+            pooled = frame if pooled is None else pooled + frame
+        if pooled is None:
+            continue
+        n_bins = len(pooled)
+        pooled[["confidence", "accuracy"]] = pooled[["confidence", "accuracy"]].div(pooled["count"].where(pooled["count"] > 0), axis=0)
+        ece = expected_calibration_error({"count": pooled["count"].tolist(), "accuracy": pooled["accuracy"].tolist(),
+                                          "confidence": pooled["confidence"].tolist()})
+        rows += [dict(method=method, bin=b, lower=b / n_bins, upper=(b + 1) / n_bins, count=int(row["count"]),
+                      confidence=row["confidence"], accuracy=row["accuracy"], ece=ece)
+                 for b, row in pooled.iterrows()]
+    return pd.DataFrame(rows, columns=["method", "bin", "lower", "upper", "count", "confidence", "accuracy", "ece"])
