@@ -26,7 +26,9 @@ include: "rules/experiments/labels.smk"
 include: "rules/experiments/robustness.smk"
 include: "rules/experiments/noise.smk"
 include: "rules/experiments/budget.smk"
+include: "rules/experiments/active_labelling.smk"
 include: "rules/segment.smk"
+include: "rules/label_next.smk"
 include: "rules/distill.smk"
 include: "rules/experiments/annotated.smk"  # reuses the segment and distill rules
 
@@ -35,6 +37,7 @@ rule all:
     input:
         "results/table2.csv",
         expand("results/{dataset}/overview.png", dataset=DATASETS),
+        PLAN.label_next_targets(),
 
 
 rule experiments:
@@ -45,6 +48,7 @@ rule experiments:
         "results/figure6.png",
         "results/table5.csv",
         expand("results/{dataset}/budget_curve.png", dataset=BUDGET_DATASETS),
+        expand("results/{dataset}/active_labelling.png", dataset=PLAN.active_labelling_datasets()),
 
 
 rule segment:

@@ -104,18 +104,26 @@ def runs_own_stores(wildcards):
     return PLAN.per_run_noise(wildcards.dataset, wildcards.method)
 
 
-def dataset_manifest(wildcards):
-    """Fingerprint of every file of a user's dataset folder (names, sizes, mtimes): a param of
-    the preparation, so that a file added, removed or rewritten reruns it and all after it.
-    "" for folders the workflow writes itself (generated, unpacked), which Snakemake tracks."""
+def dataset_manifest(wildcards, part="labelled"):
+    """Fingerprint of the files of a user's dataset folder (names, sizes, mtimes) that one of its
+    preparations reads: a param, so that a file added, removed or rewritten reruns it and all
+    after it. part "labelled": the train and test images (the paper's layout: real/), "pool": the
+    unlabeled images (unlabeled/); an annotation format's folder is read whole by both (its
+    images without annotation are the pool). "" for folders the workflow writes itself
+    (generated, unpacked), which Snakemake tracks."""
     settings = dataset_settings(wildcards)
     path = settings["path"]
     if path is None or get_dataset_source(wildcards) != path:
         return ""
     if settings["format"] is None:
-        return manifest_digest(path)
+        return manifest_digest(path, ("real",) if part == "labelled" else ("unlabeled",))
     extra = Path(path) / settings["unlabeled"] if settings["unlabeled"] else None  # an absolute one stays
     return folder_digest(path) + (folder_digest(extra) if extra else "")
+
+
+def pool_manifest(wildcards):
+    """`dataset_manifest` of the unlabeled pool."""
+    return dataset_manifest(wildcards, "pool")
 
 
 def annotated_manifest(wildcards):
@@ -177,6 +185,41 @@ def get_dataset_source(wildcards):
 def get_reliability_metrics(wildcards):
     """The metrics.json of a dataset's Table 2 runs, in the order of RUNS."""
     return [f"results/{d}/{key}/seed{s}/metrics.json" for d, key, s in RUNS if d == wildcards.dataset]
+
+
+def run_stores(dataset, key, split, seed):
+    """`feature_stores` of one run: under per-run noise the stores of the run of `seed` (the first
+    run's for a seed that is not among SEEDS), else all of them."""
+    stores = feature_stores(dataset, key, split)
+    if not PLAN.per_run_noise(dataset, key):
+        return stores
+    per_run = len(stores) // len(SEEDS)
+    k = SEEDS.index(seed) if seed in SEEDS else 0
+    return stores[k * per_run : (k + 1) * per_run]
+
+
+def get_label_next_inputs(wildcards):
+    """The ranking ensemble (label_next's method and seed), the pool and the train split, and the
+    stores of both (that seed's run's)."""
+    d, settings = wildcards.dataset, PLAN.label_next(wildcards.dataset)
+    key, seed = settings["method"], settings["seed"]
+    return {"model": f"results/{d}/{key}/seed{seed}/ensemble.pt",
+            "pool": f"results/{d}/data/unlabeled.zarr", "train": f"results/{d}/data/train.zarr",
+            "pool_stores": run_stores(d, key, "unlabeled", seed), "train_stores": run_stores(d, key, "train", seed)}
+
+
+def get_active_labelling_inputs(wildcards):
+    """One run of the simulated labelling loop: both labelled splits and the method's stores."""
+    d, key = wildcards.dataset, PLAN.active_labelling(wildcards.dataset)["method"]
+    return {"train": f"results/{d}/data/train.zarr", "test": f"results/{d}/data/test.zarr",
+            "train_stores": run_stores(d, key, "train", int(wildcards.seed)),
+            "test_stores": run_stores(d, key, "test", int(wildcards.seed))}
+
+
+def get_active_labelling_runs(wildcards):
+    """The curves of every (strategy, seed) run of a dataset's loop."""
+    return [f"results/{wildcards.dataset}/active_labelling/{strategy}/seed{seed}.csv"
+            for strategy, seed in PLAN.active_labelling_runs(wildcards.dataset)]
 
 
 def get_extraction_inputs(job):

@@ -1,5 +1,6 @@
 # Stage 1: the datasets. The embedded default is generated; every dataset is validated as a
-# whole before anything is written, then resized to the model's resolution into Zarr groups.
+# whole before anything is written, then resized to the model's resolution into Zarr groups: the
+# labelled splits in one job, the unlabeled pool in another.
 # The keys of a dataset's settings that its preparation reads.
 DATASET_KEYS = ("image_size", "non_square", "max_train", "max_test", "classes", "ignore_label", "resize", "format",
                 "unannotated", "split", "unlabeled")
@@ -29,13 +30,11 @@ rule prepare_dataset:
     output:
         train=directory("results/{dataset}/data/train.zarr"),
         test=directory("results/{dataset}/data/test.zarr"),
-        unlabeled=directory("results/{dataset}/data/unlabeled.zarr"),
         summary="results/{dataset}/data/summary.json",
     params:
         settings=lambda wc: {key: dataset_settings(wc)[key] for key in DATASET_KEYS},
         root=lambda wc: PLAN.dataset_root(wc.dataset),
         manifest=dataset_manifest,
-        needs_unlabeled=lambda wc: PLAN.needs_unlabeled(wc.dataset),
         where=lambda wc: f"config: datasets.{wc.dataset}",
     log:
         "logs/prepare_dataset/{dataset}.log",
@@ -48,3 +47,29 @@ rule prepare_dataset:
         CONDA_ENV
     script:
         workflow_script("prepare_dataset.py")
+
+
+# The unlabeled pool, a job of its own: labelling more images (label_next's batches copied into
+# the training folder) reruns prepare_dataset and what follows it, never the diffusion model.
+rule prepare_pool:
+    input:
+        get_dataset_source,
+    output:
+        unlabeled=directory("results/{dataset}/data/unlabeled.zarr"),
+    params:
+        settings=lambda wc: {key: dataset_settings(wc)[key] for key in DATASET_KEYS},
+        root=lambda wc: PLAN.dataset_root(wc.dataset),
+        manifest=pool_manifest,
+        needs_unlabeled=lambda wc: PLAN.needs_unlabeled(wc.dataset),
+        where=lambda wc: f"config: datasets.{wc.dataset}",
+    log:
+        "logs/prepare_pool/{dataset}.log",
+    benchmark:
+        "benchmarks/runs/prepare_pool/{dataset}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+    conda:
+        CONDA_ENV
+    script:
+        workflow_script("prepare_pool.py")

@@ -89,6 +89,8 @@ rule reliability:
         title=lambda wc: f"{wc.dataset}: test pixels of every seed, per method",
     log:
         "logs/reliability/{dataset}.log",
+    benchmark:
+        "benchmarks/runs/reliability/{dataset}.tsv"
     threads: 1
     resources:
         mem_mb=1000,

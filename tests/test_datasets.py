@@ -329,7 +329,8 @@ def test_prepare_split_tiny_pad(tmp_path):
     np.testing.assert_array_equal(group["images"][1], load_image(root / "real/train/001.jpg", 8, "pad"))
     assert dict(group.attrs) == {"split": "train", "image_ids": ["000", "001"], "classes": CLASSES,
                                  "ignore_label": 255, "image_size": 8, "source": str(root), "non_square": "pad",
-                                 "resize": "lanczos", "original_sizes": [[10, 16], [16, 16]]}
+                                 "resize": "lanczos", "original_sizes": [[10, 16], [16, 16]],
+                                 "files": ["real/train/000.png", "real/train/001.jpg"]}
     originals = read_original_labels(out)  # each label as the file holds it, at its image's own size
     assert [label.shape for label in originals] == [(10, 16), (16, 16)]
     for label, name in zip(originals, ("000", "001")):

@@ -87,6 +87,20 @@ def test_the_unlabeled_images_are_read_by_whatever_uses_them():
         "creatures7")
     assert Plan(validated(given, {"datasets": {"creatures7": {"distill": {"pools": ["unlabeled"]}}}})).needs_unlabeled(
         "creatures7")
+    assert Plan(validated(given, {"datasets": {"creatures7": {"label_next": {"count": 5}}}})).needs_unlabeled(
+        "creatures7")
+
+
+def test_label_next_settles_method_seed_and_the_batch_format():
+    assert Plan(validated()).label_next("creatures7") is None and Plan(validated()).label_next_targets() == []
+    plan = Plan(validated({"datasets": {"creatures7": {"label_next": {"count": 4}}}}))
+    assert plan.label_next("creatures7") == {"method": "ddpm", "seed": 0, "strategy": "uncertainty+diversity",
+                                             "count": 4, "candidates": 5, "format": "paper"}
+    assert plan.label_next_targets() == ["results/creatures7/label_next/ranking.csv"]
+    for fmt, batch in (("voc", "voc"), ("cvat", "cvat"), ("image_mask", "palette"), ("labelme", "palette")):
+        chosen = {"path": "data", "format": fmt, "label_next": {"count": 1, "method": "pixels", "seed": 2}}
+        settled = Plan(validated({"datasets": {"creatures7": chosen}})).label_next("creatures7")
+        assert (settled["format"], settled["method"], settled["seed"]) == (batch, "pixels", 2), fmt
 
 
 def test_downloads_are_one_rule_by_file_name():
@@ -137,6 +151,10 @@ def test_experiment_runs_follow_the_config():
      "config: datasets.creatures7.classes: format voc names its own classes; give a mapping"),
     ({"datasets": {"creatures7": {"format": "voc"}}},
      "config: datasets.creatures7: format voc needs the `path` of the dataset's folder"),
+    ({"datasets": {"creatures7": {"label_next": {"count": 3, "method": "dppm"}}}},
+     "config: datasets.creatures7.label_next.method is 'dppm', not a method; give one of ddpm, "),
+    ({"datasets": {"creatures7": {"label_next": {"count": 3, "seed": 7}}}},
+     "config: datasets.creatures7.label_next.seed is 7, not one of the seeds [0, 1, 2, 3, 4]; give one of them"),
 ])
 def test_a_config_problem_is_one_line_naming_the_key(overlay, expected):
     with pytest.raises(ConfigProblem) as problem:

@@ -83,7 +83,7 @@ def test_default_dag(tmp_path):
     jobs = planned_jobs(tmp_path, "results/table2.csv")
     # 1 dataset x 4 methods (all 5 seeds in one job); features of each method for 2 splits
     assert jobs == {
-        "generate_default_dataset": 1, "prepare_dataset": 1, "train_diffusion": 1,
+        "generate_default_dataset": 1, "prepare_dataset": 1, "prepare_pool": 1, "train_diffusion": 1,
         **{f"extract_features_creatures7_{m}": 2 for m in ("ddpm", "unet_untrained", "pixels", "patch")},
         "train_ensemble": 4, "predict": 4, "evaluate": 4, "overview": 1, "reliability": 1, "table2": 1,
     }
@@ -111,7 +111,8 @@ def test_bad_dataset_fails_before_any_output(tmp_path):
 
 
 def test_any_changed_file_of_a_dataset_reruns_its_preparation(tmp_path):
-    """Snakemake alone sees only the folder's own time stamp; the manifest param sees every file."""
+    """Snakemake alone sees only the folder's own time stamp; the manifest params see every file:
+    the labelled images' rerun the labelled splits, the pool's the pool (and not the other)."""
     import numpy as np
 
     from ddpmseg.synthetic import generate_dataset
@@ -121,7 +122,7 @@ def test_any_changed_file_of_a_dataset_reruns_its_preparation(tmp_path):
     config = tmp_path / "mine.yaml"
     config.write_text(f"datasets:\n  creatures7: null\n  mine:\n    path: {data}\n")
     shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
-    args = ("results/mine/data/summary.json", "--configfile", str(config))
+    args = ("results/mine/data/summary.json", "results/mine/data/unlabeled.zarr", "--configfile", str(config))
     snakemake(tmp_path, *args)
     assert planned_jobs(tmp_path, *args) == {}
     label = data / "real" / "train" / "0001.npy"
@@ -133,11 +134,13 @@ def test_any_changed_file_of_a_dataset_reruns_its_preparation(tmp_path):
     shutil.copy(data / "real" / "test" / "0000.npy", data / "real" / "test" / "sub.npy")
     assert planned_jobs(tmp_path, *args) == {"prepare_dataset": 1}
     snakemake(tmp_path, *args)
-    (data / "unlabeled" / "0002.png").unlink()  # an image removed
-    assert planned_jobs(tmp_path, *args) == {"prepare_dataset": 1}
+    (data / "unlabeled" / "0002.png").unlink()  # an image removed from the pool
+    assert planned_jobs(tmp_path, *args) == {"prepare_pool": 1}
     snakemake(tmp_path, *args)
     summary = json.loads((tmp_path / "results/mine/data/summary.json").read_text())
-    assert summary["counts"] == {"train": 2, "test": 3, "unlabeled": 2} and len(summary["manifest_sha256"]) == 64
+    assert summary["counts"] == {"train": 2, "test": 3} and len(summary["manifest_sha256"]) == 64
+    pool = zarr.open_group(str(tmp_path / "results/mine/data/unlabeled.zarr"), mode="r")
+    assert pool.attrs["image_ids"] == ["0000", "0001"] and pool.attrs["files"] == ["unlabeled/0000.png", "unlabeled/0001.png"]
 
 
 END_TO_END_ARGS = ("results/table2.csv", "--configfile", str(TEST_CONFIG))
@@ -239,14 +242,29 @@ def _run_tiny_workflow(root: Path) -> dict:
     # Snakemake's report
     snakemake(clean, "--report", "report.html", "results/table2.csv", "figures", "experiments", *both)
 
-    # killed in the middle of feature extraction and rerun with --cores 1 (DDPM alone)
+    # killed in the middle of feature extraction and rerun with --cores 1 (DDPM alone), on a copy
+    # of the generated dataset given as a user's folder
+    user_data = root / "tiny_data"
+    shutil.copytree(clean / "resources/tiny/source", user_data)
     ddpm_only = root / "ddpm_only.yaml"
-    ddpm_only.write_text("methods: [ddpm]\n")
+    ddpm_only.write_text(f"methods: [ddpm]\ndatasets:\n  tiny:\n    path: {user_data}\n")
     killed_args = (*args, str(ddpm_only))
     run_killed_during_extraction(killed, *killed_args, cores=1)
     observed["killed_left_table2"] = (killed / "results/table2.csv").exists()
     snakemake(killed, "--unlock", *killed_args)  # a killed Snakemake leaves its lock behind
     snakemake(killed, *killed_args, cores=1)
+    shutil.copy(killed / "results/table2_long.csv", snapshots / "table2_long.killed.csv")
+
+    # which images to label next, by the DDPM ensemble; its batch copied into the training folder
+    # reruns the labelled splits and what follows them, not the pool nor the diffusion model
+    ranking = "results/tiny/label_next/ranking.csv"
+    snakemake(killed, ranking, *killed_args)
+    shutil.copytree(killed / "results/tiny/label_next", root / "label_next")
+    shutil.copy(killed / "results/tiny/ddpm/seed0/ensemble.pt", root / "label_next" / "ensemble.pt")
+    for file in sorted((root / "label_next/batch/real/train").iterdir()):
+        shutil.copy(file, user_data / "real" / "train" / file.name)
+    observed["jobs_after_labelling"] = planned_jobs(killed, ranking, *killed_args)
+    snakemake(killed, ranking, *killed_args)
     return observed
 
 
@@ -609,6 +627,7 @@ def test_tiny_workflow_experiments_reuse_table2_and_give_table4_and_per_class_io
     assert jobs["train_ensemble_labels"] == 4  # (ddpm, pixels) x (2, 1) labelled images, all seeds in one job
     assert jobs["extract_noise_tiny_ddpm"] == 2 + 4 + 1  # per timestep (train, test), 4 fresh train draws, fresh test
     assert jobs["train_diffusion_budget_tiny"] == 1 and jobs["extract_budget_tiny"] == 2 * 2  # 2 snapshots x 2 splits
+    assert jobs["active_labelling_run"] == 4 * 2 and jobs["active_labelling"] == 1  # strategies x seeds
     subsets = {n: json.loads((results / f"tiny/ddpm/labels{n}/subsets.json").read_text()) for n in (2, 1)}
     assert subsets[2] == json.loads((results / "tiny/pixels/labels2/subsets.json").read_text())  # per seed, not per method
     for seed in ("0", "1"):
@@ -626,6 +645,33 @@ def test_tiny_workflow_experiments_reuse_table2_and_give_table4_and_per_class_io
     assert list(per_class.columns) == ["DDPM", "UNet (untrained)", "MAE", "SwAV", "Pixels (RGB+xy)", "Patch (5x5 RGB+xy)"]
     assert (per_class.loc["mIoU"] == table.loc[per_class.columns.tolist(), "tiny"]).all()  # Table 2's cells
     assert (results / "tiny/per_class_iou.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_tiny_workflow_simulated_labelling_loop(tiny_workflow):
+    """1 -> 3 of tiny's 4 training images, each strategy from the same start per seed: round 0
+    is one ensemble on one image whatever the strategy; every round adds new images, one each;
+    the summary's area is the trapezoid of the mean curve's runs."""
+    from ddpmseg.experiments.active_labelling import area_under_curve
+
+    results = tiny_workflow.results
+    long = pd.read_csv(results / "tiny/active_labelling.csv", dtype={"added": str})
+    assert len(long) == 4 * 2 * 3 and set(long["strategy"]) == {"uncertainty", "diversity", "uncertainty+diversity",
+                                                                 "random"}
+    assert (long["method"] == "DDPM").all() and long["miou"].between(0, 1).all()
+    for seed, runs in long.groupby("seed"):
+        start = runs[runs["round"] == 0]
+        assert start["added"].nunique() == 1 and start["miou"].nunique() == 1, seed  # the same start and ensemble
+        for strategy, run in runs.groupby("strategy"):
+            added = [set(a.split(";")) for a in run.sort_values("round")["added"]]
+            assert [len(a) for a in added] == [1, 1, 1] and len(set.union(*added)) == 3, (seed, strategy)
+    summary = pd.read_csv(results / "tiny/active_labelling_summary.csv")
+    assert list(summary.columns[:5]) == ["dataset", "strategy", "auc_mean", "auc_std", "seeds"]
+    assert list(summary.columns[5:]) == ["1 labels", "2 labels", "3 labels"]
+    random = long[long.strategy == "random"]
+    areas = [area_under_curve(run) for _, run in random.groupby("seed")]
+    assert summary.set_index("strategy").loc["random", "auc_mean"] == pytest.approx(100 * np.mean(areas), abs=0.01)
+    assert (results / "tiny/active_labelling.png").stat().st_size > 10_000
 
 
 @pytest.mark.slow
@@ -687,8 +733,65 @@ def test_tiny_workflow_killed_run_resumes_with_the_same_numbers(tiny_workflow):
     killed, results, long = tiny_workflow.killed, tiny_workflow.results, tiny_workflow.long()
     assert not tiny_workflow.observed["killed_left_table2"]
     assert (killed / "results/tiny/diffusion/model.pt").read_bytes() == (results / "tiny/diffusion/model.pt").read_bytes()
-    pd.testing.assert_frame_equal(pd.read_csv(killed / "results/table2_long.csv")[NUMBERS],
+    pd.testing.assert_frame_equal(pd.read_csv(tiny_workflow.root / "snapshots/table2_long.killed.csv")[NUMBERS],
                                   long.loc[long.method == "DDPM", NUMBERS].reset_index(drop=True))
+
+
+@pytest.mark.slow
+def test_tiny_workflow_ranks_the_pool_and_writes_the_batch_for_the_annotator(tiny_workflow):
+    """The DDPM run's `label_next` (3 of 16, uncertainty+diversity among the 6 most uncertain):
+    every pool image once, in order; its scores are the ensemble's; the batch's masks are the
+    ensemble's labels at each image's own size, in the dataset's layout beside the palette PNGs."""
+    from ddpmseg.ensemble import load_ensemble
+    from ddpmseg.evaluate import predict_images_at_original_size
+    from ddpmseg.label_next import score_images
+    from ddpmseg.probes import ImageSubset
+    from ddpmseg.stores import open_stores
+
+    first, results = tiny_workflow.root / "label_next", tiny_workflow.killed / "results/tiny"
+    ranking = pd.read_csv(first / "ranking.csv", dtype={"image": str})
+    pool = zarr.open_group(str(results / "data/unlabeled.zarr"), mode="r")
+    ids, classes = pool.attrs["image_ids"], zarr.open_group(str(results / "data/train.zarr"), mode="r").attrs["classes"]
+    assert sorted(ranking["image"]) == sorted(ids) and ranking["rank"].tolist() == list(range(1, 17))
+    assert ranking["picked"].tolist() == [True] * 3 + [False] * 13 and not ranking["already_labelled"].any()
+    assert set(ranking.loc[ranking.picked, "image"]) <= set(ranking.nlargest(6, "js_top10")["image"])
+    assert ranking["js_top10"].iloc[3:].is_monotonic_decreasing  # the rest by uncertainty
+    model = load_ensemble(first / "ensemble.pt")
+    stores = open_stores(sorted((results / "features/ddpm/unlabeled").glob("features_*.zarr"),
+                                key=lambda p: (int(p.stem.split("_t")[1]), int(p.stem.split("_b")[1].split("_")[0]))))
+    again = score_images(model, stores, len(ids), 32, classes).assign(image=ids).set_index("image")
+    for column in ("js_top10", "js_mean", "entropy_mean", "margin_mean", f"area_{classes[1]}"):
+        np.testing.assert_allclose(ranking.set_index("image").loc[ids, column], again[column], rtol=1e-4, atol=1e-6)
+    picked = ranking.loc[ranking.picked, "image"].tolist()
+    index = [ids.index(i) for i in picked]
+    [(labels, _)] = predict_images_at_original_size([model], [ImageSubset(s, index) for s in stores],
+                                                    [pool.attrs["original_sizes"][i] for i in index], 32, "pad", 255,
+                                                    outputs=("majority", "js"))
+    for image_id, label in zip(picked, labels):
+        name = image_id if image_id not in {"0000", "0001", "0002", "0003"} else f"pool-{image_id}"  # the 4 train ids
+        assert (np.array(Image.open(first / "batch/masks" / f"{image_id}.png")) == label).all()
+        assert (np.load(first / "batch/real/train" / f"{name}.npy") == label).all()
+        assert (first / "batch/real/train" / f"{name}.png").read_bytes() == (
+            tiny_workflow.root / "tiny_data/unlabeled" / f"{image_id}.png").read_bytes()
+        assert (first / "batch/overlays" / f"{image_id}.png").stat().st_size > 10_000
+    assert pd.read_csv(first / "batch/batch.csv", dtype={"image": str})["image"].tolist() == picked
+
+
+@pytest.mark.slow
+def test_tiny_workflow_a_labelled_batch_retrains_the_ensemble_not_the_diffusion_model(tiny_workflow):
+    """The batch's real/train/ copied into the dataset's training folder: the dry run plans the
+    labelled splits, their features, the ensemble and what follows it, and not the pool nor the
+    diffusion model; ranked again, the labelled images come last, never picked."""
+    assert tiny_workflow.observed["jobs_after_labelling"] == {
+        "prepare_dataset": 1, "extract_features_tiny_ddpm": 2, "train_ensemble": 1, "predict": 1, "evaluate": 1,
+        "overview": 1, "reliability": 1, "table2": 1, "label_next": 1}
+    results = tiny_workflow.killed / "results/tiny"
+    assert len(zarr.open_group(str(results / "data/train.zarr"), mode="r").attrs["image_ids"]) == 4 + 3
+    first = pd.read_csv(tiny_workflow.root / "label_next/ranking.csv", dtype={"image": str})
+    again = pd.read_csv(results / "label_next/ranking.csv", dtype={"image": str})
+    labelled = set(first.loc[first.picked, "image"])
+    assert set(again.loc[again.already_labelled, "image"]) == labelled
+    assert again["image"].tail(3).isin(labelled).all() and not again.loc[again.already_labelled, "picked"].any()
 
 
 DIFFUSERS_ONLY = """

@@ -192,22 +192,32 @@ def _walk_files(folder: pathlib.Path, strict: bool = True) -> list[pathlib.PureP
     return found
 
 
-def manifest_digest(root) -> str:
+def manifest_digest(root, tops=("real", "unlabeled")) -> str:
     """sha256 (hex) over the relative path, size and mtime (ns) of meta.json and of every file
-    below real/ and unlabeled/ (as the splits list them; links followed where they may be).
-    Any file added, removed, rewritten or touched changes it; "" when ``root`` is no folder."""
+    below the folders ``tops`` of the paper's layout: real/ (the labelled splits), unlabeled/
+    (the pool), as the splits list them, links followed where they may be. Any file added,
+    removed, rewritten or touched changes it; "" when ``root`` is no folder."""
     root = pathlib.Path(root)
     if not root.is_dir():
         return ""
     digest = hashlib.sha256()
     files = [pathlib.PurePosixPath("meta.json")] if (root / "meta.json").is_file() else []
-    for top in ("real", "unlabeled"):
+    for top in tops:
         if (root / top).is_dir():
             files += [pathlib.PurePosixPath(top) / rel for rel in _walk_files(root / top, strict=False)]
     for rel in sorted(files, key=str):
         stat = (root / rel).stat()
         digest.update(f"{rel}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()
+
+
+def relative_file(path, root) -> str:
+    """``path`` relative to ``root`` with '/' separators, or absolute where it lies outside."""
+    path, root = pathlib.Path(path), pathlib.Path(root)
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.absolute().as_posix()
 
 
 def folder_digest(folder) -> str:
@@ -570,6 +580,7 @@ def prepare_split(root, split: str, out_path, image_size: int, non_square: str =
             "non_square": non_square,
             "resize": resize,
             "original_sizes": sizes,
+            "files": [relative_file(image_path, root) for _, image_path, _ in items],
         })
         if with_alpha:
             log.warning("%s: %d of %d %s images have an alpha channel (first: %s); it is dropped, so transparent "

@@ -23,6 +23,7 @@ from ddpmseg import backbones
 from ddpmseg.backbones.defaults import SweepProblem
 from ddpmseg.config import value_problems
 from ddpmseg.experiments.noise import VARIANTS, folder_noise, variant_folders
+from ddpmseg.formats.export import EXPORT_FORMATS
 from ddpmseg.methods import ConfigProblem, definitions, plans
 from ddpmseg.sweep import kmeans_steps, nearest_in_grid, timestep_grid
 from ddpmseg.tables import method_of as base_method  # 'ddpm_m2' -> 'ddpm'
@@ -134,6 +135,8 @@ class Plan:
             for pool in self.distill(d)["pools"]:
                 if pool.startswith("released_"):
                     self.released_path(d, pool)
+            self.label_next(d)  # checked now: they raise ConfigProblem
+            self.active_labelling(d)
 
     # --- datasets and methods
 
@@ -191,9 +194,31 @@ class Plan:
 
     def needs_unlabeled(self, dataset: str) -> bool:
         """Whether a dataset's unlabeled images are read: the workflow trains its diffusion model,
-        pretrains a method's source on them, or distils the ensembles' labels of them into DeepLab."""
+        pretrains a method's source on them, distils the ensembles' labels of them into DeepLab,
+        or ranks them for labelling (`label_next`)."""
         return (self.trains_diffusion(dataset) or any(p["pretrain"] for p in self.plans[dataset].values())
-                or "unlabeled" in self.distill(dataset)["pools"])
+                or "unlabeled" in self.distill(dataset)["pools"] or self.label_next(dataset) is not None)
+
+    def label_next(self, dataset: str) -> dict | None:
+        """A dataset's `label_next` settings with method, seed and format settled (None: off).
+        format: 'paper' (the paper's layout: NAME + NAME.npy), 'palette' or an export format."""
+        given = self.settings(dataset)["label_next"]
+        if not given["count"]:
+            return None
+        where = f"config: datasets.{dataset}.label_next"
+        method = given["method"] or self.methods[0]
+        if method not in self.plans[dataset]:
+            raise ConfigProblem(f"{where}.method is {method!r}, not a method; give one of {', '.join(self.plans[dataset])}")
+        seed = self.seeds[0] if given["seed"] is None else given["seed"]
+        if seed not in self.seeds:
+            raise ConfigProblem(f"{where}.seed is {seed}, not one of the seeds {self.seeds}; give one of them")
+        own = self.settings(dataset)["format"]
+        fmt = given["format"] or ("paper" if own is None else own if own in EXPORT_FORMATS else "palette")
+        return {**given, "method": method, "seed": seed, "format": fmt}
+
+    def label_next_targets(self) -> list:
+        """The rankings the main target makes: one per dataset whose `label_next` is set."""
+        return [f"results/{d}/label_next/ranking.csv" for d in self.datasets if self.label_next(d) is not None]
 
     def stage_trained_methods(self, dataset: str) -> list:
         """The methods whose model the diffusion stage trains (rules/diffusion.smk) on this dataset."""
@@ -478,6 +503,28 @@ class Plan:
     def label_counts(self, dataset: str) -> list:
         """Table 4's labelled-image counts below the whole train split, falling."""
         return sorted(self.settings(dataset)["experiments"]["labels"], reverse=True)
+
+    def active_labelling(self, dataset: str) -> dict | None:
+        """A dataset's simulated labelling loop (`experiments.active_labelling`) with its method
+        settled, or None where it has no `labels`."""
+        given = self.settings(dataset)["experiments"]["active_labelling"]
+        if not given["labels"]:
+            return None
+        where = f"config: datasets.{dataset}.experiments.active_labelling"
+        if any(b <= a for a, b in zip(given["labels"], given["labels"][1:])):
+            raise ConfigProblem(f"{where}.labels {given['labels']} must rise from round to round, e.g. [5, 10, 15, 20]")
+        method = given["method"] or self.experiment_methods(dataset)[0]
+        if method not in self.plans[dataset]:
+            raise ConfigProblem(f"{where}.method is {method!r}, not a method; give one of {', '.join(self.plans[dataset])}")
+        return {**given, "method": method}
+
+    def active_labelling_datasets(self) -> list:
+        return [d for d in self.datasets if self.active_labelling(d) is not None]
+
+    def active_labelling_runs(self, dataset: str) -> list:
+        """The (strategy, seed) runs of a dataset's loop, strategy-major."""
+        settings = self.active_labelling(dataset)
+        return [(strategy, seed) for strategy in settings["strategies"] for seed in settings["seeds"]]
 
     def table4_datasets(self) -> list:
         return [d for d in self.datasets if self.label_counts(d)]

@@ -236,8 +236,8 @@ def reliability_figure(table, title: str, path) -> None:
         filled = rows[rows["count"] > 0]
         label = f"{method} (ECE {100 * rows['ece'].iloc[0]:.1f}%)"
         curve.plot(filled["confidence"], filled["accuracy"], marker="o", markersize=4, color=f"C{k}", label=label)
-        centres = (rows["lower"] + rows["upper"]) / 2
-        share.plot(centres, rows["count"] / max(rows["count"].sum(), 1), marker=".", color=f"C{k}", label=method)
+        centres = (filled["lower"] + filled["upper"]) / 2  # empty bins left out (no log of 0)
+        share.plot(centres, filled["count"] / max(rows["count"].sum(), 1), marker=".", color=f"C{k}", label=method)
     curve.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (soft vote's largest mean probability)",
               ylabel="accuracy of the soft vote", title="reliability")
     curve.grid(alpha=0.3)
@@ -245,6 +245,33 @@ def reliability_figure(table, title: str, path) -> None:
     share.set(xlim=(0, 1), yscale="log", xlabel="confidence bin", ylabel="share of labelled pixels",
               title="where the pixels are")
     share.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=10)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def labelling_overlay(image, mask, uncertainty, classes, ignore_label: int, title: str, path) -> None:
+    """What an annotator looks at before correcting a pre-annotation: the photo | the predicted
+    mask over it (half transparent, class legend) | the ensemble's pixel uncertainty. image
+    (H, W, 3) uint8, mask (H, W) class ids, uncertainty (H, W) Jensen-Shannon divergence in nats,
+    all at the photo's own size."""
+    colours = palette(len(classes))
+    height, width = mask.shape
+    panel_width = 3.2 * min(width / height, 2.0)
+    fig, axes = plt.subplots(1, 3, figsize=(3 * panel_width + 0.8, 3.2 + 1.0), layout="constrained")
+    axes[0].imshow(image)
+    blended = (0.5 * image + 0.5 * colours[mask]).astype(np.uint8)
+    axes[1].imshow(blended, interpolation="nearest")
+    shown = axes[2].imshow(uncertainty, cmap="magma", vmin=0, vmax=max(float(uncertainty.max()), 1e-6),
+                           interpolation="nearest")
+    for ax, name in zip(axes, ["image", "prediction", "uncertainty (where to look first)"]):
+        ax.set_title(name, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.colorbar(shown, ax=axes[2], shrink=0.8, label="Jensen-Shannon divergence (nats)")
+    present = [c for c in np.unique(mask) if c != ignore_label and c < len(classes)]
+    legend = [Patch(color=colours[c] / 255, label=classes[c]) for c in present]
+    fig.legend(handles=legend, loc="outside lower center", ncol=min(len(legend), 6) or 1, fontsize=8, frameon=False)
     fig.suptitle(title, fontsize=10)
     fig.savefig(path, dpi=110)
     plt.close(fig)

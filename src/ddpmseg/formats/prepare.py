@@ -18,7 +18,7 @@ import numpy as np
 
 from ddpmseg.datasets import (ORIGINAL_LABELS, DatasetError, _check_item, _create_images, _create_labels,
                               _problems_error, _write_group_atomically, fit_image, fit_label, list_folder,
-                              read_rgb, write_empty_split, write_original_label)
+                              read_rgb, relative_file, write_empty_split, write_original_label)
 from ddpmseg.formats import READERS
 from ddpmseg.formats.source import Source, SourceImage, assign_splits, class_table, lut_classes
 
@@ -43,8 +43,9 @@ def read_source(root, settings: dict, where: str) -> Source:
 
 def prepare_formatted(root, settings: dict, outputs: dict, needs_unlabeled: bool, where: str) -> dict:
     """Read, check and write the dataset at ``root`` (its config ``settings``, named ``where`` in
-    messages, e.g. "config: datasets.faces") to ``outputs`` {'train', 'test', 'unlabeled': group
-    path}; the unlabeled group is written empty unless ``needs_unlabeled``.
+    messages, e.g. "config: datasets.faces") to ``outputs`` {split: group path} of the splits
+    to write ('train', 'test', 'unlabeled'; the workflow writes the labelled two in one job and
+    the pool in another); the unlabeled group is written empty unless ``needs_unlabeled``.
 
     Returns the summary: counts, classes, num_classes, ignore_label, colours (or None), format,
     and the image ids of each split ('splits').
@@ -79,12 +80,12 @@ def prepare_formatted(root, settings: dict, outputs: dict, needs_unlabeled: bool
         return [], fit_label(label, size, ignore, non_square, resize, image.annotation)
 
     problems, labels = [], {}
-    written = ("train", "test", "unlabeled") if needs_unlabeled else ("train", "test")
+    written = [split for split in outputs if split != "unlabeled" or needs_unlabeled]
     with ThreadPoolExecutor(_THREADS) as pool:  # images in threads; annotations in this one (datumaro's
         for split in written:                   # readers keep state in context variables)
             for found in pool.map(lambda image: _check_image(image, non_square), splits[split]):
                 problems.extend(found)
-    for split in ("train", "test"):
+    for split in set(written) - {"unlabeled"}:
         labels[split] = []
         for image in splits[split]:
             found, label = label_of(image)
@@ -96,10 +97,10 @@ def prepare_formatted(root, settings: dict, outputs: dict, needs_unlabeled: bool
     for split in written:
         _write_split(outputs[split], split, splits[split], labels.get(split), original_label,
                      classes, ignore, settings, root)
-    if not needs_unlabeled:
+    if "unlabeled" in outputs and not needs_unlabeled:
         write_empty_split(outputs["unlabeled"], size)
     colours = None if source.colours is None or mapping else [list(c) for c in source.colours]
-    return {"counts": {split: len(splits[split]) for split in written}, "num_classes": len(classes),
+    return {"counts": {split: len(splits[split]) for split in ("train", "test", "unlabeled")}, "num_classes": len(classes),
             "classes": classes, "ignore_label": ignore, "colours": colours, "format": settings["format"],
             "splits": {split: [image.image_id for image in splits[split]] for split in ("train", "test")}}
 
@@ -134,7 +135,8 @@ def _write_split(out_path, split: str, images: list, labels: list | None, origin
         group.attrs.update({"split": split, "image_ids": [image.image_id for image in images],
                             "classes": list(classes), "ignore_label": ignore, "image_size": size,
                             "source": str(root), "format": settings["format"], "non_square": non_square,
-                            "resize": resize, "original_sizes": sizes})
+                            "resize": resize, "original_sizes": sizes,
+                            "files": [relative_file(image.image_path, root) for image in images]})
 
     _write_group_atomically(out_path, write)
 

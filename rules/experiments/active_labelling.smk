@@ -1,0 +1,53 @@
+# Does ranking the pool pay? The labelling loop simulated on the training split
+# (`experiments.active_labelling`; ddpmseg.experiments.active_labelling): one job per (strategy,
+# seed) that retrains the method's ensemble each round on Table 2's stores, then the curves,
+# their areas and the figure per dataset.
+
+
+rule active_labelling_run:
+    input:
+        unpack(get_active_labelling_inputs),
+    output:
+        "results/{dataset}/active_labelling/{strategy}/seed{seed}.csv",
+    params:
+        settings=lambda wc: PLAN.active_labelling(wc.dataset),
+        ensemble=lambda wc: dataset_settings(wc)["ensemble"],
+        evaluation=lambda wc: dataset_settings(wc)["evaluation"],
+        torch_threads=lambda wc: dataset_settings(wc)["threads"],
+    log:
+        "logs/active_labelling_run/{dataset}_{strategy}_{seed}.log",
+    benchmark:
+        "benchmarks/runs/active_labelling_run/{dataset}_{strategy}_{seed}.tsv"
+    wildcard_constraints:
+        strategy=r"uncertainty|diversity|uncertainty\+diversity|random",
+    threads: lambda wc: dataset_settings(wc)["threads"]
+    resources:
+        mem_mb=ensemble_mem_mb,
+        gpu=ensemble_gpu,
+    conda:
+        CONDA_ENV
+    script:
+        workflow_script("active_labelling_run.py")
+
+
+rule active_labelling:
+    input:
+        runs=get_active_labelling_runs,
+    output:
+        long="results/{dataset}/active_labelling.csv",
+        summary=report("results/{dataset}/active_labelling_summary.csv", caption="../report/active_labelling.rst",
+                       category="Experiments", subcategory="{dataset}", labels={"table": "active labelling"}),
+        figure=report("results/{dataset}/active_labelling.png", caption="../report/active_labelling.rst",
+                      category="Experiments", subcategory="{dataset}", labels={"figure": "active labelling"}),
+    params:
+        runs=lambda wc: PLAN.active_labelling_runs(wc.dataset),
+        method=lambda wc: PLAN.names()[PLAN.active_labelling(wc.dataset)["method"]],
+    log:
+        "logs/active_labelling/{dataset}.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+    conda:
+        CONDA_ENV
+    script:
+        workflow_script("active_labelling.py")

@@ -1,0 +1,32 @@
+# Which unlabeled images to label next (a dataset's `label_next`): the pool scored by one seed's
+# ensemble of a method and ranked by a strategy (ddpmseg.label_next), and the picked images as a
+# batch for an annotation tool: the originals, the predicted masks as pre-annotations in the
+# dataset's format, an overlay each. Copying a corrected batch into the training folder reruns
+# the labelled split and what follows it; the pool, and the diffusion model, stay.
+
+
+rule label_next:
+    input:
+        unpack(get_label_next_inputs),
+    output:
+        ranking=report("results/{dataset}/label_next/ranking.csv", caption="report/label_next.rst",
+                       category="{dataset}", subcategory="label next", labels={"table": "ranking of the pool"}),
+        batch=directory("results/{dataset}/label_next/batch"),
+    params:
+        settings=lambda wc: PLAN.label_next(wc.dataset),
+        vote=lambda wc: dataset_settings(wc)["evaluation"]["vote"],
+        gpu=ensemble_gpu,
+        precision=lambda wc: dataset_settings(wc)["ensemble"]["precision"],
+        torch_threads=lambda wc: dataset_settings(wc)["threads"],
+    log:
+        "logs/label_next/{dataset}.log",
+    benchmark:
+        "benchmarks/runs/label_next/{dataset}.tsv"
+    threads: lambda wc: dataset_settings(wc)["threads"]
+    resources:
+        mem_mb=4000,
+        gpu=ensemble_gpu,
+    conda:
+        CONDA_ENV
+    script:
+        workflow_script("label_next.py")
