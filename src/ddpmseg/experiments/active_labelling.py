@@ -11,6 +11,8 @@ against labelled images; a curve's area is its trapezoid area divided by the spa
 the mean mIoU over the label budget, comparable across strategies.
 """
 
+import textwrap
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -80,7 +82,7 @@ def figure(long: pd.DataFrame, title: str, path) -> None:
     """mIoU against labelled images, one panel per dataset, a line per strategy (mean over seeds,
     band ± std), the area under each curve in the legend."""
     datasets = list(dict.fromkeys(long["dataset"]))
-    fig, axes = plt.subplots(1, len(datasets), figsize=(5.2 * len(datasets), 4.0), squeeze=False,
+    fig, axes = plt.subplots(1, len(datasets), figsize=(max(6.4, 5.2 * len(datasets)), 4.4), squeeze=False,
                              layout="constrained")
     table = summary(long).set_index(["dataset", "strategy"])
     for ax, dataset in zip(axes[0], datasets):
@@ -97,6 +99,6 @@ def figure(long: pd.DataFrame, title: str, path) -> None:
         ax.set_xticks(sorted(rows["labels"].unique()))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(textwrap.fill(title, 90), fontsize=10)
     fig.savefig(path, dpi=110)
     plt.close(fig)
