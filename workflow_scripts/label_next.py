@@ -36,13 +36,14 @@ log.info("scoring %d pool images with %s on %s", len(ids), snakemake.input.model
 scores = score_images(model, pool_stores, len(ids), size, classes, device)
 scores.insert(0, "image", ids)
 scores.insert(1, "file", pool.attrs["files"])
-exclude = already_labelled(pool["images"][:], train["images"][:])
+exclude = already_labelled((pool["images"][i] for i in range(len(ids))),
+                           (train["images"][i] for i in range(len(train.attrs["image_ids"]))))
 ranked = rank(scores, pooled_features(pool_stores, len(ids)), pooled_features(train_stores, len(train.attrs["image_ids"])),
               settings["strategy"], settings["count"], settings["seed"], settings["candidates"], exclude)
 log.info("%d of the pool already labelled (pixel for pixel a training image): ranked last", int(exclude.sum()))
 
 picked = ranked[ranked["picked"]]
-index = [ids.index(image_id) for image_id in picked["image"]]
+index = picked.index.tolist()  # rank keeps the scores' row labels: the pool's image indices
 sizes = [pool.attrs["original_sizes"][i] for i in index]
 vote = "majority" if snakemake.params.vote == "majority" else "soft"
 [(masks, uncertainty)] = predict_images_at_original_size(

@@ -16,6 +16,8 @@ baseline). A ranking orders the whole pool: the strategy's picks first, in pick 
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pandas as pd
 import torch
@@ -143,12 +145,12 @@ def _diverse_among_uncertain(vectors: np.ndarray, labelled: np.ndarray, by_uncer
     return picks + [i for i in by_uncertainty if i not in taken]
 
 
-def already_labelled(pool_images: np.ndarray, labelled_images: np.ndarray) -> np.ndarray:
-    """(N,) bool: which pool images (N, S, S, 3) are pixel for pixel one of the labelled images
-    (L, S, S, 3) at the model's size, e.g. an image of a batch copied into the training folder
-    while it stays in the pool that trains the diffusion model."""
-    import hashlib
+def already_labelled(pool_images, labelled_images) -> np.ndarray:
+    """(N,) bool: which pool images ((S, S, 3) arrays, any iterable: read one at a time) are
+    pixel for pixel one of the labelled images at the model's size, e.g. an image of a batch
+    copied into the training folder while it stays in the pool that trains the diffusion model."""
+    def digest(image) -> str:
+        return hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()
 
-    seen = {hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest() for image in labelled_images}
-    return np.array([hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest() in seen
-                     for image in pool_images], bool)
+    seen = {digest(image) for image in labelled_images}
+    return np.array([digest(image) in seen for image in pool_images], bool)

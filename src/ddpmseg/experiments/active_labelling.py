@@ -49,7 +49,8 @@ def simulate(train_stores, train_labels: np.ndarray, test_stores, test_labels: n
             log.info("%s seed %d: %d labelled, mIoU %.4f", strategy, seed, count, miou)
         if round_ + 1 == len(counts):
             break
-        rest = [i for i in range(n_train) if i not in set(labelled)]
+        taken = set(labelled)
+        rest = [i for i in range(n_train) if i not in taken]
         scores = score_images(model, [ImageSubset(s, rest) for s in train_stores], len(rest), size, classes, device)
         ranked = rank(scores.assign(index=rest), vectors[rest], vectors[labelled], strategy,
                       counts[round_ + 1] - count, seed * ROUND_SALT + round_, candidates)
