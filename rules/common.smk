@@ -2,6 +2,7 @@
 # constraints, and the input functions of the stage files (get_*).
 import csv
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -23,6 +24,12 @@ def workflow_script(name):
     its rule (rules/experiments/ reuse the stage rules with `use`)."""
     return str(Path(workflow.basedir) / "workflow_scripts" / name)
 
+
+# Jobs side by side on few cores: OpenMP threads that wait at a barrier sleep instead of spinning
+# on a core another job's threads need (two 2-thread torch jobs on 2 cores are 4-7x slower each
+# otherwise). It changes timing, never numbers. Every job Snakemake starts inherits it (SLURM
+# jobs too: sbatch exports the submitting environment by default); a value already set is kept.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 CONDA_ENV = str(Path(workflow.basedir) / "envs" / "ddpmseg.yaml")  # absolute for the same reason
 

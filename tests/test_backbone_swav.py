@@ -2,6 +2,8 @@
 loading, early exit, checkpoint errors and the workflow's own SwAV pretraining."""
 
 import logging
+import math
+import pathlib
 import subprocess
 import sys
 
@@ -250,6 +252,27 @@ def test_pretrain_stops_at_max_minutes(unlabeled, caplog):
     assert [r["step"] for r in rows] == [1]
     assert "STOPPED BY THE TIME BUDGET" in caplog.text
     assert "module.layer4.0.conv2.weight" in checkpoint["state_dict"]
+
+
+FASSEG_POOL = pathlib.Path(__file__).resolve().parents[2] / "shared" / "datasets" / "fasseg_face6" / "unlabeled"
+
+
+@pytest.mark.skipif(not FASSEG_POOL.is_dir(), reason="shared fasseg_face6 dataset not available")
+def test_queue_keeps_swav_from_collapsing_to_uniform_assignment():
+    """Without the queue, 16 images a step give codes too even for 256 prototypes: the loss sits at
+    ln(256), the model predicting every prototype alike. With the queue (512 past embeddings in the
+    codes' batch) it leaves ln(K). Every 6th FASSEG pool face at 32x32, the default ResNet."""
+    from PIL import Image
+
+    files = sorted(FASSEG_POOL.iterdir())[::6]
+    faces = np.stack([np.asarray(Image.open(f).convert("RGB").resize((32, 32), Image.BICUBIC)) for f in files])
+    ln_k = math.log(swav.SETTINGS["properties"]["train"]["properties"]["prototypes"]["default"])
+    last_losses = {}
+    for queue_length in (512, 0):
+        run = settings(max_steps=200, batch_size=16, local_crops=2, log_every=50, queue_length=queue_length)
+        last_losses[queue_length] = swav.pretrain(run, faces, "cpu")[1][-1]["loss"]
+    assert abs(last_losses[0] - ln_k) < 0.01
+    assert last_losses[512] < ln_k - 0.05
 
 
 def test_import_needs_no_torch():

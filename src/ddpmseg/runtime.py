@@ -26,8 +26,9 @@ def start_rule(snakemake) -> logging.Logger:
     logger = logging.getLogger(f"ddpmseg.rules.{snakemake.rule}")
     sys.excepthook = _user_errors_first(logger, snakemake.log[0])
     device = pick_device()
-    logger.info("rule %s, wildcards %s, %d torch threads (%d CPUs available), device %s",
-        snakemake.rule, dict(snakemake.wildcards), torch.get_num_threads(), len(os.sched_getaffinity(0)), device,
+    logger.info("rule %s, wildcards %s, %d torch threads (%d CPUs available, OMP_WAIT_POLICY=%s), device %s",
+        snakemake.rule, dict(snakemake.wildcards), torch.get_num_threads(), len(os.sched_getaffinity(0)),
+        os.environ.get("OMP_WAIT_POLICY", "unset"), device,
     )
     return logger
 

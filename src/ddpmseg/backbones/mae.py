@@ -229,20 +229,44 @@ def activations(model, x, layers, timesteps=None, noise=None) -> dict:
     return maps
 
 
+# lightly's decoder's tensor names -> MaskedAutoencoderViT's (the official checkpoint layout)
+OFFICIAL_DECODER_NAMES = {"body.mask_token": "mask_token", "body.pos_embed": "decoder_pos_embed",
+                          "body.blocks.": "decoder_blocks.", "body.norm.": "decoder_norm."}
+
+
 def _decoder(arch: dict, train: dict, vit):
-    """lightly's MAE decoder, whose tensors are named as MaskedAutoencoderViT's (mask_token,
-    decoder_embed, decoder_pos_embed, decoder_blocks, decoder_norm, decoder_pred)."""
-    import warnings
+    """MAE's decoder as an nn.ModuleDict: `decoder_embed` (Linear, encoder width -> decoder width),
+    `body` (lightly's MaskedVisionTransformerDecoderTIMM: mask token, fixed sin-cos position
+    embedding, train.decoder_depth blocks, norm) and `decoder_pred` (Linear to a patch's pixels).
+    The two Linears start from xavier-uniform weights and zero biases, as in MAE; their
+    weights, then the body's, are drawn from torch's global generator."""
+    import torch.nn as nn
+    from lightly.models.modules import MaskedVisionTransformerDecoderTIMM
 
-    from lightly.models.modules import MAEDecoderTIMM
+    width = train["decoder_embed_dim"]
+    decoder = nn.ModuleDict({
+        "decoder_embed": nn.Linear(arch["embed_dim"], width),
+        "decoder_pred": nn.Linear(width, arch["patch_size"] ** 2 * 3),
+    })
+    for linear in decoder.values():
+        nn.init.xavier_uniform_(linear.weight)
+        nn.init.zeros_(linear.bias)
+    decoder["body"] = MaskedVisionTransformerDecoderTIMM(
+        num_patches=vit.patch_embed.num_patches, embed_dim=width, depth=train["decoder_depth"],
+        num_heads=train["decoder_num_heads"], mlp_ratio=arch["mlp_ratio"])
+    return decoder
 
-    with warnings.catch_warnings():  # deprecated in lightly 1.6 (pinned) for a class with other tensor names
-        warnings.simplefilter("ignore", FutureWarning)
-        return MAEDecoderTIMM(
-            num_patches=vit.patch_embed.num_patches, patch_size=arch["patch_size"], embed_dim=arch["embed_dim"],
-            decoder_embed_dim=train["decoder_embed_dim"], decoder_depth=train["decoder_depth"],
-            decoder_num_heads=train["decoder_num_heads"], mlp_ratio=arch["mlp_ratio"],
-        )
+
+def _official_decoder_state(decoder) -> dict:
+    """The decoder's tensors under MaskedAutoencoderViT's names (mask_token, decoder_embed.*,
+    decoder_pos_embed, decoder_blocks.*, decoder_norm.*, decoder_pred.*)."""
+    state = {}
+    for key, tensor in decoder.state_dict().items():
+        for ours, official in OFFICIAL_DECODER_NAMES.items():
+            if key.startswith(ours):
+                key = official + key[len(ours):]
+        state[key] = tensor
+    return state
 
 
 def _masked_patch_loss(encoder, decoder, x, mask_ratio: float, norm_pix_loss: bool, patch_size: int):
@@ -255,9 +279,11 @@ def _masked_patch_loss(encoder, decoder, x, mask_ratio: float, norm_pix_loss: bo
     batch, length = len(x), encoder.sequence_length  # length counts the cls token, which is never masked
     idx_keep, idx_mask = utils.random_token_mask((batch, length), mask_ratio=mask_ratio, device=x.device)
     encoded = encoder.encode(x, idx_keep=idx_keep)  # (B, kept, D), after the final norm
-    tokens = utils.repeat_token(decoder.mask_token, (batch, length))
-    tokens = utils.set_at_index(tokens, idx_keep, decoder.embed(encoded))
-    prediction = decoder.predict(utils.get_at_index(decoder.decode(tokens), idx_mask))
+    body = decoder["body"]
+    tokens = utils.repeat_token(body.mask_token, (batch, length))
+    tokens = utils.set_at_index(tokens, idx_keep, decoder["decoder_embed"](encoded))
+    decoded = body.decode(body.add_pos_embed(tokens))
+    prediction = decoder["decoder_pred"](utils.get_at_index(decoded, idx_mask))
     target = utils.get_at_index(utils.patchify(x, patch_size), idx_mask - 1)  # patches have no cls token
     if norm_pix_loss:
         target = utils.normalize_mean_var(target, dim=-1, eps=1e-6)
@@ -320,6 +346,6 @@ def pretrain(settings: dict, images, device: str):
         optimizer.step()
         if record.step(step, loss.item()):
             break
-    state = {**vit.state_dict(), **decoder.state_dict()}
+    state = {**vit.state_dict(), **_official_decoder_state(decoder)}
     checkpoint = {"model": {key: value.detach().float().cpu() for key, value in state.items()}}
     return checkpoint, record.rows, record.outcome()

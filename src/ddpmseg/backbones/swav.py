@@ -85,7 +85,7 @@ SETTINGS = {
                 "local_crop_fraction": {"description": "Side of a local crop / side of the image.",
                                         "type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": 0.5},
                 "prototypes": {"description": "Number of prototypes (clusters).",
-                               "type": "integer", "minimum": 2, "default": 64},
+                               "type": "integer", "minimum": 2, "default": 256},
                 "projection_dim": {"description": "Output size of the projection head (prototype dimension).",
                                    "type": "integer", "minimum": 1, "default": 64},
                 "hidden_dim": {"description": "Hidden size of the projection head.",
@@ -94,8 +94,14 @@ SETTINGS = {
                                 "type": "number", "exclusiveMinimum": 0, "default": 0.1},
                 "sinkhorn_iterations": {"description": "Sinkhorn-Knopp iterations computing the codes.",
                                         "type": "integer", "minimum": 1, "default": 3},
+                "sinkhorn_epsilon": {"description": "Entropy weight of the Sinkhorn-Knopp codes: smaller = sharper codes.",
+                                     "type": "number", "exclusiveMinimum": 0, "default": 0.05},
                 "freeze_prototypes_steps": {"description": "Steps during which the prototypes are not trained.",
                                             "type": "integer", "minimum": 0, "default": 50},
+                "queue_length": {"description": "Embeddings of past batches kept per global crop (SwAV's queue for "
+                                                "small batches): their prototype scores join each batch's in the "
+                                                "Sinkhorn-Knopp codes once the queue is full. 0 = no queue.",
+                                 "type": "integer", "minimum": 0, "default": 2048},
                 "seed": {"description": "Seeds the weights, the batches and the augmentations.",
                          "type": "integer", "minimum": 0, "default": 0},
             },
@@ -280,7 +286,9 @@ def pretrain(settings: dict, images, device: str):
     size = images.shape[1]
     rng = _seed_pretraining(seed)
     networks = _swav_networks(settings["arch"], train, device)
-    criterion = SwaVLoss(temperature=train["temperature"], sinkhorn_iterations=train["sinkhorn_iterations"])
+    queues = _queues(train, device)
+    criterion = SwaVLoss(temperature=train["temperature"], sinkhorn_iterations=train["sinkhorn_iterations"],
+                         sinkhorn_epsilon=train["sinkhorn_epsilon"])
     parameters = [parameter for network in networks for parameter in network.parameters()]
     optimizer = torch.optim.Adam(parameters, lr=train["lr"])
     transform = _multi_crop_transform(train, size)
@@ -288,7 +296,7 @@ def pretrain(settings: dict, images, device: str):
 
     record = TrainingRecord("SwAV pretraining", "train.lr", max_steps, max_minutes, train["log_every"], seed, log)
     for step in range(1, max_steps + 1):
-        loss = _swav_loss(networks, criterion, transform, pil_images, rng, train, step, device)
+        loss = _swav_loss(networks, queues, criterion, transform, pil_images, rng, train, step, device)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -324,6 +332,18 @@ def _swav_networks(arch: dict, train: dict, device: str) -> tuple:
     return backbone, head, prototypes
 
 
+def _queues(train: dict, device: str) -> list:
+    """One lightly MemoryBankModule a global crop, of train.queue_length L2-normalised embeddings
+    (train.projection_dim wide), starting as random unit vectors from torch's global generator;
+    [] without a queue."""
+    from lightly.models.modules.memory_bank import MemoryBankModule
+
+    if not train["queue_length"]:
+        return []
+    return [MemoryBankModule((train["queue_length"], train["projection_dim"]), feature_dim_first=False).to(device)
+            for _ in range(train["global_crops"])]
+
+
 def _multi_crop_transform(train: dict, size: int):
     """lightly's SwaVTransform of an S x S image (S = `size`): train.global_crops crops at S, then
     train.local_crops at max(1, round(local_crop_fraction * S)), each a (3, s, s) float32 tensor."""
@@ -333,10 +353,13 @@ def _multi_crop_transform(train: dict, size: int):
                          crop_counts=(train["global_crops"], train["local_crops"]))
 
 
-def _swav_loss(networks: tuple, criterion, transform, pil_images: list, rng, train: dict, step: int, device: str):
+def _swav_loss(networks: tuple, queues: list, criterion, transform, pil_images: list, rng, train: dict, step: int,
+               device: str):
     """The SwAV loss (a scalar float32 tensor) of optimiser step `step` (1-based): train.batch_size
     images drawn by `rng` with replacement, their multi-crop views, the prototypes re-normalised,
-    and `criterion` on the global views' prototype scores and the local ones'."""
+    and `criterion` on the global views' prototype scores and the local ones'. Each global view's
+    embeddings enter its queue; once the queue has been filled by real embeddings (step >
+    queue_length / batch_size), the scores of its previous contents join the codes' batch."""
     import torch
 
     backbone, head, prototypes = networks
@@ -344,18 +367,24 @@ def _swav_loss(networks: tuple, criterion, transform, pil_images: list, rng, tra
     crops = [transform(pil_images[i]) for i in rng.integers(0, len(pil_images), train["batch_size"])]
     views = [torch.stack([image_crops[v] for image_crops in crops]) for v in range(len(crops[0]))]
     prototypes.normalize()
-    high = _prototype_scores(networks, views[:n_global], step - 1, device)
-    low = _prototype_scores(networks, views[n_global:], step - 1, device) if train["local_crops"] else []
-    return criterion(high, low)
+    high_embeddings = _embeddings(networks, views[:n_global], device)
+    high = [prototypes(z, step - 1) for z in high_embeddings]
+    low = [prototypes(z, step - 1) for z in _embeddings(networks, views[n_global:], device)] if train["local_crops"] else []
+    queued = None
+    if queues:
+        with torch.no_grad():
+            past = [queue(z.detach(), update=True)[1] for queue, z in zip(queues, high_embeddings)]
+            if step > train["queue_length"] / train["batch_size"]:
+                queued = [prototypes(z, step - 1) for z in past]
+    return criterion(high, low, queued)
 
 
-def _prototype_scores(networks: tuple, views: list, steps_done: int, device: str) -> list:
-    """Prototype scores (B, prototypes) of each view, one forward for views of one crop size."""
+def _embeddings(networks: tuple, views: list, device: str) -> list:
+    """L2-normalised projections (B, projection_dim) of each view, one forward for views of one crop size."""
     import torch
 
-    backbone, head, prototypes = networks
-    z = torch.nn.functional.normalize(head(backbone(torch.cat(views).to(device))), dim=1)
-    return list(prototypes(z, steps_done).chunk(len(views)))
+    backbone, head, _ = networks
+    return list(torch.nn.functional.normalize(head(backbone(torch.cat(views).to(device))), dim=1).chunk(len(views)))
 
 
 def _official_checkpoint(networks: tuple) -> dict:
