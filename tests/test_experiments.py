@@ -1,5 +1,8 @@
 """The experiments' pieces: Table 4's subsets and table, the per-class table, Figure 6's corruptions."""
 
+import pathlib
+import zlib
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -8,7 +11,10 @@ import zarr
 from ddpmseg.datasets import prepare_split, write_split_variant
 from ddpmseg.experiments.annotated import table3
 from ddpmseg.experiments.budget import budget_summary, first_clear_lead
-from ddpmseg.experiments.robustness import check_corruptions, corrupt_images, robustness_summary
+from ddpmseg.experiments import imagecorruptions_compat
+from ddpmseg.experiments.robustness import (
+    check_corruptions, corrupt_image, corrupt_images, corruption_names, robustness_summary,
+)
 from ddpmseg.ensemble import mask_outside
 from ddpmseg.experiments.labels import label_subset, table4
 from ddpmseg.experiments.per_class import per_class_table
@@ -91,6 +97,63 @@ def test_corrupted_images_are_reproducible_differ_from_clean_and_grow_with_sever
     with pytest.raises(ValueError):
         write_split_variant(tmp_path / "test.zarr", tmp_path / "bad.zarr", noisy[:2], {})
     assert not (tmp_path / "bad.zarr").exists()
+
+
+@pytest.fixture(scope="module")
+def face():
+    """The first FASSEG test face at 64x64 (its JPEG bicubically resized), (64, 64, 3) uint8."""
+    from PIL import Image
+
+    folder = pathlib.Path(__file__).resolve().parents[2] / "shared" / "datasets" / "fasseg_face6" / "real" / "test"
+    if not folder.is_dir():
+        pytest.skip("shared fasseg_face6 dataset not available")
+    image = Image.open(sorted(folder.glob("*.jpg"))[0]).convert("RGB")
+    return np.asarray(image.resize((64, 64), Image.BICUBIC))
+
+
+def test_all_19_corruptions_run_at_both_ends_and_change_the_image_more_at_severity_5(face):
+    names = corruption_names()
+    assert len(names) == imagecorruptions_compat.CORRUPTIONS == 19 and {"fog", "glass_blur", "gaussian_blur"} <= set(names)
+    assert check_corruptions(face, names, severities=[1, 5]) == {"usable": names, "left_out": {}}
+    for name in names:
+        change = {}
+        for severity in (1, 5):
+            out = corrupt_image(face, name, severity, "face")
+            assert out.dtype == np.uint8 and out.shape == face.shape
+            change[severity] = np.abs(out.astype(int) - face).mean()  # grey levels, 0-255
+        assert 1 < change[1] < change[5] < 128, (name, change)
+
+
+@pytest.mark.parametrize("name", ["gaussian_blur", "glass_blur"])
+def test_repaired_blurs_blur_each_channel_alone_as_multichannel_did(name):
+    """Red structure on zero green and blue: a blur over each channel keeps green and blue at 0
+    (a 3-D blur, what a lost channel axis would do, would spread red into them)."""
+    red = np.zeros((32, 32, 3), np.uint8)
+    red[8:24, 8:24, 0] = 255
+    for severity in (1, 5):
+        out = corrupt_image(red, name, severity, "red")
+        assert (out[..., 1:] == 0).all() and 0 < out[..., 0].mean() < 255
+        assert out[..., 0][red[..., 0] == 0].max() > 0  # red spread in space
+
+
+def test_repaired_gaussian_blur_is_scipys_gaussian_filter_at_the_packages_sigmas(face):
+    from scipy.ndimage import gaussian_filter
+
+    for severity, sigma in zip(range(1, 6), [1, 2, 3, 4, 6]):  # the package's constants
+        reference = np.clip(gaussian_filter(face / 255.0, sigma=(sigma, sigma, 0), mode="nearest"), 0, 1) * 255
+        out = corrupt_image(face, "gaussian_blur", severity, "face")
+        assert np.abs(out - np.rint(reference)).max() <= 1
+
+
+def test_repaired_fog_adds_the_packages_plasma_map_by_its_formula(face):
+    for severity, (strength, decay) in zip((1, 5), [(1.5, 2), (3.0, 1.4)]):  # the package's constants
+        out = corrupt_image(face, "fog", severity, "face")
+        np.random.seed(zlib.crc32(f"fog/{severity}/face".encode()))  # the seed corrupt_image gives it
+        plasma = imagecorruptions_compat.plasma_fractal(64, decay)
+        assert plasma.shape == (64, 64) and plasma.dtype == np.float64 and plasma.min() == 0 and plasma.max() == 1
+        x = face / 255.0
+        expected = np.clip((x + strength * plasma[..., None]) * x.max() / (x.max() + strength), 0, 1) * 255
+        assert np.abs(out - np.rint(expected)).max() <= 1
 
 
 def test_check_corruptions_keeps_what_works_and_says_why_the_rest_is_left_out():

@@ -75,7 +75,7 @@ def test_with_defaults_fills_nested_objects_without_touching_the_given():
     given = {"arch": {"width": 16}}
     filled = with_defaults(schema, given)
     assert filled["arch"] == {"width": 16, "block": "basic", "blocks": [1, 1, 1, 1]} and given == {"arch": {"width": 16}}
-    assert filled["train"]["prototypes"] == 64
+    assert filled["train"]["prototypes"] == 256
 
 
 def test_planning_imports_no_torch():

@@ -10,6 +10,7 @@ import pytest
 
 from ddpmseg import backbones
 from ddpmseg.backbones.contract import OPTIONAL, FeatureSource
+from ddpmseg.model_input import NORMALISATIONS
 from ddpmseg.plan import Plan
 
 REPO = Path(__file__).resolve().parents[1]
@@ -21,7 +22,7 @@ def test_every_source_keeps_the_contract(name):
     assert isinstance(source, FeatureSource), [m for m in FeatureSource.__protocol_attrs__ if not hasattr(source, m)]
     assert all(isinstance(getattr(source, flag), bool) for flag in (
         "TAKES_TIMESTEPS", "PRETRAINED_BY_WORKFLOW", "DIFFUSION_STAGE", "HAS_MODEL_SEEDS", "RUNS_A_MODEL"))
-    assert source.NORMALISATION in ("[-1, 1]", "imagenet") and source.NAME and source.BUILT_FROM and source.FIGURE_AXES
+    assert source.NORMALISATION in NORMALISATIONS and source.NAME and source.BUILT_FROM and source.FIGURE_AXES
     assert hasattr(source, "schedule_length") == source.TAKES_TIMESTEPS
     assert hasattr(source, "pretrain") == source.PRETRAINED_BY_WORKFLOW
     assert not source.HAS_MODEL_SEEDS or source.DIFFUSION_STAGE  # model seeds are the diffusion stage's

@@ -132,7 +132,8 @@ def _completed_settings(key: str, definition: dict, dataset: str, dataset_settin
     """The method's settings completed from the dataset (`complete_settings`), null layers made
     the source's default layers ('auto' with 'auto' timesteps)."""
     source = backbones.source(definition["source"])
-    settings = source.complete_settings(_settings(key, definition, dataset, dataset_settings), dataset_settings)
+    settings = _source_call(source.complete_settings, key, dataset, _settings(key, definition, dataset, dataset_settings),
+                            dataset_settings)
     if settings["layers"] is None:
         settings["layers"] = "auto" if settings.get("timesteps") == "auto" else _source_call(
             source.default_layers, key, dataset, settings, dataset_settings["image_size"])

@@ -13,6 +13,7 @@ import torch
 
 from ddpmseg.errors import UserError
 
+NORMALISATIONS = ("[-1, 1]", "[0, 1]", "imagenet")  # what a source's NORMALISATION may say
 IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406])
 IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225])
 
@@ -27,13 +28,16 @@ def images_to_model_input(images: np.ndarray) -> torch.Tensor:
 
 def model_input(images: np.ndarray, normalisation: str) -> torch.Tensor:
     """(N, S, S, 3) uint8 -> (N, 3, S, S) float32, contiguous, as a source's NORMALISATION says:
-    "[-1, 1]" (`images_to_model_input`) or "imagenet" (u / 255, then minus the ImageNet mean and
-    over its std per channel, as torchvision's ToTensor and Normalize)."""
+    "[-1, 1]" (`images_to_model_input`), "[0, 1]" (u / 255: the source normalises the rest
+    itself) or "imagenet" (u / 255, then minus the ImageNet mean and over its std per channel,
+    as torchvision's ToTensor and Normalize)."""
     if normalisation == "[-1, 1]":
         return images_to_model_input(images)
-    if normalisation != "imagenet":
+    if normalisation not in NORMALISATIONS:
         raise ValueError(f"unknown normalisation {normalisation!r}")
     x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous().float() / 255.0
+    if normalisation == "[0, 1]":
+        return x
     return x.sub_(IMAGENET_MEAN.view(1, 3, 1, 1)).div_(IMAGENET_STD.view(1, 3, 1, 1))
 
 

@@ -17,6 +17,7 @@ SOURCES = {
     "stable_diffusion": "ddpmseg.backbones.stable_diffusion",
     "mae": "ddpmseg.backbones.mae",
     "swav": "ddpmseg.backbones.swav",
+    "timm": "ddpmseg.backbones.timm_model",
     "pixels": "ddpmseg.backbones.pixels",
     "patch": "ddpmseg.backbones.patch",
 }

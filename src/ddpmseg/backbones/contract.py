@@ -18,8 +18,9 @@ class FeatureSource(Protocol):
 
     - ``NAME``: the default row name in the tables ("MAE").
     - ``TAKES_TIMESTEPS``: whether features are taken at diffusion steps t (the input noised first).
-    - ``NORMALISATION``: what the model is fed: ``"[-1, 1]"`` (u / 127.5 - 1) or ``"imagenet"``
-      (u / 255, then mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225) per channel).
+    - ``NORMALISATION``: what the model is fed: ``"[-1, 1]"`` (u / 127.5 - 1), ``"imagenet"``
+      (u / 255, then mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225) per channel) or
+      ``"[0, 1]"`` (u / 255, for a source that resizes and normalises in ``activations``).
     - ``BUILT_FROM``: how its model is made, in a few words (the README's source table).
     - ``SETTINGS``: the JSON schema (with defaults) of a method's settings for this source,
       validated when the Snakefile is parsed; every schema has ``layers`` (names, null = the
@@ -36,7 +37,8 @@ class FeatureSource(Protocol):
     Functions (shapes in their own docstrings):
 
     - ``complete_settings(settings, dataset_settings) -> settings``: a method's validated settings
-      completed from its dataset's config (timesteps from ``features.timesteps``...).
+      completed from its dataset's config (timesteps from ``features.timesteps``...); ValueError
+      for settings the schema cannot judge (an unknown model name).
     - ``model_origin(settings, dataset_settings) -> dict``: where the model comes from:
       ``checkpoint`` (a given file or None), ``model_seeds`` (ints), ``stage_trained`` (the diffusion stage trains it when no checkpoint is
       given), ``table_known`` (the layer table follows from settings; else only once the

@@ -3,8 +3,9 @@
 
 The pixel classifiers trained on clean images segment corrupted test images; the paper reports
 the mean IoU over the corruption types at severities 1, 3 and 5 ("weak", "medium", "strong").
-A corruption that fails with the installed numpy / scikit-image (the package is old) is left
-out with its error as the reason (`check_corruptions`), never patched. Corrupted images are
+The package is old: it runs through `imagecorruptions_compat`, which gives its functions back the
+numpy and scikit-image names they lost; a corruption that still fails with the installed
+libraries is left out with its error as the reason (`check_corruptions`). Corrupted images are
 reproducible: every (corruption, severity, image) seeds numpy's global generator, which the
 package draws from, with a hash of its names.
 """
@@ -34,10 +35,10 @@ def corruption_names() -> list:
 def corrupt_image(image: np.ndarray, corruption: str, severity: int, image_id: str) -> np.ndarray:
     """image (S, S, 3) uint8 -> the same shape, uint8, corrupted; the same for the same names."""
     with _quiet():
-        from imagecorruptions import corrupt
+        from ddpmseg.experiments.imagecorruptions_compat import corrupt
 
         np.random.seed(zlib.crc32(f"{corruption}/{severity}/{image_id}".encode()))
-        out = np.asarray(corrupt(image, corruption_name=corruption, severity=severity))
+        out = np.asarray(corrupt(image, corruption, severity))
     if out.shape != image.shape:
         raise ValueError(f"{corruption} at severity {severity} gave shape {out.shape} for an image of {image.shape}")
     return np.clip(np.rint(out), 0, 255).astype(np.uint8) if out.dtype != np.uint8 else out
