@@ -79,8 +79,9 @@ def test_imagenet_normalisation_is_torchvisions():
     expected = (torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255 - torch.tensor([0.485, 0.456, 0.406])[:, None, None]) \
         / torch.tensor([0.229, 0.224, 0.225])[:, None, None]
     torch.testing.assert_close(model_input(images, "imagenet"), expected)
+    torch.testing.assert_close(model_input(images, "[0, 1]"), torch.from_numpy(images).permute(0, 3, 1, 2) / 255)
     with pytest.raises(ValueError, match="unknown normalisation"):
-        model_input(images, "[0, 1]")
+        model_input(images, "[0, 255]")
 
 
 def test_adm_layer_table_agrees_with_the_activations(tiny_model):
