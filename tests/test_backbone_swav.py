@@ -232,6 +232,7 @@ def test_pretrain_is_reproducible_and_gives_a_loadable_official_checkpoint(tmp_p
     assert all(torch.equal(state[k], again["state_dict"][k]) for k in state)
     assert [(r["step"], r["loss"]) for r in rows] == [(r["step"], r["loss"]) for r in rows_again]
     assert [r["step"] for r in rows] == [2, 4, 5] and all(np.isfinite(r["loss"]) and r["seconds"] >= 0 for r in rows)
+    assert outcome.pop("uniform_assignment_loss") == pytest.approx(math.log(tiny["train"]["prototypes"]))
     assert outcome == dict(steps=5, max_steps=5, max_minutes=None, stopped_by="max_steps",
                            seconds=outcome["seconds"], seed=4, torch_threads=1)
 

@@ -22,7 +22,9 @@ losses.to_csv(snakemake.output.loss_csv, index=False)
 with open(snakemake.output.outcome, "w") as f:
     json.dump({**outcome, "method": plan["key"], "source": plan["source"]}, f, indent=1)
 stopped = "" if outcome["stopped_by"] == "max_steps" else f" (STOPPED by max_minutes at {outcome['steps']} of {outcome['max_steps']} steps)"
+collapsed = outcome.get("uniform_assignment_loss")  # SwAV: a model predicting every prototype alike
 loss_curve_figure(losses, f"{snakemake.wildcards.dataset}: {plan['name']} pretraining loss{stopped}",
-                  snakemake.output.loss_png, ylabel=f"{plan['name']} training loss")
+                  snakemake.output.loss_png, ylabel=f"{plan['name']} training loss",
+                  reference=None if collapsed is None else (collapsed, f"ln K = {collapsed:.2f}: collapsed (uniform)"))
 log.info("pretrained %s for %d steps in %.1f s, final loss %.4f", plan["name"], outcome["steps"], outcome["seconds"],
          losses.loss.iloc[-1])

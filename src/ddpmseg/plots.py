@@ -13,10 +13,15 @@ from matplotlib.patches import Patch, Rectangle  # noqa: E402
 from ddpmseg.evaluate import palette  # noqa: E402
 
 
-def loss_curve_figure(losses, title: str, path, ylabel: str = "diffusion loss (MSE on noise)") -> None:
-    """Training loss (mean over each logging interval) against optimiser step, log y."""
+def loss_curve_figure(losses, title: str, path, ylabel: str = "diffusion loss (MSE on noise)",
+                      reference: tuple | None = None) -> None:
+    """Training loss (mean over each logging interval) against optimiser step, log y;
+    `reference` (loss, label) draws a dashed level with its label (e.g. a collapsed model's loss)."""
     fig, ax = plt.subplots(figsize=(6, 3.6))
-    ax.plot(losses["step"], losses["loss"], color="C0", marker=".")
+    ax.plot(losses["step"], losses["loss"], color="C0", marker=".", label="training loss")
+    if reference is not None:
+        ax.axhline(reference[0], color="0.4", linestyle="--", label=reference[1])
+        ax.legend(fontsize=8)
     ax.set_yscale("log")
     ax.set_xlabel("optimiser step")
     ax.set_ylabel(ylabel)

@@ -15,6 +15,7 @@ workflow can pretrain on a few hundred images on a CPU.
 """
 
 import logging
+import math
 import random
 import re
 
@@ -272,7 +273,9 @@ def pretrain(settings: dict, images, device: str):
     checkpoint: the official layout {'state_dict': {'module.<backbone key>', 'module.projection_head.*',
     'module.prototypes.*'}} (float32, CPU), which `build` loads; loss_rows: dicts {step, seconds,
     loss} every train.log_every steps (loss: mean SwAV loss over those steps); outcome: {steps,
-    max_steps, max_minutes, stopped_by: "max_steps" | "max_minutes", seconds, seed, torch_threads}.
+    max_steps, max_minutes, stopped_by: "max_steps" | "max_minutes", seconds, seed, torch_threads,
+    uniform_assignment_loss: ln(prototypes), the loss of a collapsed model that predicts every
+    prototype alike}.
     Raises RuntimeError when the loss is not finite.
     """
     import torch
@@ -302,7 +305,8 @@ def pretrain(settings: dict, images, device: str):
         optimizer.step()
         if record.step(step, loss.item()):
             break
-    return _official_checkpoint(networks), record.rows, record.outcome()
+    outcome = {**record.outcome(), "uniform_assignment_loss": math.log(train["prototypes"])}
+    return _official_checkpoint(networks), record.rows, outcome
 
 
 def _seed_pretraining(seed: int):
