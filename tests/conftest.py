@@ -33,6 +33,17 @@ def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: 0 if item.get_closest_marker("slow") else 1 if item.get_closest_marker("slurm") else 2)
 
 
+@pytest.fixture
+def one_torch_thread():
+    """One intra-op thread: the test machine's two cores are shared, where two threads spin-wait."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def creatures32():
     """12 rendered creatures at 32x32: images (12, 32, 32, 3) uint8, labels (12, 32, 32) uint8."""

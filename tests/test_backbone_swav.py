@@ -26,13 +26,7 @@ RN50_DEFAULT_TABLE = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One intra-op thread: the test machine's two cores are shared, where two threads spin-wait."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def settings(arch=None, **train) -> dict:

@@ -19,12 +19,7 @@ VIT = "vit_small_patch14_reg4_dinov2.lvd142m"  # 4 register tokens and a class t
 CONVNEXT = "convnext_atto.d2_in1k"
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def settings(model: str, input_size: int, layers=None) -> dict:
