@@ -73,6 +73,7 @@ wildcard_constraints:
     name="[A-Za-z0-9_]+",
     pool="ddpm|unlabeled|released_ddpm|released_gan",
     batch=r"\d+",
+    resplit=r"\d+",
 
 
 # Params and resources.
@@ -221,6 +222,14 @@ def get_active_labelling_inputs(wildcards):
     return {"train": f"results/{d}/data/train.zarr", "test": f"results/{d}/data/test.zarr",
             "train_stores": run_stores(d, key, "train", int(wildcards.seed)),
             "test_stores": run_stores(d, key, "test", int(wildcards.seed))}
+
+
+def get_resplit_inputs(wildcards):
+    """One method's re-split run: the split, both labelled splits and the method's stores of each."""
+    d, key = wildcards.dataset, wildcards.method
+    return {"split": f"results/{d}/resplits/split{wildcards.resplit}.json", "train": f"results/{d}/data/train.zarr",
+            "test": f"results/{d}/data/test.zarr", "train_stores": feature_stores(d, key, "train"),
+            "test_stores": feature_stores(d, key, "test")}
 
 
 def get_active_labelling_runs(wildcards):

@@ -28,3 +28,28 @@ rule train_ensemble:
         CONDA_ENV
     script:
         workflow_script("train_ensemble.py")
+
+
+rule cell_weights:
+    input:
+        models=per_seed("results/{{dataset}}/{{method}}/seed{seed}/ensemble.pt"),
+        features="results/{dataset}/{method}/features.json",
+    output:
+        table="results/{dataset}/{method}/cell_weights.csv",
+        figure=report("results/{dataset}/figures/{method}/cell_weights.png", caption="report/cell_weights.rst",
+                      category="{dataset}", subcategory="probe sweep",
+                      labels={"method": "{method}", "figure": "learned cell weights"}),
+    params:
+        seeds=SEEDS,
+        name=lambda wc: PLAN.plan_of(wc.dataset, wc.method)["name"],
+    log:
+        "logs/cell_weights/{dataset}_{method}.log",
+    benchmark:
+        "benchmarks/runs/cell_weights/{dataset}_{method}.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    conda:
+        CONDA_ENV
+    script:
+        workflow_script("cell_weights.py")

@@ -11,6 +11,8 @@ rule table2:
         features=[f"results/{d}/{m}/features.json" for d in DATASETS for m in PLAN.described_methods(d)],
         training=[path for _, path in PLAN.training_outcomes()],
         distill=[f"results/{d}/{key}/seed{s}/training.json" for d, key, s in DISTILL_RUNS],
+        cell_weights=PLAN.cell_weight_figures(),
+        resplits=["results/table2_resplits.csv"] if PLAN.resplit_runs() else [],
     output:
         table=report("results/table2.csv", caption="report/table2.rst", category="Table 2"),
         long="results/table2_long.csv",

@@ -41,6 +41,20 @@ def test_the_default_plans_model_seed_folders_and_runs():
     assert plan.method_key_pattern() == r"ddpm(_m\d+)?|unet_untrained(_m\d+)?|pixels|patch"
 
 
+def test_learned_aggregation_draws_the_weights_of_every_method_with_several_cells():
+    assert Plan(validated()).cell_weight_figures() == []  # concat, the paper's
+    plan = Plan(validated(TWO_MODELS, {"datasets": {"creatures7": {"ensemble": {"aggregation": "learned"}}}}))
+    assert plan.cell_weight_figures() == [  # the two models' DDPM and untrained UNet; pixels and patch are one cell
+        f"results/creatures7/figures/{key}/cell_weights.png" for key in ("ddpm", "ddpm_m3", "unet_untrained", "unet_untrained_m3")]
+
+
+def test_resplits_run_every_method_folder_on_every_split():
+    assert Plan(validated()).resplit_runs() == []
+    plan = Plan(validated(TWO_MODELS, {"datasets": {"creatures7": {"evaluation": {"resplits": 2}}}}))
+    keys = ["ddpm", "ddpm_m3", "unet_untrained", "unet_untrained_m3", "pixels", "patch"]
+    assert plan.resplit_runs() == [("creatures7", key, r) for key in keys for r in range(2)]
+
+
 def test_one_extraction_rule_per_dataset_method_and_kind():
     plan = Plan(validated())
     rules = {job.name: job for job in plan.extractions()}

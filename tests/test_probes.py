@@ -8,9 +8,9 @@ import zarr
 from PIL import Image
 
 from conftest import adm_stores, control_store
-from ddpmseg.stores import open_store
+from ddpmseg.stores import ImageSubset, open_store
 from ddpmseg.plots import kmeans_figure, probe_figure, small_large_figure
-from ddpmseg.probes import ImageSubset, class_area_split, kmeans_maps, probe_cell, probe_table
+from ddpmseg.probes import class_area_split, kmeans_maps, probe_cell, probe_table
 from ddpmseg.sweep import (
     choose_cells,
     decoder_block_count,

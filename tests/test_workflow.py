@@ -213,7 +213,8 @@ def _run_tiny_workflow(root: Path) -> dict:
     tiny_folder = {"path": str(root / "tiny_folder"), "format": "image_mask", "non_square": "pad",
                    "diffusion": {"flags": tiny["diffusion"]["flags"],
                                  "checkpoint": str(results / "tiny/diffusion/model.pt")},
-                   **{key: tiny[key] for key in ("features", "ensemble")}, "evaluation": {"resolution": "original"},
+                   "features": tiny["features"], "ensemble": {**tiny["ensemble"], "aggregation": "learned"},
+                   "evaluation": {"resolution": "original", "resplits": 2},
                    "segment": {"photos": {"path": str(folder), "seed": 1, "format": "voc"}}}
     segment_config.write_text(
         "datasets:\n  tiny:\n    segment:\n"
@@ -224,10 +225,12 @@ def _run_tiny_workflow(root: Path) -> dict:
     both = ("--configfile", str(TEST_CONFIG), str(segment_config))
     snakemake(clean, "results/table2.csv", "results/table3.csv", "segment", *both)
     shutil.copy(results / "table2.csv", snapshots / "table2.distilled.csv")
-    # the same folder segmented by an ensemble trained on an image_mask dataset of non-square images
+    # the same folder segmented by an ensemble trained on an image_mask dataset of non-square images,
+    # its cells mixed with learned weights; the dataset re-split at random
     folder_config = root / "tiny_folder.yaml"
     folder_config.write_text(yaml.safe_dump({"datasets": {"tiny_folder": tiny_folder}}))
     snakemake(clean, "results/tiny_folder/segment/photos", "results/tiny_folder/ddpm/seed0/metrics.json",
+              "results/tiny_folder/figures/ddpm/cell_weights.png", "results/tiny_folder/ddpm/resplit1/scores.csv",
               "--configfile", str(TEST_CONFIG), str(folder_config))
 
     # the probe sweep after the ensemble
@@ -507,6 +510,38 @@ def test_tiny_workflow_scores_an_image_mask_dataset_at_the_images_own_size(tiny_
 
 
 @pytest.mark.slow
+def test_tiny_workflow_learned_aggregation_writes_each_members_cell_weights(tiny_workflow):
+    """tiny_folder's ensembles mix their cells with learned weights (`ensemble.aggregation:
+    learned`): the table has a weight per seed, member and cell of features.json, each member's
+    summing to one and moved away from uniform by training, and the figure beside Figure 2's."""
+    results = tiny_workflow.results / "tiny_folder"
+    table = pd.read_csv(results / "ddpm/cell_weights.csv")
+    cells = json.loads((results / "ddpm/features.json").read_text())["cells"]
+    assert len(cells) == 3 * 2 and len(table) == 2 * 3 * len(cells)  # seeds x members x cells
+    assert [[layer, int(t)] for layer, t in zip(table["layer"][: len(cells)], table["timestep"])] == cells
+    sums = table.groupby(["seed", "member"])["weight"].sum()
+    np.testing.assert_allclose(sums, 1.0, rtol=1e-5)
+    assert (table["weight"] - 1 / len(cells)).abs().max() > 1e-4
+    assert torch.load(results / "ddpm/seed1/ensemble.pt", weights_only=True)["cell_weights"].shape == (3, len(cells))
+    assert (results / "figures/ddpm/cell_weights.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_tiny_workflow_resplits_partition_the_labelled_images_and_score_each_seed(tiny_workflow):
+    """tiny_folder with `evaluation.resplits: 2`: split 1 names every labelled image once, by its
+    fixed split, with the train split's size; its scores have a row per seed, on the other images."""
+    results = tiny_workflow.results / "tiny_folder"
+    ids = {split: zarr.open_group(str(results / f"data/{split}.zarr"), mode="r").attrs["image_ids"]
+           for split in ("train", "test")}
+    split = json.loads((results / "resplits/split1.json").read_text())
+    assert sorted(split["train"] + split["test"]) == sorted(f"{s}/{i}" for s in ids for i in ids[s])
+    assert len(split["train"]) == len(ids["train"]) and split["train"] != [f"train/{i}" for i in ids["train"]]
+    scores = pd.read_csv(results / "ddpm/resplit1/scores.csv")
+    assert list(scores["seed"]) == [0, 1] and (scores["test_images"] == len(ids["test"])).all()
+    assert scores["miou"].between(0, 1).all()
+
+
+@pytest.mark.slow
 def test_tiny_workflow_segments_a_folder_and_a_bundle_names_its_checkpoint(tiny_workflow, tmp_path):
     """A folder of images in no split, segmented by a seed's bundle from the workflow, and the
     same masks from Python with the bundle alone; on the test split the bundle gives the
@@ -745,7 +780,7 @@ def test_tiny_workflow_ranks_the_pool_and_writes_the_batch_for_the_annotator(tin
     from ddpmseg.ensemble import load_ensemble
     from ddpmseg.evaluate import predict_images_at_original_size
     from ddpmseg.label_next import score_images
-    from ddpmseg.probes import ImageSubset
+    from ddpmseg.stores import ImageSubset
     from ddpmseg.stores import open_stores
 
     first, results = tiny_workflow.root / "label_next", tiny_workflow.killed / "results/tiny"

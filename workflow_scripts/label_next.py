@@ -16,9 +16,8 @@ from ddpmseg.evaluate import palette, predict_images_at_original_size, save_pale
 from ddpmseg.formats.export import export_masks
 from ddpmseg.label_next import already_labelled, pooled_features, rank, score_images
 from ddpmseg.plots import labelling_overlay
-from ddpmseg.probes import ImageSubset
 from ddpmseg.runtime import pick_device, start_rule
-from ddpmseg.stores import open_stores
+from ddpmseg.stores import ImageSubset, open_stores
 
 log = start_rule(snakemake)
 settings = snakemake.params.settings

@@ -13,7 +13,8 @@ from ddpmseg.probes import probe_cell
 
 log = start_rule(snakemake)
 probes, evaluation = snakemake.params.probes, snakemake.params.evaluation
-ensemble = {k: v for k, v in snakemake.params.ensemble.items() if k not in ("n_members", "gpu")}
+ensemble = {k: v for k, v in snakemake.params.ensemble.items()  # a probe reads one cell: nothing to aggregate
+            if k not in ("n_members", "gpu", "aggregation", "aggregation_width")}
 device = pick_device() if snakemake.params.ensemble["gpu"] else "cpu"
 train, test = zarr.open_group(snakemake.input.train, mode="r"), zarr.open_group(snakemake.input.test, mode="r")
 train_store = open_store(snakemake.input.train_store)

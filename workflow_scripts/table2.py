@@ -8,7 +8,8 @@ import pandas as pd
 
 from ddpmseg.runtime import start_rule
 from ddpmseg.sweep import describe_cells
-from ddpmseg.tables import collect_metrics, distill_note, runs_note, spread_table, summary_table, training_note
+from ddpmseg.tables import (collect_metrics, distill_note, resplit_rows, runs_note, spread_table, summary_table,
+                            training_note)
 
 log = start_rule(snakemake)
 names = snakemake.params.names
@@ -16,6 +17,8 @@ long = collect_metrics(dict(zip(map(tuple, snakemake.params.runs), snakemake.inp
 long.to_csv(snakemake.output.long, index=False)
 spread_table(long).to_csv(snakemake.output.spread, index=False)
 table = summary_table(long)
+if snakemake.input.resplits:  # evaluation.resplits: the same methods on random re-splits, below the fixed split's
+    table = pd.concat([table, resplit_rows(pd.read_csv(snakemake.input.resplits[0])).reindex(columns=table.columns)])
 notes = {}  # row -> {dataset: text}, below the mIoU rows
 for (dataset, method), path in zip(snakemake.params.described, snakemake.input.features):  # cells each used
     with open(path) as f:

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ddpmseg import aggregation as cell_mixing  # (its `aggregation` setting names a string below)
 from ddpmseg.precision import matmul_dtype, resolve
 from ddpmseg.stores import native_bytes_per_image, native_maps, sample_pixel_features
 
@@ -101,10 +102,13 @@ class BatchedMLPEnsemble(torch.nn.Module):
 
 
 def ensemble_from_state_dict(state: dict, matmul_dtype=torch.float32) -> BatchedMLPEnsemble:
-    """An ensemble holding the tensors of `state` (every tensor has the member index first)."""
+    """An ensemble holding the tensors of `state` (every tensor has the member index first; a
+    learned aggregation's ensemble has its mixing weights `cell_weights` (M, K) too)."""
     n_members, in_features, _ = state["weight0"].shape
     num_classes = state[f"weight{sum(k.startswith('weight') for k in state) - 1}"].shape[2]
     model = BatchedMLPEnsemble(n_members, in_features, num_classes, seed=0)
+    if "cell_weights" in state:
+        model.register_buffer("cell_weights", torch.empty_like(state["cell_weights"]))
     model.load_state_dict(state)
     model.matmul_dtype = matmul_dtype
     return model
@@ -229,6 +233,8 @@ def train_ensemble(
     max_batches: int | None = None,
     noise_draws=(),
     precision: str = "float32",
+    aggregation: str = "concat",
+    aggregation_width: int = 128,
 ):
     """Trains one ensemble of `n_members` MLPs per seed on streamed pixel features.
 
@@ -246,7 +252,11 @@ def train_ensemble(
     many batches (benchmarks). `noise_draws`: other extractions of the same features with
     other noise (lists like `stores`); each buffer then reads one of them or `stores` at random
     (Table 5's fresh noise). `precision`: `ddpmseg.precision` setting of the matrix products
-    (the returned ensembles keep it). Returns ([one BatchedMLPEnsemble per seed, in eval mode, on
+    (the returned ensembles keep it). `aggregation`: concat (the paper's: the MLP reads the
+    cells' channels side by side) or learned (`ddpmseg.aggregation`: each member mixes its own
+    projections of the cells, `aggregation_width` channels each, with learned softmax weights;
+    returned folded into plain ensembles over the concatenated features, the weights as their
+    `cell_weights`). Returns ([one BatchedMLPEnsemble per seed, in eval mode, on
     the CPU], history rows
     {seed, epoch, batches, mean_loss, members_active}: one row per seed and epoch; mean_loss
     over the seed's active members' batches of that epoch, NaN once all have stopped).
@@ -254,7 +264,9 @@ def train_ensemble(
     seeds = list(seeds)
     labels = relabel_rare_classes(labels, ignore_label, min_class_pixels)
     in_features = sum(s.shape[1] for s in stores)
-    model, optimizer = _stacked_ensemble(seeds, n_members, in_features, num_classes, lr, device, precision)
+    cells = [s.shape[1] for s in stores] if aggregation == "learned" else None
+    model, optimizer = _stacked_ensemble(seeds, n_members, in_features, num_classes, lr, device, precision,
+                                         cells, aggregation_width)
     rng = np.random.default_rng(seeds)
     stream = _pixel_stream(stores, labels, ignore_label, in_features, buffer_mb, cache_mb, rng, device, noise_draws)
     stop = _StopRule(seeds, n_members, patience, device)
@@ -268,6 +280,8 @@ def train_ensemble(
                  model.n_members)
         if stop.done(batches, max_batches):
             break
+    if cells is not None:
+        model = cell_mixing.fold(model)
     return [part.eval() for part in split_ensemble(model.cpu(), len(seeds))], history
 
 
@@ -306,11 +320,15 @@ def train_runs(stores, seeds, train: dict, runs_own_stores: bool = False, subset
 
 
 def _stacked_ensemble(seeds: list, n_members: int, in_features: int, num_classes: int, lr: float, device: str,
-                      precision: str):
+                      precision: str, cells: list | None = None, width: int = 128):
     """(model, optimizer): the ensembles of all seeds stacked into one of len(seeds) * n_members
     members (seed-major; each seed's part initialised from that seed), in train mode on `device`
-    with its matrix products in `precision`, and its fused Adam(lr) optimiser."""
-    model = stack_ensembles([BatchedMLPEnsemble(n_members, in_features, num_classes, seed) for seed in seeds])
+    with its matrix products in `precision`, and its fused Adam(lr) optimiser. With `cells` (the
+    channels of each cell), a `cell_mixing.CellMixingEnsemble` mixing them at `width` channels."""
+    if cells is None:
+        model = stack_ensembles([BatchedMLPEnsemble(n_members, in_features, num_classes, seed) for seed in seeds])
+    else:
+        model = cell_mixing.CellMixingEnsemble(seeds, n_members, cells, width, num_classes)
     model = model.to(device).train()
     model.matmul_dtype = matmul_dtype(resolve(precision, device))
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, fused=True)
@@ -348,7 +366,7 @@ class _StopRule:
         self.active = torch.ones(n_total, dtype=torch.bool, device=device)
         self.frozen = {}  # member -> {name: tensor} snapshot at the moment it stopped
 
-    def update(self, model: BatchedMLPEnsemble, member_loss: torch.Tensor, epoch: int, batches: int) -> None:
+    def update(self, model, member_loss: torch.Tensor, epoch: int, batches: int) -> None:
         """Counts one batch of losses member_loss (M,) float32 (nats); every active member that has
         now gone more than `patience` batches without a new best stops, its weights snapshotted."""
         improved = member_loss < self.best_loss
@@ -365,7 +383,7 @@ class _StopRule:
         return not self.active.any() or batches == max_batches
 
 
-def _train_epoch(model: BatchedMLPEnsemble, optimizer, stream: PixelStream, rng, stop: _StopRule, epoch: int,
+def _train_epoch(model, optimizer, stream: PixelStream, rng, stop: _StopRule, epoch: int,
                  batches: int, *, batch_size: int, num_classes: int, early_stop_epoch: int, max_batches: int | None,
                  device: str):
     """One epoch over the stream's buffers, each member walking its own permutation of a buffer in
@@ -397,7 +415,7 @@ def _train_epoch(model: BatchedMLPEnsemble, optimizer, stream: PixelStream, rng,
     return batches, loss_sum, loss_count
 
 
-def _train_batch(model: BatchedMLPEnsemble, optimizer, features: torch.Tensor, targets: torch.Tensor,
+def _train_batch(model, optimizer, features: torch.Tensor, targets: torch.Tensor,
                  index: torch.Tensor, active: torch.Tensor, num_classes: int) -> torch.Tensor:
     """One Adam step of every member on its own batch: index (M, B) int64 rows of the buffer's
     features (P, D) float32 and targets (P,) int64; only active (M,) bool members' losses give
@@ -428,7 +446,7 @@ def _epoch_rows(seeds: list, n_members: int, epoch: int, batches: int, loss_sum:
 
 
 @torch.no_grad()
-def _restore_frozen(model: BatchedMLPEnsemble, frozen: dict) -> None:
+def _restore_frozen(model, frozen: dict) -> None:
     """Puts back the weights and BN statistics of stopped members (Adam momentum moves them)."""
     if not frozen:
         return

@@ -421,6 +421,14 @@ class Plan:
         """The methods whose layers Table 2 names: those of a source with more than one layer."""
         return [m for m in self.methods if self.several_layers(dataset, m)]
 
+    def cell_weight_figures(self) -> list:
+        """results/<dataset>/figures/<method>/cell_weights.png of every method folder whose ensembles
+        learn to mix several cells (`ensemble.aggregation: learned`), in Table 2's run order."""
+        return [f"results/{d}/figures/{key}/cell_weights.png" for d in self.datasets
+                if self.settings(d)["ensemble"]["aggregation"] == "learned"
+                for m in self.methods if self.is_auto(d, m) or len(self.fixed_cells(d, m)) > 1
+                for key in self.method_keys(d, m)]
+
     # --- the extraction rules
 
     def extractions(self) -> list:
@@ -538,6 +546,12 @@ class Plan:
         """The metrics.json of Table 4's runs: Table 2's for the whole split."""
         return [f"results/{d}/{key}/" + ("" if n is None else f"labels{n}/") + f"seed{s}/metrics.json"
                 for d, key, n, s in self.table4_runs()]
+
+    def resplit_runs(self) -> list:
+        """(dataset, method folder, re-split r) of every dataset with `evaluation.resplits` (Table 2's
+        methods, model seed folders included)."""
+        return [(d, key, r) for d in self.datasets for m in self.methods for key in self.method_keys(d, m)
+                for r in range(self.settings(d)["evaluation"]["resplits"])]
 
     def severities(self, dataset: str) -> list:
         """Figure 6's corruption severities of a dataset (`experiments.severities`)."""

@@ -132,6 +132,48 @@ def probe_figure(table, title: str, path, marked=()) -> None:
     plt.close(fig)
 
 
+def cell_weights_figure(table, title: str, path) -> None:
+    """The learned mixing weights (`ddpmseg.aggregation`) in %: table rows (seed, member, layer,
+    timestep, weight) -> mean over the members per cell, as a heatmap of layers (in the ensemble's
+    order, down) by diffusion step (across) with mean and std written in each cell, or as bars
+    with std whiskers for a source without timesteps. The uniform weight 1/K is in the title."""
+    table = table.assign(weight=100 * table["weight"], timestep=table["timestep"].astype("Int64"))
+    layers = list(dict.fromkeys(table["layer"]))
+    stats = table.groupby(["layer", "timestep"], dropna=False, sort=False)["weight"].agg(["mean", "std"])
+    n_cells = len(stats)
+    title = textwrap.fill(title, 70) + f"\nuniform: {100 / n_cells:.1f}% per cell"
+    if table["timestep"].isna().all():
+        fig, ax = plt.subplots(figsize=(7.0, 1.6 + 0.32 * len(layers)), layout="constrained")
+        means = stats["mean"].to_numpy()
+        ax.barh(range(len(layers)), means, xerr=stats["std"].fillna(0).to_numpy(), color="C0")
+        ax.axvline(100 / n_cells, color="grey", linestyle="--", linewidth=1)
+        ax.set_yticks(range(len(layers)), layers, fontsize=7)
+        ax.invert_yaxis()
+        ax.set_xlabel("mixing weight (%)")
+    else:
+        steps = sorted(int(t) for t in table["timestep"].dropna().unique())
+        grid = np.full((len(layers), len(steps)), np.nan)
+        spread = np.full_like(grid, np.nan)
+        for (layer, step), row in stats.iterrows():
+            grid[layers.index(layer), steps.index(int(step))] = row["mean"]
+            spread[layers.index(layer), steps.index(int(step))] = row["std"]
+        fig, ax = plt.subplots(figsize=(max(5.0, 2.6 + 0.9 * len(steps)), 1.8 + 0.45 * len(layers)),
+                               layout="constrained")
+        shown = ax.imshow(grid, cmap="viridis", aspect="auto", interpolation="nearest")
+        for i, j in zip(*np.nonzero(np.isfinite(grid))):
+            light = grid[i, j] < np.nanmin(grid) + 0.6 * (np.nanmax(grid) - np.nanmin(grid))
+            ax.text(j, i, f"{grid[i, j]:.1f}\n±{np.nan_to_num(spread[i, j]):.1f}", ha="center", va="center",
+                    fontsize=7, color="white" if light else "black")
+        ax.set_yticks(range(len(layers)), layers, fontsize=7)
+        ax.set_xticks(range(len(steps)), [str(t) for t in steps], fontsize=7)
+        ax.set_xlabel("diffusion step t (more noise to the right)")
+        ax.set_ylabel("layer")
+        fig.colorbar(shown, ax=ax, label="mixing weight (%)")
+    ax.set_title(title, fontsize=9)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def small_large_figure(table, split: dict, classes, title: str, path) -> None:
     """Figure 3: the probe mIoU (%) over the small classes and over the large ones, side by
     side (heatmaps with colour bars, or bars per layer); the caption states the split rule and

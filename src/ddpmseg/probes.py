@@ -17,17 +17,7 @@ import pandas as pd
 
 from ddpmseg.ensemble import train_ensemble
 from ddpmseg.evaluate import confusion_counts, iou_from_counts, predict_images
-
-
-class ImageSubset:
-    """A read-only view of some images of a Zarr store: shape (len(indices), C, H, W)."""
-
-    def __init__(self, store, indices):
-        self.store, self.indices = store, [int(i) for i in indices]
-        self.shape = (len(self.indices), *store.shape[1:])
-
-    def __getitem__(self, i):
-        return self.store[self.indices[i]]
+from ddpmseg.stores import ImageSubset
 
 
 def _fit_and_count(train_store, train_labels, train_index, eval_store, eval_labels, eval_index, *,

@@ -59,6 +59,24 @@ def bilinear_taps(in_size: int, out_size: int) -> tuple:
     return torch.from_numpy(first), torch.from_numpy(second), torch.from_numpy((source - first).astype(np.float32))
 
 
+class ImageSubset:
+    """A read-only view of some images of a store, read as a store: shape (len(indices), C, H, W).
+
+    `store`: one (N, C, H, W) array, or a list of arrays of the same cell (a train and a test
+    store, say) read as one, their images one after another; `indices` index into that."""
+
+    def __init__(self, store, indices):
+        self.parts = list(store) if isinstance(store, (list, tuple)) else [store]
+        self.starts = np.cumsum([0] + [part.shape[0] for part in self.parts])
+        self.indices = [int(i) for i in indices]
+        self.shape = (len(self.indices), *self.parts[0].shape[1:])
+
+    def __getitem__(self, i):
+        index = self.indices[i]
+        part = int(np.searchsorted(self.starts, index, side="right")) - 1
+        return self.parts[part][index - self.starts[part]]
+
+
 def native_bytes_per_image(stores) -> int:
     """Bytes of one image's float16 features over all `stores` (N, C_k, H_k, W_k)."""
     return sum(2 * int(np.prod(store.shape[1:])) for store in stores)

@@ -72,6 +72,18 @@ def summary_table(long: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+def resplit_rows(long: pd.DataFrame) -> pd.DataFrame:
+    """Table 2's rows of the random re-splits (`evaluation.resplits`), from table2_resplits.csv's
+    long table: "<method> (re-splits)" with "mean ± std" in percent over all its runs (model
+    seeds x re-splits x MLP seeds, std with ddof=0), and a row "Re-splits (± over)" saying how
+    many of each; rows in order of appearance, columns the datasets."""
+    table = summary_table(long)
+    table.index = [f"{method} (re-splits)" for method in table.index]
+    notes = {dataset: f"{runs['resplit'].nunique()} random splits x {runs['seed'].nunique()} MLP seeds"
+             for dataset, runs in long.groupby("dataset", sort=False)}
+    return pd.concat([table, pd.DataFrame({"Re-splits (± over)": notes}).T])
+
+
 def spread_table(long: pd.DataFrame) -> pd.DataFrame:
     """Where the spread of Table 2 comes from, one row per (dataset, method).
 
