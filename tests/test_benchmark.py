@@ -50,3 +50,15 @@ def test_benchmark_harness_smoke_run(tmp_path):
                  "float16 bound: PASS", "test mIoU", "batch 1: bit-identical over 4 maps"):
         assert line in printed
     assert (tmp_path / "report.txt").read_text().strip() in printed
+
+
+def test_extraction_speed_benchmark_runs_every_model_at_its_input_size(tmp_path):
+    """One image, one repeat: each model's maps at its input size (the ViT-S/14's 37x37 tokens at
+    DINOv2's 518, 16x16 at 224; ConvNeXt-T's four stages at 224) and a time for every one."""
+    subprocess.run([sys.executable, str(REPOSITORY / "benchmarks" / "extraction_speed.py"), "--images", "1",
+                    "--repeats", "1", "--threads", "1", "--work", str(tmp_path)], check=True, capture_output=True)
+    result = json.loads((tmp_path / "extraction_speed.json").read_text())
+    assert result["vit_s14_518"]["maps"]["blocks.11"] == [384, 37] and result["vit_s14_224"]["maps"]["blocks.8"] == [384, 16]
+    assert [shape for shape in result["convnext_t_224"]["maps"].values()] == [[96, 56], [192, 28], [384, 14], [768, 7]]
+    assert result["unet_untrained"]["timesteps"] and result["unet_untrained"]["ratio_to_adm"] == 1.0
+    assert all(result[key]["seconds_per_image"] > 0 for key in ("vit_s14_518", "vit_s14_224", "convnext_t_224"))
