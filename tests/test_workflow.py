@@ -581,6 +581,63 @@ def test_tiny_workflow_segments_a_folder_and_a_bundle_names_its_checkpoint(tiny_
         Segmenter.load(moved / "tiny/ddpm/seed1/segmenter")
 
 
+def ddpmseg_command(*args):
+    """`python -m ddpmseg ARGS` with this repository's package: (exit status, stdout, stderr)."""
+    result = subprocess.run([sys.executable, "-m", "ddpmseg", *map(str, args)], capture_output=True, text=True,
+                            timeout=600, env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+    return result.returncode, result.stdout, result.stderr
+
+
+@pytest.mark.slow
+def test_tiny_workflow_ddpmseg_command_segments_as_the_workflow_does(tiny_workflow, tmp_path):
+    """`ddpmseg segment` on the folder the workflow's `segment:` target segmented, with the same
+    bundle, writes the same masks and uncertainty PNGs pixel for pixel (in batches of 2), plus an
+    overlay each; `ddpmseg info` names the bundle's classes, cells, checkpoint and its run's scores."""
+    results, folder = tiny_workflow.results, tiny_workflow.folder
+    bundle = results / "tiny/ddpm/seed1/segmenter"
+    status, _, stderr = ddpmseg_command("segment", bundle, folder, "--out", tmp_path / "out", "--batch-size", 2,
+                                        "--quiet")
+    assert status == 0, stderr
+    workflow = results / "tiny/segment/pool"
+    for name in ("a", "b", "sub/c"):
+        for kind in ("masks", "uncertainty"):
+            ours, theirs = (np.asarray(Image.open(root / kind / f"{name}.png")) for root in (tmp_path / "out", workflow))
+            assert ours.shape == theirs.shape and (ours == theirs).all(), (name, kind)
+        assert Image.open(tmp_path / "out/masks" / f"{name}.png").mode == "P"
+        assert (tmp_path / "out/overlays" / f"{name}.png").stat().st_size > 5000
+    assert json.loads((tmp_path / "out/segment.json").read_text())["images"]["sub/c"] == str(folder / "sub/c.png")
+    status, stdout, _ = ddpmseg_command("info", bundle)
+    classes = zarr.open_group(results / "tiny/data/test.zarr", mode="r").attrs["classes"]
+    metrics = json.loads((results / "tiny/ddpm/seed1/metrics.json").read_text())
+    assert status == 0
+    assert f"classes ({len(classes)}): " + ", ".join(f"{i} {c}" for i, c in enumerate(classes)) in stdout
+    assert "cells (6): b1@t5, b2@t5, b3@t5, b1@t20, b2@t20, b3@t20" in stdout
+    assert f"mIoU {100 * metrics['miou']:.1f}%" in stdout and "diffusion/model.pt (sha256 " in stdout
+
+
+@pytest.mark.slow
+def test_tiny_workflow_ddpmseg_command_errors_are_one_line_naming_the_file(tiny_workflow, tmp_path):
+    bundle = tiny_workflow.results / "tiny/ddpm/seed1/segmenter"
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    newer = tmp_path / "newer"
+    shutil.copytree(bundle, newer)
+    description = json.loads((newer / "segmenter.json").read_text())
+    (newer / "segmenter.json").write_text(json.dumps({**description, "format": "ddpmseg-segmenter/9"}))
+    (tmp_path / "empty").mkdir()
+    cases = [
+        (("segment", bundle, tmp_path / "nothing.jpg"), "nothing.jpg: no such file or folder"),
+        (("segment", bundle, tmp_path / "empty"), "empty: no images"),
+        (("segment", bundle, tmp_path / "broken.png"), "broken.png"),
+        (("segment", tmp_path / "empty", tiny_workflow.folder), "empty: no segmenter.json here"),
+        (("info", newer), "format 'ddpmseg-segmenter/9'; this ddpmseg reads ddpmseg-segmenter/1"),
+    ]
+    for args, expected in cases:
+        status, _, stderr = ddpmseg_command(*args[:2], *args[2:], *(["--out", tmp_path / "out"] if args[0] == "segment" else []))
+        lines = stderr.strip().splitlines()
+        assert status == 2 and len(lines) == 1 and expected in lines[0], (args, stderr)
+    assert not (tmp_path / "out/masks/broken.png").exists()
+
+
 @pytest.mark.slow
 def test_tiny_workflow_distills_three_pools_into_deeplab_and_fills_table3(tiny_workflow):
     """DatasetDDPM: seeded sample batches, each seed's labels in the paper's layout, the most

@@ -297,11 +297,12 @@ def reliability_figure(table, title: str, path) -> None:
     plt.close(fig)
 
 
-def labelling_overlay(image, mask, uncertainty, classes, ignore_label: int, title: str, path) -> None:
+def labelling_overlay(image, mask, uncertainty, classes, ignore_label: int, title: str, path,
+                      uncertainty_name: str = "Jensen-Shannon divergence (nats)") -> None:
     """What an annotator looks at before correcting a pre-annotation: the photo | the predicted
-    mask over it (half transparent, class legend) | the ensemble's pixel uncertainty. image
-    (H, W, 3) uint8, mask (H, W) class ids, uncertainty (H, W) Jensen-Shannon divergence in nats,
-    all at the photo's own size."""
+    mask over it (half transparent, class legend) | the pixel uncertainty. image (H, W, 3) uint8,
+    mask (H, W) class ids, uncertainty (H, W) in nats (`uncertainty_name` says which: an
+    ensemble's Jensen-Shannon divergence, a DeepLab's entropy), all at the photo's own size."""
     colours = palette(len(classes))
     height, width = mask.shape
     panel_width = 3.2 * min(width / height, 2.0)
@@ -315,7 +316,7 @@ def labelling_overlay(image, mask, uncertainty, classes, ignore_label: int, titl
         ax.set_title(name, fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.colorbar(shown, ax=axes[2], shrink=0.8, label="Jensen-Shannon divergence (nats)")
+    fig.colorbar(shown, ax=axes[2], shrink=0.8, label=uncertainty_name)
     present = [c for c in np.unique(mask) if c != ignore_label and c < len(classes)]
     legend = [Patch(color=colours[c] / 255, label=classes[c]) for c in present]
     fig.legend(handles=legend, loc="outside lower center", ncol=min(len(legend), 6) or 1, fontsize=8, frameon=False)

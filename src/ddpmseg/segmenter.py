@@ -140,6 +140,9 @@ class Segmenter:
             raise CheckpointError(f"{folder}: no {DESCRIPTION_FILE} here; give the folder of a bundle written by the "
                                   "workflow (results/<dataset>/<method>/seed<s>/segmenter)")
         description = json.loads(description_path.read_text())
+        if description.get("format") != FORMAT:
+            raise CheckpointError(f"{description_path}: a bundle of format {description.get('format')!r}; this "
+                                  f"ddpmseg reads {FORMAT}: install the ddpmseg that wrote it (or a newer one)")
         segmenter = cls(description, torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True), folder)
         segmenter._check_checkpoint()
         return segmenter

@@ -1,0 +1,6 @@
+"""`python -m ddpmseg`: the `ddpmseg` command (`ddpmseg.cli`)."""
+import sys
+
+from ddpmseg.cli import main
+
+sys.exit(main())

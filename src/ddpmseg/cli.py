@@ -1,0 +1,187 @@
+"""The `ddpmseg` command: segment images with a trained segmenter bundle and describe a bundle,
+from the shell, without a config or Snakemake.
+
+    ddpmseg segment results/fasseg_face6/ddpm/seed0/segmenter photos/ more/*.jpg --out masks/
+    ddpmseg info results/fasseg_face6/ddpm/seed0/segmenter
+
+A problem with what was given (a missing bundle or checkpoint, an unreadable image, a bundle of
+a newer format) ends the command with one line naming the file and the fix, exit status 2.
+"""
+
+import argparse
+import glob
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+class InputProblem(Exception):
+    """A command-line input that cannot be used; the message names it and the fix."""
+
+
+def image_files(paths) -> list:
+    """[(name, file)] of the images that `paths` name, in order: a file as its stem, a folder's
+    images (recursively, sorted) by their path below it without suffix ('sub/c'), a glob pattern's
+    matches by their stems. InputProblem for a path that names no image, or two images that would
+    write the same name."""
+    found = []
+    for given in paths:
+        path = Path(given)
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            named = [(p.relative_to(path).with_suffix("").as_posix(), p) for p in files]
+        elif path.is_file():
+            named = [(path.stem, path)]
+        elif glob.has_magic(str(given)):
+            named = [(Path(p).stem, Path(p)) for p in sorted(glob.glob(str(given), recursive=True)) if Path(p).is_file()]
+        else:
+            raise InputProblem(f"{given}: no such file or folder; give image files, folders of images or glob patterns")
+        if not named:
+            raise InputProblem(f"{given}: no images ({', '.join(IMAGE_SUFFIXES)}) here")
+        found += named
+    names = {}
+    for name, file in found:
+        if name in names:
+            raise InputProblem(f"{file} and {names[name]} would both be written as {name}.png; give them in "
+                               "separate runs or rename one")
+        names[name] = file
+    return found
+
+
+def segment(args) -> None:
+    """Masks (palette PNGs), uncertainty (8-bit grey PNGs, 255 = the largest possible) and overlays
+    (photo | prediction | uncertainty) of every image, at its own size, under args.out."""
+    from tqdm import tqdm
+
+    from ddpmseg.datasets import read_rgb
+    from ddpmseg.evaluate import save_palette_png
+    from ddpmseg.plots import labelling_overlay
+    from ddpmseg.segmenter import Segmenter
+    from PIL import Image
+
+    segmenter = Segmenter.load(args.bundle)
+    files = image_files(args.paths)
+    out = Path(args.out)
+    classes, most = segmenter.classes, segmenter.uncertainty_max
+    kind = "entropy of the softmax" if segmenter.description["kind"] == "deeplab" else "Jensen-Shannon divergence"
+    with tqdm(total=len(files), unit="image", desc="segment", disable=args.quiet) as progress:
+        for start in range(0, len(files), args.batch_size):
+            batch = files[start : start + args.batch_size]
+            labels, uncertainty = segmenter.predict_files([file for _, file in batch], device=args.device)
+            for (name, file), mask, spread in zip(batch, labels, uncertainty):
+                paths = {folder: out / folder / f"{name}.png" for folder in ("masks", "uncertainty", "overlays")}
+                for path in paths.values():
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                save_palette_png(mask, paths["masks"], len(classes))
+                grey = np.clip(np.rint(spread / most * 255), 0, 255).astype(np.uint8)
+                Image.fromarray(grey, mode="L").save(paths["uncertainty"])
+                if not args.no_overlays:
+                    labelling_overlay(read_rgb(file), mask, spread, classes, segmenter.description["ignore_label"],
+                                      f"{name}: {Path(args.bundle).name}", paths["overlays"],
+                                      uncertainty_name=f"{kind} (nats)")
+            progress.update(len(batch))
+    (out / "segment.json").write_text(json.dumps({
+        "bundle": str(Path(args.bundle).resolve()), "images": {name: str(file) for name, file in files},
+        "classes": classes, "uncertainty": f"{kind}, nats; uncertainty/*.png: 8-bit grey, 255 = {most:.4f} nats",
+        "provenance": segmenter.description["provenance"]}, indent=1))
+    print(f"segmented {len(files)} images into {out}", file=sys.stderr)
+
+
+def describe(folder) -> list:
+    """The lines `ddpmseg info` prints for the bundle at `folder`."""
+    from ddpmseg.segmenter import Segmenter
+
+    segmenter = Segmenter.load(folder)
+    d = segmenter.description
+    lines = [f"bundle: {Path(folder).resolve()}", f"format: {d['format']}"]
+    if d["kind"] == "deeplab":
+        lines.append(f"kind: deeplab (DeepLabV3, backbone {d['deeplab']['backbone']}, input size "
+                     f"{d['deeplab'].get('input_size') or d['image_size']}); uncertainty: entropy of its softmax")
+    else:
+        recipe = d["features"]
+        cells = ", ".join(layer + ("" if t is None else f"@t{t}") for layer, t in recipe["cells"])
+        members = segmenter.weights["weight0"].shape[0]
+        mixing = " with learned cell weights" if "cell_weights" in segmenter.weights else ""
+        lines += [f"kind: ensemble of {members} MLPs{mixing}, {d['vote']} vote; uncertainty: Jensen-Shannon divergence",
+                  f"source: {recipe['plan']['source']} ({recipe['plan']['name']}), model seed {recipe['model_seed']}",
+                  f"cells ({len(recipe['cells'])}): {cells}"]
+        checkpoint = segmenter._checkpoint_path()
+        lines.append("checkpoint: none (weights from the source's settings)" if checkpoint is None else
+                     f"checkpoint: {checkpoint.resolve()} (sha256 {recipe['checkpoint_sha256']})")
+    lines.append(f"classes ({len(segmenter.classes)}): " + ", ".join(f"{i} {c}" for i, c in enumerate(segmenter.classes)))
+    lines.append(f"image size: {d['image_size']} (non-square images: {d['non_square']}, resize: {d['resize']})")
+    provenance = d.get("provenance", {})
+    lines.append("trained: " + ", ".join(f"{k} {v}" for k, v in provenance.items() if k != "ensemble"))
+    metrics_file = Path(folder).parent / "metrics.json"  # the run's scores, where the results tree holds them
+    if metrics_file.is_file():
+        metrics = json.loads(metrics_file.read_text())
+        scores = f"mIoU {100 * metrics['miou']:.1f}% ({metrics['vote']} vote) on the test split"
+        if metrics.get("auroc_uncertainty") is not None:
+            scores += f", uncertainty AUROC {metrics['auroc_uncertainty']:.3f}, ECE {100 * metrics['ece']:.2f}%"
+        lines.append(f"scores: {scores} ({metrics_file})")
+    else:
+        lines.append("scores: none beside the bundle")
+    return lines
+
+
+def info(args) -> None:
+    if args.json:
+        from ddpmseg.segmenter import Segmenter
+
+        print(json.dumps(Segmenter.load(args.bundle).description, indent=1))
+    else:
+        print("\n".join(describe(args.bundle)))
+
+
+def parser() -> argparse.ArgumentParser:
+    main = argparse.ArgumentParser(prog="ddpmseg", description="Segment images with a trained ddpmseg segmenter "
+                                   "bundle (results/<dataset>/<method>/seed<s>/segmenter, or distill_<pool>/.../"
+                                   "segmenter for a distilled DeepLab), or describe one.")
+    commands = main.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = commands.add_parser("segment", help="segment images: masks, uncertainty and overlays at their own size",
+                              description="Segment image files, folders (recursively) and glob patterns with a "
+                              "bundle; each image is brought to the bundle's size as its training images were and "
+                              "segmented back at its own size. Writes OUT/masks/NAME.png (palette PNGs: pixel value "
+                              "= class id), OUT/uncertainty/NAME.png (8-bit grey, 255 = the largest possible), "
+                              "OUT/overlays/NAME.png (photo | prediction | uncertainty) and OUT/segment.json; NAME "
+                              "is the path below a given folder, or the file's stem.")
+    run.add_argument("bundle", metavar="BUNDLE", help="a segmenter bundle folder")
+    run.add_argument("paths", metavar="PATH", nargs="+", help="image files, folders of images, or glob patterns "
+                     "(quoted, e.g. 'photos/**/*.jpg')")
+    run.add_argument("--out", required=True, metavar="DIR", help="the output folder (created)")
+    run.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda, cuda:1, mps")
+    run.add_argument("--batch-size", type=int, default=16, metavar="N",
+                     help="images whose features are extracted at once (default 16; memory grows with it)")
+    run.add_argument("--no-overlays", action="store_true", help="skip the overlays (faster)")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.set_defaults(run=segment)
+    about = commands.add_parser("info", help="what a bundle is: classes, source, cells, checkpoint, scores",
+                                description="Print a bundle's kind, classes, feature source and cells, its "
+                                "checkpoint with sha256, where it was trained, and its run's test scores when the "
+                                "results tree holds them.")
+    about.add_argument("bundle", metavar="BUNDLE", help="a segmenter bundle folder")
+    about.add_argument("--json", action="store_true", help="print the bundle's segmenter.json instead")
+    about.set_defaults(run=info)
+    return main
+
+
+def main(argv=None) -> int:
+    from ddpmseg.errors import UserError
+
+    args = parser().parse_args(argv)
+    if getattr(args, "batch_size", 1) < 1:
+        parser().error("--batch-size must be at least 1")
+    try:
+        args.run(args)
+    except (InputProblem, UserError) as exc:
+        print(f"ddpmseg {args.command}: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
