@@ -616,6 +616,35 @@ def test_tiny_workflow_ddpmseg_command_segments_as_the_workflow_does(tiny_workfl
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("bundle", ["ddpm/seed1", "distill_ddpm/seed1"])
+def test_tiny_workflow_bundles_export_to_onnx_and_agree_with_torch(tiny_workflow, tmp_path, bundle):
+    """`ddpmseg export` of the DDPM ensemble (the ADM with its fixed noise in the graph) and of the
+    distilled DeepLab: on the test split, onnxruntime's labels equal the bundle's on at least 99.9%
+    of the pixels, its probabilities and uncertainty those of the graph in torch within 2e-3, and
+    the metadata describes the bundle."""
+    import onnx
+
+    from ddpmseg.export import onnx_predict, segmenter_graph
+
+    folder = tiny_workflow.results / "tiny" / bundle / "segmenter"
+    status, stdout, stderr = ddpmseg_command("export", folder, tmp_path / "model.onnx", "--check", tiny_workflow.folder)
+    assert status == 0, stderr
+    assert "labels agree with the bundle on" in stdout
+    images = zarr.open_group(tiny_workflow.results / "tiny/data/test.zarr", mode="r")["images"][:]
+    labels, probabilities, uncertainty = onnx_predict(tmp_path / "model.onnx", images)
+    segmenter = Segmenter.load(folder)
+    expected, _ = segmenter.predict(images)
+    assert labels.shape == expected.shape and (labels == expected).mean() >= 0.999
+    with torch.no_grad():
+        graph = [segmenter_graph(segmenter)(torch.from_numpy(image[None])) for image in images]
+    np.testing.assert_allclose(probabilities, np.concatenate([g[1].numpy() for g in graph]), atol=2e-3)
+    np.testing.assert_allclose(uncertainty, np.concatenate([g[2].numpy() for g in graph]), atol=2e-3)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1, atol=1e-4)
+    metadata = {p.key: p.value for p in onnx.load(tmp_path / "model.onnx").metadata_props}
+    assert json.loads(metadata["ddpmseg"])["classes"] == segmenter.classes
+
+
+@pytest.mark.slow
 def test_tiny_workflow_ddpmseg_command_errors_are_one_line_naming_the_file(tiny_workflow, tmp_path):
     bundle = tiny_workflow.results / "tiny/ddpm/seed1/segmenter"
     (tmp_path / "broken.png").write_bytes(b"not a png")

@@ -1,8 +1,9 @@
-"""The `ddpmseg` command: segment images with a trained segmenter bundle and describe a bundle,
-from the shell, without a config or Snakemake.
+"""The `ddpmseg` command: segment images with a trained segmenter bundle, describe a bundle, and
+export it to ONNX, from the shell, without a config or Snakemake.
 
     ddpmseg segment results/fasseg_face6/ddpm/seed0/segmenter photos/ more/*.jpg --out masks/
     ddpmseg info results/fasseg_face6/ddpm/seed0/segmenter
+    ddpmseg export results/fasseg_face6/ddpm/seed0/segmenter faces.onnx
 
 A problem with what was given (a missing bundle or checkpoint, an unreadable image, a bundle of
 a newer format) ends the command with one line naming the file and the fix, exit status 2.
@@ -91,6 +92,40 @@ def segment(args) -> None:
     print(f"segmented {len(files)} images into {out}", file=sys.stderr)
 
 
+def export(args) -> None:
+    """The bundle as one ONNX model (`ddpmseg.export`), checked against the bundle in torch on the
+    `--check` images (or two generated ones): the share of pixels whose labels agree and the
+    largest probability difference are printed; below 99.9% agreement the export fails."""
+    from ddpmseg.datasets import fit_image, read_rgb
+    from ddpmseg.export import export_onnx, onnx_predict
+    from ddpmseg.segmenter import Segmenter
+
+    segmenter = Segmenter.load(args.bundle)
+    size, d = segmenter.image_size, segmenter.description
+    if args.check:
+        images = np.stack([fit_image(read_rgb(file), size, d["non_square"], d["resize"], file)
+                           for _, file in image_files(args.check)])
+    else:  # smooth colour gradients and a noisy copy: something like a photo, reproducibly
+        ramp = np.linspace(0, 255, size)
+        smooth = np.stack([np.add.outer(ramp, ramp) / 2, np.add.outer(ramp, ramp[::-1]) / 2,
+                           np.add.outer(ramp[::-1], ramp) / 2], axis=-1)
+        noisy = smooth + np.random.default_rng(0).normal(0, 30, smooth.shape)
+        images = np.clip(np.stack([smooth, noisy]), 0, 255).astype(np.uint8)
+    try:
+        export_onnx(segmenter, args.out, images[:1])
+    except ValueError as exc:
+        raise InputProblem(f"{args.bundle}: {exc}") from exc
+    labels, probabilities, _ = onnx_predict(args.out, images)
+    expected, _ = segmenter.predict(images)
+    agree = float((labels == expected).mean())
+    print(f"wrote {args.out}: labels agree with the bundle on {100 * agree:.3f}% of {expected.size} pixels "
+          f"({len(images)} images)")
+    if agree < 0.999:
+        Path(args.out).unlink()
+        raise InputProblem(f"{args.out}: the ONNX model agrees with the bundle on only {100 * agree:.2f}% of the "
+                           "pixels (below 99.9%); removed. Report it with the bundle's segmenter.json")
+
+
 def describe(folder) -> list:
     """The lines `ddpmseg info` prints for the bundle at `folder`."""
     from ddpmseg.segmenter import Segmenter
@@ -159,6 +194,18 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--no-overlays", action="store_true", help="skip the overlays (faster)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(run=segment)
+    onnx = commands.add_parser("export", help="the bundle as one ONNX model (image in, labels, probabilities and "
+                               "uncertainty out)",
+                               description="Export a bundle (an ensemble with its feature source, the run's noise a "
+                               "constant; or a distilled DeepLab) as one ONNX model: input `image` (1, S, S, 3) uint8 "
+                               "at the bundle's size; outputs `labels` (1, S, S) int64, `probabilities` (1, C, S, S), "
+                               "`uncertainty` (1, S, S) nats; the bundle's description in its metadata (`ddpmseg`). "
+                               "Checked with onnxruntime against the bundle in torch.")
+    onnx.add_argument("bundle", metavar="BUNDLE", help="a segmenter bundle folder")
+    onnx.add_argument("out", metavar="OUT.onnx", help="the ONNX file to write")
+    onnx.add_argument("--check", nargs="+", metavar="PATH", default=[],
+                      help="images to check the export on (default: two generated ones)")
+    onnx.set_defaults(run=export)
     about = commands.add_parser("info", help="what a bundle is: classes, source, cells, checkpoint, scores",
                                 description="Print a bundle's kind, classes, feature source and cells, its "
                                 "checkpoint with sha256, where it was trained, and its run's test scores when the "

@@ -110,13 +110,18 @@ def extract_cells(source_name: str, model, images: np.ndarray, image_ids: list, 
     """`extract_features` of the (layer, timestep) `cells` of an ensemble (features.json's
     order), one call per distinct set of layers over the timesteps that share it; returns the
     store paths in the cells' order. `options`: extract_features' keyword arguments."""
+    for layers, steps in cell_calls(cells):
+        extract_features(source_name, model, images, image_ids, layers, steps, table, out_dir, attrs, **options)
+    return [Path(out_dir) / backbones.store_name(layer, t) for layer, t in cells]
+
+
+def cell_calls(cells) -> list:
+    """[(layers, timesteps or None)]: the (layer, timestep) `cells` as few forward calls of a
+    source, one per distinct set of layers over the timesteps that share it."""
     layers_at = {}  # timestep -> layers
     for layer, t in cells:
         layers_at.setdefault(t, []).append(layer)
     calls = {}
     for t, layers in layers_at.items():
         calls.setdefault(tuple(layers), []).append(t)
-    for layers, steps in calls.items():
-        extract_features(source_name, model, images, image_ids, layers, None if steps == [None] else steps, table,
-                         out_dir, attrs, **options)
-    return [Path(out_dir) / backbones.store_name(layer, t) for layer, t in cells]
+    return [(list(layers), None if steps == [None] else steps) for layers, steps in calls.items()]

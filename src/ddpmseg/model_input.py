@@ -18,27 +18,33 @@ IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406])
 IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225])
 
 
-def images_to_model_input(images: np.ndarray) -> torch.Tensor:
-    """(N, S, S, 3) uint8 -> (N, 3, S, S) float32 in [-1, 1], contiguous (channels-first in
+def _channels_first(images) -> torch.Tensor:
+    """(N, S, S, 3) uint8 array or tensor -> (N, 3, S, S) float32, contiguous (channels-first in
     memory, as torchvision's ToTensor gives the paper's code: a channels-last view would make
-    the convolutions pick other kernels and other roundings). u / 127.5 - 1 equals the paper's
-    2 * (u / 255) - 1 bit for bit for every uint8 u."""
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous().float() / 127.5 - 1.0
+    the convolutions pick other kernels and other roundings)."""
+    x = images if isinstance(images, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(images))
+    return x.permute(0, 3, 1, 2).contiguous().float()
 
 
-def model_input(images: np.ndarray, normalisation: str) -> torch.Tensor:
-    """(N, S, S, 3) uint8 -> (N, 3, S, S) float32, contiguous, as a source's NORMALISATION says:
-    "[-1, 1]" (`images_to_model_input`), "[0, 1]" (u / 255: the source normalises the rest
-    itself) or "imagenet" (u / 255, then minus the ImageNet mean and over its std per channel,
-    as torchvision's ToTensor and Normalize)."""
+def images_to_model_input(images) -> torch.Tensor:
+    """(N, S, S, 3) uint8 (array or tensor) -> (N, 3, S, S) float32 in [-1, 1], contiguous.
+    u / 127.5 - 1 equals the paper's 2 * (u / 255) - 1 bit for bit for every uint8 u."""
+    return _channels_first(images) / 127.5 - 1.0
+
+
+def model_input(images, normalisation: str) -> torch.Tensor:
+    """(N, S, S, 3) uint8 (array, or tensor: the exported graph's input) -> (N, 3, S, S) float32,
+    contiguous, as a source's NORMALISATION says: "[-1, 1]" (`images_to_model_input`), "[0, 1]"
+    (u / 255: the source normalises the rest itself) or "imagenet" (u / 255, then minus the
+    ImageNet mean and over its std per channel, as torchvision's ToTensor and Normalize)."""
     if normalisation == "[-1, 1]":
         return images_to_model_input(images)
     if normalisation not in NORMALISATIONS:
         raise ValueError(f"unknown normalisation {normalisation!r}")
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous().float() / 255.0
+    x = _channels_first(images) / 255.0
     if normalisation == "[0, 1]":
         return x
-    return x.sub_(IMAGENET_MEAN.view(1, 3, 1, 1)).div_(IMAGENET_STD.view(1, 3, 1, 1))
+    return (x - IMAGENET_MEAN.view(1, 3, 1, 1)) / IMAGENET_STD.view(1, 3, 1, 1)
 
 
 def shared_noise(image_size: int, seed: int, device: str = "cpu", shape=None) -> torch.Tensor:

@@ -1,0 +1,162 @@
+"""A segmenter bundle as one ONNX model, for another program or language (`ddpmseg export`).
+
+The graph takes `image`: (N, S, S, 3) uint8 RGB at the bundle's image size (brought there as
+its training images were: the bundle's `non_square` and `resize`, in the model's metadata), and
+gives `labels` (N, S, S) int64 (the bundle's vote), `probabilities` (N, C, S, S) float32 (the
+members' mean softmax; DeepLab's softmax) and `uncertainty` (N, S, S) float32, nats (the members'
+Jensen-Shannon divergence; DeepLab's entropy). An ensemble's graph holds its feature source with
+the run's fixed noise as a constant, the features rounded to float16 as the stores hold them and
+upsampled bilinearly, then the MLPs: what `Segmenter.predict` computes, in one graph. The
+bundle's description is in the model's metadata (`ddpmseg`, JSON). Exported with torch's
+dynamo exporter (`torch.onnx.export(dynamo=True)`) for one image a call (N = 1: the sources'
+forwards fix their batch while traced).
+
+Sources that export (tested against onnxruntime): `adm`, `pixels`, `patch`, `timm` (ViTs and
+ConvNeXts); `EXPORTABLE` lists them. `mae` and `swav` are plain ViT / ResNet forwards and are
+expected to export too but are not tested; `diffusers_unet` and `stable_diffusion` are refused:
+their diffusers pipelines (schedulers in numpy, SD's VAE and CLIP text encoder) are not written
+for export, and an SD graph would be several GB.
+"""
+
+import json
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+EXPORTABLE = ("adm", "pixels", "patch", "timm", "mae", "swav")
+OPSET = 18
+
+
+class EnsembleGraph(torch.nn.Module):
+    """An ensemble bundle's whole prediction as one module: image -> (labels, probabilities, uncertainty)."""
+
+    def __init__(self, segmenter):
+        super().__init__()
+        from ddpmseg import backbones
+        from ddpmseg.ensemble import ensemble_from_state_dict
+        from ddpmseg.features import build_method_model, cell_calls
+        from ddpmseg.model_input import shared_noise
+
+        recipe = segmenter.description["features"]
+        plan = recipe["plan"]
+        self.source = backbones.source(plan["source"])
+        self.model, _, _ = build_method_model(plan, segmenter.image_size, segmenter._checkpoint_path(), "cpu",
+                                              recipe["model_seed"])
+        if not isinstance(self.model, torch.nn.Module):  # a holder (the ADM's UNet and diffusion): its modules
+            for name, value in vars(self.model).items():   # registered, so that the export sees their weights
+                if isinstance(value, torch.nn.Module):
+                    self.add_module(f"source_{name}", value)
+        self.cells = [tuple(cell) for cell in recipe["cells"]]
+        self.calls = cell_calls(self.cells)
+        size = segmenter.image_size
+        if self.source.TAKES_TIMESTEPS:
+            shape = self.source.noise_shape(self.model, size) if hasattr(self.source, "noise_shape") else None
+            self.register_buffer("noise", shared_noise(size, recipe["noise_seed"], recipe["noise_device"], shape).cpu())
+        else:
+            self.noise = None
+        self.ensemble = ensemble_from_state_dict(segmenter.weights).eval()
+        self.size, self.vote = size, segmenter.description["vote"]
+
+    def forward(self, image: torch.Tensor):
+        from ddpmseg.model_input import model_input
+
+        x = model_input(image, self.source.NORMALISATION)
+        maps = {}
+        for layers, steps in self.calls:
+            maps.update(self.source.activations(self.model, x, layers, steps, self.noise))
+        features = torch.cat([F.interpolate(maps[cell].half().float(), size=(self.size, self.size), mode="bilinear",
+                                            align_corners=False) for cell in self.cells], dim=1)  # (N, D, S, S)
+        n = features.shape[0]
+        pixels = features.permute(0, 2, 3, 1).reshape(1, -1, features.shape[1])  # (1, N*S*S, D)
+        logits = self.ensemble(pixels.expand(self.ensemble.n_members, -1, -1))
+        members = torch.softmax(logits, dim=-1)  # (M, P, C)
+        mean = members.mean(dim=0)
+        uncertainty = _entropy(mean) - _entropy(members).mean(dim=0)
+        labels = majority_labels(members) if self.vote == "majority" else mean.argmax(dim=-1)
+        grid = (n, self.size, self.size)
+        return (labels.reshape(grid), mean.reshape(*grid, -1).permute(0, 3, 1, 2),
+                uncertainty.reshape(grid))
+
+
+class DeepLabGraph(torch.nn.Module):
+    """A DeepLab bundle as one module: image -> (labels, probabilities, uncertainty)."""
+
+    def __init__(self, segmenter):
+        super().__init__()
+        from ddpmseg.deeplab import build_deeplab
+
+        settings = segmenter.description["deeplab"]
+        self.deeplab = build_deeplab(settings["backbone"], len(segmenter.classes))
+        self.deeplab.load_state_dict(segmenter.weights)
+        self.deeplab.eval()
+        self.input_size = settings.get("input_size")
+
+    def forward(self, image: torch.Tensor):
+        from ddpmseg.deeplab import deeplab_logits
+
+        p = torch.softmax(deeplab_logits(self.deeplab, image, self.input_size).float(), dim=1)
+        return p.argmax(dim=1), p, _entropy(p.permute(0, 2, 3, 1))
+
+
+def majority_labels(members: torch.Tensor) -> torch.Tensor:
+    """The paper's majority vote (`evaluate.majority_vote`: the most frequent member argmax, ties
+    to the smallest class id) by counting one-hot votes, which ONNX runs (it has no torch.mode):
+    (M, P, C) probabilities -> (P,) int64."""
+    return F.one_hot(members.argmax(dim=-1), members.shape[-1]).sum(dim=0).argmax(dim=-1)
+
+
+def _entropy(p: torch.Tensor) -> torch.Tensor:
+    """Entropy (nats) over the last dimension."""
+    return -(p * torch.log(p.clamp_min(1e-12))).sum(dim=-1)
+
+
+def segmenter_graph(segmenter) -> torch.nn.Module:
+    """The module computing what `segmenter.predict` does, for export; ValueError for a source
+    that does not export."""
+    if segmenter.description["kind"] == "deeplab":
+        return DeepLabGraph(segmenter).eval()
+    source = segmenter.description["features"]["plan"]["source"]
+    if source not in EXPORTABLE:
+        raise ValueError(f"a {source!r} ensemble does not export to ONNX (exportable sources: "
+                         f"{', '.join(EXPORTABLE)}); use the bundle from Python")
+    return EnsembleGraph(segmenter).eval()
+
+
+def export_onnx(segmenter, path, example_image: np.ndarray) -> None:
+    """Writes the bundle's graph (`segmenter_graph`) to `path` (.onnx), traced on example_image
+    (1, S, S, 3) uint8, with the bundle's description in the metadata (`ddpmseg`); written to a
+    temporary name first, so a failure leaves no file."""
+    import os
+
+    import onnx
+
+    graph = segmenter_graph(segmenter)
+    tmp = f"{path}.part"
+    with torch.no_grad():
+        torch.onnx.export(graph, (torch.from_numpy(np.ascontiguousarray(example_image[:1])),), tmp,
+                          input_names=["image"], output_names=["labels", "probabilities", "uncertainty"], dynamo=True,
+                          opset_version=OPSET, verbose=False)
+    model = onnx.load(tmp)
+    description = {**segmenter.description, "onnx": {
+        "inputs": {"image": "(1, S, S, 3) uint8 RGB at image_size, made as non_square and resize say"},
+        "outputs": {"labels": "(N, S, S) int64, the vote", "probabilities": "(N, C, S, S) float32",
+                    "uncertainty": "(N, S, S) float32, nats"}}}
+    entry = model.metadata_props.add()
+    entry.key, entry.value = "ddpmseg", json.dumps(description)
+    onnx.checker.check_model(model)
+    onnx.save(model, tmp)
+    os.replace(tmp, path)
+
+
+def onnx_predict(path, images: np.ndarray, threads: int | None = None) -> tuple:
+    """(labels, probabilities, uncertainty) of an exported model on images (N, S, S, 3) uint8,
+    through onnxruntime on the CPU (one image a call; `threads` intra-op threads, None: its default)."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    outputs = [session.run(["labels", "probabilities", "uncertainty"], {"image": image[None]}) for image in images]
+    return tuple(np.concatenate(parts) for parts in zip(*outputs))
