@@ -1,21 +1,25 @@
-"""Benchmark: segmenting images with a seed's ensemble (feature extraction + the MLPs) against the
-DeepLab distilled from it (DatasetDDPM), at the embedded default's size and at the paper's.
+"""Benchmark: segmenting throughput of a seed's ensemble (feature extraction + the MLPs) against
+the DeepLab distilled from it (DatasetDDPM), each in torch and exported to ONNX (`ddpmseg export`)
+through onnxruntime, at the embedded default's size and at the paper's, side by side in one run.
 
-    python benchmarks/segment_speed.py                  # both sizes, about 10 min on 2 cores
+    python benchmarks/segment_speed.py                  # both sizes, torch and onnxruntime
     python benchmarks/segment_speed.py --size default   # the default's 48x48 model only
+    python benchmarks/segment_speed.py --device cuda    # the GPU check (onnxruntime needs onnxruntime-gpu)
 
 Weights are random (timing and memory do not depend on them). Per size, both segmenters are
-saved as bundles (ddpmseg.segmenter) and each is timed in its own subprocess, so that its peak
-RSS (VmHWM, `child_process.peak_rss_mb`) is its own: `Segmenter.load(bundle).predict(images)` on one warm-up image, then
-on `--images` images, one call each (the workflow's folder segmentation does the same). Sizes:
+saved as bundles (ddpmseg.segmenter) and exported to ONNX, each in a subprocess, and each
+(segmenter, runtime) is timed in its own subprocess, so that its peak RSS (VmHWM,
+`child_process.peak_rss_mb`) is its own: torch: `Segmenter.load(bundle).predict(images)` on one
+warm-up image, then on `--images` images, one call (the workflow's folder segmentation does the
+same); onnxruntime: one session, one warm-up image, then the images one call each. Sizes:
 
 - default: config.yaml's 48x48 ADM (blocks 0-3 at t 50 and 150, 10 MLPs, 7 classes) against
   config/distill.yaml's DeepLab backbone (mobilenet_v3_large), both at 48x48;
 - paper: the paper's ADM-256 (blocks 5, 6, 7, 8, 12 at t 50, 150, 250: 8448 features a pixel;
   10 MLPs with 256 hidden units, 34 classes as FFHQ-34) against deeplabv3_resnet101, at 256x256.
 
-Printed: seconds per image, images per second, peak RSS, and DeepLab's speed-up; also written
-to `<work>/segment_speed.json`.
+Printed: seconds per image, images per second, peak RSS, and the speed-ups against the torch
+ensemble; also written to `<work>/segment_speed.json`.
 """
 
 import argparse
@@ -84,17 +88,44 @@ def write_bundles(name: str, work: Path, threads: int) -> dict:
     return folders
 
 
-def time_bundle(folder: str, n_images: int) -> dict:
-    """(In the child process.) Seconds per image of predict() on n_images after one warm-up."""
+def time_bundle(folder: str, n_images: int, runtime: str, device: str, threads: int) -> dict:
+    """(In the child process.) Seconds per image on n_images after one warm-up: the bundle's
+    predict() in torch, or its ONNX export (folder/model.onnx) in onnxruntime, one image a call."""
     segmenter = Segmenter.load(folder)
     size = segmenter.image_size
     images = np.random.default_rng(0).integers(0, 256, (n_images + 1, size, size, 3), dtype=np.uint8)
-    segmenter.predict(images[:1])
+    if runtime == "torch":
+        def run(batch):
+            segmenter.predict(batch, device=device)
+    else:
+        import onnxruntime
+
+        provider = "CUDAExecutionProvider" if device.startswith("cuda") else "CPUExecutionProvider"
+        if provider not in onnxruntime.get_available_providers():
+            return {"skipped": f"onnxruntime has no {provider} (install onnxruntime-gpu)"}
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        session = onnxruntime.InferenceSession(str(Path(folder) / "model.onnx"), options, providers=[provider])
+
+        def run(batch):
+            for image in batch:
+                session.run(None, {"image": image[None]})
+    run(images[:1])
     start = time.perf_counter()
-    segmenter.predict(images[1:])
+    run(images[1:])
     seconds = (time.perf_counter() - start) / n_images
-    return {"seconds_per_image": seconds, "images_per_second": 1 / seconds,
-            "peak_rss_mb": peak_rss_mb()}
+    return {"seconds_per_image": seconds, "images_per_second": 1 / seconds, "peak_rss_mb": peak_rss_mb()}
+
+
+def export_bundle(folder: str) -> dict:
+    """(In the child process.) The bundle exported to folder/model.onnx (`ddpmseg.export`)."""
+    from ddpmseg.export import export_onnx
+
+    segmenter = Segmenter.load(folder)
+    size = segmenter.image_size
+    start = time.perf_counter()
+    export_onnx(segmenter, Path(folder) / "model.onnx", np.full((1, size, size, 3), 128, np.uint8))
+    return {"export_seconds": time.perf_counter() - start, "export_peak_rss_mb": peak_rss_mb()}
 
 
 def main():
@@ -103,10 +134,16 @@ def main():
     parser.add_argument("--images", type=int, default=None, help="timed images (default: 8 default-size, 2 paper)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads of extraction and prediction")
     parser.add_argument("--work", type=Path, default=None, help="folder for the bundles and results (default: a temporary one)")
+    parser.add_argument("--device", default="cpu", help="torch device (and onnxruntime's CUDA provider for cuda)")
+    parser.add_argument("--runtimes", nargs="+", choices=["torch", "onnxruntime"], default=["torch", "onnxruntime"])
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--child-task", choices=["time", "export"], default="time", help=argparse.SUPPRESS)
+    parser.add_argument("--runtime", default="torch", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(time_bundle(args.child, args.images)))
+        torch.set_num_threads(args.threads)
+        print(json.dumps(export_bundle(args.child) if args.child_task == "export" else
+                         time_bundle(args.child, args.images, args.runtime, args.device, args.threads)))
         return
     work = args.work or Path(tempfile.mkdtemp(prefix="ddpmseg-segment-speed-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -114,13 +151,24 @@ def main():
     for name in (["default", "paper"] if args.size == "both" else [args.size]):
         n_images = args.images or (8 if name == "default" else 2)
         for segmenter, folder in write_bundles(name, work, args.threads).items():
-            timed = run_child(__file__, str(folder), "--images", str(n_images))
-            results.append({"size": name, "segmenter": segmenter, "images": n_images, **timed})
-            print(f"  {segmenter:28s} {results[-1]['seconds_per_image']:8.3f} s/image  "
-                  f"{results[-1]['images_per_second']:8.2f} images/s  peak RSS {results[-1]['peak_rss_mb']:7.0f} MB", flush=True)
-        ensemble, deeplab = results[-2], results[-1]
-        print(f"  DeepLab is {ensemble['seconds_per_image'] / deeplab['seconds_per_image']:.1f}x faster, "
-              f"with {deeplab['peak_rss_mb'] / ensemble['peak_rss_mb']:.2f}x the peak RSS", flush=True)
+            exported = (run_child(__file__, str(folder), "--child-task", "export", "--threads", str(args.threads))
+                        if "onnxruntime" in args.runtimes else {})
+            for runtime in args.runtimes:
+                timed = run_child(__file__, str(folder), "--images", str(n_images), "--runtime", runtime,
+                                  "--device", args.device, "--threads", str(args.threads))
+                results.append({"size": name, "segmenter": segmenter, "runtime": runtime, "device": args.device,
+                                "images": n_images, **timed, **(exported if runtime == "onnxruntime" else {})})
+                row = results[-1]
+                print(f"  {segmenter:28s} {runtime:12s} " + (row["skipped"] if "skipped" in row else
+                      f"{row['seconds_per_image']:8.3f} s/image {row['images_per_second']:8.2f} images/s  "
+                      f"peak RSS {row['peak_rss_mb']:7.0f} MB"), flush=True)
+        timed = [r for r in results if r["size"] == name and "skipped" not in r]
+        base = next(r for r in timed if r["segmenter"] == "ensemble" and r["runtime"] == "torch") \
+            if "torch" in args.runtimes else timed[0]
+        for row in timed:
+            row["speedup_vs_torch_ensemble"] = base["seconds_per_image"] / row["seconds_per_image"]
+        print("  against the ensemble in torch: " + ", ".join(
+            f"{r['segmenter']} {r['runtime']} {r['speedup_vs_torch_ensemble']:.1f}x" for r in timed), flush=True)
     (work / "segment_speed.json").write_text(json.dumps(results, indent=1))
     print(f"results: {work / 'segment_speed.json'}")
 

@@ -62,3 +62,16 @@ def test_extraction_speed_benchmark_runs_every_model_at_its_input_size(tmp_path)
     assert [shape for shape in result["convnext_t_224"]["maps"].values()] == [[96, 56], [192, 28], [384, 14], [768, 7]]
     assert result["unet_untrained"]["timesteps"] and result["unet_untrained"]["ratio_to_adm"] == 1.0
     assert all(result[key]["seconds_per_image"] > 0 for key in ("vit_s14_518", "vit_s14_224", "convnext_t_224"))
+
+
+def test_throughput_benchmark_times_both_segmenters_in_torch_and_onnxruntime(tmp_path):
+    """The default size, one image: the ensemble and the DeepLab bundle, each exported to ONNX,
+    each (segmenter, runtime) timed in a child of its own with its own peak memory."""
+    subprocess.run([sys.executable, str(REPOSITORY / "benchmarks" / "segment_speed.py"), "--size", "default",
+                    "--images", "1", "--threads", "1", "--work", str(tmp_path)], check=True, capture_output=True)
+    rows = json.loads((tmp_path / "segment_speed.json").read_text())
+    assert [(r["segmenter"].split()[0], r["runtime"]) for r in rows] == [
+        ("ensemble", "torch"), ("ensemble", "onnxruntime"), ("deeplab", "torch"), ("deeplab", "onnxruntime")]
+    assert all(r["seconds_per_image"] > 0 and r["peak_rss_mb"] > 50 for r in rows)
+    assert rows[0]["speedup_vs_torch_ensemble"] == 1.0 and all(r["export_seconds"] > 0 for r in rows[1::2])
+    assert (tmp_path / "default_ensemble/model.onnx").is_file()

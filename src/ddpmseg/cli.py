@@ -121,7 +121,8 @@ def export(args) -> None:
     print(f"wrote {args.out}: labels agree with the bundle on {100 * agree:.3f}% of {expected.size} pixels "
           f"({len(images)} images)")
     if agree < 0.999:
-        Path(args.out).unlink()
+        for file in (Path(args.out), Path(f"{args.out}.data")):
+            file.unlink(missing_ok=True)
         raise InputProblem(f"{args.out}: the ONNX model agrees with the bundle on only {100 * agree:.2f}% of the "
                            "pixels (below 99.9%); removed. Report it with the bundle's segmenter.json")
 

@@ -125,28 +125,38 @@ def segmenter_graph(segmenter) -> torch.nn.Module:
 
 def export_onnx(segmenter, path, example_image: np.ndarray) -> None:
     """Writes the bundle's graph (`segmenter_graph`) to `path` (.onnx), traced on example_image
-    (1, S, S, 3) uint8, with the bundle's description in the metadata (`ddpmseg`); written to a
-    temporary name first, so a failure leaves no file."""
+    (1, S, S, 3) uint8, with the bundle's description in the metadata (`ddpmseg`); weights over
+    1.5 GB in `path`.data beside it. Written in a temporary folder first, so a failure leaves no file."""
     import os
+    import tempfile
+    from pathlib import Path
 
     import onnx
 
     graph = segmenter_graph(segmenter)
-    tmp = f"{path}.part"
-    with torch.no_grad():
-        torch.onnx.export(graph, (torch.from_numpy(np.ascontiguousarray(example_image[:1])),), tmp,
-                          input_names=["image"], output_names=["labels", "probabilities", "uncertainty"], dynamo=True,
-                          opset_version=OPSET, verbose=False)
-    model = onnx.load(tmp)
-    description = {**segmenter.description, "onnx": {
-        "inputs": {"image": "(1, S, S, 3) uint8 RGB at image_size, made as non_square and resize say"},
-        "outputs": {"labels": "(N, S, S) int64, the vote", "probabilities": "(N, C, S, S) float32",
-                    "uncertainty": "(N, S, S) float32, nats"}}}
-    entry = model.metadata_props.add()
-    entry.key, entry.value = "ddpmseg", json.dumps(description)
-    onnx.checker.check_model(model)
-    onnx.save(model, tmp)
-    os.replace(tmp, path)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # weights beyond protobuf's 2 GB (the paper's ADM-256) go to an external PATH.data file beside it
+    external = sum(t.numel() * t.element_size() for t in [*graph.parameters(), *graph.buffers()]) > 1.5 * 2**30
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}-") as tmp:
+        staged = Path(tmp) / path.name
+        with torch.no_grad():
+            torch.onnx.export(graph, (torch.from_numpy(np.ascontiguousarray(example_image[:1])),), staged,
+                              input_names=["image"], output_names=["labels", "probabilities", "uncertainty"],
+                              dynamo=True, opset_version=OPSET, external_data=external, verbose=False)
+        model = onnx.load(staged, load_external_data=False)
+        description = {**segmenter.description, "onnx": {
+            "inputs": {"image": "(1, S, S, 3) uint8 RGB at image_size, made as non_square and resize say"},
+            "outputs": {"labels": "(1, S, S) int64, the vote", "probabilities": "(1, C, S, S) float32",
+                        "uncertainty": "(1, S, S) float32, nats"}}}
+        entry = model.metadata_props.add()
+        entry.key, entry.value = "ddpmseg", json.dumps(description)
+        onnx.save(model, staged)
+        onnx.checker.check_model(str(staged))
+        for file in Path(tmp).iterdir():  # the model last: a reader finds its data when it finds it
+            if file != staged:
+                os.replace(file, path.parent / file.name)
+        os.replace(staged, path)
 
 
 def onnx_predict(path, images: np.ndarray, threads: int | None = None) -> tuple:
