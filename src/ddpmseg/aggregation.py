@@ -17,7 +17,6 @@ import torch
 
 from ddpmseg import ensemble  # imports this module: names are looked up at call time
 
-BN_EPS = 1e-5
 PROJECTION_SEED_OFFSET = 2**31  # projections draw from their own generator, not the MLP's stream
 
 
@@ -64,17 +63,7 @@ class CellMixingEnsemble(torch.nn.Module):
         for k, channels in enumerate(self.cell_channels):
             y = torch.bmm(x[..., column : column + channels], getattr(self, f"projection{k}"))  # (M, B, W)
             column += channels
-            if self.training:
-                mean = y.mean(dim=1, keepdim=True)
-                y = y - mean
-                var = (y * y).mean(dim=1, keepdim=True)
-                with torch.no_grad():
-                    n = y.shape[1]
-                    self.mix_mean[:, k].lerp_(mean.squeeze(1), 0.1)
-                    self.mix_var[:, k].lerp_(var.squeeze(1) * n / max(n - 1, 1), 0.1)
-                y = y * torch.rsqrt(var + BN_EPS)
-            else:
-                y = (y - self.mix_mean[:, k].unsqueeze(1)) * torch.rsqrt(self.mix_var[:, k].unsqueeze(1) + BN_EPS)
+            y = ensemble.normalise_members(y, self.mix_mean[:, k], self.mix_var[:, k], self.training)
             mixed = mixed + weights[:, k, None, None] * y
         return self.mlp(mixed)
 
@@ -93,7 +82,7 @@ def fold(model: CellMixingEnsemble) -> "ensemble.BatchedMLPEnsemble":
     model = model.cpu()
     state = {name: value.detach().clone() for name, value in model.mlp.state_dict().items()}
     weight0, bias0 = state["weight0"], state["bias0"]  # (M, W, H1), (M, H1)
-    scale = model.cell_weights()[:, :, None] * torch.rsqrt(model.mix_var + BN_EPS)  # (M, K, W)
+    scale = model.cell_weights()[:, :, None] * torch.rsqrt(model.mix_var + ensemble.BN_EPS)  # (M, K, W)
     rows = [torch.bmm(getattr(model, f"projection{k}") * scale[:, k, None, :], weight0)
             for k in range(len(model.cell_channels))]
     state["weight0"] = torch.cat(rows, dim=1)
