@@ -661,7 +661,7 @@ def test_tiny_workflow_ddpmseg_command_errors_are_one_line_naming_the_file(tiny_
         (("info", newer), "format 'ddpmseg-segmenter/9'; this ddpmseg reads ddpmseg-segmenter/1"),
     ]
     for args, expected in cases:
-        status, _, stderr = ddpmseg_command(*args[:2], *args[2:], *(["--out", tmp_path / "out"] if args[0] == "segment" else []))
+        status, _, stderr = ddpmseg_command(*args, *(["--out", tmp_path / "out", "--quiet"] if args[0] == "segment" else []))
         lines = stderr.strip().splitlines()
         assert status == 2 and len(lines) == 1 and expected in lines[0], (args, stderr)
     assert not (tmp_path / "out/masks/broken.png").exists()
