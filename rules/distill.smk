@@ -106,7 +106,7 @@ rule train_deeplab:
         history="results/{dataset}/distill_{pool}/seed{seed}/training_history.csv",
         outcome="results/{dataset}/distill_{pool}/seed{seed}/training.json",
     params:
-        settings=lambda wc: PLAN.distill(wc.dataset)["deeplab"],
+        settings=lambda wc: PLAN.deeplab_settings(wc.dataset),
         convention=lambda wc: dataset_settings(wc)["evaluation"]["miou_convention"],
         torch_threads=lambda wc: PLAN.distill(wc.dataset)["deeplab"]["threads"],
     log:

@@ -105,6 +105,19 @@ def test_the_unlabeled_images_are_read_by_whatever_uses_them():
         "creatures7")
 
 
+def test_deeplab_auto_settings_enlarge_small_images_and_recalibrate_backbones_from_scratch():
+    def deeplab(settings):
+        return Plan(validated({"datasets": {"creatures7": {"distill": {"deeplab": settings}}}})).deeplab_settings(
+            "creatures7")
+
+    default = deeplab({})  # the default's 48x48 images
+    assert default["input_size"] == 128 and default["recalibrate_batchnorm"] is True
+    assert deeplab({"backbone_weights": "resnet50.pth"})["recalibrate_batchnorm"] is False  # ImageNet statistics
+    off = deeplab({"input_size": None, "recalibrate_batchnorm": False})  # the paper's: the image size, no recalibration
+    assert off["input_size"] is None and off["recalibrate_batchnorm"] is False
+    assert deeplab({"input_size": 96})["input_size"] == 96
+
+
 def test_label_next_settles_method_seed_and_the_batch_format():
     assert Plan(validated()).label_next("creatures7") is None and Plan(validated()).label_next_targets() == []
     plan = Plan(validated({"datasets": {"creatures7": {"label_next": {"count": 4}}}}))

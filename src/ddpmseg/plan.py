@@ -644,6 +644,16 @@ class Plan:
         """The dataset's `distill` settings."""
         return self.settings(dataset)["distill"]
 
+    def deeplab_settings(self, dataset: str) -> dict:
+        """The dataset's `distill.deeplab` settings with `auto` settled: input_size the image size,
+        at least 128 px; recalibrate_batchnorm on where the backbone starts from random weights."""
+        settings = dict(self.distill(dataset)["deeplab"])
+        if settings["input_size"] == "auto":
+            settings["input_size"] = max(self.settings(dataset)["image_size"], 128)
+        if settings["recalibrate_batchnorm"] == "auto":
+            settings["recalibrate_batchnorm"] = settings["backbone_weights"] is None
+        return settings
+
     def distill_method(self, dataset: str) -> str:
         """The method whose ensembles label a dataset's pools (`distill.method`, default the first)."""
         method = self.distill(dataset)["method"] or self.methods[0]
