@@ -145,7 +145,7 @@ def describe(folder) -> list:
         lines += [f"kind: ensemble of {members} MLPs{mixing}, {d['vote']} vote; uncertainty: Jensen-Shannon divergence",
                   f"source: {recipe['plan']['source']} ({recipe['plan']['name']}), model seed {recipe['model_seed']}",
                   f"cells ({len(recipe['cells'])}): {cells}"]
-        checkpoint = segmenter._checkpoint_path()
+        checkpoint = segmenter.checkpoint_path
         lines.append("checkpoint: none (weights from the source's settings)" if checkpoint is None else
                      f"checkpoint: {checkpoint.resolve()} (sha256 {recipe['checkpoint_sha256']})")
     lines.append(f"classes ({len(segmenter.classes)}): " + ", ".join(f"{i} {c}" for i, c in enumerate(segmenter.classes)))

@@ -35,14 +35,13 @@ class EnsembleGraph(torch.nn.Module):
         super().__init__()
         from ddpmseg import backbones
         from ddpmseg.ensemble import ensemble_from_state_dict
-        from ddpmseg.features import build_method_model, cell_calls
+        from ddpmseg.features import cell_calls
         from ddpmseg.model_input import shared_noise
 
         recipe = segmenter.description["features"]
         plan = recipe["plan"]
         self.source = backbones.source(plan["source"])
-        self.model, _, _ = build_method_model(plan, segmenter.image_size, segmenter._checkpoint_path(), "cpu",
-                                              recipe["model_seed"])
+        self.model = segmenter.source_model("cpu")[0]
         if not isinstance(self.model, torch.nn.Module):  # a holder (the ADM's UNet and diffusion): its modules
             for name, value in vars(self.model).items():   # registered, so that the export sees their weights
                 if isinstance(value, torch.nn.Module):

@@ -122,7 +122,7 @@ class Segmenter:
         folder = Path(folder)
         folder.parent.mkdir(parents=True, exist_ok=True)
         description = json.loads(json.dumps(self.description))
-        checkpoint = self._checkpoint_path()
+        checkpoint = self.checkpoint_path
         if checkpoint is not None:  # kind "ensemble" with a model checkpoint
             description["features"]["checkpoint"] = os.path.relpath(checkpoint.resolve(), folder.resolve())
         with folder_written_atomically(folder) as tmp:
@@ -147,7 +147,10 @@ class Segmenter:
         segmenter._check_checkpoint()
         return segmenter
 
-    def _checkpoint_path(self) -> Path | None:
+    @property
+    def checkpoint_path(self) -> Path | None:
+        """The feature source's checkpoint file (relative paths resolved against the bundle
+        folder), or None where the source needs none."""
         given = self.description.get("features", {}).get("checkpoint")
         if given is None:
             return None
@@ -157,7 +160,7 @@ class Segmenter:
     def _check_checkpoint(self) -> None:
         from ddpmseg.download import sha256_of
 
-        path = self._checkpoint_path()
+        path = self.checkpoint_path
         if path is None:
             return
         expected = self.description["features"]["checkpoint_sha256"]
@@ -241,20 +244,28 @@ class Segmenter:
                     uncertainty.append(spread)
             return labels, uncertainty
 
+    def source_model(self, device: str = "cpu") -> tuple:
+        """(model, layer table, identity) of the bundle's feature source on `device`, built from
+        its checkpoint once per device (features.build_method_model) and shared by every call."""
+        from ddpmseg.features import build_method_model
+
+        if device not in self._source_models:
+            recipe = self.description["features"]
+            self._source_models[device] = build_method_model(recipe["plan"], self.image_size, self.checkpoint_path,
+                                                             device, recipe["model_seed"])
+        return self._source_models[device]
+
     def _predict_stores(self, images: np.ndarray, features_dir: Path, device: str, original_sizes=None) -> tuple:
         from ddpmseg.ensemble import ensemble_from_state_dict
         from ddpmseg.evaluate import predict_images, predict_images_at_original_size
-        from ddpmseg.features import build_method_model, extract_cells
+        from ddpmseg.features import extract_cells
         from ddpmseg.stores import open_stores
         from ddpmseg.precision import matmul_dtype, resolve
 
         recipe = self.description["features"]
         precision = recipe.get("precision", {})  # bundles written before precision was a setting: float32
         plan, cells = recipe["plan"], [tuple(cell) for cell in recipe["cells"]]
-        if device not in self._source_models:  # built (and its checkpoint hashed) once, not once per chunk
-            self._source_models[device] = build_method_model(plan, self.image_size, self._checkpoint_path(), device,
-                                                             recipe["model_seed"])
-        model, table, identity = self._source_models[device]
+        model, table, identity = self.source_model(device)
         ids = [str(i) for i in range(len(images))]
         with _torch_threads(recipe["threads"]["extraction"]):
             paths = extract_cells(plan["source"], model, images, ids, cells, table, features_dir,
