@@ -95,7 +95,7 @@ def segment(args) -> None:
 def export(args) -> None:
     """The bundle as one ONNX model (`ddpmseg.export`), checked against the bundle in torch on the
     `--check` images (or two generated ones): the share of pixels whose labels agree and the
-    largest probability difference are printed; below 99.9% agreement the export fails."""
+    largest uncertainty difference are printed; below 99.9% agreement the export fails."""
     from ddpmseg.datasets import fit_image, read_rgb
     from ddpmseg.export import export_onnx, onnx_predict
     from ddpmseg.segmenter import Segmenter
@@ -115,11 +115,12 @@ def export(args) -> None:
         export_onnx(segmenter, args.out, images[:1])
     except ValueError as exc:
         raise InputProblem(f"{args.bundle}: {exc}") from exc
-    labels, probabilities, _ = onnx_predict(args.out, images)
-    expected, _ = segmenter.predict(images)
+    labels, _, uncertainty = onnx_predict(args.out, images)
+    expected, expected_uncertainty = segmenter.predict(images)
     agree = float((labels == expected).mean())
+    spread = float(np.abs(np.asarray(uncertainty, dtype=np.float64) - np.asarray(expected_uncertainty)).max())
     print(f"wrote {args.out}: labels agree with the bundle on {100 * agree:.3f}% of {expected.size} pixels "
-          f"({len(images)} images)")
+          f"({len(images)} images); uncertainty differs by at most {spread:.2e}")
     if agree < 0.999:
         for file in (Path(args.out), Path(f"{args.out}.data")):
             file.unlink(missing_ok=True)
