@@ -14,7 +14,7 @@ warm-up image, then on `--images` images, one call (the workflow's folder segmen
 same); onnxruntime: one session, one warm-up image, then the images one call each. Sizes:
 
 - default: config.yaml's 48x48 ADM (blocks 0-3 at t 50 and 150, 10 MLPs, 7 classes) against
-  config/distill.yaml's DeepLab backbone (mobilenet_v3_large), both at 48x48;
+  config/distill.yaml's DeepLab backbone (mobilenet_v3_large) at its default input size (128);
 - paper: the paper's ADM-256 (blocks 5, 6, 7, 8, 12 at t 50, 150, 250: 8448 features a pixel;
   10 MLPs with 256 hidden units, 34 classes as FFHQ-34) against deeplabv3_resnet101, at 256x256.
 
@@ -41,6 +41,7 @@ from ddpmseg.deeplab import build_deeplab  # noqa: E402
 from ddpmseg.diffusion import build_model_and_diffusion, randomize_weights, save_model  # noqa: E402
 from ddpmseg.ensemble import BatchedMLPEnsemble  # noqa: E402
 from ddpmseg.methods import plans  # noqa: E402
+from ddpmseg.plan import deeplab_auto_input_size  # noqa: E402
 from ddpmseg.segmenter import Segmenter  # noqa: E402
 
 
@@ -79,12 +80,13 @@ def write_bundles(name: str, work: Path, threads: int) -> dict:
         batch_images=1, threads={"extraction": threads, "prediction": threads}, vote="majority",
         provenance={"benchmark": name}, **common)
     deeplab = Segmenter.for_deeplab(build_deeplab(settings["backbone"], len(classes)).state_dict(),
-                                    backbone=settings["backbone"], threads=threads, provenance={"benchmark": name}, **common)
+                                    backbone=settings["backbone"], threads=threads, provenance={"benchmark": name},
+                                    input_size=deeplab_auto_input_size(size), **common)
     folders = {"ensemble": work / f"{name}_ensemble", f"deeplab ({settings['backbone']})": work / f"{name}_deeplab"}
     ensemble.save(folders["ensemble"])
     deeplab.save(folders[f"deeplab ({settings['backbone']})"])
     print(f"{name}: {size}x{size}, ensemble of 10 MLPs on {features} features a pixel ({len(cells)} cells), "
-          f"DeepLab {settings['backbone']}", flush=True)
+          f"DeepLab {settings['backbone']} at {deeplab_auto_input_size(size)}x{deeplab_auto_input_size(size)}", flush=True)
     return folders
 
 
