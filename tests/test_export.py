@@ -17,7 +17,11 @@ from ddpmseg.stores import open_stores
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def test_a_timm_bundle_exports_and_onnxruntime_agrees_with_the_bundle(creatures32, tmp_path):
+@pytest.mark.parametrize("route", ["upsampled", "native"])
+def test_a_timm_bundle_exports_and_onnxruntime_agrees_with_the_bundle(creatures32, tmp_path, monkeypatch, route):
+    """Either route of the first layer (`evaluate.first_layer_route`: the paper's 8448 features take
+    the native one, the small models the upsampled one) exports and agrees."""
+    monkeypatch.setattr("ddpmseg.evaluate.first_layer_route", lambda models, maps, size: route)
     images, labels = creatures32
     settings = timm_model.complete_settings(methods.with_defaults(timm_model.SETTINGS, {
         "model": "convnext_atto.d2_in1k", "pretrained": False, "input_size": 64, "layers": ["stages.0", "stages.1"]}), {})

@@ -5,15 +5,16 @@ its training images were: the bundle's `non_square` and `resize`, in the model's
 gives `labels` (N, S, S) int64 (the bundle's vote), `probabilities` (N, C, S, S) float32 (the
 members' mean softmax; DeepLab's softmax) and `uncertainty` (N, S, S) float32, nats (the members'
 Jensen-Shannon divergence; DeepLab's entropy). An ensemble's graph holds its feature source with
-the run's fixed noise as a constant, the features rounded to float16 as the stores hold them and
-upsampled bilinearly, then the MLPs: what `Segmenter.predict` computes, in one graph. The
+the run's fixed noise as a constant, the features rounded to float16 as the stores hold them, and
+the MLPs, whose first layer takes the route `Segmenter.predict` takes (`evaluate.first_layer_route`):
+on the bilinearly upsampled features, or on each map at its own resolution before upsampling. The
 bundle's description is in the model's metadata (`ddpmseg`, JSON). Exported with torch's
 dynamo exporter (`torch.onnx.export(dynamo=True)`) for one image a call (N = 1: the sources'
 forwards fix their batch while traced).
 
 Sources that export (tested against onnxruntime): `adm`, `pixels`, `patch`, `timm` (ViTs and
-ConvNeXts); `EXPORTABLE` lists them. `mae` and `swav` are plain ViT / ResNet forwards and are
-expected to export too but are not tested; `diffusers_unet` and `stable_diffusion` are refused:
+ConvNeXts); `EXPORTABLE` lists them. `mae` and `swav` (plain ViT / ResNet forwards) export too, checked
+on FASSEG's bundles (docs/results.md) but not in the tests; `diffusers_unet` and `stable_diffusion` are refused:
 their diffusers pipelines (schedulers in numpy, SD's VAE and CLIP text encoder) are not written
 for export, and an SD graph would be several GB.
 """
@@ -64,18 +65,36 @@ class EnsembleGraph(torch.nn.Module):
         maps = {}
         for layers, steps in self.calls:
             maps.update(self.source.activations(self.model, x, layers, steps, self.noise))
-        features = torch.cat([F.interpolate(maps[cell].half().float(), size=(self.size, self.size), mode="bilinear",
-                                            align_corners=False) for cell in self.cells], dim=1)  # (N, D, S, S)
-        n = features.shape[0]
-        pixels = features.permute(0, 2, 3, 1).reshape(1, -1, features.shape[1])  # (1, N*S*S, D)
-        logits = self.ensemble(pixels.expand(self.ensemble.n_members, -1, -1))
-        members = torch.softmax(logits, dim=-1)  # (M, P, C)
+        members = torch.cat([self._member_probabilities([maps[cell][i].half().float().permute(1, 2, 0)
+                                                         for cell in self.cells])
+                             for i in range(image.shape[0])], dim=1)  # (M, N*S*S, C)
         mean = members.mean(dim=0)
         uncertainty = _entropy(mean) - _entropy(members).mean(dim=0)
         labels = majority_labels(members) if self.vote == "majority" else mean.argmax(dim=-1)
-        grid = (n, self.size, self.size)
+        grid = (image.shape[0], self.size, self.size)
         return (labels.reshape(grid), mean.reshape(*grid, -1).permute(0, 3, 1, 2),
                 uncertainty.reshape(grid))
+
+    def _member_probabilities(self, native: list) -> torch.Tensor:
+        """Every member's softmax at every pixel of one image from its float16-rounded maps
+        [(h, w, C)]: (M, S*S, C), by the cheaper route of `evaluate.first_layer_route`, as the
+        bundle's own prediction: the first Linear on the upsampled features, or on each map at its
+        own resolution and its (M * H1)-channel sums upsampled (the paper's 8448 features: the
+        upsampled (S*S, D) matrix alone would be 2.2 GB at 256x256)."""
+        from ddpmseg.ensemble import first_layer_projections, predict_probabilities, probabilities_from_first_layer
+        from ddpmseg.evaluate import first_layer_route
+
+        if first_layer_route([self.ensemble], native, self.size) == "upsampled":
+            features = torch.cat([_upsample(fmap, self.size) for fmap in native], dim=-1)  # (S, S, D)
+            return predict_probabilities(self.ensemble, features.reshape(self.size**2, -1), chunk=self.size**2)
+        first = sum(_upsample(projection, self.size) for projection in first_layer_projections(self.ensemble, native))
+        return probabilities_from_first_layer(self.ensemble, first.reshape(self.size**2, -1))
+
+
+def _upsample(fmap: torch.Tensor, size: int) -> torch.Tensor:
+    """(h, w, C) -> (size, size, C), bilinear (align_corners=False, as `stores.sample_pixel_features`)."""
+    return F.interpolate(fmap.permute(2, 0, 1)[None], size=(size, size), mode="bilinear",
+                         align_corners=False)[0].permute(1, 2, 0)
 
 
 class DeepLabGraph(torch.nn.Module):
