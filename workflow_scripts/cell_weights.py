@@ -19,7 +19,7 @@ for seed, path in zip(snakemake.params.seeds, snakemake.input.models):
              for m in range(len(weights)) for k, (layer, timestep) in enumerate(cells)]
 table = pd.DataFrame(rows)
 table.to_csv(snakemake.output.table, index=False)
-cell_weights_figure(table, f"{snakemake.wildcards.dataset}, {snakemake.params.name}: learned cell weights "
-                    f"(mean over {table[['seed', 'member']].drop_duplicates().shape[0]} members of "
-                    f"{len(snakemake.params.seeds)} seeds)", snakemake.output.figure)
+cell_weights_figure(table, f"{snakemake.wildcards.dataset}, {snakemake.params.name}: learned cell weights\n"
+                    f"mean over {table[['seed', 'member']].drop_duplicates().shape[0]} members of "
+                    f"{len(snakemake.params.seeds)} seeds", snakemake.output.figure)
 log.info("wrote %s and %s", snakemake.output.table, snakemake.output.figure)

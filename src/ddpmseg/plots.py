@@ -141,7 +141,7 @@ def cell_weights_figure(table, title: str, path) -> None:
     layers = list(dict.fromkeys(table["layer"]))
     stats = table.groupby(["layer", "timestep"], dropna=False, sort=False)["weight"].agg(["mean", "std"])
     n_cells = len(stats)
-    title = textwrap.fill(title, 70) + f"\nuniform: {100 / n_cells:.1f}% per cell"
+    title = "\n".join(textwrap.fill(line, 70) for line in title.splitlines()) + f"\nuniform: {100 / n_cells:.1f}% per cell"
     if table["timestep"].isna().all():
         fig, ax = plt.subplots(figsize=(7.0, 1.6 + 0.32 * len(layers)), layout="constrained")
         means = stats["mean"].to_numpy()
