@@ -15,8 +15,8 @@ forwards fix their batch while traced).
 Sources that export (tested against onnxruntime): `adm`, `pixels`, `patch`, `timm` (ViTs and
 ConvNeXts); `EXPORTABLE` lists them. `mae` and `swav` (plain ViT / ResNet forwards) export too,
 checked on FASSEG's bundles (docs/results.md) but not in the tests; `diffusers_unet` and
-`stable_diffusion` are refused: their diffusers pipelines (schedulers in numpy, SD's VAE and CLIP text encoder) are not written
-for export, and an SD graph would be several GB.
+`stable_diffusion` are refused: their diffusers pipelines (schedulers in numpy, SD's VAE and CLIP
+text encoder) are not written for export, and an SD graph would be several GB.
 """
 
 import json
