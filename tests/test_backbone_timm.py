@@ -62,7 +62,12 @@ def test_stores_equal_timms_own_forward_intermediates(tmp_path, images, name, si
         store = open_store(path)
         assert store.shape == (3, *expected[layer][:1], *expected[layer][1:] * 2)
         assert store.attrs["normalisation"] == "[0, 1]" and store.attrs["layer"] == layer
-        np.testing.assert_array_equal(store[:], fmap.numpy().astype(np.float16))
+        # the same numbers up to float16 rounding: a CPU's kernels may round a float32 sum
+        # differently between the two calls (one float16 step on 24 of 18432 values, seen on one
+        # machine), so nearly all values are equal and the rest within 1.5 steps (rtol 2e-3)
+        stored, expected_map = store[:], fmap.numpy()
+        assert (stored == expected_map.astype(np.float16)).mean() > 0.99
+        np.testing.assert_allclose(stored.astype(np.float32), expected_map, rtol=2e-3, atol=1e-6)
 
 
 def test_early_exit_equals_hooks_on_a_full_forward(images):
