@@ -50,6 +50,8 @@ try:
 except ConfigProblem as _exc:
     config_error(str(_exc))
 
+for _name, (_format, _why) in PLAN.detected_formats.items():
+    print(f"datasets.{_name}: format auto chose {_format} ({_why})", file=sys.stderr)
 DATASETS, METHODS, SEEDS = PLAN.datasets, PLAN.methods, PLAN.seeds
 RUNS, DISTILL_RUNS = PLAN.runs, PLAN.distill_runs  # (dataset, method folder, seed) of Table 2's rows
 TABLE3_DATASETS, TABLE4_DATASETS, BUDGET_DATASETS = PLAN.table3_datasets, PLAN.table4_datasets(), PLAN.budget_datasets()
@@ -125,8 +127,9 @@ def dataset_manifest(wildcards, part="labelled"):
         return ""
     if settings["format"] is None:
         return manifest_digest(path, ("real",) if part == "labelled" else ("unlabeled",))
-    extra = Path(path) / settings["unlabeled"] if settings["unlabeled"] else None  # an absolute one stays
-    return folder_digest(path) + (folder_digest(extra) if extra else "")
+    folder = Path(path) if Path(path).is_dir() else Path(path).parent  # a COCO JSON: the folder around it
+    extra = folder / settings["unlabeled"] if settings["unlabeled"] else None  # an absolute one stays
+    return folder_digest(folder) + (folder_digest(extra) if extra else "")
 
 
 def pool_manifest(wildcards):

@@ -435,7 +435,8 @@ def assert_agrees_with_the_model_size_prediction(bundle, files: list, labels: li
     """Masks at the images' own size (`labels`) equal the model-size prediction of the padded
     square at its pixel centres (SEGMENTED's a and c), and inside the image their nearest-neighbour
     reduction to the model's size agrees with it on most pixels (all of them)."""
-    from ddpmseg.datasets import fit_image, read_rgb, square_box
+    from ddpmseg.datasets import fit_image, square_box
+    from ddpmseg.images import read_rgb
 
     pictures = [read_rgb(path) for path in files]
     square = bundle.predict(np.stack([fit_image(rgb, 32, "pad") for rgb in pictures]))[0]

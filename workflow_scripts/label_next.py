@@ -2,14 +2,13 @@
 writes the picked batch: the original images, their predicted masks at their own size as palette
 PNGs and in the dataset's format, an overlay each for the annotator, and batch.csv."""
 import _repository_src  # noqa: F401  (puts the repository's src/ on sys.path)
-import shutil
 from pathlib import Path
 
 import numpy as np
 import zarr
 
 from ddpmseg.atomic import folder_written_atomically
-from ddpmseg.datasets import read_rgb
+from ddpmseg.images import read_rgb, write_upright
 from ddpmseg.ensemble import load_ensemble
 from ddpmseg.errors import UserError
 from ddpmseg.evaluate import palette, predict_images_at_original_size, save_palette_png
@@ -59,14 +58,14 @@ with folder_written_atomically(snakemake.output.batch) as out:
                                                         picked.iterrows()):
         for folder in ("images", "masks", "overlays"):
             (out / folder / image_id).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(file, out / "images" / f"{image_id}{file.suffix}")
+        write_upright(file, out / "images" / f"{image_id}{file.suffix}")
         save_palette_png(mask, out / "masks" / f"{image_id}.png", len(classes))
         labelling_overlay(read_rgb(file), mask, js, classes, ignore,
                           f"rank {row['rank']}: {image_id} (JS top 10% {row['js_top10']:.3f} nats, "
                           f"margin {row['margin_mean']:.2f})", out / "overlays" / f"{image_id}.png")
         if fmt == "paper":  # the paper's layout, ready to copy into the dataset's real/train/
             (out / "real" / "train" / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(file, out / "real" / "train" / f"{name}{file.suffix}")
+            write_upright(file, out / "real" / "train" / f"{name}{file.suffix}")
             np.save(out / "real" / "train" / f"{name}.npy", mask)
     if fmt not in ("paper", "palette"):
         export_masks(out / fmt, fmt, list(picked["image"]), files, masks, classes,

@@ -58,7 +58,7 @@ def segment(args) -> None:
     (photo | prediction | uncertainty) of every image, at its own size, under args.out."""
     from tqdm import tqdm
 
-    from ddpmseg.datasets import read_rgb
+    from ddpmseg.images import read_rgb
     from ddpmseg.evaluate import save_palette_png
     from ddpmseg.plots import labelling_overlay
     from ddpmseg.segmenter import Segmenter
@@ -96,8 +96,9 @@ def export(args) -> None:
     """The bundle as one ONNX model (`ddpmseg.export`), checked against the bundle in torch on the
     `--check` images (or two generated ones): the share of pixels whose labels agree and the
     largest uncertainty difference are printed; below 99.9% agreement the export fails."""
-    from ddpmseg.datasets import fit_image, read_rgb
+    from ddpmseg.datasets import fit_image
     from ddpmseg.export import export_onnx, onnx_predict
+    from ddpmseg.images import read_rgb
     from ddpmseg.segmenter import Segmenter
 
     segmenter = Segmenter.load(args.bundle)

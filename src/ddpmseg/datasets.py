@@ -37,7 +37,8 @@ import zarr
 from PIL import Image
 
 from ddpmseg.atomic import folder_written_atomically
-from ddpmseg.errors import UserError
+from ddpmseg.errors import DatasetError
+from ddpmseg.images import open_image, read_rgb, turned_mask_problem
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 SPLITS = ("train", "test", "unlabeled")
@@ -56,18 +57,6 @@ _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 _MAX_LISTED_VALUES = 20
 log = logging.getLogger(__name__)
 _VALIDATION_THREADS = 8
-
-
-class DatasetError(UserError, ValueError):
-    """A problem with the user's data; the message names the file and says what to do.
-
-    ``problems`` holds the individual problem lines (one per file and fault); for
-    an error raised with a single message it is ``[message]``.
-    """
-
-    def __init__(self, message: str, problems: list[str] | None = None):
-        super().__init__(message)
-        self.problems = list(problems) if problems is not None else [message]
 
 
 def _problems_error(root: pathlib.Path, problems: list[str]) -> DatasetError:
@@ -272,11 +261,6 @@ def _non_square_problem(path, width: int, height: int) -> str:
             "(centre crop) in the config, or make the images square.")
 
 
-def _unreadable_image_problem(path, exc: Exception) -> str:
-    return (f"{path}: cannot be read as an image ({type(exc).__name__}: {exc}). "
-            "Replace it with a valid PNG or JPEG file, or remove it.")
-
-
 def _read_label_array(path) -> np.ndarray:
     """The label array as stored (2-D, integer dtype); DatasetError if it is not one."""
     hint = "Save it with np.save(path, label.astype(np.uint8))."
@@ -311,15 +295,15 @@ def _check_item(image_path: pathlib.Path, label_path: pathlib.Path | None, label
     """Problems of one (image, label) pair; reads the image header and pixels and the whole label."""
     problems = []
     size = None
+    tag = 1
     try:
-        with Image.open(image_path) as im:
-            im.load()
-            size, mode = im.size, im.mode
+        with open_image(image_path) as im:
+            size, mode, tag = im.size, im.mode, im.info["orientation"]
             if mode not in _RGB_CONVERTIBLE_MODES:
                 problems.append(f"{image_path}: image mode {mode!r} (e.g. 16-bit or float) cannot be converted to "
                                 "8-bit RGB without losing it. Save it as an 8-bit RGB PNG or JPEG.")
-    except Exception as exc:  # Pillow raises many types (OSError, SyntaxError, ValueError, ...) for bad files
-        problems.append(_unreadable_image_problem(image_path, exc))
+    except DatasetError as exc:
+        problems.extend(exc.problems)
     if size is not None and size[0] != size[1] and non_square == "error":
         problems.append(_non_square_problem(image_path, *size))
     if not labelled:
@@ -332,7 +316,10 @@ def _check_item(image_path: pathlib.Path, label_path: pathlib.Path | None, label
         label = _read_label_array(label_path)
     except DatasetError as exc:
         return problems + exc.problems
-    if size is not None and label.shape != (size[1], size[0]):
+    turned = size is not None and turned_mask_problem(label.shape[::-1], size, tag, label_path, image_path.name)
+    if turned:
+        problems.append(turned)
+    elif size is not None and label.shape != (size[1], size[0]):
         problems.append(f"{label_path}: label shape {label.shape} (height, width) does not match the image "
                         f"{image_path.name}, which is {size[1]}x{size[0]} (height x width). "
                         "Save the label at the image's size.")
@@ -460,15 +447,6 @@ def opencv_nearest_indices(in_size: int, out_size: int) -> np.ndarray:
 def load_image(path, image_size: int, non_square: str = "error", resize: str = "lanczos") -> np.ndarray:
     """Image at ``path`` as an (image_size, image_size, 3) uint8 RGB array (`read_rgb`, then `fit_image`)."""
     return fit_image(read_rgb(path), image_size, non_square, resize, path)
-
-
-def read_rgb(path) -> np.ndarray:
-    """Image at ``path`` as an (H, W, 3) uint8 RGB array at its own size; DatasetError naming it if unreadable."""
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
-    except Exception as exc:  # see _check_item: any Pillow failure means an unreadable file
-        raise DatasetError(_unreadable_image_problem(path, exc)) from exc
 
 
 def fit_image(rgb: np.ndarray, image_size: int, non_square: str = "error", resize: str = "lanczos",

@@ -67,6 +67,28 @@ class Extraction:
     constraints: dict
 
 
+def settled_formats(config: dict) -> dict:
+    """Every dataset's `format: auto` replaced by the format its folder is in (`formats.detect`;
+    the paper's layout: null). Returns {dataset: (format name or 'paper', why)} of those settled;
+    ConfigProblem naming the dataset when its folder fits no format or several."""
+    from ddpmseg.datasets import DatasetError
+    from ddpmseg.formats.detect import PAPER, detect
+
+    settled = {}
+    for name, settings in config["datasets"].items():
+        if settings is None or settings["format"] != "auto":
+            continue
+        if settings["path"] is None:
+            raise ConfigProblem(f"config: datasets.{name}.format: auto needs the dataset's `path`")
+        try:
+            fmt, why = detect(settings["path"])
+        except DatasetError as exc:
+            raise ConfigProblem(f"config: datasets.{name}.format: auto: {exc}") from exc
+        settings["format"] = None if fmt == PAPER else fmt
+        settled[name] = (fmt, why)
+    return settled
+
+
 def normalised(config: dict) -> dict:
     """The config with datasets mapped to null dropped and every dataset's image_size settled:
     a dataset's diffusion flags give it where the dataset does not, and where a method uses the
@@ -102,6 +124,7 @@ class Plan:
     """Everything the rules need of a config (see the module's docstring)."""
 
     def __init__(self, config: dict):
+        self.detected_formats = settled_formats(config)  # {dataset: (format, why)} of `format: auto`
         self.config = normalised(config)
         self.datasets = list(config["datasets"])
         self.plans = plans(config)  # {dataset: {method: ddpmseg.methods.plan}}

@@ -208,7 +208,8 @@ class Segmenter:
         """Segments image files, each read and brought to the model's size as the training splits
         were (the bundle's non_square and resize policies): labels [(H, W) uint8] and uncertainty
         [(H, W) float32, nats], each at its file's own size (`predict` with original_sizes)."""
-        from ddpmseg.datasets import fit_image, read_rgb
+        from ddpmseg.datasets import fit_image
+        from ddpmseg.images import read_rgb
 
         d = self.description
         pictures = [read_rgb(p) for p in paths]

@@ -3,10 +3,15 @@
 the paper's layout (`ddpmseg.datasets`). A new format is one module with a `read` and one line
 here."""
 
-from ddpmseg.formats import datumaro_formats, image_mask, labelme
+from ddpmseg.formats import coco, datumaro_formats, image_mask, labelme, voc
 
 READERS = {
+    **{name: datumaro_formats.read for name in datumaro_formats.NAMES},
     "image_mask": image_mask.read,
     "labelme": labelme.read,
-    **{name: datumaro_formats.read for name in datumaro_formats.NAMES},
+    "voc": voc.read,
+    "voc_segmentation": voc.read,
+    "coco_instances": coco.read,
+    "coco_stuff": coco.read,
+    "roboflow_coco": coco.read,
 }

@@ -18,11 +18,13 @@ import numpy as np
 
 from ddpmseg.datasets import DatasetError
 from ddpmseg.formats.source import UNCOVERED, Source, SourceImage
+from ddpmseg.images import shown_size, turned_mask_problem
 
 # datumaro's importer names of the formats that carry per-pixel annotation (masks or polygons).
+# VOC's class masks and COCO's instances are read by ddpmseg.formats.voc and .coco instead.
 NAMES = (
-    "voc", "voc_segmentation", "voc_instance_segmentation",
-    "coco", "coco_instances", "coco_stuff", "coco_panoptic", "roboflow_coco",
+    "voc_instance_segmentation",
+    "coco", "coco_panoptic",
     "cvat", "label_me",
     "cityscapes", "camvid", "kitti", "kitti_segmentation",
     "ade20k2017", "ade20k2020", "mapillary_vistas", "mapillary_vistas_panoptic",
@@ -43,9 +45,7 @@ def read(root, settings: dict) -> Source:
         dataset = dm.Dataset.import_from(str(root), name)
         items = list(dataset)
     except Exception as exc:  # datumaro raises many types for a folder it cannot parse
-        raise DatasetError(f"{root}: cannot be read as format {name!r} ({type(exc).__name__}: "
-                           f"{_first_line(exc)}). Point `path` at the export's top folder, or set the "
-                           "format it was exported in.") from exc
+        raise _import_error(pathlib.Path(root), name, exc) from exc
     labels = dataset.categories().get(AnnotationType.label)
     classes = [label.name for label in labels] if labels is not None else []
     colourmap = dataset.categories().get(AnnotationType.mask)
@@ -80,17 +80,15 @@ def _missing_image(where: str, image_path: pathlib.Path):
 
 def _class_map(shapes: list, classes: list, image_path: pathlib.Path, where: str) -> np.ndarray:
     """(H, W) int32 source class ids drawn from ``shapes``, UNCOVERED elsewhere."""
-    from PIL import Image
-
-    with Image.open(image_path) as im:
-        width, height = im.size
+    width, height, tag = shown_size(image_path)
     out = np.full((height, width), UNCOVERED, np.int32)
     for shape in sorted(shapes, key=lambda a: (a.z_order, -_area(a, where))):  # stable: ties keep their order
-        out[_pixels(shape, classes, width, height, image_path, where)] = shape.label
+        out[_pixels(shape, classes, width, height, tag, image_path, where)] = shape.label
     return out
 
 
-def _pixels(shape, classes: list, width: int, height: int, image_path: pathlib.Path, where: str) -> np.ndarray:
+def _pixels(shape, classes: list, width: int, height: int, tag: int, image_path: pathlib.Path,
+            where: str) -> np.ndarray:
     """(H, W) bool: the pixels one mask or polygon covers; DatasetError naming the problem."""
     from datumaro.components.annotation import Mask
     from pycocotools import mask as coco_mask
@@ -103,6 +101,9 @@ def _pixels(shape, classes: list, width: int, height: int, image_path: pathlib.P
             pixels = np.asarray(shape.image, bool)
         except KeyError as exc:  # a colour mask with a colour the colour table lacks
             raise _colour_error(where, exc) from exc
+        turned = turned_mask_problem(pixels.shape[::-1], (width, height), tag, where, image_path.name)
+        if turned:
+            raise DatasetError(turned)
         if pixels.shape != (height, width):
             raise DatasetError(f"{where}: mask is {pixels.shape[1]}x{pixels.shape[0]} (width x height), its "
                                f"image {image_path.name} {width}x{height}. Export the mask at the image's size.")
@@ -133,6 +134,32 @@ def _colour_error(where: str, exc: KeyError) -> DatasetError:
     """datumaro's KeyError for a colour mask's colour that its colour table lacks, as one line."""
     return DatasetError(f"{where}: mask has a colour not in the colour table ({exc.args[0] if exc.args else exc}). "
                         "Add the colour to the label map, or repaint those pixels.")
+
+
+def _import_error(root: pathlib.Path, name: str, exc: Exception) -> DatasetError:
+    """One line for datumaro's failure to read ``root`` as ``name``: every exception of its chain
+    (the cause names what datumaro looked for) and the fix that fits that cause."""
+    from ddpmseg.formats.detect import candidates
+
+    chain, seen = [], set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    said = "; caused by ".join(dict.fromkeys(f"{type(e).__name__}: {_first_line(e)}" for e in chain))
+    missing = next((e.filename for e in chain if isinstance(e, FileNotFoundError) and e.filename), None)
+    others = [fmt for fmt, _ in candidates(root) if fmt != name]
+    below = [child.name for child in sorted(root.iterdir()) if child.is_dir() and
+             any(fmt == name for fmt, _ in candidates(child))] if root.is_dir() else []
+    if missing:
+        fix = f"Add {missing}, or remove what names it."
+    elif below:
+        fix = f"Point `path` at {root / below[0]}, the export's top folder."
+    elif others:
+        fix = f"The folder looks like format {others[0]}: set that format (or format: auto)."
+    else:
+        fix = "Check the folder against the format's layout (docs/data.md), or set the format it was exported in."
+    return DatasetError(f"{root}: cannot be read as format {name!r} ({said}). {fix}")
 
 
 def _first_line(exc: Exception) -> str:

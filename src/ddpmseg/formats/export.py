@@ -7,8 +7,10 @@ copied in where the format keeps them, so that the folder is a dataset of its ow
 from __future__ import annotations
 
 import pathlib
+import tempfile
 
 from ddpmseg.atomic import folder_written_atomically
+from ddpmseg.images import write_upright
 
 # datumaro's writers that keep per-pixel masks; "palette" (indexed PNGs, always written) is ours.
 EXPORT_FORMATS = ("palette", "voc", "voc_segmentation", "coco_instances", "coco_panoptic", "cvat", "label_me",
@@ -25,13 +27,15 @@ def export_masks(out, fmt: str, image_ids: list, image_paths: list, labels: list
     from datumaro.components.annotation import AnnotationType, LabelCategories, Mask, MaskCategories
     from datumaro.components.media import Image as DmImage
 
-    items = []
-    for image_id, path, label in zip(image_ids, image_paths, labels):
-        masks = [Mask(image=label == c, label=c) for c in range(len(classes)) if (label == c).any()]
-        items.append(dm.DatasetItem(id=image_id, media=DmImage.from_file(str(path)), annotations=masks))
     categories = {AnnotationType.label: LabelCategories.from_iterable(classes)}
     if colours is not None:
         categories[AnnotationType.mask] = MaskCategories({i: tuple(c) for i, c in enumerate(colours)})
-    with folder_written_atomically(pathlib.Path(out)) as tmp:
+    with folder_written_atomically(pathlib.Path(out)) as tmp, tempfile.TemporaryDirectory() as upright:
+        items = []
+        for i, (image_id, path, label) in enumerate(zip(image_ids, image_paths, labels)):
+            shown = pathlib.Path(upright) / f"{i}{pathlib.Path(path).suffix}"
+            write_upright(path, shown)  # the labels are in the shown orientation: so is the copied image
+            masks = [Mask(image=label == c, label=c) for c in range(len(classes)) if (label == c).any()]
+            items.append(dm.DatasetItem(id=image_id, media=DmImage.from_file(str(shown)), annotations=masks))
         dm.Dataset.from_iterable(items, categories=categories).export(str(tmp), fmt, save_media=True)
 

@@ -19,9 +19,10 @@ import numpy as np
 from PIL import Image
 
 from ddpmseg.datasets import DatasetError, _walk_files
+from ddpmseg.formats.files import IMAGE_SUFFIXES
 from ddpmseg.formats.source import IGNORED, TEST_SUBSETS, TRAIN_SUBSETS, Source, SourceImage
+from ddpmseg.images import shown_size, turned_mask_problem
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 SUBSET_FOLDERS = TRAIN_SUBSETS + TEST_SUBSETS + ("unlabeled",)
 INDEX_MODES = ("1", "L", "P", "I", "I;16")
 COLOUR_MODES = ("RGB", "RGBA")
@@ -57,7 +58,7 @@ def read(root, settings: dict) -> Source:
         else:
             mask_path = masks_dir / mask
             out.append(SourceImage(image_id.as_posix(), subset, images_dir / rel, str(mask_path),
-                                   _reader(mask_path, images_dir / rel, classes, colours, ignore)))
+                                   mask_reader(mask_path, images_dir / rel, classes, colours, ignore)))
     return Source(classes, colours, out)
 
 
@@ -94,21 +95,27 @@ def read_labelmap(path) -> tuple[list, list | None]:
     return names, (colours if all(c is not None for c in colours) else None)
 
 
-def _reader(mask_path: pathlib.Path, image_path: pathlib.Path, classes: list, colours: list | None, ignore: int):
+def mask_reader(mask_path: pathlib.Path, image_path: pathlib.Path, classes: list, colours: list | None,
+                ignore: int, ignore_colours: tuple = (), where: str = "labelmap.txt"):
+    """A `SourceImage.class_map` of a mask PNG over the image it belongs to: index values are
+    class ids (``ignore`` IGNORED); colours are those of ``colours`` (``ignore_colours`` IGNORED).
+    ``where`` names the class table in messages."""
     def class_map() -> np.ndarray:
-        with Image.open(image_path) as im:
-            width, height = im.size
+        width, height, tag = shown_size(image_path)
         try:
             with Image.open(mask_path) as im:
                 mode, values = im.mode, np.asarray(im)
         except Exception as exc:  # any Pillow failure: an unreadable file
             raise DatasetError(f"{mask_path}: cannot be read as a PNG mask ({type(exc).__name__}: {exc}). "
                                "Replace it.") from exc
+        turned = turned_mask_problem(values.shape[1::-1], (width, height), tag, mask_path, image_path.name)
+        if turned:
+            raise DatasetError(turned)
         if values.shape[:2] != (height, width):
             raise DatasetError(f"{mask_path}: mask is {values.shape[1]}x{values.shape[0]} (width x height), its image "
                                f"{image_path.name} {width}x{height}. Save the mask at the image's size.")
         if mode in COLOUR_MODES:
-            return _decode_colours(mask_path, values[..., :3], colours)
+            return _decode_colours(mask_path, values[..., :3], colours, ignore_colours, where)
         if mode not in INDEX_MODES:
             raise DatasetError(f"{mask_path}: PNG mode {mode!r} is no mask. Save an 8-bit index (grey or palette) "
                                "PNG, or an RGB PNG in labelmap.txt's colours.")
@@ -122,17 +129,19 @@ def _reader(mask_path: pathlib.Path, image_path: pathlib.Path, classes: list, co
     return class_map
 
 
-def _decode_colours(mask_path: pathlib.Path, rgb: np.ndarray, colours: list | None) -> np.ndarray:
+def _decode_colours(mask_path: pathlib.Path, rgb: np.ndarray, colours: list | None, ignore_colours: tuple,
+                    where: str) -> np.ndarray:
     """(H, W) int32 class ids of an (H, W, 3) colour mask; DatasetError for a colour not in the table."""
     if colours is None:
-        raise DatasetError(f"{mask_path}: an RGB mask needs the class colours: write labelmap.txt beside images/ "
-                           "('name:r,g,b::' per class), or save index PNGs.")
+        raise DatasetError(f"{mask_path}: an RGB mask needs the class colours: write labelmap.txt beside the "
+                           "masks' folder ('name:r,g,b::' per class), or save index PNGs.")
     codes = (rgb[..., 0].astype(np.int32) << 16) | (rgb[..., 1].astype(np.int32) << 8) | rgb[..., 2]
-    table = {(r << 16) | (g << 8) | b: i for i, (r, g, b) in enumerate(colours)}
+    table = {(r << 16) | (g << 8) | b: IGNORED for r, g, b in ignore_colours}
+    table.update({(r << 16) | (g << 8) | b: i for i, (r, g, b) in enumerate(colours)})
     found, inverse = np.unique(codes, return_inverse=True)
     unknown = [int(c) for c in found if int(c) not in table]
     if unknown:
         shown = ", ".join(f"({c >> 16}, {(c >> 8) & 255}, {c & 255})" for c in unknown[:5])
-        raise DatasetError(f"{mask_path}: colours {shown} are not in labelmap.txt. Add them as classes, or "
+        raise DatasetError(f"{mask_path}: colours {shown} are not in {where}. Add them as classes, or "
                            "repaint those pixels.")
     return np.asarray([table[int(c)] for c in found], np.int32)[inverse].reshape(codes.shape)

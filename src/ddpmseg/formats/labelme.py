@@ -4,7 +4,8 @@ does not read (its `label_me` is MIT LabelMe's XML)::
     <path>/[<subset>/]NAME.json    {"imagePath": "NAME.jpg", "imageHeight": H, "imageWidth": W,
                                     "shapes": [{"label": "hair", "shape_type": "polygon",
                                                 "points": [[x, y], ...]}, ...], ...}
-    <path>/[<subset>/]NAME.jpg     the image, where imagePath says (relative to the JSON's folder)
+    <path>/[<subset>/]NAME.jpg     the image, where imagePath says (relative to the JSON's folder;
+                                   a path from another machine is found by its tail, `formats.files`)
     <path>/labels.txt              optional: the class names, one per line (labelme2voc's file)
 
 An image's class map is drawn as labelme's own `shapes_to_label` draws it: shapes in the file's
@@ -28,8 +29,10 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ddpmseg.datasets import DatasetError, _walk_files
-from ddpmseg.formats.image_mask import IMAGE_SUFFIXES, SUBSET_FOLDERS
+from ddpmseg.formats.files import IMAGE_SUFFIXES, ImageIndex
+from ddpmseg.formats.image_mask import SUBSET_FOLDERS
 from ddpmseg.formats.source import IGNORED, UNCOVERED, Source, SourceImage
+from ddpmseg.images import shown_size, turned_mask_problem
 
 IGNORE_NAME = "__ignore__"
 REGION_SHAPES = ("polygon", "rectangle", "circle", "mask")
@@ -47,9 +50,11 @@ def read(root, settings: dict) -> Source:
                            "in (MIT LabelMe's XML is format label_me).")
     documents = {path: _load(path) for path in annotations}
     classes = _classes(root, documents)
-    images, referenced = [], set()
+    images, referenced, index = [], set(), ImageIndex(root)
     for path, document in documents.items():
-        image_path = (path.parent / document["imagePath"].replace("\\", "/")).resolve()  # saved on Windows too
+        written = document["imagePath"]  # relative to the JSON, or as on the annotator's machine
+        image_path = index.find(written, [path.parent], str(path)) or path.parent / written.replace("\\", "/")
+        image_path = image_path.resolve()
         if image_path in referenced:
             raise DatasetError(f"{path}: names the image {image_path}, which another JSON annotates too. Keep one "
                                "annotation per image.")
@@ -103,9 +108,11 @@ def _reader(path: pathlib.Path, document: dict, image_path: pathlib.Path, classe
         if not image_path.is_file():
             raise DatasetError(f"{path}: annotates {image_path}, which is missing. Put the image there (imagePath is "
                                "relative to the JSON's folder), or remove the JSON.")
-        with Image.open(image_path) as im:
-            width, height = im.size
+        width, height, tag = shown_size(image_path)
         said = (document.get("imageWidth"), document.get("imageHeight"))
+        turned = None not in said and turned_mask_problem(said, (width, height), tag, path, image_path.name)
+        if turned:
+            raise DatasetError(turned)
         if None not in said and tuple(said) != (width, height):
             raise DatasetError(f"{path}: says the image is {said[0]}x{said[1]} (width x height), {image_path.name} is "
                                f"{width}x{height}. Annotate the image as it is, or restore the annotated one.")

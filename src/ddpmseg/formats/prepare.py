@@ -18,9 +18,10 @@ import numpy as np
 
 from ddpmseg.datasets import (ORIGINAL_LABELS, DatasetError, _check_item, _create_images, _create_labels,
                               _problems_error, _write_group_atomically, fit_image, fit_label, list_folder,
-                              read_rgb, relative_file, write_empty_split, write_original_label)
-from ddpmseg.formats import READERS
+                              relative_file, write_empty_split, write_original_label)
+from ddpmseg.formats import READERS, coco
 from ddpmseg.formats.source import Source, SourceImage, assign_splits, class_table, lut_classes
+from ddpmseg.images import read_rgb
 
 _THREADS = 8
 
@@ -36,7 +37,7 @@ def read_source(root, settings: dict, where: str) -> Source:
         hint = f" (did you mean {near[0]!r}?)" if near else ""
         raise DatasetError(f"{where}.format: unknown format {name!r}{hint}; known: {', '.join(sorted(READERS))}.")
     root = pathlib.Path(root)
-    if not root.is_dir():
+    if not root.is_dir() and not (root.is_file() and READERS[name] is coco.read):
         raise DatasetError(f"{root}: folder not found. Fix the dataset's `path`.")
     return READERS[name](root, settings)
 
@@ -51,6 +52,7 @@ def prepare_formatted(root, settings: dict, outputs: dict, needs_unlabeled: bool
     and the image ids of each split ('splits').
     """
     source = read_source(root, settings, where)
+    root = pathlib.Path(root) if pathlib.Path(root).is_dir() else pathlib.Path(root).parent  # a COCO JSON's folder
     ignore = 255 if settings["ignore_label"] is None else settings["ignore_label"]
     mapping = settings["classes"] if isinstance(settings["classes"], dict) else None
     classes, lut = class_table(source, mapping, settings["unannotated"], ignore, where)
@@ -102,7 +104,8 @@ def prepare_formatted(root, settings: dict, outputs: dict, needs_unlabeled: bool
     colours = None if source.colours is None or mapping else [list(c) for c in source.colours]
     return {"counts": {split: len(splits[split]) for split in ("train", "test", "unlabeled")}, "num_classes": len(classes),
             "classes": classes, "ignore_label": ignore, "colours": colours, "format": settings["format"],
-            "splits": {split: [image.image_id for image in splits[split]] for split in ("train", "test")}}
+            "splits": {split: [image.image_id for image in splits[split]] for split in ("train", "test")},
+            "skipped": source.skipped}
 
 
 def _check_image(image: SourceImage, non_square: str) -> list:

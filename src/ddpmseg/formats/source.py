@@ -16,7 +16,7 @@ source's class ids at the image's own size, `UNCOVERED` where no annotation lies
 from __future__ import annotations
 
 import pathlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -53,11 +53,13 @@ class SourceImage:
 @dataclass(frozen=True)
 class Source:
     """A dataset read by a format reader: class names in the source's id order, their (r, g, b)
-    colours where the format has them (else None), and its images."""
+    colours where the format has them (else None), its images, and what it skipped
+    ({what: count}, e.g. {"box-only annotations": 3})."""
 
     classes: list
     colours: list | None
     images: list
+    skipped: dict = field(default_factory=dict)
 
 
 def class_table(source: Source, mapping: dict | None, unannotated: str, ignore_label: int,
