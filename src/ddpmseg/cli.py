@@ -4,9 +4,11 @@ export it to ONNX, from the shell, without a config or Snakemake.
     ddpmseg segment results/fasseg_face6/ddpm/seed0/segmenter photos/ more/*.jpg --out masks/
     ddpmseg info results/fasseg_face6/ddpm/seed0/segmenter
     ddpmseg export results/fasseg_face6/ddpm/seed0/segmenter faces.onnx
+    ddpmseg data check /data/streets_voc
 
 A problem with what was given (a missing bundle or checkpoint, an unreadable image, a bundle of
-a newer format) ends the command with one line naming the file and the fix, exit status 2.
+a newer format) ends the command with one line naming the file and the fix, exit status 2;
+`data check` exits 1 when the data itself has problems (each listed).
 """
 
 import argparse
@@ -175,6 +177,38 @@ def info(args) -> None:
         print("\n".join(describe(args.bundle)))
 
 
+def data_check(args) -> int:
+    """Print what `ddpmseg.data_check.check` finds; 1 when the data has problems."""
+    import yaml
+
+    from ddpmseg.data_check import check
+    from ddpmseg.formats import READERS
+
+    if not Path(args.path).exists():
+        raise InputProblem(f"{args.path}: no such file or folder; give the dataset's folder (or a COCO JSON)")
+    if args.format not in ("auto", "paper", *READERS):
+        raise InputProblem(f"--format {args.format}: unknown; give auto, paper or one of {', '.join(sorted(READERS))}")
+    mapped = [c for c in args.classes or [] if "=" in c]
+    if mapped and len(mapped) != len(args.classes):
+        raise InputProblem("--classes: give either names (image_mask, paper layout) or OLD=NEW pairs (OLD= drops)")
+    classes = ({old: new or None for old, _, new in (c.partition("=") for c in mapped)} if mapped
+               else args.classes or None)
+    try:
+        split = yaml.safe_load(args.split) if args.split else {}
+    except yaml.YAMLError as exc:
+        raise InputProblem(f"--split {args.split!r}: not YAML ({exc}); e.g. --split '{{test_fraction: 0.2}}'") from exc
+    if not isinstance(split, dict):
+        raise InputProblem(f"--split {args.split!r}: give a mapping, e.g. '{{test_fraction: 0.2}}'")
+    report = check(args.path, args.format, classes, split, args.unannotated, args.ignore_label)
+    print("\n".join(report.lines))
+    if report.problems:
+        print(f"{len(report.problems)} problem{'s' if len(report.problems) != 1 else ''}:")
+        print("\n".join(f"  {problem}" for problem in report.problems))
+        return 1
+    print("no problems")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     main = argparse.ArgumentParser(prog="ddpmseg", description="Segment images with a trained ddpmseg segmenter "
                                    "bundle (results/<dataset>/<method>/seed<s>/segmenter, or distill_<pool>/.../"
@@ -216,6 +250,23 @@ def parser() -> argparse.ArgumentParser:
     about.add_argument("bundle", metavar="BUNDLE", help="a segmenter bundle folder")
     about.add_argument("--json", action="store_true", help="print the bundle's segmenter.json instead")
     about.set_defaults(run=info)
+    data = commands.add_parser("data", help="check a dataset folder before a run").add_subparsers(
+        dest="data_command", required=True, metavar="COMMAND")
+    verify = data.add_parser("check", help="read a dataset folder as the workflow would; write nothing",
+                             description="Read a dataset folder (or a COCO JSON) exactly as the workflow's "
+                             "preparation would, write nothing, and print the format found, images per subset and "
+                             "split, labelled and unlabeled counts, the classes with their pixel shares, the image "
+                             "sizes and orientation tags, and every problem, one per line. Exit 0: usable; 1: "
+                             "problems in the data; 2: unusable arguments.")
+    verify.add_argument("path", metavar="PATH", help="the dataset's folder, as the config's `path`")
+    verify.add_argument("--format", default="auto", help="the config's `format` (default auto; paper: the paper's "
+                        "layout)")
+    verify.add_argument("--classes", nargs="+", metavar="NAME", help="the config's `classes`: names in id order, or "
+                        "OLD=NEW pairs (OLD= drops the class)")
+    verify.add_argument("--split", metavar="YAML", help="the config's `split`, e.g. '{test_fraction: 0.2}'")
+    verify.add_argument("--unannotated", default="auto", help="the config's `unannotated` (default auto)")
+    verify.add_argument("--ignore-label", type=int, metavar="N", help="the config's `ignore_label` (default 255)")
+    verify.set_defaults(run=data_check)
     return main
 
 
@@ -226,11 +277,14 @@ def main(argv=None) -> int:
     if getattr(args, "batch_size", 1) < 1:
         parser().error("--batch-size must be at least 1")
     try:
-        args.run(args)
+        status = args.run(args)
     except (InputProblem, UserError) as exc:
+        if args.command == "data" and not isinstance(exc, InputProblem):  # the data's own problem
+            print(f"ddpmseg data check: {exc}", file=sys.stderr)
+            return 1
         print(f"ddpmseg {args.command}: {exc}", file=sys.stderr)
         return 2
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":
