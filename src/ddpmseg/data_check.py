@@ -40,6 +40,7 @@ def check(path, fmt: str = "auto", classes=None, split: dict | None = None, unan
         _check_paper(path, classes, ignore_label, report)
     else:
         _check_format(path, fmt, classes, split or {}, unannotated, ignore_label, report)
+    report.problems = list(dict.fromkeys(report.problems))  # an unreadable annotated image is found twice
     return report
 
 

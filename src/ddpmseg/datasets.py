@@ -60,7 +60,8 @@ _VALIDATION_THREADS = 8
 
 
 def _problems_error(root: pathlib.Path, problems: list[str]) -> DatasetError:
-    """One DatasetError whose message lists ``problems`` under a header naming the dataset."""
+    """One DatasetError whose message lists ``problems`` (each once) under a header naming the dataset."""
+    problems = list(dict.fromkeys(problems))  # an image both unreadable and annotated is found twice
     header = f"Dataset {root} has {len(problems)} problem{'s' if len(problems) != 1 else ''}:"
     return DatasetError("\n".join([header] + [f"  {p}" for p in problems]), problems)
 
