@@ -234,3 +234,18 @@ def test_data_check_lists_every_problem_of_a_broken_copy_and_exits_1(tmp_path):
     assert f"{root / 'SegmentationClass/2011_000006.png'}: mask is 20x20 (width x height)" in result.stdout
     assert data_check(tmp_path / "nowhere").returncode == 2
     assert data_check(root, "--split", "[1, 2]").returncode == 2
+
+
+def test_a_datumaro_failure_keeps_its_cause_and_gives_the_fix_that_fits_it(tmp_path):
+    """The chained cause (here a JSON parse error), the damaged file, and advice that fits: not
+    "point `path` at the top folder" when it is the top folder."""
+    root = tmp_path / "dm"
+    (root / "annotations").mkdir(parents=True)
+    (root / "annotations" / "default.json").write_text('{"info": {}, "categories": {}, "items": [')
+    with pytest.raises(DatasetError) as caught:
+        read_source(root, {"format": "datumaro"}, "config: datasets.dm")
+    message = str(caught.value)
+    assert "caused by JSONDecodeError" in message and "\n" not in message
+    assert f"{root / 'annotations/default.json'} does not parse" in message and "top folder" not in message
+    with pytest.raises(DatasetError, match="looks like format coco_instances: set that format"):
+        read_source(SAMPLES / "roboflow_coco", {"format": "cityscapes"}, "config: datasets.sharks")

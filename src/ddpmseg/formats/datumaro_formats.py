@@ -151,8 +151,11 @@ def _import_error(root: pathlib.Path, name: str, exc: Exception) -> DatasetError
     others = [fmt for fmt, _ in candidates(root) if fmt != name]
     below = [child.name for child in sorted(root.iterdir()) if child.is_dir() and
              any(fmt == name for fmt, _ in candidates(child))] if root.is_dir() else []
+    damaged = _damaged_file(root) if any(isinstance(e, (ValueError, SyntaxError)) for e in chain[1:]) else None
     if missing:
         fix = f"Add {missing}, or remove what names it."
+    elif damaged:
+        fix = f"{damaged[0]} does not parse ({_first_line(damaged[1])}): export it again, or fix it."
     elif below:
         fix = f"Point `path` at {root / below[0]}, the export's top folder."
     elif others:
@@ -160,6 +163,25 @@ def _import_error(root: pathlib.Path, name: str, exc: Exception) -> DatasetError
     else:
         fix = "Check the folder against the format's layout (docs/data.md), or set the format it was exported in."
     return DatasetError(f"{root}: cannot be read as format {name!r} ({said}). {fix}")
+
+
+def _damaged_file(root: pathlib.Path) -> tuple | None:
+    """(path, error) of the first JSON or XML file below ``root`` that does not parse, or None."""
+    import json
+    import xml.etree.ElementTree as ElementTree
+
+    from ddpmseg.datasets import _walk_files
+
+    for rel in sorted(_walk_files(root, strict=False), key=str) if root.is_dir() else []:
+        path = root / rel
+        try:
+            if rel.suffix.lower() == ".json":
+                json.loads(path.read_text(encoding="utf-8"))
+            elif rel.suffix.lower() == ".xml":
+                ElementTree.parse(path)
+        except (ValueError, ElementTree.ParseError, UnicodeDecodeError) as exc:
+            return path, exc
+    return None
 
 
 def _first_line(exc: Exception) -> str:
