@@ -187,3 +187,27 @@ def test_a_config_problem_is_one_line_naming_the_key(overlay, expected):
     with pytest.raises(ConfigProblem) as problem:
         Plan(validated(overlay))
     assert str(problem.value).startswith(expected) and "\n" not in str(problem.value)
+
+
+SHARED_EXPORTS = REPO.parent / "shared" / "real-exports" / "labelme"
+
+
+@pytest.mark.skipif(not SHARED_EXPORTS.is_dir(), reason="shared real-exports not available")
+def test_format_auto_is_settled_from_the_folder_before_anything_plans(tmp_path):
+    """`format: auto` becomes the format the folder is in (the paper's layout: null) and the plan
+    says which; a folder that fits two formats is a one-line config error listing both."""
+    voc = {"path": str(SHARED_EXPORTS / "semantic_voc"), "format": "auto", "non_square": "pad",
+           "split": {"test_fraction": 0.34}}
+    plan = Plan(validated({"datasets": {"creatures7": None, "photos": voc}}))
+    assert plan.settings("photos")["format"] == "voc"
+    assert plan.detected_formats == {"photos": ("voc", "SegmentationClass/")}
+    paper = {"path": str(REPO.parent / "shared" / "datasets" / "fasseg_face6"), "format": "auto"}
+    plan = Plan(validated({"datasets": {"creatures7": None, "faces": paper}}))
+    assert plan.settings("faces")["format"] is None and plan.detected_formats["faces"][0] == "paper"
+    both = tmp_path / "both"
+    (both / "SegmentationClass").mkdir(parents=True)
+    (both / "images").mkdir()
+    (both / "masks").mkdir()
+    with pytest.raises(ConfigProblem, match=r"^config: datasets\.photos\.format: auto: .*fits 2 formats: "
+                                            r"image_mask \(images/ and masks/\); voc \(SegmentationClass/\)"):
+        Plan(validated({"datasets": {"creatures7": None, "photos": {**voc, "path": str(both)}}}))

@@ -617,6 +617,32 @@ def test_tiny_workflow_ddpmseg_command_segments_as_the_workflow_does(tiny_workfl
 
 
 @pytest.mark.slow
+def test_tiny_workflow_ddpmseg_command_segments_tagged_photos_as_they_are_shown(tiny_workflow, tmp_path):
+    """A photo stored turned with an EXIF orientation (6 and 8: a phone's portrait photos; 3:
+    upside down) is segmented as it is shown: its mask equals that of the same photo saved upright,
+    at the shown size."""
+    from ddpmseg.images import ORIENTATION_TAG
+
+    bundle = tiny_workflow.results / "tiny/ddpm/seed1/segmenter"
+    upright = Image.open(tiny_workflow.folder / "a.png").convert("RGB")  # 96x72
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    upright.save(photos / "upright.png")
+    undo = {3: Image.Transpose.ROTATE_180, 6: Image.Transpose.ROTATE_90, 8: Image.Transpose.ROTATE_270}
+    for tag, turn in undo.items():
+        exif = Image.Exif()
+        exif[ORIENTATION_TAG] = tag
+        upright.transpose(turn).save(photos / f"tag{tag}.png", exif=exif.tobytes())
+    status, _, stderr = ddpmseg_command("segment", bundle, photos, "--out", tmp_path / "out", "--quiet")
+    assert status == 0, stderr
+    reference = np.asarray(Image.open(tmp_path / "out/masks/upright.png"))
+    assert reference.shape == (72, 96)
+    for tag in undo:
+        mask = np.asarray(Image.open(tmp_path / f"out/masks/tag{tag}.png"))
+        assert mask.shape == (72, 96) and (mask == reference).all(), tag
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("bundle", ["ddpm/seed1", "distill_ddpm/seed1"])
 def test_tiny_workflow_bundles_export_to_onnx_and_agree_with_torch(tiny_workflow, tmp_path, bundle):
     """`ddpmseg export` of the DDPM ensemble (the ADM with its fixed noise in the graph) and of the
