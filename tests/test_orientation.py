@@ -45,16 +45,21 @@ def save_tagged(upright: np.ndarray, path, tag: int) -> None:
     image.save(path, exif=exif.tobytes())
 
 
+def write_folder(root, photo: np.ndarray, mask: np.ndarray, tag: int, name: str = "phone.png") -> None:
+    """An image_mask folder with the photo (saved with ``tag``) and its mask in train/ and test/."""
+    for split in ("train", "test"):
+        (root / "images" / split).mkdir(parents=True)
+        (root / "masks" / split).mkdir(parents=True)
+        save_tagged(photo, root / "images" / split / name, tag)
+        Image.fromarray(mask).save(root / "masks" / split / "phone.png")
+    (root / "labelmap.txt").write_text("background:::\nred:::\nblue:::\n")
+
+
 @pytest.mark.parametrize("tag", range(1, 9))
 def test_every_orientation_is_read_upright_and_its_upright_mask_lines_up(tag, tmp_path):
     photo, mask = upright_photo_and_mask()
     root = tmp_path / "data"
-    for split in ("train", "test"):
-        (root / "images" / split).mkdir(parents=True)
-        (root / "masks" / split).mkdir(parents=True)
-        save_tagged(photo, root / "images" / split / "phone.png", tag)  # PNG: lossless, so exact
-        Image.fromarray(mask).save(root / "masks" / split / "phone.png")
-    (root / "labelmap.txt").write_text("background:::\nred:::\nblue:::\n")
+    write_folder(root, photo, mask, tag)  # PNG: lossless, so exact
     with Image.open(root / "images/train/phone.png") as im:
         assert orientation(im) == tag and (im.size == (WIDTH, HEIGHT)) == (tag < 5)
     assert shown_size(root / "images/train/phone.png") == (WIDTH, HEIGHT, tag)
@@ -65,12 +70,7 @@ def test_every_orientation_is_read_upright_and_its_upright_mask_lines_up(tag, tm
     outputs = {split: tmp_path / f"{split}.zarr" for split in ("train", "test", "unlabeled")}
     prepare_formatted(root, settings, outputs, False, "config: datasets.phone")
     upright = tmp_path / "upright"  # the same photo saved upright without a tag: the reference
-    for split in ("train", "test"):
-        (upright / "images" / split).mkdir(parents=True)
-        (upright / "masks" / split).mkdir(parents=True)
-        Image.fromarray(photo).save(upright / "images" / split / "phone.png")
-        Image.fromarray(mask).save(upright / "masks" / split / "phone.png")
-    (upright / "labelmap.txt").write_text("background:::\nred:::\nblue:::\n")
+    write_folder(upright, photo, mask, 1)
     reference = {split: tmp_path / f"reference_{split}.zarr" for split in ("train", "test", "unlabeled")}
     prepare_formatted(upright, settings, reference, False, "config: datasets.phone")
     ours, theirs = (zarr.open_group(str(out["train"]), mode="r") for out in (outputs, reference))
@@ -83,12 +83,7 @@ def test_every_orientation_is_read_upright_and_its_upright_mask_lines_up(tag, tm
 def test_a_mask_of_the_stored_pixels_is_a_one_line_error_naming_both_sizes_and_the_tag(tag, tmp_path):
     photo, mask = upright_photo_and_mask()
     root = tmp_path / "data"
-    for split in ("train", "test"):
-        (root / "images" / split).mkdir(parents=True)
-        (root / "masks" / split).mkdir(parents=True)
-        save_tagged(photo, root / "images" / split / "phone.jpg", tag)
-        Image.fromarray(mask.T.copy()).save(root / "masks" / split / "phone.png")  # drawn on the stored pixels
-    (root / "labelmap.txt").write_text("background:::\nred:::\nblue:::\n")
+    write_folder(root, photo, mask.T.copy(), tag, "phone.jpg")  # the mask drawn on the stored pixels
     settings = dict(image_size=48, non_square="pad", max_train=None, max_test=None, classes=None, ignore_label=None,
                     resize="lanczos", format="image_mask", unannotated="auto", split={}, unlabeled=None)
     with pytest.raises(DatasetError) as caught:
