@@ -16,7 +16,7 @@ import pathlib
 
 import numpy as np
 
-from ddpmseg.datasets import DatasetError
+from ddpmseg.datasets import DatasetError, _walk_files
 from ddpmseg.formats.source import UNCOVERED, Source, SourceImage
 from ddpmseg.images import shown_size, turned_mask_problem
 
@@ -139,38 +139,41 @@ def _colour_error(where: str, exc: KeyError) -> DatasetError:
 def _import_error(root: pathlib.Path, name: str, exc: Exception) -> DatasetError:
     """One line for datumaro's failure to read ``root`` as ``name``: every exception of its chain
     (the cause names what datumaro looked for) and the fix that fits that cause."""
-    from ddpmseg.formats.detect import candidates
-
     chain, seen = [], set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         chain.append(exc)
         exc = exc.__cause__ or exc.__context__
     said = "; caused by ".join(dict.fromkeys(f"{type(e).__name__}: {_first_line(e)}" for e in chain))
+    return DatasetError(f"{root}: cannot be read as format {name!r} ({said}). {_fix(root, name, chain)}")
+
+
+def _fix(root: pathlib.Path, name: str, chain: list) -> str:
+    """The advice for datumaro's failure to read ``root`` as ``name`` that fits its exceptions
+    ``chain``: the file it missed, the file that does not parse, the subfolder that holds the
+    export, or the format the folder is in; each looked for only when the one before does not apply."""
+    from ddpmseg.formats.detect import candidates
+
     missing = next((e.filename for e in chain if isinstance(e, FileNotFoundError) and e.filename), None)
-    others = [fmt for fmt, _ in candidates(root) if fmt != name]
-    below = [child.name for child in sorted(root.iterdir()) if child.is_dir() and
-             any(fmt == name for fmt, _ in candidates(child))] if root.is_dir() else []
-    damaged = _damaged_file(root) if any(isinstance(e, (ValueError, SyntaxError)) for e in chain[1:]) else None
     if missing:
-        fix = f"Add {missing}, or remove what names it."
-    elif damaged:
-        fix = f"{damaged[0]} does not parse ({_first_line(damaged[1])}): export it again, or fix it."
-    elif below:
-        fix = f"Point `path` at {root / below[0]}, the export's top folder."
-    elif others:
-        fix = f"The folder looks like format {others[0]}: set that format (or format: auto)."
-    else:
-        fix = "Check the folder against the format's layout (docs/data.md), or set the format it was exported in."
-    return DatasetError(f"{root}: cannot be read as format {name!r} ({said}). {fix}")
+        return f"Add {missing}, or remove what names it."
+    damaged = _damaged_file(root) if any(isinstance(e, (ValueError, SyntaxError)) for e in chain[1:]) else None
+    if damaged:
+        return f"{damaged[0]} does not parse ({_first_line(damaged[1])}): export it again, or fix it."
+    below = next((child for child in sorted(root.iterdir()) if child.is_dir()
+                  and any(fmt == name for fmt, _ in candidates(child))), None) if root.is_dir() else None
+    if below:
+        return f"Point `path` at {below}, the export's top folder."
+    others = [fmt for fmt, _ in candidates(root) if fmt != name]
+    if others:
+        return f"The folder looks like format {others[0]}: set that format (or format: auto)."
+    return "Check the folder against the format's layout (docs/data.md), or set the format it was exported in."
 
 
 def _damaged_file(root: pathlib.Path) -> tuple | None:
     """(path, error) of the first JSON or XML file below ``root`` that does not parse, or None."""
     import json
     import xml.etree.ElementTree as ElementTree
-
-    from ddpmseg.datasets import _walk_files
 
     for rel in sorted(_walk_files(root, strict=False), key=str) if root.is_dir() else []:
         path = root / rel
