@@ -30,8 +30,8 @@ sys.path.insert(0, str(REPOSITORY / "src"))
 from ddpmseg import precision  # noqa: E402
 from ddpmseg.backbones import adm  # noqa: E402
 from ddpmseg.ensemble import train_ensemble  # noqa: E402
-from ddpmseg.evaluate import predict_images  # noqa: E402
 from ddpmseg.model_input import shared_noise  # noqa: E402
+from ddpmseg.predict import predict_images  # noqa: E402
 from ddpmseg.stores import create_store, open_stores  # noqa: E402
 
 DTYPES = ("float32", "bf16")

@@ -44,13 +44,15 @@ sys.path.insert(0, str(REPOSITORY / "src"))
 sys.path.insert(0, str(REPOSITORY / "benchmarks"))
 
 from child_process import peak_rss_mb  # noqa: E402
-from ddpmseg.datasets import list_split, load_image, load_label, read_meta  # noqa: E402
+from ddpmseg.datasets import load_image, load_label  # noqa: E402
 from ddpmseg.diffusion import build_model_and_diffusion, build_unet, load_model, randomize_weights  # noqa: E402
 from ddpmseg.ensemble import train_ensemble  # noqa: E402
-from ddpmseg.evaluate import mean_iou, predict_images  # noqa: E402
+from ddpmseg.metrics import mean_iou  # noqa: E402
+from ddpmseg.predict import predict_images  # noqa: E402
 from ddpmseg.backbones import adm, store_name  # noqa: E402
 from ddpmseg.backbones.adm import decoder_activations  # noqa: E402
 from ddpmseg.features import extract_features  # noqa: E402
+from ddpmseg.formats.paper import list_split, read_meta  # noqa: E402
 from ddpmseg.model_input import images_to_model_input, shared_noise  # noqa: E402
 from ddpmseg.stores import (  # noqa: E402
     create_store, native_bytes_per_image, native_maps, open_stores, sample_pixel_features,
@@ -200,7 +202,7 @@ def stage_ours_extract(spec: dict) -> dict:
     work = Path(spec["work"])
     images = data["train_images"][: spec["n_extract"]]
     size = images.shape[1]
-    source_model = adm.Adm(model, diffusion, spec["flags"])
+    source_model = adm.adm_parts(model, diffusion, spec["flags"])
     layers = [adm.layer_name(b) for b in spec["blocks"]]
     table = adm.layer_table({"flags": spec["flags"]}, size)
 

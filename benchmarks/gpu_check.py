@@ -40,8 +40,8 @@ sys.path.insert(0, str(REPOSITORY / "src"))
 
 from ddpmseg.backbones import adm  # noqa: E402
 from ddpmseg.ensemble import train_ensemble  # noqa: E402
-from ddpmseg.evaluate import predict_images  # noqa: E402
 from ddpmseg.model_input import shared_noise  # noqa: E402
+from ddpmseg.predict import predict_images  # noqa: E402
 from ddpmseg.stores import create_store, open_stores  # noqa: E402
 
 FP16_RELATIVE_BOUND = 2e-2  # fp16 has 11 bits of mantissa; a deep UNet's activations drift a few ulps a block

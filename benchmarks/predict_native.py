@@ -38,8 +38,9 @@ sys.path.insert(0, str(REPOSITORY / "src"))
 
 from child_process import peak_rss_mb, run_child  # noqa: E402
 from ddpmseg.backbones import adm, store_name  # noqa: E402
-from ddpmseg.ensemble import BatchedMLPEnsemble, load_ensemble  # noqa: E402
-from ddpmseg.evaluate import first_layer_route, mean_iou, predict_images  # noqa: E402
+from ddpmseg.metrics import mean_iou  # noqa: E402
+from ddpmseg.mlp import BatchedMLPEnsemble, load_ensemble  # noqa: E402
+from ddpmseg.predict import first_layer_route, predict_images  # noqa: E402
 from ddpmseg.stores import create_store, native_maps, open_stores  # noqa: E402
 from ddpmseg.probes import ImageSubset  # noqa: E402
 

@@ -76,7 +76,7 @@ def child(recipe: str, small: bool, images: int, threads: int) -> dict:
     with torch.no_grad():
         embedding = text_encoder(ids)[0].float()  # the empty prompt, as CLIPTokenizer pads it
     scheduler = DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)
-    model = sd.StableDiffusion(unet, vae, scheduler, embedding, settings["noise_draws"])
+    model = sd.pipeline_parts(unet, vae, scheduler, embedding, settings["noise_draws"])
     generator = torch.Generator().manual_seed(0)
     noise = torch.randn(1, *sd.noise_shape(model, size), generator=generator)
     x = torch.rand(images + 1, 3, size, size, generator=generator) * 2 - 1

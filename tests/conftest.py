@@ -73,7 +73,7 @@ def adm_stores(model, diffusion, images, out_dir, blocks, timesteps, flags=TINY_
     from ddpmseg.features import extract_features
 
     table = adm.layer_table({"flags": flags}, images.shape[1])
-    return extract_features("adm", adm.Adm(model, diffusion, flags), images, list(range(len(images))),
+    return extract_features("adm", adm.adm_parts(model, diffusion, flags), images, list(range(len(images))),
                             [adm.layer_name(b) for b in blocks], timesteps, table, out_dir, {}, **options)
 
 

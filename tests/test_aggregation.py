@@ -5,8 +5,10 @@ import torch
 import zarr
 
 from ddpmseg.aggregation import CellMixingEnsemble, fold
-from ddpmseg.ensemble import load_ensemble, predict_probabilities, split_ensemble, train_ensemble
-from ddpmseg.evaluate import mean_iou, predict_images
+from ddpmseg.ensemble import train_ensemble
+from ddpmseg.metrics import mean_iou
+from ddpmseg.mlp import load_ensemble, predict_probabilities, split_ensemble
+from ddpmseg.predict import predict_images
 
 SETTINGS = dict(batch_size=64, lr=1e-3, max_epochs=3, early_stop_epoch=1, patience=50, min_class_pixels=1, buffer_mb=0.1,
                 cache_mb=0.01)

@@ -41,6 +41,7 @@ def test_layer_table_agrees_with_the_activations_and_early_exit_with_a_full_forw
     assert list(table)[:4] == ["up0_res0", "up0_res1", "up0", "up1_res0"] and "up1_attn1" in table
     model = source.build(given, SIZE, str(pipeline_folder), "cpu", seed=0)
     assert (model.unet.config.sample_size, model.scheduler.config.num_train_timesteps) == (SIZE, 100)
+    assert isinstance(model, torch.nn.Module) and not model.training and list(model.state_dict())[0].startswith("unet.")
     x = torch.rand(2, 3, SIZE, SIZE) * 2 - 1
     noise = torch.randn(1, 3, SIZE, SIZE)
     maps = source.activations(model, x, list(table), [5, 40], noise)

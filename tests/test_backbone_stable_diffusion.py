@@ -25,6 +25,7 @@ def test_layer_table_at_the_latent_resolution_agrees_with_the_activations(sd_pip
                      "up1_res1": (8, 8), "up1_attn1": (8, 8), "up1": (8, 8)}
     model = source.build(settings(sd_pipeline), SIZE, str(sd_pipeline), "cpu", seed=0)
     assert source.noise_shape(model, SIZE) == (4, 8, 8) and model.prompt_embedding.shape == (1, 8, 16)
+    assert isinstance(model, torch.nn.Module) and {name for name, _ in model.named_children()} == {"unet", "vae"}
     x = torch.rand(2, 3, SIZE, SIZE) * 2 - 1
     noise = torch.randn(1, 4, 8, 8)
     maps = source.activations(model, x, list(table), [10, 261], noise)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ddpmseg.config import MODEL_FLAGS
+from ddpmseg import adm_flags
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -48,7 +48,25 @@ def test_config_error_is_one_line_naming_the_key_before_any_job(tmp_path, config
     assert len((result.stdout + result.stderr).splitlines()) <= 4  # Snakemake's two notes and our line
 
 
-def test_model_flags_are_guided_diffusions():
+def test_model_flags_are_guided_diffusions_in_its_order():
     from guided_diffusion.script_util import model_and_diffusion_defaults
 
-    assert sorted(MODEL_FLAGS) == sorted(model_and_diffusion_defaults())
+    assert list(adm_flags.DEFAULTS.items()) == list(model_and_diffusion_defaults().items())
+    assert all(meaning for _, meaning in adm_flags.FLAGS.values())
+
+
+def test_the_adm_flags_module_imports_without_torch():
+    code = ("import sys, ddpmseg.adm_flags as f, ddpmseg.config\n"
+            "assert len(f.decoder_blocks({'image_size': 256})) == 18\n"
+            "print(sorted(m for m in ('torch', 'guided_diffusion') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_unknown_flags_are_named_with_the_closest_flag():
+    assert adm_flags.unknown_flags({"num_chanels": 3, "image_size": 64, "zzz": 1}) == [
+        "unknown model flag 'num_chanels' (did you mean 'num_channels'?)", "unknown model flag 'zzz'"]
+    with pytest.raises(ValueError, match="unknown model flag 'num_chanels' .*; guided-diffusion's flags are "
+                                         "attention_resolutions, channel_mult"):
+        adm_flags.full_flags({"num_chanels": 3})
+    assert list(adm_flags.full_flags({"num_channels": 32})) == list(adm_flags.DEFAULTS)

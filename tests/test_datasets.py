@@ -1,5 +1,6 @@
-"""Tests for ddpmseg.datasets: validation errors on tiny hand-made datasets, square
-geometry (pad / crop), nearest label resizing, and Zarr output on fasseg_face6."""
+"""Tests for the paper's layout (ddpmseg.formats.paper) and what it reads and writes with
+(ddpmseg.datasets, .resizing, .splits, .digests): validation errors on tiny hand-made datasets,
+square geometry (pad / crop), nearest label resizing, and Zarr output on fasseg_face6."""
 
 import json
 import pathlib
@@ -9,19 +10,14 @@ import pytest
 import zarr
 from PIL import Image
 
-from ddpmseg.datasets import (
-    DatasetError,
-    list_split,
-    load_image,
-    load_label,
-    manifest_digest,
-    opencv_nearest_indices,
-    prepare_split,
-    read_meta,
-    read_original_labels,
-    validate_dataset,
-    write_empty_split,
-)
+from ddpmseg.datasets import load_image, load_label
+from ddpmseg.digests import manifest_digest
+from ddpmseg.errors import DatasetError
+from ddpmseg.formats.detect import detect
+from ddpmseg.formats.paper import PAPER, list_split, prepare_split, read_meta, validate_dataset
+from ddpmseg.formats.prepare import prepare_dataset
+from ddpmseg.resizing import opencv_nearest_indices
+from ddpmseg.splits import read_original_labels, write_empty_split
 
 FASSEG = pathlib.Path("/work/shared/datasets/fasseg_face6")
 CLASSES = ["background", "a", "b", "c"]
@@ -216,8 +212,8 @@ def test_empty_and_missing_splits(tmp_path):
     root = _dataset(tmp_path / "ds", n_test=0)
     (root / "real" / "test").mkdir()
     error = _problems(root)
-    assert error.problems == [f"{root / 'real' / 'test'}: test folder holds no images (.png, .jpg, .jpeg). "
-                              "Add the test images there."]
+    assert error.problems == [f"{root / 'real' / 'test'}: test folder holds no images (.png, .jpg, .jpeg, .bmp, "
+                              ".tif, .tiff, .webp). Add the test images there."]
 
     root = _dataset(tmp_path / "ds2", n_unlabeled=0)
     error = _problems(root)
@@ -234,7 +230,8 @@ def test_orphan_label_and_duplicate_ids(tmp_path):
     assert len(error.problems) == 2
     assert any(p.startswith(f"{folder / '000.png'}: has the same name as") or
                p.startswith(f"{folder / '000.jpg'}: has the same name as") for p in error.problems)
-    assert any(p.startswith(f"{folder / 'lonely.npy'}: label has no image") for p in error.problems)
+    assert f"{folder / 'lonely.npy'}: label has no image next to it (expected lonely.png, .jpg, .jpeg, .bmp, .tif, " \
+           ".tiff or .webp). Add the image in one of those formats or remove the label." in error.problems
 
 
 def _non_square_dataset(root: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
@@ -465,3 +462,37 @@ def test_paper_resize_is_bilinear_images_and_opencv_nearest_labels():
     # OpenCV's index rule at a scale that is not a whole number (checked against cv2.resize)
     assert opencv_nearest_indices(100, 64).tolist()[:8] == [0, 1, 3, 4, 6, 7, 9, 10]
     assert opencv_nearest_indices(3, 7).tolist() == [0, 0, 0, 1, 1, 2, 2]
+
+
+def _files(folder: pathlib.Path) -> dict:
+    """{path below ``folder``: bytes} of every file below it."""
+    return {path.relative_to(folder).as_posix(): path.read_bytes() for path in sorted(folder.rglob("*"))
+            if path.is_file()}
+
+
+def test_format_paper_and_auto_prepare_the_same_splits_as_prepare_split(tmp_path):
+    """`format: auto` settles on the paper's layout, and `prepare_dataset` writes byte for byte
+    what `format: paper` writes: the labelled splits (validated together first) and the pool as
+    `prepare_split` writes each, the pool empty where no rule reads it."""
+    root = _dataset(tmp_path / "ds", n_train=3)
+    fmt, why = detect(root)
+    assert (fmt, why) == (PAPER, "real/train, real/test: the paper's layout")
+    settings = dict(image_size=8, non_square="error", max_train=2, max_test=None, classes=None, ignore_label=None,
+                    resize="lanczos", format=PAPER, unannotated="auto", split={}, unlabeled=None)
+    written = {}
+    for name, given in (("paper", PAPER), ("auto", fmt)):
+        out = tmp_path / name
+        labelled = {split: out / f"{split}.zarr" for split in ("train", "test")}
+        summary = prepare_dataset(root, {**settings, "format": given}, labelled, False, "config: datasets.ds")
+        assert summary == validate_dataset(root, splits=("train", "test"), max_images={"train": 2})
+        assert prepare_dataset(root, {**settings, "format": given}, {"unlabeled": out / "unlabeled.zarr"}, True,
+                               "config: datasets.ds")["counts"] == {"unlabeled": 2}
+        assert prepare_dataset(root, {**settings, "format": given}, {"unlabeled": out / "empty.zarr"}, False,
+                               "config: datasets.ds") == {"counts": {}}
+        written[name] = _files(out)
+    assert written["paper"] == written["auto"]
+    one = tmp_path / "one"
+    for split, limit in (("train", 2), ("test", None), ("unlabeled", None)):
+        prepare_split(root, split, one / f"{split}.zarr", 8, max_images=limit)
+    write_empty_split(one / "empty.zarr", 8)
+    assert _files(one) == written["paper"]

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
+from ddpmseg.adm_flags import decoder_blocks, full_flags
 from ddpmseg.diffusion import (
-    build_model_and_diffusion, build_unet, full_flags, infer_flags, load_model, save_model,
-    train_diffusion,
+    build_model_and_diffusion, build_unet, infer_flags, load_model, save_model, train_diffusion,
 )
 from ddpmseg.errors import CheckpointError
 from conftest import adm_stores
@@ -70,7 +70,7 @@ def test_mismatched_flags_name_the_tensor_and_the_flag(tmp_path):
     torch.save({"conv.weight": torch.zeros(3)}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match=r"other\.pt: cannot read the model flags .* is it a guided-diffusion UNet"):
         load_model(tmp_path / "other.pt", TINY_FLAGS)
-    with pytest.raises(ValueError, match="unknown model flags"):
+    with pytest.raises(ValueError, match="unknown model flag 'num_chanels'"):
         full_flags({"num_chanels": 3})
 
 
@@ -147,6 +147,7 @@ def test_full_size_adm_256_has_the_papers_decoder():
     assert [(c, 4 * h) for c, h, w in shapes.values()] == PAPER_DECODER
     assert all(h == w for _, h, w in shapes.values())
     assert list(adm.layer_table({"flags": PAPER_FLAGS}, 256).values()) == PAPER_DECODER  # from the flags alone
+    assert decoder_blocks(PAPER_FLAGS) == PAPER_DECODER
     assert sum(shapes[b][0] for b in (5, 6, 7, 8, 12)) * 3 == 8448  # the paper's features per pixel
 
 

@@ -8,11 +8,12 @@ import torch
 from PIL import Image
 
 from conftest import TINY_FLAGS
-from ddpmseg.datasets import DatasetError, folder_digest, prepare_folder
+from ddpmseg.datasets import prepare_folder
 from ddpmseg.deeplab import build_deeplab, predict_deeplab, recalibrate_batchnorm, train_deeplab
 from ddpmseg.diffusion import save_model
+from ddpmseg.digests import folder_digest
 from ddpmseg.distill import released_arrays, released_file, select_most_certain
-from ddpmseg.errors import CheckpointError, UserError
+from ddpmseg.errors import CheckpointError, DatasetError, UserError
 from ddpmseg.sampling import sample_batch
 from ddpmseg.segmenter import Segmenter
 

@@ -5,59 +5,13 @@ import torch.nn.functional as F
 import zarr
 
 from conftest import control_store
-from ddpmseg.ensemble import (
-    BatchedMLPEnsemble,
-    PixelStream,
-    hidden_sizes,
-    load_ensemble,
-    predict_probabilities,
-    relabel_rare_classes,
-    split_ensemble,
-    stack_ensembles,
-    train_ensemble,
-)
-from ddpmseg.evaluate import image_probabilities, mean_iou, predict_images
+from ddpmseg.ensemble import PixelStream, relabel_rare_classes, train_ensemble
+from ddpmseg.metrics import mean_iou
+from ddpmseg.mlp import BatchedMLPEnsemble, load_ensemble, predict_probabilities, split_ensemble, stack_ensembles
+from ddpmseg.predict import predict_images
 
 SETTINGS = dict(batch_size=64, lr=1e-3, max_epochs=3, early_stop_epoch=1, patience=50, min_class_pixels=20, buffer_mb=0.1,
                 cache_mb=0.01)
-
-
-def reference_mlp(model: BatchedMLPEnsemble, m: int) -> torch.nn.Sequential:
-    """Member m as the paper's nn.Sequential, with the same weights."""
-    h1, h2 = hidden_sizes(model.num_classes)
-    net = torch.nn.Sequential(
-        torch.nn.Linear(model.in_features, h1), torch.nn.ReLU(), torch.nn.BatchNorm1d(h1),
-        torch.nn.Linear(h1, h2), torch.nn.ReLU(), torch.nn.BatchNorm1d(h2), torch.nn.Linear(h2, model.num_classes),
-    )
-    with torch.no_grad():
-        for i, layer in enumerate([net[0], net[3], net[6]]):
-            layer.weight.copy_(getattr(model, f"weight{i}")[m].T)
-            layer.bias.copy_(getattr(model, f"bias{i}")[m])
-        for i, bn in enumerate([net[2], net[5]]):
-            bn.weight.copy_(getattr(model, f"bn_weight{i}")[m])
-            bn.bias.copy_(getattr(model, f"bn_bias{i}")[m])
-    return net
-
-
-def test_batched_members_equal_the_papers_mlp():
-    model = BatchedMLPEnsemble(3, 20, 7, seed=0)
-    assert hidden_sizes(7) == (128, 32) and hidden_sizes(30) == (256, 128)
-    assert model.weight0.shape == (3, 20, 128) and float(model.weight0.std()) == pytest.approx(0.02, rel=0.1)
-    x = torch.randn(3, 64, 20)
-    model.train()
-    out = model(x)
-    for m in range(3):
-        net = reference_mlp(model, m).train()
-        torch.testing.assert_close(out[m], net(x[m]), rtol=1e-4, atol=1e-5)
-        # running statistics follow BatchNorm1d (momentum 0.1, unbiased running variance)
-        torch.testing.assert_close(model.bn_mean0[m], net[2].running_mean, rtol=1e-4, atol=1e-6)
-        torch.testing.assert_close(model.bn_var0[m], net[2].running_var, rtol=1e-4, atol=1e-6)
-    model.eval()
-    for m in range(3):
-        net = reference_mlp(model, m).eval()
-        net[2].running_mean.copy_(model.bn_mean0[m]); net[2].running_var.copy_(model.bn_var0[m])
-        net[5].running_mean.copy_(model.bn_mean1[m]); net[5].running_var.copy_(model.bn_var1[m])
-        torch.testing.assert_close(model(x)[m], net(x[m]), rtol=1e-4, atol=1e-5)
 
 
 def test_rare_classes_become_ignore():
@@ -197,40 +151,3 @@ def test_seeds_trained_together_are_separate_ensembles(creatures32, patch_stores
     both = predict_images(models, [test], 4, 32)
     alone = predict_images(models[1:], [test], 4, 32)
     np.testing.assert_array_equal(both[1][0], alone[0][0])
-
-
-@pytest.mark.parametrize("map_sizes, size", [
-    ([(1, 1), (3, 3), (8, 8)], 8),      # a 1x1 map, a non-integer scale (3 -> 8), a map at label size
-    ([(5, 5), (5, 5), (2, 2)], 7),      # two maps at one resolution (their projections are summed)
-    ([(4, 4), (7, 7), (1, 1)], 13),     # every scale non-integer
-])
-def test_first_layer_at_native_resolution_equals_the_first_layer_on_upsampled_features(map_sizes, size):
-    generator = torch.Generator().manual_seed(0)
-    channels = [3, 5, 4]
-    maps = [torch.randn(h, w, c, generator=generator).half() for (h, w), c in zip(map_sizes, channels)]
-    model = BatchedMLPEnsemble(n_members=3, in_features=sum(channels), num_classes=6, seed=1).eval()
-    with torch.no_grad():  # BN statistics and biases away from their initial 0 / 1
-        for name, value in model.state_dict().items():
-            if name.startswith(("bias", "bn_")):
-                value.copy_(torch.rand(value.shape, generator=generator) + 0.5)
-    [native] = image_probabilities([model], maps, size, chunk=10, first_layer="native")
-    [upsampled] = image_probabilities([model], maps, size, chunk=10, first_layer="upsampled")
-    # the paper's route, literally: upsample every map with F.interpolate, concatenate, run the MLP
-    full = torch.cat([F.interpolate(m.permute(2, 0, 1)[None].float(), size=(size, size), mode="bilinear",
-                                    align_corners=False)[0] for m in maps]).reshape(sum(channels), -1).T
-    paper = predict_probabilities(model, full)
-    assert native.shape == (3, size * size, 6)
-    assert torch.allclose(native, paper, atol=1e-5) and torch.allclose(upsampled, paper, atol=1e-5)
-
-
-def test_auto_takes_the_native_route_only_where_it_is_cheaper():
-    """The paper's 8448 features on maps of 32-128 against the default's 640 on maps of 12-48."""
-    from ddpmseg.evaluate import first_layer_route
-
-    paper_maps = [torch.empty(r, r, c) for r, c in [(32, 1024), (32, 512), (32, 512), (64, 512), (128, 256)] * 3]
-    paper = BatchedMLPEnsemble(n_members=10, in_features=8448, num_classes=34, seed=0)  # 256 hidden units
-    assert sum(m.shape[2] for m in paper_maps) == 8448
-    assert first_layer_route([paper], paper_maps, 256) == first_layer_route([paper] * 5, paper_maps, 256) == "native"
-    default_maps = [torch.empty(r, r, c) for r, c in [(12, 96), (24, 96), (24, 64), (48, 64)] * 2]
-    default = BatchedMLPEnsemble(n_members=10, in_features=640, num_classes=7, seed=0)  # 10 x 128 > 640
-    assert first_layer_route([default], default_maps, 48) == "upsampled"

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import zarr
 
-from ddpmseg.datasets import prepare_split, write_split_variant
+from ddpmseg.formats.paper import prepare_split
 from ddpmseg.experiments.annotated import table3
 from ddpmseg.experiments.budget import budget_summary, first_clear_lead
 from ddpmseg.experiments import imagecorruptions_compat
@@ -18,6 +18,7 @@ from ddpmseg.experiments.robustness import (
 from ddpmseg.ensemble import mask_outside
 from ddpmseg.experiments.labels import label_subset, table4
 from ddpmseg.experiments.per_class import per_class_table
+from ddpmseg.splits import write_split_variant
 from ddpmseg.synthetic import generate_dataset
 
 

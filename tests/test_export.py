@@ -7,21 +7,21 @@ import torch
 
 from ddpmseg import methods
 from ddpmseg.backbones import timm_model
-from ddpmseg.evaluate import majority_vote
-from ddpmseg.export import EXPORTABLE, export_onnx, majority_labels, onnx_predict, segmenter_graph
+from ddpmseg.export import export_onnx, majority_labels, onnx_predict, segmenter_graph
 from ddpmseg.features import build_method_model, extract_cells
 from ddpmseg.ensemble import train_ensemble
 from ddpmseg.segmenter import Segmenter
 from ddpmseg.stores import open_stores
+from ddpmseg.votes import majority_vote
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize("route", ["upsampled", "native"])
 def test_a_timm_bundle_exports_and_onnxruntime_agrees_with_the_bundle(creatures32, tmp_path, monkeypatch, route):
-    """Either route of the first layer (`evaluate.first_layer_route`: the paper's 8448 features take
+    """Either route of the first layer (`predict.first_layer_route`: the paper's 8448 features take
     the native one, the small models the upsampled one) exports and agrees."""
-    monkeypatch.setattr("ddpmseg.evaluate.first_layer_route", lambda models, maps, size: route)
+    monkeypatch.setattr("ddpmseg.predict.first_layer_route", lambda models, maps, size: route)
     images, labels = creatures32
     settings = timm_model.complete_settings(methods.with_defaults(timm_model.SETTINGS, {
         "model": "convnext_atto.d2_in1k", "pretrained": False, "input_size": 64, "layers": ["stages.0", "stages.1"]}), {})
@@ -45,7 +45,7 @@ def test_a_timm_bundle_exports_and_onnxruntime_agrees_with_the_bundle(creatures3
     assert (onnx_labels == expected).mean() >= 0.999
     np.testing.assert_allclose(uncertainty, expected_uncertainty, atol=2e-3)
     assert probabilities.shape == (4, 7, 32, 32)
-    assert "timm" in EXPORTABLE
+    assert timm_model.EXPORTABLE
 
 
 def test_the_graphs_majority_vote_is_the_papers_ties_included():
@@ -57,7 +57,7 @@ def test_the_graphs_majority_vote_is_the_papers_ties_included():
 
 
 def test_sources_that_do_not_export_are_refused_in_one_line(tmp_path):
-    bundle = Segmenter({"format": "ddpmseg-segmenter/1", "kind": "ensemble", "classes": ["a"], "image_size": 8,
-                        "features": {"plan": {"source": "stable_diffusion"}}}, {})
+    bundle = Segmenter.from_description({"format": "ddpmseg-segmenter/1", "kind": "ensemble", "classes": ["a"],
+                                         "image_size": 8, "features": {"plan": {"source": "stable_diffusion"}}}, {})
     with pytest.raises(ValueError, match="a 'stable_diffusion' ensemble does not export to ONNX"):
         segmenter_graph(bundle)

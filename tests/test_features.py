@@ -89,9 +89,24 @@ def test_adm_layer_table_agrees_with_the_activations(tiny_model):
     model, diffusion = tiny_model
     table = adm.layer_table({"flags": TINY_FLAGS}, 32)
     x = torch.zeros(1, 3, 32, 32)
-    maps = adm.activations(adm.Adm(model, diffusion, TINY_FLAGS), x, list(table), [5], torch.zeros(1, 3, 32, 32))
+    maps = adm.activations(adm.adm_parts(model, diffusion, TINY_FLAGS), x, list(table), [5], torch.zeros(1, 3, 32, 32))
     assert {layer: (m.shape[1], m.shape[2]) for (layer, _), m in maps.items()} == table
 
+
+
+def test_the_adm_builds_one_module_and_its_identity_leaves_the_datasets_settings_out():
+    """`build` gives an nn.Module holding the UNet (its weights seen by state_dict and an export),
+    the diffusion and the full flags; the stores' identity has the method's own settings only."""
+    from ddpmseg.features import build_method_model
+
+    settings = {"weights": "random", "layers": ["b0"], "timesteps": [5], "flags": TINY_FLAGS, "blocks": [0]}
+    plan = {"key": "unet_untrained", "name": "UNet (untrained)", "source": "adm", "settings": settings}
+    model, table, identity = build_method_model(plan, 32, None, "cpu", 3)
+    assert isinstance(model, torch.nn.Module) and not model.training and model.flags["num_channels"] == 32
+    assert all(key.startswith("unet.") for key in model.state_dict()) and model.diffusion.num_timesteps == 100
+    assert identity["settings"] == {"weights": "random", "layers": ["b0"], "timesteps": [5]}
+    assert identity["model_flags"] == model.flags and table == adm.layer_table({"flags": model.flags}, 32)
+    assert adm.noise_shape(model, 32) == (3, 32, 32)
 
 def test_pixel_features_upsample_and_concatenate(tmp_path):
     low = zarr.create_array(store=str(tmp_path / "low.zarr"), shape=(2, 1, 2, 2), chunks=(1, 1, 2, 2), dtype="float16")

@@ -11,9 +11,11 @@ import pytest
 import zarr
 from PIL import Image
 
-from ddpmseg.datasets import DatasetError, prepare_split, read_original_labels
+from ddpmseg.errors import DatasetError
 from ddpmseg.formats import READERS, datumaro_formats
+from ddpmseg.formats.paper import prepare_split
 from ddpmseg.formats.prepare import prepare_formatted
+from ddpmseg.splits import read_original_labels
 
 datumaro = pytest.importorskip("datumaro")
 from datumaro.components.annotation import AnnotationType, LabelCategories, Mask, Polygon  # noqa: E402
@@ -116,6 +118,19 @@ def test_every_datumaro_name_is_a_datumaro_importer():
     importers = set(Environment().importers)
     assert set(datumaro_formats.NAMES) <= importers
     assert "image_mask" in READERS and set(datumaro_formats.NAMES) <= set(READERS)
+
+
+def test_the_readers_import_no_private_name_of_another_module():
+    """The readers (ddpmseg.formats.*) use only the public names of the modules below them."""
+    import ast
+
+    private = []
+    for path in sorted((REPOSITORY / "src" / "ddpmseg" / "formats").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ddpmseg"):
+                private += [f"{path.name}: {node.module}.{alias.name}" for alias in node.names
+                            if alias.name.startswith("_")]
+    assert not private
 
 
 @pytest.mark.parametrize("fmt", ["coco_instances", "cvat", "label_me"])

@@ -9,7 +9,7 @@ import pytest
 import zarr
 from PIL import Image
 
-from ddpmseg.datasets import DatasetError
+from ddpmseg.errors import DatasetError
 from ddpmseg.formats.export import export_masks
 from ddpmseg.formats.prepare import prepare_formatted
 from ddpmseg.images import ORIENTATION_TAG, orientation, read_rgb, shown_size, write_upright

@@ -7,7 +7,8 @@ import torch
 
 from conftest import adm_stores
 from ddpmseg import precision
-from ddpmseg.ensemble import BatchedMLPEnsemble, load_ensemble, train_ensemble
+from ddpmseg.ensemble import train_ensemble
+from ddpmseg.mlp import BatchedMLPEnsemble, load_ensemble
 from ddpmseg.stores import open_store
 
 

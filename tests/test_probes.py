@@ -11,9 +11,9 @@ from conftest import adm_stores, control_store
 from ddpmseg.stores import ImageSubset, open_store
 from ddpmseg.plots import kmeans_figure, probe_figure, small_large_figure
 from ddpmseg.probes import class_area_split, kmeans_maps, probe_cell, probe_table
+from ddpmseg.adm_flags import decoder_blocks
 from ddpmseg.sweep import (
     choose_cells,
-    decoder_block_count,
     describe_cells,
     kmeans_blocks,
     kmeans_steps,
@@ -27,14 +27,14 @@ SETTINGS = dict(n_members=1, batch_size=64, lr=1e-3, max_epochs=2, early_stop_ep
 def test_grid_follows_the_paper_and_scales():
     assert timestep_grid(1000) == list(range(0, 1000, 50))  # the paper's 0, 50, ..., 950
     assert timestep_grid(100) == list(range(0, 100, 5))
-    assert decoder_block_count({"image_size": 256, "num_res_blocks": 2}) == 18  # the paper's ADM
-    assert decoder_block_count({"image_size": 64, "num_res_blocks": 2}) == 12
-    assert decoder_block_count({"image_size": 48, "num_res_blocks": 1, "channel_mult": "1,2,3"}) == 6
+    assert len(decoder_blocks({"image_size": 256, "num_res_blocks": 2})) == 18  # the paper's ADM
+    assert len(decoder_blocks({"image_size": 64, "num_res_blocks": 2})) == 12
+    assert len(decoder_blocks({"image_size": 48, "num_res_blocks": 1, "channel_mult": "1,2,3"})) == 6
     assert kmeans_blocks(18) == [6, 8, 10, 12] and kmeans_blocks(12) == [4, 5, 7, 8]
     assert kmeans_steps(1000, timestep_grid(1000)) == [50, 200, 400, 600, 800]
     assert kmeans_steps(100, timestep_grid(100)) == [5, 20, 40, 60, 80]
     with pytest.raises(ValueError, match="image_size 48 has no default channel_mult"):
-        decoder_block_count({"image_size": 48, "num_res_blocks": 1})
+        decoder_blocks({"image_size": 48, "num_res_blocks": 1})
 
 
 def test_auto_picks_the_best_cross_validated_cells():

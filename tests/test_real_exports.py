@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ddpmseg.datasets import DatasetError
+from ddpmseg.errors import DatasetError
 from ddpmseg.formats.detect import detect
 from ddpmseg.formats.prepare import read_source
 from ddpmseg.formats.source import class_table, lut_classes

@@ -5,8 +5,9 @@ import pandas as pd
 
 from conftest import control_store
 from ddpmseg.ensemble import train_ensemble
-from ddpmseg.evaluate import mean_iou, predict_images
 from ddpmseg.experiments.resplits import resplit, score_resplit
+from ddpmseg.metrics import mean_iou
+from ddpmseg.predict import predict_images
 from ddpmseg.stores import ImageSubset
 from ddpmseg.tables import resplit_rows
 

@@ -1,8 +1,9 @@
-"""Every registered feature source keeps the contract, and what lists the sources follows the registry."""
+"""Every registered feature source keeps the contract, and what lists the sources follows the
+registry; what a source or a bundle can do is asked of it, never decided by its name or type
+outside the registries."""
 
+import importlib
 import re
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -21,21 +22,94 @@ def test_every_source_keeps_the_contract(name):
     source = backbones.source(name)
     assert isinstance(source, FeatureSource), [m for m in FeatureSource.__protocol_attrs__ if not hasattr(source, m)]
     assert all(isinstance(getattr(source, flag), bool) for flag in (
-        "TAKES_TIMESTEPS", "PRETRAINED_BY_WORKFLOW", "DIFFUSION_STAGE", "HAS_MODEL_SEEDS", "RUNS_A_MODEL"))
+        "TAKES_TIMESTEPS", "PRETRAINED_BY_WORKFLOW", "DIFFUSION_STAGE", "HAS_MODEL_SEEDS", "RUNS_A_MODEL", "EXPORTABLE"))
     assert source.NORMALISATION in NORMALISATIONS and source.NAME and source.BUILT_FROM and source.FIGURE_AXES
-    assert hasattr(source, "schedule_length") == source.TAKES_TIMESTEPS
-    assert hasattr(source, "pretrain") == source.PRETRAINED_BY_WORKFLOW
     assert not source.HAS_MODEL_SEEDS or source.DIFFUSION_STAGE  # model seeds are the diffusion stage's
-    public = {m for m in vars(source) if not m.startswith("_") and callable(getattr(source, m))}
-    assert set(OPTIONAL) - public == {m for m in OPTIONAL if not hasattr(source, m)}
+    for member, flag in OPTIONAL.items():  # an optional member is there exactly where its flag says so
+        assert callable(getattr(source, member, None)) == getattr(source, flag), (member, flag)
 
 
-def test_no_source_is_asked_for_by_name_outside_its_own_module():
-    pattern = re.compile(r"""[!=]=\\s*["'](%s)["']""" % "|".join(backbones.SOURCES))
+@pytest.mark.parametrize("name", ["pixels", "patch"])
+def test_a_source_without_a_model_builds_an_empty_module(name):
+    import torch
+
+    source = backbones.source(name)
+    model = source.build({"layers": None}, 8, None, "cpu", 0)
+    assert isinstance(model, torch.nn.Module) and not list(model.parameters()) and not model.training
+    assert source.identity_settings({"layers": None}) == {"layers": None}
+
+
+def _workflow_lines(outside: tuple):
+    """(file:line, text) of every line of the workflow's code (src, rules, workflow_scripts, the
+    Snakefile), but in the folders or files named in `outside`."""
     files = [p for folder in ("src", "rules", "workflow_scripts") for p in (REPO / folder).rglob("*")
-             if p.suffix in (".py", ".smk") and "backbones" not in p.parts]
-    found = [f"{p.relative_to(REPO)}:{n}" for p in files + [REPO / "Snakefile"]
-             for n, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
+             if p.suffix in (".py", ".smk")] + [REPO / "Snakefile"]
+    for path in files:
+        where = path.relative_to(REPO)
+        if not set(where.parts) & set(outside):
+            for n, line in enumerate(path.read_text().splitlines(), 1):
+                yield f"{where}:{n}", line
+
+
+def _source_patterns() -> dict:
+    """{what: regex} of the ways code outside backbones/ could decide by a source's name or type."""
+    names = "|".join(backbones.SOURCES)
+    classes = sorted({name for module in backbones.SOURCES.values() for name in re.findall(
+        r"^class (\w+)", Path(importlib.import_module(module).__file__).read_text(), re.M)})
+    return {
+        "compares a source's name": rf"""[!=]=\s*["']({names})["']|["']({names})["']\s*[!=]=""",
+        "lists source names": rf"""[(\[{{,]\s*["']({names})["']\s*[,)\]}}]""",
+        "asks a source hasattr": r"hasattr\(\s*[\w.]*source\b",
+        "tests the type of a source's model": r"isinstance\(\s*[\w.]*model\b"
+                                              + "".join(rf"|isinstance\([^)]*\b{name}\b" for name in classes),
+    }
+
+
+def _kind_patterns() -> dict:
+    """{what: regex} of the ways code outside `segmenter.KINDS` could decide by a bundle's kind."""
+    from ddpmseg.segmenter import KINDS
+
+    kinds = "|".join(KINDS)
+    return {
+        "reads a bundle's kind": r"""\[["']kind["']\]""",
+        "compares a kind": rf"""\b(kind|model)["']?\]?\s*[!=]=\s*["']({kinds})["']|["']({kinds})["']\s*[!=]=""",
+        "lists kinds": rf"""\bin\s*[(\[{{]\s*["']({kinds})["']""",
+    }
+
+
+def test_the_guards_catch_what_they_forbid():
+    """Each pattern of the two guards below catches the form it is for (a guard that matches
+    nothing would pass as well)."""
+    examples = {
+        "compares a source's name": 'if plan["source"] == "adm":',
+        "lists source names": 'EXPORTABLE = ("adm", "pixels", "patch")',
+        "asks a source hasattr": 'shape = source.noise_shape(model) if hasattr(self.source, "noise_shape") else None',
+        "tests the type of a source's model": "if not isinstance(self.model, torch.nn.Module):",
+        "reads a bundle's kind": 'if segmenter.description["kind"] == "deeplab":',
+        "compares a kind": 'if spec["model"] == "deeplab" and not pools:',
+        "lists kinds": 'if kind in ("deeplab", "other"):',
+    }
+    patterns = {**_source_patterns(), **_kind_patterns()}
+    assert [what for what, line in examples.items() if not re.search(patterns[what], line)] == []
+    assert not any(re.search(p, 'lines.append(f"trained: {k}" for k in provenance if k != "ensemble")')
+                   for p in patterns.values())
+
+
+def test_no_source_is_asked_for_by_name_or_type_outside_the_sources():
+    """What a source can do is its own declaration (`contract.FeatureSource`): no code outside
+    backbones/ compares a source's name, lists source names, asks a source hasattr, or tests the
+    type of a source's model."""
+    found = [f"{where}: {what}" for where, line in _workflow_lines(("backbones",))
+             for what, pattern in _source_patterns().items() if re.search(pattern, line)]
+    assert found == []
+
+
+def test_no_bundle_kind_is_tested_outside_the_kind_registry():
+    """A segmenter bundle's kind picks its class in `segmenter.KINDS`, and the class says what
+    differs (uncertainty, summary, graph, prediction): no other code reads a bundle's kind, or
+    compares or lists kinds (a `segment` folder's model included)."""
+    found = [f"{where}: {what}" for where, line in _workflow_lines(("segmenter.py",))
+             for what, pattern in _kind_patterns().items() if re.search(pattern, line)]
     assert found == []
 
 
@@ -49,7 +123,8 @@ def test_the_readme_source_table_lists_the_registry_in_order():
 TOY_SOURCE = '''
 """A throwaway source for the test: each pixel's grey level at two scales."""
 from ddpmseg.backbones.defaults import (  # noqa: F401
-    DIFFUSION_STAGE, FIGURE_AXES, HAS_MODEL_SEEDS, complete_settings, model_origin, model_settings, sweep_layers,
+    DIFFUSION_STAGE, FIGURE_AXES, HAS_MODEL_SEEDS, complete_settings, identity_settings, model_origin, model_parts,
+    model_settings, noise_shape, sweep_layers,
 )
 
 NAME = "Toy"
@@ -58,6 +133,7 @@ NORMALISATION = "[-1, 1]"
 BUILT_FROM = "no model"
 PRETRAINED_BY_WORKFLOW = False
 RUNS_A_MODEL = False
+EXPORTABLE = True
 SETTINGS = {"type": "object", "additionalProperties": False,
             "properties": {"layers": {"anyOf": [{"type": "null"}, {"type": "array"}], "default": None}}}
 
@@ -71,7 +147,7 @@ def default_layers(settings, image_size):
 
 
 def build(settings, image_size, checkpoint, device, seed):
-    return None
+    return model_parts()
 
 
 def activations(model, x, layers, timesteps=None, noise=None):
@@ -101,10 +177,10 @@ def test_adding_a_source_is_one_module_and_one_registry_line(tmp_path, monkeypat
     assert plan.method_keys("creatures7", "toy") == ["toy"] and plan.run_model_seed("creatures7", "toy") is None
     assert plan.sweep("creatures7", "toy") == {"layers": ["full", "half"], "timesteps": [None],
                                                "kmeans": [("half", None)]}
-    rules = {job.name: job for job in plan.extractions()}
-    assert rules["extract_features_creatures7_toy"].outputs == [
-        "results/creatures7/features/{model}/{split}/features_full.zarr",
-        "results/creatures7/features/{model}/{split}/features_half.zarr"]
+    assert plan.extraction("creatures7", "toy", "train", "cells").layers == ["full", "half"]
+    assert plan.cell_stores("creatures7", "toy", "train", plan.fixed_cells("creatures7", "toy")) == [
+        "results/creatures7/features/toy/train/cells/features_full.zarr",
+        "results/creatures7/features/toy/train/cells/features_half.zarr"]
 
     from ddpmseg.features import build_method_model, extract_features
     from ddpmseg.stores import open_store

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from ddpmseg.evaluate import calibration_bins, expected_calibration_error
+from ddpmseg.metrics import calibration_bins, expected_calibration_error
 from ddpmseg.tables import collect_metrics, reliability_table, summary_table
 
 

@@ -435,7 +435,7 @@ def assert_agrees_with_the_model_size_prediction(bundle, files: list, labels: li
     """Masks at the images' own size (`labels`) equal the model-size prediction of the padded
     square at its pixel centres (SEGMENTED's a and c), and inside the image their nearest-neighbour
     reduction to the model's size agrees with it on most pixels (all of them)."""
-    from ddpmseg.datasets import fit_image, square_box
+    from ddpmseg.resizing import fit_image, square_box
     from ddpmseg.images import read_rgb
 
     pictures = [read_rgb(path) for path in files]
@@ -489,8 +489,8 @@ def test_tiny_workflow_scores_an_image_mask_dataset_at_the_images_own_size(tiny_
     """`evaluation.resolution: original`: the test split keeps each label at its image's own size
     (40x32, as written), the predictions come at that size too, and the mIoU is theirs; the
     paper's model-size mIoU is kept beside it and is close to it."""
-    from ddpmseg.datasets import read_original_labels
-    from ddpmseg.evaluate import mean_iou
+    from ddpmseg.splits import read_original_labels
+    from ddpmseg.metrics import mean_iou
 
     results = tiny_workflow.results
     test = results / "tiny_folder/data/test.zarr"
@@ -890,9 +890,9 @@ def test_tiny_workflow_ranks_the_pool_and_writes_the_batch_for_the_annotator(tin
     """The DDPM run's `label_next` (3 of 16, uncertainty+diversity among the 6 most uncertain):
     every pool image once, in order; its scores are the ensemble's; the batch's masks are the
     ensemble's labels at each image's own size, in the dataset's layout beside the palette PNGs."""
-    from ddpmseg.ensemble import load_ensemble
-    from ddpmseg.evaluate import predict_images_at_original_size
     from ddpmseg.label_next import score_images
+    from ddpmseg.mlp import load_ensemble
+    from ddpmseg.predict import predict_images_at_original_size
     from ddpmseg.stores import ImageSubset
     from ddpmseg.stores import open_stores
 

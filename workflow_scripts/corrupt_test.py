@@ -1,17 +1,20 @@
 """The test split under one corruption at every configured severity, one prepared split each
 (labels and attrs of the clean one)."""
 import _repository_src  # noqa: F401  (puts the repository's src/ on sys.path)
+from pathlib import Path
 
 import zarr
 
-from ddpmseg.datasets import write_split_variant
 from ddpmseg.experiments.robustness import corrupt_images
 from ddpmseg.runtime import start_rule
+from ddpmseg.splits import write_split_variant
 
 log = start_rule(snakemake)
 clean = zarr.open_group(snakemake.input.data, mode="r")
 corruption = snakemake.wildcards.corruption
-for severity, out_path in zip(snakemake.params.severities, snakemake.output):
+Path(snakemake.output[0]).mkdir(parents=True, exist_ok=True)
+for severity in snakemake.params.severities:
+    out_path = Path(snakemake.output[0]) / f"severity{severity}.zarr"
     images = corrupt_images(clean["images"][:], clean.attrs["image_ids"], corruption, severity)
     write_split_variant(snakemake.input.data, out_path, images,
                         {"split": f"test-{corruption}-{severity}", "corruption": corruption, "severity": severity})

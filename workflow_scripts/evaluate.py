@@ -10,10 +10,11 @@ import numpy as np
 import pandas as pd
 import zarr
 
-from ddpmseg.datasets import read_original_labels
-from ddpmseg.evaluate import (calibration_bins, error_detection_auroc, expected_calibration_error,
-                              image_uncertainty_score, mean_iou, per_class_iou)
+from ddpmseg.metrics import (calibration_bins, error_detection_auroc, expected_calibration_error, mean_iou,
+                             per_class_iou)
 from ddpmseg.runtime import start_rule
+from ddpmseg.splits import read_original_labels
+from ddpmseg.votes import image_uncertainty_score
 
 log = start_rule(snakemake)
 evaluation = snakemake.params.evaluation

@@ -9,11 +9,12 @@ import zarr
 
 from ddpmseg.atomic import folder_written_atomically
 from ddpmseg.images import read_rgb, write_upright
-from ddpmseg.ensemble import load_ensemble
 from ddpmseg.errors import UserError
-from ddpmseg.evaluate import palette, predict_images_at_original_size, save_palette_png
 from ddpmseg.formats.export import export_masks
 from ddpmseg.label_next import already_labelled, pooled_features, rank, score_images
+from ddpmseg.mlp import load_ensemble
+from ddpmseg.palette import palette, save_palette_png
+from ddpmseg.predict import predict_images_at_original_size
 from ddpmseg.plots import labelling_overlay
 from ddpmseg.runtime import pick_device, start_rule
 from ddpmseg.stores import ImageSubset, open_stores
@@ -29,7 +30,7 @@ if not ids:
                     "images (the paper's layout: unlabeled/; a format: images without annotation, or `unlabeled:`)")
 device = pick_device() if snakemake.params.gpu else "cpu"
 model = load_ensemble(snakemake.input.model, snakemake.params.precision, device)
-pool_stores, train_stores = open_stores(snakemake.input.pool_stores), open_stores(snakemake.input.train_stores)
+pool_stores, train_stores = open_stores(snakemake.params.stores["pool_stores"]), open_stores(snakemake.params.stores["train_stores"])
 log.info("scoring %d pool images with %s on %s", len(ids), snakemake.input.model, device)
 scores = score_images(model, pool_stores, len(ids), size, classes, device)
 scores.insert(0, "image", ids)

@@ -11,9 +11,9 @@ import pandas as pd
 import zarr
 from PIL import Image
 
-from ddpmseg.evaluate import image_uncertainty_score
 from ddpmseg.runtime import pick_device, start_rule
 from ddpmseg.segmenter import Segmenter
+from ddpmseg.votes import image_uncertainty_score
 
 log = start_rule(snakemake)
 pool = zarr.open_group(snakemake.input.images, mode="r")

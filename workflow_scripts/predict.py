@@ -6,9 +6,9 @@ from pathlib import Path
 
 import zarr
 
-from ddpmseg.ensemble import load_ensemble
-from ddpmseg.evaluate import (predict_images, predict_images_at_original_size, save_palette_png,
-                              write_predictions)
+from ddpmseg.mlp import load_ensemble
+from ddpmseg.palette import save_palette_png
+from ddpmseg.predict import predict_images, predict_images_at_original_size, write_predictions
 from ddpmseg.runtime import pick_device, start_rule
 from ddpmseg.stores import open_stores
 
@@ -18,7 +18,7 @@ ids, size, classes = data.attrs["image_ids"], data.attrs["image_size"], data.att
 device = pick_device() if snakemake.params.gpu else "cpu"
 models = [load_ensemble(path, snakemake.params.precision, device) for path in snakemake.input.models]
 log.info("predicting on %s", device)
-stores = open_stores(snakemake.input.stores)
+stores = open_stores(snakemake.params.stores)
 
 
 def predict_each(predict, *args) -> list:
@@ -30,7 +30,7 @@ def predict_each(predict, *args) -> list:
     return [predict([model], stores[k * per_run : (k + 1) * per_run], *args)[0] for k, model in enumerate(models)]
 
 
-# names in the predictions.zarr -> the pixel outputs of ddpmseg.evaluate that fill them
+# names in the predictions.zarr -> the pixel outputs of ddpmseg.votes that fill them
 ARRAYS = {"majority": "majority", "soft": "soft", "uncertainty": "js", "confidence": "confidence"}
 outputs = predict_each(predict_images, len(ids), size, device, 8192, "auto", tuple(ARRAYS.values()))
 at_original = (predict_each(predict_images_at_original_size, data.attrs["original_sizes"], size,

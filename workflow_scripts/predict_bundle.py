@@ -6,7 +6,8 @@ from pathlib import Path
 
 import zarr
 
-from ddpmseg.evaluate import save_palette_png, write_predictions
+from ddpmseg.palette import save_palette_png
+from ddpmseg.predict import write_predictions
 from ddpmseg.runtime import pick_device, start_rule
 from ddpmseg.segmenter import Segmenter
 
@@ -22,7 +23,7 @@ for bundle, predictions_path, masks_path in zip(snakemake.input.bundles, snakema
         original = {"majority": own_labels, "soft": own_labels, "uncertainty": own_uncertainty}
     write_predictions(predictions_path, {"majority": labels, "soft": labels, "uncertainty": uncertainty},
                       dict(image_ids=ids, classes=classes, ignore_label=data.attrs["ignore_label"], bundle=bundle,
-                           uncertainty="entropy of the softmax, nats"), original)
+                           uncertainty=segmenter.UNCERTAINTY_IN_FULL), original)
     for image_id, mask in zip(ids, labels):
         path = Path(masks_path) / f"{image_id}.png"
         path.parent.mkdir(parents=True, exist_ok=True)

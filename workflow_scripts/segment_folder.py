@@ -9,8 +9,8 @@ import numpy as np
 import zarr
 from PIL import Image
 
-from ddpmseg.evaluate import save_palette_png
 from ddpmseg.formats.export import export_masks
+from ddpmseg.palette import save_palette_png
 from ddpmseg.runtime import pick_device, start_rule
 from ddpmseg.segmenter import Segmenter
 
@@ -32,8 +32,7 @@ group.attrs.update(image_ids=ids, original_sizes=sizes, classes=segmenter.classe
                    layout="labels/<i> and uncertainty/<i>: image i of image_ids at its own (height, width)",
                    bundle=str(snakemake.input.bundle), provenance=segmenter.description["provenance"],
                    vote=segmenter.description["vote"],
-                   uncertainty=("entropy of the softmax, nats" if segmenter.description["kind"] == "deeplab"
-                                else "Jensen-Shannon divergence of the members' softmax, nats"),
+                   uncertainty=segmenter.UNCERTAINTY_IN_FULL,
                    uncertainty_png=f"8-bit grey, 255 = {most:.4f} nats (the largest possible)")
 for image_id, mask, js in zip(ids, labels, uncertainty):
     for folder, picture in (("masks", None), ("uncertainty", js)):

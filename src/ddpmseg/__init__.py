@@ -2,8 +2,9 @@
 
 One module per workflow stage: `synthetic` (embedded default dataset), `datasets`
 (validation and resizing), `diffusion` (ADM model building, loading and training),
-`features` (decoder activations into Zarr stores), `ensemble` (pixel classifier
-ensemble), `evaluate` (prediction, voting, uncertainty, mIoU), `tables` (aggregation).
+`features` (decoder activations into Zarr stores), `mlp` (pixel classifier ensemble),
+`ensemble` (its training), `predict` (prediction), `votes` (voting, uncertainty),
+`metrics` (mIoU, calibration), `tables` (aggregation).
 """
 
 import warnings

@@ -15,7 +15,7 @@ and the mixing weights travel with it as its `cell_weights` buffer (M, K).
 
 import torch
 
-from ddpmseg import ensemble  # imports this module: names are looked up at call time
+from ddpmseg.mlp import BN_EPS, BatchedMLPEnsemble, ensemble_from_state_dict, normalise_members, stack_ensembles
 
 PROJECTION_SEED_OFFSET = 2**31  # projections draw from their own generator, not the MLP's stream
 
@@ -34,7 +34,7 @@ class CellMixingEnsemble(torch.nn.Module):
     def __init__(self, seeds: list, n_members: int, cell_channels: list, width: int, num_classes: int):
         super().__init__()
         self.cell_channels, self.width = list(cell_channels), width
-        self.mlp = ensemble.stack_ensembles([ensemble.BatchedMLPEnsemble(n_members, width, num_classes, seed) for seed in seeds])
+        self.mlp = stack_ensembles([BatchedMLPEnsemble(n_members, width, num_classes, seed) for seed in seeds])
         self.n_members = self.mlp.n_members
         generators = [torch.Generator().manual_seed(PROJECTION_SEED_OFFSET + seed) for seed in seeds]
         for k, channels in enumerate(self.cell_channels):
@@ -63,7 +63,7 @@ class CellMixingEnsemble(torch.nn.Module):
         for k, channels in enumerate(self.cell_channels):
             y = torch.bmm(x[..., column : column + channels], getattr(self, f"projection{k}"))  # (M, B, W)
             column += channels
-            y = ensemble.normalise_members(y, self.mix_mean[:, k], self.mix_var[:, k], self.training)
+            y = normalise_members(y, self.mix_mean[:, k], self.mix_var[:, k], self.training)
             mixed = mixed + weights[:, k, None, None] * y
         return self.mlp(mixed)
 
@@ -73,7 +73,7 @@ class CellMixingEnsemble(torch.nn.Module):
 
 
 @torch.no_grad()
-def fold(model: CellMixingEnsemble) -> "ensemble.BatchedMLPEnsemble":
+def fold(model: CellMixingEnsemble) -> BatchedMLPEnsemble:
     """The plain ensemble over the concatenated features (in_features D) that computes what
     `model` computes in eval mode: cell k's rows of its first Linear are
     projection_k * (w_k / sigma_k) @ weight0, and bias0 gains sum_k (-mu_k * w_k / sigma_k) @ weight0
@@ -82,10 +82,10 @@ def fold(model: CellMixingEnsemble) -> "ensemble.BatchedMLPEnsemble":
     model = model.cpu()
     state = {name: value.detach().clone() for name, value in model.mlp.state_dict().items()}
     weight0, bias0 = state["weight0"], state["bias0"]  # (M, W, H1), (M, H1)
-    scale = model.cell_weights()[:, :, None] * torch.rsqrt(model.mix_var + ensemble.BN_EPS)  # (M, K, W)
+    scale = model.cell_weights()[:, :, None] * torch.rsqrt(model.mix_var + BN_EPS)  # (M, K, W)
     rows = [torch.bmm(getattr(model, f"projection{k}") * scale[:, k, None, :], weight0)
             for k in range(len(model.cell_channels))]
     state["weight0"] = torch.cat(rows, dim=1)
     state["bias0"] = bias0 + torch.bmm((-model.mix_mean * scale).sum(dim=1, keepdim=True), weight0).squeeze(1)
     state["cell_weights"] = model.cell_weights().detach().clone()
-    return ensemble.ensemble_from_state_dict(state, model.matmul_dtype).eval()
+    return ensemble_from_state_dict(state, model.matmul_dtype).eval()

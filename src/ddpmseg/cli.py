@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+from ddpmseg.images import IMAGE_SUFFIXES
 
 
 class InputProblem(Exception):
@@ -61,7 +61,7 @@ def segment(args) -> None:
     from tqdm import tqdm
 
     from ddpmseg.images import read_rgb
-    from ddpmseg.evaluate import save_palette_png
+    from ddpmseg.palette import save_palette_png
     from ddpmseg.plots import labelling_overlay
     from ddpmseg.segmenter import Segmenter
     from PIL import Image
@@ -70,7 +70,7 @@ def segment(args) -> None:
     files = image_files(args.paths)
     out = Path(args.out)
     classes, most = segmenter.classes, segmenter.uncertainty_max
-    kind = "entropy of the softmax" if segmenter.description["kind"] == "deeplab" else "Jensen-Shannon divergence"
+    kind = segmenter.UNCERTAINTY
     with tqdm(total=len(files), unit="image", desc="segment", disable=args.quiet) as progress:
         for start in range(0, len(files), args.batch_size):
             batch = files[start : start + args.batch_size]
@@ -98,7 +98,7 @@ def export(args) -> None:
     """The bundle as one ONNX model (`ddpmseg.export`), checked against the bundle in torch on the
     `--check` images (or two generated ones): the share of pixels whose labels agree and the
     largest uncertainty difference are printed; below 99.9% agreement the export fails."""
-    from ddpmseg.datasets import fit_image
+    from ddpmseg.resizing import fit_image
     from ddpmseg.export import export_onnx, onnx_predict
     from ddpmseg.images import read_rgb
     from ddpmseg.segmenter import Segmenter
@@ -138,20 +138,7 @@ def describe(folder) -> list:
     segmenter = Segmenter.load(folder)
     d = segmenter.description
     lines = [f"bundle: {Path(folder).resolve()}", f"format: {d['format']}"]
-    if d["kind"] == "deeplab":
-        lines.append(f"kind: deeplab (DeepLabV3, backbone {d['deeplab']['backbone']}, input size "
-                     f"{d['deeplab'].get('input_size') or d['image_size']}); uncertainty: entropy of its softmax")
-    else:
-        recipe = d["features"]
-        cells = ", ".join(layer + ("" if t is None else f"@t{t}") for layer, t in recipe["cells"])
-        members = segmenter.weights["weight0"].shape[0]
-        mixing = " with learned cell weights" if "cell_weights" in segmenter.weights else ""
-        lines += [f"kind: ensemble of {members} MLPs{mixing}, {d['vote']} vote; uncertainty: Jensen-Shannon divergence",
-                  f"source: {recipe['plan']['source']} ({recipe['plan']['name']}), model seed {recipe['model_seed']}",
-                  f"cells ({len(recipe['cells'])}): {cells}"]
-        checkpoint = segmenter.checkpoint_path
-        lines.append("checkpoint: none (weights from the source's settings)" if checkpoint is None else
-                     f"checkpoint: {checkpoint.resolve()} (sha256 {recipe['checkpoint_sha256']})")
+    lines += segmenter.summary()
     lines.append(f"classes ({len(segmenter.classes)}): " + ", ".join(f"{i} {c}" for i, c in enumerate(segmenter.classes)))
     lines.append(f"image size: {d['image_size']} (non-square images: {d['non_square']}, resize: {d['resize']})")
     provenance = d.get("provenance", {})

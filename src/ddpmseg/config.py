@@ -12,16 +12,9 @@ import re
 import jsonschema
 from jsonschema.exceptions import best_match
 
+from ddpmseg import adm_flags
 from ddpmseg.formats import READERS
-from ddpmseg.sweep import decoder_block_count
-
-# The keys of guided_diffusion.script_util.model_and_diffusion_defaults() (a test keeps them equal).
-MODEL_FLAGS = (
-    "attention_resolutions", "channel_mult", "class_cond", "diffusion_steps", "dropout", "image_size",
-    "learn_sigma", "noise_schedule", "num_channels", "num_head_channels", "num_heads", "num_heads_upsample",
-    "num_res_blocks", "predict_xstart", "resblock_updown", "rescale_learned_sigmas", "rescale_timesteps",
-    "timestep_respacing", "use_checkpoint", "use_fp16", "use_kl", "use_new_attention_order", "use_scale_shift_norm",
-)
+from ddpmseg.formats.paper import PAPER
 
 
 def key_path(path) -> str:
@@ -87,14 +80,11 @@ def _model_problems(name: str, settings: dict) -> list:
     problems = []
     where = f"config: datasets.{name}"
     flags = settings["diffusion"]["flags"]
-    for key in sorted(set(flags) - set(MODEL_FLAGS)):
-        close = difflib.get_close_matches(key, MODEL_FLAGS, n=1)
-        problems.append(f"{where}.diffusion.flags: unknown model flag {key!r}"
-                        + (f" (did you mean {close[0]!r}?)" if close else "")
-                        + f"; guided-diffusion's flags are {', '.join(MODEL_FLAGS)}")
-    steps = int(flags.get("diffusion_steps", 1000))
-    known_structure = not settings["diffusion"]["checkpoint"] or "num_res_blocks" in flags
-    n_blocks = decoder_block_count({"num_res_blocks": 2, "channel_mult": "", **flags}) if known_structure else None
+    problems += [f"{where}.diffusion.flags: {phrase}; {adm_flags.NAMES_HINT}"
+                 for phrase in adm_flags.unknown_flags(flags)]
+    steps = adm_flags.diffusion_steps(flags)
+    known = adm_flags.blocks_known(flags, settings["diffusion"]["checkpoint"])
+    n_blocks = len(adm_flags.decoder_blocks(flags)) if known else None
     features, probes = settings["features"], settings["probes"]
     lists = {
         "features.blocks": ("block", features["blocks"]), "features.timesteps": ("step", features["timesteps"]),
@@ -119,10 +109,10 @@ def _model_problems(name: str, settings: dict) -> list:
 
 
 def _format_problems(name: str, settings: dict) -> list:
-    """A dataset's `format` that no reader reads, and format-only keys on a dataset without one."""
+    """A dataset's `format` that no reader reads, and format-only keys on one in the paper's layout."""
     where = f"config: datasets.{name}"
     fmt = settings["format"]
-    if fmt is None:
+    if fmt == PAPER:
         given = [key for key, default in (("unannotated", "auto"), ("split", {}), ("unlabeled", None))
                  if settings[key] != default]
         if isinstance(settings["classes"], dict):

@@ -12,8 +12,10 @@ from collections import Counter
 
 import numpy as np
 
-from ddpmseg.datasets import DatasetError, _check_item, list_split, read_label, read_meta
-from ddpmseg.formats.detect import PAPER, detect
+from ddpmseg.datasets import check_item, read_label
+from ddpmseg.errors import DatasetError
+from ddpmseg.formats.detect import detect
+from ddpmseg.formats.paper import PAPER, list_split, read_meta
 from ddpmseg.formats.prepare import read_source
 from ddpmseg.formats.source import TEST_SUBSETS, TRAIN_SUBSETS, assign_splits, class_table, lut_classes
 from ddpmseg.images import shown_size
@@ -61,7 +63,7 @@ def _check_paper(root: pathlib.Path, classes, ignore_label, report: Report) -> N
             continue
         counts[split] = len(items)
         for _, image_path, label_path in items:
-            found = _check_item(image_path, label_path, split != "unlabeled", "pad", meta)
+            found = check_item(image_path, label_path, split != "unlabeled", "pad", meta)
             report.problems.extend(found)
             images.append(image_path)
             if split != "unlabeled" and label_path is not None and not found:
@@ -106,7 +108,7 @@ def _check_format(root: pathlib.Path, fmt: str, classes, split: dict, unannotate
     report.lines.append(f"labelled {len(annotated)}, unlabeled {len(source.images) - len(annotated)}")
     pixels = Counter()
     for image in source.images:
-        report.problems.extend(_check_item(image.image_path, None, False, "pad", None)
+        report.problems.extend(check_item(image.image_path, None, False, "pad", None)
                                if image.image_path.is_file() or image.class_map is None else [])
         if image.class_map is None:
             continue

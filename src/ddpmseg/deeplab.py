@@ -23,7 +23,7 @@ import torch.nn.functional as F
 import torchvision
 
 from ddpmseg.errors import CheckpointError
-from ddpmseg.evaluate import mean_iou
+from ddpmseg.metrics import mean_iou
 from ddpmseg.model_input import model_input
 
 log = logging.getLogger(__name__)

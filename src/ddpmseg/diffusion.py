@@ -3,10 +3,10 @@ one, train one.
 
 Models come from OpenAI's guided-diffusion code (`guided_diffusion`, shipped on PyPI as
 `guided-diffusion-sdk`). A model travels with its flags: a flat dict of the keys of
-`guided_diffusion.script_util.model_and_diffusion_defaults()`, saved as JSON beside the
-state_dict. Unlike guided-diffusion's `create_model`, `build_model_and_diffusion` accepts any
-image size from 32 to 512 and any `channel_mult`, including fractional ones such as the
-512x512 model's "0.5,1,1,2,2,4,4".
+`guided_diffusion.script_util.model_and_diffusion_defaults()` (their meaning, defaults and the
+UNet's shapes: `ddpmseg.adm_flags`), saved as JSON beside the state_dict. Unlike
+guided-diffusion's `create_model`, `build_model_and_diffusion` accepts any image size from 32 to
+512 and any `channel_mult`, including fractional ones such as the 512x512 model's "0.5,1,1,2,2,4,4".
 """
 
 import copy
@@ -18,30 +18,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from guided_diffusion.script_util import NUM_CLASSES, create_gaussian_diffusion, model_and_diffusion_defaults
+from guided_diffusion.script_util import NUM_CLASSES, create_gaussian_diffusion
 from guided_diffusion.unet import UNetModel
 
+from ddpmseg.adm_flags import (
+    attention_downsampling, buildable_channel_mult, format_channel_mult, full_flags, same_flag,
+)
 from ddpmseg.checkpoints import first_shape_mismatch, load_state_dict
 from ddpmseg.errors import CheckpointError
 from ddpmseg.training import TrainingRecord
-from ddpmseg.sweep import parse_channel_mult
 
 log = logging.getLogger(__name__)
-
-def full_flags(flags: dict) -> dict:
-    """guided-diffusion's defaults overridden by `flags`; unknown keys raise ValueError."""
-    merged = model_and_diffusion_defaults()
-    unknown = sorted(set(flags) - set(merged))
-    if unknown:
-        raise ValueError(
-            f"unknown model flags {unknown}; valid flags are {sorted(merged)}"
-        )
-    merged.update(flags)
-    return merged
-
-
-def _format_channel_mult(mult) -> str:
-    return ",".join(str(int(m)) if float(m).is_integer() else str(m) for m in mult)
 
 
 def build_unet(flags: dict) -> UNetModel:
@@ -51,21 +38,14 @@ def build_unet(flags: dict) -> UNetModel:
     2x2; attention_resolutions are resolutions (e.g. "32,16,8" at 256 = downsampling 8,16,32).
     """
     flags = full_flags(flags)
-    size = int(flags["image_size"])
-    if not 32 <= size <= 512:
-        raise ValueError(f"image_size {size} is outside the supported 32..512")
-    mult = parse_channel_mult(flags["channel_mult"], size)
-    if size // 2 ** (len(mult) - 1) < 2:
-        raise ValueError(f"channel_mult {flags['channel_mult']!r} has {len(mult)} levels: too many for image_size {size}")
-    attention = str(flags["attention_resolutions"]).strip()
-    attention_ds = tuple(size // int(r) for r in attention.split(",")) if attention else ()
+    mult = buildable_channel_mult(flags)
     return UNetModel(
-        image_size=size,
+        image_size=int(flags["image_size"]),
         in_channels=3,
         model_channels=flags["num_channels"],
         out_channels=6 if flags["learn_sigma"] else 3,
         num_res_blocks=flags["num_res_blocks"],
-        attention_resolutions=attention_ds,
+        attention_resolutions=attention_downsampling(flags),
         dropout=flags["dropout"],
         channel_mult=mult,
         num_classes=NUM_CLASSES if flags["class_cond"] else None,
@@ -161,25 +141,9 @@ def infer_flags(state: dict, image_size: int) -> dict:
         "use_scale_shift_norm": int(state["input_blocks.1.0.emb_layers.1.weight"].shape[0]) == 2 * first_out,
         "num_res_blocks": num_res_blocks,
         "resblock_updown": resblock_updown,
-        "channel_mult": _format_channel_mult(mult),
+        "channel_mult": format_channel_mult(mult),
         "attention_resolutions": ",".join(str(r) for r in attention),
     }
-
-
-def _attention_levels(attention_resolutions: str, image_size: int, n_levels: int) -> set:
-    """Indices of the UNet levels that get attention (resolutions that match no level do nothing)."""
-    wanted = {image_size // int(r) for r in str(attention_resolutions).split(",") if r.strip()}
-    return {level for level in range(n_levels) if 2**level in wanted}
-
-
-def _same_flag(name: str, given, inferred: dict, image_size: int) -> bool:
-    """Whether a given flag builds the same tensors as the inferred one."""
-    if name == "channel_mult":
-        return parse_channel_mult(given, image_size) == parse_channel_mult(inferred[name], image_size)
-    if name == "attention_resolutions":
-        n_levels = len(parse_channel_mult(inferred["channel_mult"], image_size))
-        return _attention_levels(given, image_size, n_levels) == _attention_levels(inferred[name], image_size, n_levels)
-    return given == inferred[name]
 
 
 def resolve_flags(flags: dict, state: dict, source) -> tuple[dict, dict]:
@@ -201,7 +165,7 @@ def resolve_flags(flags: dict, state: dict, source) -> tuple[dict, dict]:
         raise ValueError(f"{source}: cannot read the model flags from this checkpoint ({exc}); is it a "
                          "guided-diffusion UNet checkpoint?") from exc
     conflicts = {name: (flags[name], value) for name, value in inferred.items()
-                 if name in flags and not _same_flag(name, flags[name], inferred, size)}
+                 if name in flags and not same_flag(name, flags[name], inferred, size)}
     return full_flags({**inferred, **flags}), conflicts
 
 

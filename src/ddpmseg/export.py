@@ -6,17 +6,18 @@ gives `labels` (N, S, S) int64 (the bundle's vote), `probabilities` (N, C, S, S)
 members' mean softmax; DeepLab's softmax) and `uncertainty` (N, S, S) float32, nats (the members'
 Jensen-Shannon divergence; DeepLab's entropy). An ensemble's graph holds its feature source with
 the run's fixed noise as a constant, the features rounded to float16 as the stores hold them, and
-the MLPs, whose first layer takes the route `Segmenter.predict` takes (`evaluate.first_layer_route`):
+the MLPs, whose first layer takes the route `Segmenter.predict` takes (`predict.first_layer_route`):
 on the bilinearly upsampled features, or on each map at its own resolution before upsampling. The
 bundle's description is in the model's metadata (`ddpmseg`, JSON). Exported with torch's
 dynamo exporter (`torch.onnx.export(dynamo=True)`) for one image a call (N = 1: the sources'
 forwards fix their batch while traced).
 
-Sources that export (tested against onnxruntime): `adm`, `pixels`, `patch`, `timm` (ViTs and
-ConvNeXts); `EXPORTABLE` lists them. `mae` and `swav` (plain ViT / ResNet forwards) export too,
+A source declares whether it exports (`EXPORTABLE`). Tested against onnxruntime: `adm`, `pixels`,
+`patch`, `timm` (ViTs and ConvNeXts); `mae` and `swav` (plain ViT / ResNet forwards) export too,
 checked on FASSEG's bundles (docs/results.md) but not in the tests; `diffusers_unet` and
 `stable_diffusion` are refused: their diffusers pipelines (schedulers in numpy, SD's VAE and CLIP
-text encoder) are not written for export, and an SD graph would be several GB.
+text encoder) are not written for export, and an SD graph would be several GB. Which graph a
+bundle gives is its kind's (`Segmenter.graph`).
 """
 
 import json
@@ -25,33 +26,33 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-EXPORTABLE = ("adm", "pixels", "patch", "timm", "mae", "swav")
 OPSET = 18
 
 
 class EnsembleGraph(torch.nn.Module):
-    """An ensemble bundle's whole prediction as one module: image -> (labels, probabilities, uncertainty)."""
+    """An ensemble bundle's whole prediction as one module: image -> (labels, probabilities,
+    uncertainty). ValueError for a source that does not export (`EXPORTABLE`)."""
 
     def __init__(self, segmenter):
         super().__init__()
         from ddpmseg import backbones
-        from ddpmseg.ensemble import ensemble_from_state_dict
         from ddpmseg.features import cell_calls
+        from ddpmseg.mlp import ensemble_from_state_dict
         from ddpmseg.model_input import shared_noise
 
         recipe = segmenter.description["features"]
         plan = recipe["plan"]
         self.source = backbones.source(plan["source"])
-        self.model = segmenter.source_model("cpu")[0]
-        if not isinstance(self.model, torch.nn.Module):  # a holder (the ADM's UNet and diffusion): its modules
-            for name, value in vars(self.model).items():   # registered, so that the export sees their weights
-                if isinstance(value, torch.nn.Module):
-                    self.add_module(f"source_{name}", value)
+        if not self.source.EXPORTABLE:
+            raise ValueError(f"a {plan['source']!r} ensemble does not export to ONNX (exportable sources: "
+                             f"{', '.join(n for n in backbones.SOURCES if backbones.source(n).EXPORTABLE)}); "
+                             "use the bundle from Python")
+        self.model = segmenter.source_model("cpu")[0]  # a module: the export sees its weights
         self.cells = [tuple(cell) for cell in recipe["cells"]]
         self.calls = cell_calls(self.cells)
         size = segmenter.image_size
         if self.source.TAKES_TIMESTEPS:
-            shape = self.source.noise_shape(self.model, size) if hasattr(self.source, "noise_shape") else None
+            shape = self.source.noise_shape(self.model, size)
             self.register_buffer("noise", shared_noise(size, recipe["noise_seed"], recipe["noise_device"], shape).cpu())
         else:
             self.noise = None
@@ -77,12 +78,12 @@ class EnsembleGraph(torch.nn.Module):
 
     def _member_probabilities(self, native: list) -> torch.Tensor:
         """Every member's softmax at every pixel of one image from its float16-rounded maps
-        [(h, w, C)]: (M, S*S, C), by the cheaper route of `evaluate.first_layer_route`, as the
+        [(h, w, C)]: (M, S*S, C), by the cheaper route of `predict.first_layer_route`, as the
         bundle's own prediction: the first Linear on the upsampled features, or on each map at its
         own resolution and its (M * H1)-channel sums upsampled (the paper's 8448 features: the
         upsampled (S*S, D) matrix alone would be 2.2 GB at 256x256)."""
-        from ddpmseg.ensemble import first_layer_projections, predict_probabilities, probabilities_from_first_layer
-        from ddpmseg.evaluate import first_layer_route
+        from ddpmseg.mlp import first_layer_projections, predict_probabilities, probabilities_from_first_layer
+        from ddpmseg.predict import first_layer_route
 
         if first_layer_route([self.ensemble], native, self.size) == "upsampled":
             features = torch.cat([_upsample(fmap, self.size) for fmap in native], dim=-1)  # (S, S, D)
@@ -118,7 +119,7 @@ class DeepLabGraph(torch.nn.Module):
 
 
 def majority_labels(members: torch.Tensor) -> torch.Tensor:
-    """The paper's majority vote (`evaluate.majority_vote`: the most frequent member argmax, ties
+    """The paper's majority vote (`votes.majority_vote`: the most frequent member argmax, ties
     to the smallest class id) by counting one-hot votes, which ONNX runs (it has no torch.mode):
     (M, P, C) probabilities -> (P,) int64."""
     return F.one_hot(members.argmax(dim=-1), members.shape[-1]).sum(dim=0).argmax(dim=-1)
@@ -130,15 +131,9 @@ def _entropy(p: torch.Tensor) -> torch.Tensor:
 
 
 def segmenter_graph(segmenter) -> torch.nn.Module:
-    """The module computing what `segmenter.predict` does, for export; ValueError for a source
-    that does not export."""
-    if segmenter.description["kind"] == "deeplab":
-        return DeepLabGraph(segmenter).eval()
-    source = segmenter.description["features"]["plan"]["source"]
-    if source not in EXPORTABLE:
-        raise ValueError(f"a {source!r} ensemble does not export to ONNX (exportable sources: "
-                         f"{', '.join(EXPORTABLE)}); use the bundle from Python")
-    return EnsembleGraph(segmenter).eval()
+    """The module computing what `segmenter.predict` does, for export (its kind's graph, eval
+    mode); ValueError for an ensemble whose source does not export."""
+    return segmenter.graph().eval()
 
 
 def export_onnx(segmenter, path, example_image: np.ndarray) -> None:

@@ -16,13 +16,14 @@ from ddpmseg.stores import create_store
 
 def build_method_model(plan: dict, image_size: int, checkpoint, device: str, model_seed: int) -> tuple:
     """The model of a method (`ddpmseg.methods.plan`), its source's layer table {layer: (channels,
-    resolution)} and the identity its stores' attrs carry (method, settings, model seed, the
-    checkpoint and its sha256, and as model_<key> what the built model knows better than the
-    config (`model_settings`: an ADM checkpoint's full flags, known once read)."""
+    resolution)} and the identity its stores' attrs carry (method, the source's
+    `identity_settings`, model seed, the checkpoint and its sha256, and as model_<key> what the
+    built model knows better than the config (`model_settings`: an ADM checkpoint's full flags,
+    known once read)."""
     source, settings = backbones.source(plan["source"]), plan["settings"]
     model = source.build(settings, image_size, checkpoint, device, model_seed)
     identity = {"method": plan["key"], "method_name": plan["name"], "model_seed": model_seed,
-                "settings": {k: v for k, v in settings.items() if k not in ("blocks", "flags")}}
+                "settings": source.identity_settings(settings)}
     if checkpoint is not None:
         identity.update(checkpoint=str(checkpoint), checkpoint_sha256=sha256_of(checkpoint))
     known = source.model_settings(model)
@@ -72,7 +73,7 @@ def extract_features(
     stores = _create_stores(source_name, layers, steps, table, out_dir, {
         **attrs, "normalisation": source.NORMALISATION, "precision": used_precision, "image_ids": list(image_ids),
         "image_size": size, "stored_dtype": "float16"}, noise_attrs, len(images))
-    noise, noise_shape = None, source.noise_shape(model, size) if hasattr(source, "noise_shape") else None
+    noise, noise_shape = None, source.noise_shape(model, size)
     for start in tqdm(range(0, len(images), batch_images), desc="extract", unit="batch", mininterval=5):
         x = model_input(images[start : start + batch_images], source.NORMALISATION).to(device)
         if steps != [None] and (noise_mode != "shared" or start == 0):  # the shared tensor is drawn once

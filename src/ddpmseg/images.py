@@ -1,5 +1,8 @@
 """Opening images as they are shown: the one place the workflow reads a photo.
 
+`IMAGE_SUFFIXES` says which files every reader (the paper's layout, the annotation formats, the
+`ddpmseg` command) takes for images.
+
 A JPEG (or TIFF, PNG, WebP) may store its pixels in one orientation and carry an EXIF tag
 (0x0112, values 1-8) saying how to turn them for display: phones save portrait photos as
 landscape pixels with orientation 6. Every viewer and annotation tool shows the turned image, so
@@ -20,8 +23,10 @@ from PIL import Image, ImageOps
 
 from ddpmseg.errors import DatasetError
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")  # compared lower-cased
 ORIENTATION_TAG = 0x0112  # EXIF's Orientation
 ROTATED = (5, 6, 7, 8)  # orientations that swap width and height
+_ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})  # Pillow modes with an alpha channel
 
 
 def unreadable(path, exc: Exception) -> DatasetError:
@@ -71,6 +76,13 @@ def read_rgb(path) -> np.ndarray:
     DatasetError naming the file when unreadable."""
     with open_image(path) as im:
         return np.asarray(im.convert("RGB"))
+
+
+def has_alpha(path) -> bool:
+    """Whether the image file has an alpha channel (or a transparent palette entry), which
+    `read_rgb` drops: the model sees the colour under transparent pixels."""
+    with Image.open(path) as im:
+        return im.mode in _ALPHA_MODES or (im.mode == "P" and "transparency" in im.info)
 
 
 def write_upright(source, target) -> None:

@@ -22,8 +22,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ddpmseg.evaluate import PIXEL_OUTPUTS, image_probabilities, image_uncertainty_score
+from ddpmseg.predict import image_probabilities
 from ddpmseg.stores import native_maps
+from ddpmseg.votes import PIXEL_OUTPUTS, image_uncertainty_score
 
 STRATEGIES = ("uncertainty", "diversity", "uncertainty+diversity", "random")
 RANDOM_SALT = 5  # keeps the random strategy's generator apart from the ensembles' of the same seed

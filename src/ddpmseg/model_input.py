@@ -50,7 +50,7 @@ def model_input(images, normalisation: str) -> torch.Tensor:
 def shared_noise(image_size: int, seed: int, device: str = "cpu", shape=None) -> torch.Tensor:
     """The paper's `share_noise`: (1, 3, S, S) standard normal from a generator on `device`
     ('cpu' or 'cuda': their generators give different numbers from one seed) seeded with `seed`;
-    (1, *shape) for a source whose noise is not image-shaped (`noise_shape`: a latent).
+    (1, *shape) where `shape` (C, h, w) is given (a source's `noise_shape`, e.g. a latent's).
     Raises a UserError for 'cuda' where no GPU is visible."""
     if torch.device(device).type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"features.noise_device is {device!r}, but this job sees no GPU: run it on a GPU, or set "

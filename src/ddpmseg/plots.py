@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.patches import Patch, Rectangle  # noqa: E402
 
-from ddpmseg.evaluate import palette  # noqa: E402
+from ddpmseg.palette import palette  # noqa: E402
 
 
 def loss_curve_figure(losses, title: str, path, ylabel: str = "diffusion loss (MSE on noise)",

@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 
 from ddpmseg.ensemble import train_ensemble
-from ddpmseg.evaluate import confusion_counts, iou_from_counts, predict_images
+from ddpmseg.metrics import confusion_counts, iou_from_counts
+from ddpmseg.predict import predict_images
 from ddpmseg.stores import ImageSubset
 
 

@@ -13,7 +13,9 @@ and its sha256, the model and noise seeds) and `weights.pt` (the model's state_d
 checkpoint is there and has the recorded sha256: features of other weights would be silently
 wrong. Kind "ensemble": one seed's MLP ensemble on features extracted on the fly with the same
 recipe (and the same shared noise) as the run that trained it, so its masks equal that run's.
-Kind "deeplab": a DeepLabV3 distilled from an ensemble's labels (`ddpmseg.deeplab`).
+Kind "deeplab": a DeepLabV3 distilled from an ensemble's labels (`ddpmseg.deeplab`). A bundle's
+kind picks its class (`KINDS`), which does what differs between kinds: predicting, the
+uncertainty's name and bound, its summary and its ONNX graph.
 """
 
 import json
@@ -36,19 +38,33 @@ CHUNK_IMAGES = 64  # images whose features are held at once (in a scratch folder
 
 
 class Segmenter:
-    """A trained model and everything needed to apply it to images.
+    """A trained model and everything needed to apply it to images; made by `from_description`
+    (or `load`, `for_ensemble`, `for_deeplab`) as the class of its kind (`KINDS`), which defines
+    `uncertainty_max`, `summary()`, `graph()` and `_predict` (`predict` of checked images).
 
     description: the bundle's `segmenter.json` content (see the module docstring); weights: the
-    ensemble's state_dict; folder: the bundle folder relative paths in the description start
+    model's state_dict; folder: the bundle folder relative paths in the description start
     from (None before `save`).
     """
+
+    KIND: str  # the description's kind
+    UNCERTAINTY: str  # the name of what `predict`'s uncertainty is (nats)
+    UNCERTAINTY_IN_FULL: str  # the same as prediction files state it, with its unit
 
     def __init__(self, description: dict, weights: dict, folder=None):
         if description.get("format") != FORMAT:
             raise ValueError(f"not a {FORMAT} description (format {description.get('format')!r})")
         self.description, self.weights = description, weights
         self.folder = None if folder is None else Path(folder)
-        self._source_models = {}  # device -> (model, layer table, identity) of the feature source
+
+    @staticmethod
+    def from_description(description: dict, weights: dict, folder=None) -> "Segmenter":
+        """The segmenter of the description's kind (`KINDS`); ValueError for a kind this ddpmseg
+        does not know."""
+        kind = description.get("kind")
+        if kind not in KINDS:
+            raise ValueError(f"a bundle of kind {kind!r}; this ddpmseg knows kinds {', '.join(KINDS)}")
+        return KINDS[kind](description, weights, folder)
 
     @property
     def classes(self) -> list:
@@ -63,15 +79,6 @@ class Segmenter:
         """(K, 3) uint8 colour of each class in the masks."""
         return np.asarray(self.description["palette"], np.uint8)
 
-    @property
-    def uncertainty_max(self) -> float:
-        """The largest uncertainty `predict` can give, nats: log(min(members, classes)) for the
-        JS divergence of an ensemble, log(classes) for a DeepLab's entropy."""
-        classes = len(self.classes)
-        if self.description["kind"] == "deeplab":
-            return math.log(classes)
-        return math.log(min(self.weights["weight0"].shape[0], classes))
-
     @classmethod
     def for_ensemble(cls, ensemble_path, *, plan: dict, cells, checkpoint, model_seed: int, noise_seed: int,
                      noise_device: str, batch_images: int, threads: dict, classes: list, ignore_label: int, image_size: int,
@@ -85,7 +92,7 @@ class Segmenter:
         "ensemble": setting} of `ddpmseg.precision` (default float32 both), resolved where the
         bundle predicts."""
         from ddpmseg.download import sha256_of
-        from ddpmseg.evaluate import palette
+        from ddpmseg.palette import palette
 
         recipe = {"plan": plan, "cells": [list(cell) for cell in cells], "model_seed": model_seed,
                   "noise_seed": noise_seed, "noise_mode": "shared", "noise_device": noise_device,
@@ -93,11 +100,11 @@ class Segmenter:
                   "precision": {"extraction": "float32", "ensemble": "float32", **(precision or {})},
                   "checkpoint": None if checkpoint is None else str(Path(checkpoint).resolve()),
                   "checkpoint_sha256": None if checkpoint is None else sha256_of(checkpoint)}
-        description = {"format": FORMAT, "kind": "ensemble", "classes": list(classes),
+        description = {"format": FORMAT, "kind": EnsembleSegmenter.KIND, "classes": list(classes),
                        "palette": palette(len(classes))[: len(classes)].tolist(), "ignore_label": ignore_label,
                        "image_size": image_size, "non_square": non_square, "resize": resize, "vote": vote,
                        "features": recipe, "provenance": provenance}
-        return cls(description, torch.load(ensemble_path, map_location="cpu", weights_only=True))
+        return EnsembleSegmenter(description, torch.load(ensemble_path, map_location="cpu", weights_only=True))
 
     @classmethod
     def for_deeplab(cls, state: dict, *, backbone: str, threads: int, classes: list, ignore_label: int,
@@ -106,15 +113,15 @@ class Segmenter:
         """The bundle of a trained DeepLabV3 (`ddpmseg.deeplab`; its whole state_dict, backbone
         included, so no other file is needed), run at `input_size` (None: at image_size);
         uncertainty is the entropy of its softmax."""
-        from ddpmseg.evaluate import palette
+        from ddpmseg.palette import palette
 
-        description = {"format": FORMAT, "kind": "deeplab", "classes": list(classes),
+        description = {"format": FORMAT, "kind": DeepLabSegmenter.KIND, "classes": list(classes),
                        "palette": palette(len(classes))[: len(classes)].tolist(), "ignore_label": ignore_label,
                        "image_size": image_size, "non_square": non_square, "resize": resize, "vote": "argmax",
                        "deeplab": {"backbone": backbone, "normalisation": "imagenet", "threads": threads,
                                    "input_size": input_size},
                        "provenance": provenance}
-        return cls(description, state)
+        return DeepLabSegmenter(description, state)
 
     def save(self, folder) -> None:
         """Writes the bundle folder (atomically: a failure leaves no half-written folder); the
@@ -143,7 +150,11 @@ class Segmenter:
         if description.get("format") != FORMAT:
             raise CheckpointError(f"{description_path}: a bundle of format {description.get('format')!r}; this "
                                   f"ddpmseg reads {FORMAT}: install the ddpmseg that wrote it (or a newer one)")
-        segmenter = cls(description, torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True), folder)
+        if description.get("kind") not in KINDS:
+            raise CheckpointError(f"{description_path}: a bundle of kind {description.get('kind')!r}; this ddpmseg "
+                                  f"reads kinds {', '.join(KINDS)}: install the ddpmseg that wrote it (or a newer one)")
+        segmenter = cls.from_description(description, torch.load(folder / WEIGHTS_FILE, map_location="cpu",
+                                                                  weights_only=True), folder)
         segmenter._check_checkpoint()
         return segmenter
 
@@ -182,7 +193,7 @@ class Segmenter:
         original_sizes: [(height, width)] of the files the images were made from (the bundle's
         non_square and resize): labels and uncertainty then come back as lists of (height,
         width) arrays at those sizes, voted there from the members' upsampled probabilities
-        (`ddpmseg.evaluate.votes_at_original_size`)."""
+        (`ddpmseg.votes.votes_at_original_size`)."""
         images = np.asarray(images)
         size = self.image_size
         if images.ndim != 4 or images.shape[1:] != (size, size, 3) or images.dtype != np.uint8:
@@ -190,8 +201,63 @@ class Segmenter:
                              f"{images.shape} {images.dtype}. Use predict_files, or resize them first.")
         if original_sizes is not None and len(original_sizes) != len(images):
             raise ValueError(f"{len(original_sizes)} original sizes for {len(images)} images")
-        if self.description["kind"] == "deeplab":
-            return self._predict_deeplab(images, device, original_sizes)
+        return self._predict(images, features_dir, device, original_sizes)
+
+    def predict_files(self, paths, device: str = "cpu") -> tuple:
+        """Segments image files, each read and brought to the model's size as the training splits
+        were (the bundle's non_square and resize policies): labels [(H, W) uint8] and uncertainty
+        [(H, W) float32, nats], each at its file's own size (`predict` with original_sizes)."""
+        from ddpmseg.resizing import fit_image
+        from ddpmseg.images import read_rgb
+
+        d = self.description
+        pictures = [read_rgb(p) for p in paths]
+        images = np.stack([fit_image(rgb, self.image_size, d["non_square"], d["resize"], p)
+                           for rgb, p in zip(pictures, paths)])
+        return self.predict(images, device=device, original_sizes=[rgb.shape[:2] for rgb in pictures])
+
+
+class EnsembleSegmenter(Segmenter):
+    """Kind "ensemble": one seed's MLP ensemble on its source's features, extracted on the fly."""
+
+    KIND = "ensemble"
+    UNCERTAINTY = "Jensen-Shannon divergence"
+    UNCERTAINTY_IN_FULL = "Jensen-Shannon divergence of the members' softmax, nats"
+
+    def __init__(self, description: dict, weights: dict, folder=None):
+        super().__init__(description, weights, folder)
+        self._source_models = {}  # device -> (model, layer table, identity) of the feature source
+
+    @property
+    def uncertainty_max(self) -> float:
+        """The largest uncertainty `predict` can give, nats: log(min(members, classes)), the
+        bound of the members' JS divergence."""
+        return math.log(min(self.weights["weight0"].shape[0], len(self.classes)))
+
+    def summary(self) -> list:
+        """What `ddpmseg info` says of the ensemble: its members, vote, source, cells, checkpoint."""
+        d = self.description
+        recipe = d["features"]
+        cells = ", ".join(layer + ("" if t is None else f"@t{t}") for layer, t in recipe["cells"])
+        members = self.weights["weight0"].shape[0]
+        mixing = " with learned cell weights" if "cell_weights" in self.weights else ""
+        lines = [f"kind: ensemble of {members} MLPs{mixing}, {d['vote']} vote; uncertainty: {self.UNCERTAINTY}",
+                 f"source: {recipe['plan']['source']} ({recipe['plan']['name']}), model seed {recipe['model_seed']}",
+                 f"cells ({len(recipe['cells'])}): {cells}"]
+        checkpoint = self.checkpoint_path
+        lines.append("checkpoint: none (weights from the source's settings)" if checkpoint is None else
+                     f"checkpoint: {checkpoint.resolve()} (sha256 {recipe['checkpoint_sha256']})")
+        return lines
+
+    def graph(self):
+        """The ONNX export's module (`export.EnsembleGraph`); ValueError for a source that does not export."""
+        from ddpmseg.export import EnsembleGraph
+
+        return EnsembleGraph(self)
+
+    def _predict(self, images: np.ndarray, features_dir, device: str, original_sizes) -> tuple:
+        """`predict` of checked images: the features in `features_dir`, or CHUNK_IMAGES at a time in
+        a scratch folder."""
         if features_dir is not None:
             return self._predict_stores(images, Path(features_dir), device, original_sizes)
         parts = []
@@ -203,47 +269,6 @@ class Segmenter:
         if original_sizes is not None:
             return [a for p in parts for a in p[0]], [a for p in parts for a in p[1]]
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-
-    def predict_files(self, paths, device: str = "cpu") -> tuple:
-        """Segments image files, each read and brought to the model's size as the training splits
-        were (the bundle's non_square and resize policies): labels [(H, W) uint8] and uncertainty
-        [(H, W) float32, nats], each at its file's own size (`predict` with original_sizes)."""
-        from ddpmseg.datasets import fit_image
-        from ddpmseg.images import read_rgb
-
-        d = self.description
-        pictures = [read_rgb(p) for p in paths]
-        images = np.stack([fit_image(rgb, self.image_size, d["non_square"], d["resize"], p)
-                           for rgb, p in zip(pictures, paths)])
-        return self.predict(images, device=device, original_sizes=[rgb.shape[:2] for rgb in pictures])
-
-    def _at_original_size(self, probabilities, size: tuple, vote: str, uncertainty: str) -> tuple:
-        """(labels, uncertainty) of (M, C, S, S) probabilities at an image's own (height, width)."""
-        from ddpmseg.evaluate import votes_at_original_size
-
-        votes = votes_at_original_size(probabilities, int(size[0]), int(size[1]), self.description["non_square"],
-                                       self.description["ignore_label"], (vote, uncertainty))
-        return votes[vote], votes[uncertainty]
-
-    def _predict_deeplab(self, images: np.ndarray, device: str, original_sizes=None) -> tuple:
-        from ddpmseg.deeplab import build_deeplab, deeplab_logits, predict_deeplab
-
-        settings = self.description["deeplab"]
-        model = build_deeplab(settings["backbone"], len(self.classes))
-        model.load_state_dict(self.weights)
-        with _torch_threads(settings["threads"]):
-            if original_sizes is None:
-                return predict_deeplab(model, images, device=device, input_size=settings.get("input_size"))
-            model.eval().to(device)
-            labels, uncertainty = [], []
-            with torch.no_grad():
-                for image, size in zip(images, original_sizes):
-                    logits = deeplab_logits(model, image[None], settings.get("input_size"), device)
-                    label, spread = self._at_original_size(torch.softmax(logits.float(), dim=1), size, "argmax",
-                                                           "entropy")
-                    labels.append(label)
-                    uncertainty.append(spread)
-            return labels, uncertainty
 
     def source_model(self, device: str = "cpu") -> tuple:
         """(model, layer table, identity) of the bundle's feature source on `device`, built from
@@ -257,9 +282,9 @@ class Segmenter:
         return self._source_models[device]
 
     def _predict_stores(self, images: np.ndarray, features_dir: Path, device: str, original_sizes=None) -> tuple:
-        from ddpmseg.ensemble import ensemble_from_state_dict
-        from ddpmseg.evaluate import predict_images, predict_images_at_original_size
         from ddpmseg.features import extract_cells
+        from ddpmseg.mlp import ensemble_from_state_dict
+        from ddpmseg.predict import predict_images, predict_images_at_original_size
         from ddpmseg.stores import open_stores
         from ddpmseg.precision import matmul_dtype, resolve
 
@@ -286,6 +311,63 @@ class Segmenter:
                 [ensemble], open_stores(paths), original_sizes, size, self.description["non_square"],
                 self.description["ignore_label"], device)[0]
             return (majority if self.description["vote"] == "majority" else soft), js
+
+
+class DeepLabSegmenter(Segmenter):
+    """Kind "deeplab": a DeepLabV3 distilled from an ensemble's labels (`ddpmseg.deeplab`)."""
+
+    KIND = "deeplab"
+    UNCERTAINTY = "entropy of the softmax"
+    UNCERTAINTY_IN_FULL = "entropy of the softmax, nats"
+
+    @property
+    def uncertainty_max(self) -> float:
+        """The largest uncertainty `predict` can give, nats: log(classes), the bound of its entropy."""
+        return math.log(len(self.classes))
+
+    def summary(self) -> list:
+        """What `ddpmseg info` says of the DeepLab: its backbone and input size."""
+        d = self.description
+        return [f"kind: deeplab (DeepLabV3, backbone {d['deeplab']['backbone']}, input size "
+                f"{d['deeplab'].get('input_size') or d['image_size']}); uncertainty: entropy of its softmax"]
+
+    def graph(self):
+        """The ONNX export's module (`export.DeepLabGraph`)."""
+        from ddpmseg.export import DeepLabGraph
+
+        return DeepLabGraph(self)
+
+    def _at_original_size(self, probabilities, size: tuple, vote: str, uncertainty: str) -> tuple:
+        """(labels, uncertainty) of (M, C, S, S) probabilities at an image's own (height, width)."""
+        from ddpmseg.votes import votes_at_original_size
+
+        votes = votes_at_original_size(probabilities, int(size[0]), int(size[1]), self.description["non_square"],
+                                       self.description["ignore_label"], (vote, uncertainty))
+        return votes[vote], votes[uncertainty]
+
+    def _predict(self, images: np.ndarray, features_dir, device: str, original_sizes) -> tuple:
+        """`predict` of checked images (features_dir unused: DeepLab takes the images)."""
+        from ddpmseg.deeplab import build_deeplab, deeplab_logits, predict_deeplab
+
+        settings = self.description["deeplab"]
+        model = build_deeplab(settings["backbone"], len(self.classes))
+        model.load_state_dict(self.weights)
+        with _torch_threads(settings["threads"]):
+            if original_sizes is None:
+                return predict_deeplab(model, images, device=device, input_size=settings.get("input_size"))
+            model.eval().to(device)
+            labels, uncertainty = [], []
+            with torch.no_grad():
+                for image, size in zip(images, original_sizes):
+                    logits = deeplab_logits(model, image[None], settings.get("input_size"), device)
+                    label, spread = self._at_original_size(torch.softmax(logits.float(), dim=1), size, "argmax",
+                                                           "entropy")
+                    labels.append(label)
+                    uncertainty.append(spread)
+            return labels, uncertainty
+
+
+KINDS = {kind.KIND: kind for kind in (EnsembleSegmenter, DeepLabSegmenter)}  # a bundle's kind -> its class
 
 
 @contextmanager

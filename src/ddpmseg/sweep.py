@@ -4,44 +4,10 @@ Nothing here imports torch: the Snakefile uses these functions to plan one extra
 per timestep and one probe job per (block, timestep) cell.
 """
 
-# guided-diffusion's channel_mult for each image size when the flag is empty (its
-# create_model), plus 32x32 (improved-diffusion's CIFAR-10 model).
-DEFAULT_CHANNEL_MULT = {
-    32: (1, 2, 2, 2),
-    64: (1, 2, 3, 4),
-    128: (1, 1, 2, 3, 4),
-    256: (1, 1, 2, 2, 4, 4),
-    512: (0.5, 1, 1, 2, 2, 4, 4),
-}
-
 # The paper's Figure 4 shows k-means of blocks {6, 8, 10, 12} of its 18 decoder blocks at
 # t {50, 200, 400, 600, 800} of 1000 steps; other models get the same relative depths and steps.
 PAPER_KMEANS_BLOCKS, PAPER_DECODER_BLOCKS = (6, 8, 10, 12), 18
 PAPER_KMEANS_STEPS, PAPER_DIFFUSION_STEPS = (50, 200, 400, 600, 800), 1000
-
-
-def parse_channel_mult(channel_mult: str, image_size: int) -> tuple:
-    """The per-level channel multipliers: "1,2,3" -> (1, 2, 3) ("0.5" stays 0.5); an empty
-    string gives `DEFAULT_CHANNEL_MULT[image_size]`."""
-    if str(channel_mult).strip() == "":
-        if image_size not in DEFAULT_CHANNEL_MULT:
-            raise ValueError(
-                f"image_size {image_size} has no default channel_mult (defaults exist for "
-                f"{sorted(DEFAULT_CHANNEL_MULT)}); set the flag channel_mult, e.g. \"1,2,3\""
-            )
-        return DEFAULT_CHANNEL_MULT[image_size]
-    mult = tuple(float(m) for m in str(channel_mult).split(","))
-    return tuple(int(m) if m.is_integer() else m for m in mult)
-
-
-def decoder_block_count(flags: dict) -> int:
-    """len(model.output_blocks) of the ADM UNet that `flags` build: levels x (num_res_blocks + 1).
-
-    flags must hold image_size and num_res_blocks (and channel_mult unless the size has a
-    default); guided-diffusion's defaults are not assumed here. KeyError names what is missing.
-    """
-    levels = len(parse_channel_mult(flags.get("channel_mult", ""), int(flags["image_size"])))
-    return levels * (int(flags["num_res_blocks"]) + 1)
 
 
 def timestep_grid(diffusion_steps: int, n: int = 20) -> list:

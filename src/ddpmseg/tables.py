@@ -151,7 +151,7 @@ def reliability_table(metric_files: dict) -> pd.DataFrame:
     bounds, pixel count, mean confidence, accuracy, and the method's pooled ECE. metric_files:
     {method row name: [metrics.json paths]}; runs without calibration bins (a DeepLab) are left
     out, and a method with none is absent."""
-    from ddpmseg.evaluate import expected_calibration_error
+    from ddpmseg.metrics import expected_calibration_error
 
     rows = []
     for method, paths in metric_files.items():

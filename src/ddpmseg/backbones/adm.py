@@ -12,11 +12,9 @@ default initialisation from the seed), `flags` (guided-diffusion model flags, fr
 dataset's `diffusion.flags`), `blocks` (the dataset's `features.blocks`, the default layers).
 """
 
-from dataclasses import dataclass
-from typing import Any
-
-from ddpmseg.backbones.defaults import SweepProblem
-from ddpmseg.sweep import decoder_block_count, kmeans_blocks, nearest_in_grid, parse_channel_mult
+from ddpmseg.adm_flags import blocks_known, decoder_blocks, diffusion_steps
+from ddpmseg.backbones.defaults import SweepProblem, model_parts, noise_shape  # noqa: F401  (the usual noise)
+from ddpmseg.sweep import kmeans_blocks, nearest_in_grid
 
 NAME = "DDPM"
 TAKES_TIMESTEPS = True
@@ -26,6 +24,7 @@ PRETRAINED_BY_WORKFLOW = False  # its training is a stage of its own, with model
 DIFFUSION_STAGE = True
 HAS_MODEL_SEEDS = True
 RUNS_A_MODEL = True  # its extraction jobs ask for a GPU
+EXPORTABLE = True
 FIGURE_AXES = "decoder block and diffusion step"
 
 SETTINGS = {
@@ -66,26 +65,15 @@ def block_of(layer: str) -> int:
 
 
 def schedule_length(settings: dict) -> int:
-    """The diffusion's steps: flag diffusion_steps (guided-diffusion's default 1000)."""
-    return int(settings["flags"].get("diffusion_steps", 1000))
+    """The diffusion's steps: flag diffusion_steps."""
+    return diffusion_steps(settings["flags"])
 
 
 def layer_table(settings: dict, image_size: int) -> dict:
-    """{'b<i>': (channels, resolution)} of every decoder block, deepest first, from the flags
-    (guided-diffusion's UNetModel: block i of level l has num_channels * channel_mult[l] channels;
-    the last block of each level but the first upsamples by 2)."""
-    flags = {"num_res_blocks": 2, "channel_mult": "", **settings["flags"]}
-    mult = parse_channel_mult(flags.get("channel_mult", ""), int(flags["image_size"]))
-    channels, per_level = int(flags.get("num_channels", 128)), int(flags["num_res_blocks"]) + 1
-    resolution = image_size // 2 ** (len(mult) - 1)
-    table = {}
-    for level in reversed(range(len(mult))):
-        for i in range(per_level):
-            if level and i == per_level - 1:
-                resolution *= 2
-            table[layer_name(len(table))] = (int(channels * mult[level]), resolution)
-    assert len(table) == decoder_block_count(flags)
-    return table
+    """{'b<i>': (channels, resolution)} of every decoder block, deepest first, of the UNet that
+    the flags build at image_size (`adm_flags.decoder_blocks`)."""
+    blocks = decoder_blocks({**settings["flags"], "image_size": image_size})
+    return {layer_name(block): shape for block, shape in enumerate(blocks)}
 
 
 def default_layers(settings: dict, image_size: int) -> list:
@@ -115,7 +103,7 @@ def model_origin(settings: dict, dataset_settings: dict) -> dict:
     checkpoint = diffusion["checkpoint"]
     return {"checkpoint": checkpoint, "model_seeds": diffusion["seeds"],
             "stage_trained": settings["weights"] == "trained",
-            "table_known": not checkpoint or "num_res_blocks" in diffusion["flags"]}
+            "table_known": blocks_known(diffusion["flags"], checkpoint)}
 
 
 def sweep_layers(settings: dict, table: dict | None, probes: dict) -> tuple:
@@ -130,24 +118,27 @@ def sweep_layers(settings: dict, table: dict | None, probes: dict) -> tuple:
     return [layer_name(b) for b in blocks], [layer_name(b) for b in k_blocks]
 
 
+def identity_settings(settings: dict) -> dict:
+    """The settings without those taken from the dataset's config (`complete_settings`): the
+    flags (the stores carry the loaded model's as model_flags) and the default blocks."""
+    return {key: value for key, value in settings.items() if key not in ("blocks", "flags")}
+
+
 def model_settings(model) -> dict:
     """The loaded model's full flags (a checkpoint's architecture, known once read)."""
     return {"flags": model.flags}
 
 
-@dataclass
-class Adm:
-    """A loaded ADM: the UNet (eval mode), its Gaussian diffusion and the full flags."""
-
-    unet: Any
-    diffusion: Any
-    flags: dict
+def adm_parts(unet, diffusion, flags: dict):
+    """A loaded ADM as one module (`defaults.model_parts`): .unet, the UNetModel (eval mode);
+    .diffusion, its GaussianDiffusion; .flags, the full flags."""
+    return model_parts(unet=unet.eval(), diffusion=diffusion, flags=flags)
 
 
-def build(settings: dict, image_size: int, checkpoint, device: str, seed: int) -> Adm:
-    """The UNet with the checkpoint's weights, or (weights 'random') PyTorch's default random
-    initialisation from `seed` in the architecture of the checkpoint (when one is given) or of
-    the flags. CheckpointError names a file that does not fit the flags."""
+def build(settings: dict, image_size: int, checkpoint, device: str, seed: int):
+    """`adm_parts` of the UNet with the checkpoint's weights, or (weights 'random') PyTorch's
+    default random initialisation from `seed` in the architecture of the checkpoint (when one is
+    given) or of the flags. CheckpointError names a file that does not fit the flags."""
     from ddpmseg.diffusion import build_model_and_diffusion, load_model, randomize_weights
 
     flags = {**settings["flags"], "image_size": image_size}
@@ -159,7 +150,7 @@ def build(settings: dict, image_size: int, checkpoint, device: str, seed: int) -
         unet, diffusion = build_model_and_diffusion(flags, device)
     if settings["weights"] == "random":
         randomize_weights(unet, seed)
-    return Adm(unet.eval(), diffusion, flags)
+    return adm_parts(unet, diffusion, flags)
 
 
 def decoder_activations(unet, x, timesteps, blocks) -> dict:
@@ -191,7 +182,7 @@ def decoder_activations(unet, x, timesteps, blocks) -> dict:
     return activations
 
 
-def activations(model: Adm, x, layers, timesteps, noise) -> dict:
+def activations(model, x, layers, timesteps, noise) -> dict:
     """{(b<i>, t): (B, C, h, w) float32} of x (B, 3, S, S) in [-1, 1] noised to every t in
     `timesteps` with `noise`: (1, 3, S, S) shared (the paper's), or (B * len(timesteps), 3, S, S)
     in the batch's order; one forward batch of B * len(timesteps) inputs, image-major and

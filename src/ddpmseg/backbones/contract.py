@@ -5,9 +5,17 @@ A source is a module of `ddpmseg.backbones` named in `SOURCES`. Importing it nee
 beyond the standard library and this package's light modules (the Snakefile reads layer tables
 and plans jobs without torch); the functions that run a model import torch themselves. A source
 that keeps the usual answers takes them from `ddpmseg.backbones.defaults`.
+
+What a source can do is declared by the source, never asked of it by name, by `hasattr` or by
+the type of its model: the flags below (``EXPORTABLE``, ``TAKES_TIMESTEPS``...), the settings
+that identify its model (``identity_settings``) and the shape of its noise (``noise_shape``) are
+members of every source.
 """
 
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    import torch
 
 
 @runtime_checkable
@@ -32,6 +40,8 @@ class FeatureSource(Protocol):
     - ``HAS_MODEL_SEEDS``: whether a method has one model per `diffusion.seeds`, the first in the
       method's folder, seed d in ``<method>_m<d>``.
     - ``RUNS_A_MODEL``: whether extraction runs a network (its jobs then ask for a GPU).
+    - ``EXPORTABLE``: whether an ensemble bundle on its features exports to ONNX
+      (`ddpmseg.export`): its model and ``activations`` trace with torch's dynamo exporter.
     - ``FIGURE_AXES``: what the probe sweep's figures call one cell ("layer").
 
     Functions (shapes in their own docstrings):
@@ -50,11 +60,20 @@ class FeatureSource(Protocol):
     - ``sweep_layers(settings, table, probes) -> (layers, kmeans_layers)``: the probe sweep's
       layers (forward order) and those drawn in Figure 4; raises `defaults.SweepProblem`
       where the sweep cannot be planned before a job runs.
-    - ``build(settings, image_size, checkpoint, device, seed) -> model``: the model in eval
-      mode, with the checkpoint's weights (None: random weights from ``seed``). A file that does
+    - ``build(settings, image_size, checkpoint, device, seed) -> torch.nn.Module``: the model in
+      eval mode, with the checkpoint's weights (None: random weights from ``seed``); a model of
+      several parts (a UNet and its noise schedule) is one module holding them
+      (`defaults.model_parts`), a source without a model gives an empty one. A file that does
       not fit raises `errors.CheckpointError` naming the file and the setting that differs.
+    - ``identity_settings(settings) -> dict``: the settings that identify the model and its
+      features in the stores' attrs (`features.build_method_model`): all of them, less those a
+      source copies from the dataset's config in ``complete_settings`` (the ADM's flags and
+      default blocks).
     - ``model_settings(model) -> dict``: settings the built model knows better than the config
       (an ADM checkpoint's full flags); they describe its stores and give its layer table.
+    - ``noise_shape(model, image_size) -> (C, h, w)``: one noise draw's shape, for a source that
+      ``TAKES_TIMESTEPS``: the image's (3, S, S) (`defaults.noise_shape`), or e.g. a latent
+      diffusion model's latent.
     - ``activations(model, x, layers, timesteps, noise) -> {(layer, t): tensor}``: x is a
       (B, 3, S, S) float32 batch normalised as ``NORMALISATION`` says; ``timesteps`` ints for a
       source that takes them, else None (keys then have t None); ``noise`` (1, C, h, w) shared by
@@ -63,12 +82,11 @@ class FeatureSource(Protocol):
       native resolution, as ``layer_table`` says; the forward pass stops after the deepest
       requested layer where the architecture allows.
 
-    Members only some sources have (`OPTIONAL`), checked by the registry's test:
+    Members only some sources have (`OPTIONAL`: member -> the flag that says which), each in
+    exactly the sources whose flag is true (the registry's test checks it):
 
     - ``schedule_length(settings) -> int`` (every source that ``TAKES_TIMESTEPS``): the steps of
       its noise schedule (t in 0 .. n - 1), from settings and configs alone.
-    - ``noise_shape(model, image_size) -> (C, h, w)``: one noise draw's shape where it is not
-      the image's (3, S, S), e.g. a latent diffusion model's latent.
     - ``pretrain(settings, images, device) -> (checkpoint, loss_rows, outcome)`` (every source
       ``PRETRAINED_BY_WORKFLOW``): images (N, S, S, 3) uint8, seeded by ``train.seed``, budget
       ``train.max_steps`` (`pretraining_budget`'s schema); ``checkpoint`` a dict that ``build``
@@ -85,6 +103,7 @@ class FeatureSource(Protocol):
     DIFFUSION_STAGE: bool
     HAS_MODEL_SEEDS: bool
     RUNS_A_MODEL: bool
+    EXPORTABLE: bool
     FIGURE_AXES: str
 
     def complete_settings(self, settings: dict, dataset_settings: dict) -> dict: ...
@@ -97,11 +116,15 @@ class FeatureSource(Protocol):
 
     def sweep_layers(self, settings: dict, table: dict | None, probes: dict) -> tuple: ...
 
-    def build(self, settings: dict, image_size: int, checkpoint, device: str, seed: int) -> Any: ...
+    def build(self, settings: dict, image_size: int, checkpoint, device: str, seed: int) -> "torch.nn.Module": ...
+
+    def identity_settings(self, settings: dict) -> dict: ...
 
     def model_settings(self, model) -> dict: ...
+
+    def noise_shape(self, model, image_size: int) -> tuple: ...
 
     def activations(self, model, x, layers, timesteps, noise) -> dict: ...
 
 
-OPTIONAL = ("schedule_length", "noise_shape", "pretrain")
+OPTIONAL = {"schedule_length": "TAKES_TIMESTEPS", "pretrain": "PRETRAINED_BY_WORKFLOW"}  # member -> its flag

@@ -33,6 +33,28 @@ def sweep_layers(settings: dict, table: dict, probes: dict) -> tuple:
     return layers, [layers[i] for i in kmeans_blocks(len(layers))]
 
 
+def identity_settings(settings: dict) -> dict:
+    """Every setting: all of them tell the model and its features."""
+    return dict(settings)
+
+
 def model_settings(model) -> dict:
     """Nothing beyond the configured settings."""
     return {}
+
+
+def noise_shape(model, image_size: int) -> tuple:
+    """(3, S, S): one noise draw is image-shaped (a source that noises the image itself)."""
+    return 3, image_size, image_size
+
+
+def model_parts(**parts):
+    """One torch.nn.Module in eval mode holding a source's parts as attributes: the modules among
+    them registered (so that `.to`, `state_dict` and an ONNX export see their weights), the rest
+    (a noise schedule, flags, a tensor) plain; with no parts, an empty module (no model)."""
+    import torch
+
+    model = torch.nn.Module()
+    for name, part in parts.items():
+        setattr(model, name, part)
+    return model.eval()

@@ -24,7 +24,8 @@ from pathlib import Path
 from ddpmseg.backbones import pretraining_budget
 from ddpmseg.errors import CheckpointError
 from ddpmseg.backbones.defaults import (  # noqa: F401  (the contract's usual answers)
-    DIFFUSION_STAGE, FIGURE_AXES, HAS_MODEL_SEEDS, complete_settings, model_origin, model_settings, sweep_layers,
+    DIFFUSION_STAGE, FIGURE_AXES, HAS_MODEL_SEEDS, complete_settings, identity_settings, model_origin, model_parts,
+    model_settings, noise_shape, sweep_layers,
 )
 
 NAME = "DDPM (diffusers)"
@@ -34,6 +35,7 @@ BUILT_FROM = ("a local diffusers UNet2DModel folder (from_pretrained), or traine
               "images with diffusers' recipe")
 PRETRAINED_BY_WORKFLOW = True
 RUNS_A_MODEL = True  # its extraction jobs ask for a GPU
+EXPORTABLE = False  # diffusers' schedulers compute in numpy: not written for export
 
 UP_BLOCKS = ("UpBlock2D", "AttnUpBlock2D")  # the up blocks of the DDPM checkpoints; others are refused
 
@@ -200,13 +202,6 @@ def default_layers(settings: dict, image_size: int) -> list:
     return [f"up{i}" for i in range(1, n - 1)] or ["up0"]
 
 
-class DiffusersUnet:
-    """A loaded UNet2DModel (eval mode) and its DDPMScheduler (add_noise)."""
-
-    def __init__(self, unet, scheduler):
-        self.unet, self.scheduler = unet, scheduler
-
-
 def _scheduler_config(settings: dict, folder: Path | None) -> dict:
     """The DDPMScheduler config: the folder's (scheduler/ of a pipeline, or the model folder's
     scheduler_config.json), else `scheduler` (the workflow's own model)."""
@@ -226,11 +221,13 @@ def schedule_length(settings: dict) -> int:
     return int(_scheduler_config(settings, folder).get("num_train_timesteps", 1000))
 
 
-def build(settings: dict, image_size: int, checkpoint, device: str, seed: int) -> DiffusersUnet:
-    """The UNet (fp32, eval mode) on `device` with the checkpoint's weights: a diffusers folder
-    (from_pretrained, local files only) or a state_dict file of `arch`; with weights 'random',
-    diffusers' initialisation from torch.manual_seed(seed) in the same architecture. A file that
-    does not fit raises CheckpointError naming it and the first mismatching tensor."""
+def build(settings: dict, image_size: int, checkpoint, device: str, seed: int):
+    """One module (`defaults.model_parts`) of .unet, the UNet2DModel (fp32, eval mode) on
+    `device` with the checkpoint's weights: a diffusers folder (from_pretrained, local files
+    only) or a state_dict file of `arch`; with weights 'random', diffusers' initialisation from
+    torch.manual_seed(seed) in the same architecture; and .scheduler, its DDPMScheduler
+    (add_noise). A file that does not fit raises CheckpointError naming it and the first
+    mismatching tensor."""
     import torch
     from diffusers import DDPMScheduler, UNet2DModel
 
@@ -258,7 +255,7 @@ def build(settings: dict, image_size: int, checkpoint, device: str, seed: int) -
                                   f"the settings build {built or 'no such tensor'}; check methods.<method>.arch")
         unet = unet.to_empty(device="cpu")
         unet.load_state_dict(state)
-    return DiffusersUnet(unet.float().to(device).eval(), scheduler)
+    return model_parts(unet=unet.float().to(device).eval(), scheduler=scheduler)
 
 
 class _Stop(Exception):
@@ -315,7 +312,7 @@ def decoder_activations(unet, layers, *inputs, **keywords) -> dict:
     return maps
 
 
-def activations(model: DiffusersUnet, x, layers, timesteps, noise) -> dict:
+def activations(model, x, layers, timesteps, noise) -> dict:
     """{(layer, t): (B, C, h, w) float32} of x (B, 3, S, S) in [-1, 1] noised to every t with
     `noise` ((1, 3, S, S) shared, or one per (image, timestep)): one forward batch of
     B * len(timesteps) inputs, image-major and timestep-minor, as the ADM source's."""

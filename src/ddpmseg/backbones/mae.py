@@ -20,7 +20,8 @@ import math
 
 from ddpmseg.backbones import pretraining_budget
 from ddpmseg.backbones.defaults import (  # noqa: F401  (the contract's usual answers)
-    DIFFUSION_STAGE, FIGURE_AXES, HAS_MODEL_SEEDS, complete_settings, model_origin, model_settings, sweep_layers,
+    DIFFUSION_STAGE, FIGURE_AXES, HAS_MODEL_SEEDS, complete_settings, identity_settings, model_origin, model_settings,
+    noise_shape, sweep_layers,
 )
 
 NAME = "MAE"
@@ -30,6 +31,7 @@ BUILT_FROM = ("a MaskedAutoencoderViT checkpoint ({'model': state_dict}), or pre
               "the unlabeled images")
 PRETRAINED_BY_WORKFLOW = True
 RUNS_A_MODEL = True  # its extraction jobs ask for a GPU
+EXPORTABLE = True
 
 SETTINGS = {
     "type": "object",

@@ -2,7 +2,8 @@
 and its x, y in [-1, 1] (77 features)."""
 
 from ddpmseg.backbones.defaults import (  # noqa: F401  (the contract's usual answers)
-    DIFFUSION_STAGE, FIGURE_AXES, HAS_MODEL_SEEDS, complete_settings, model_origin, model_settings, sweep_layers,
+    DIFFUSION_STAGE, FIGURE_AXES, HAS_MODEL_SEEDS, complete_settings, identity_settings, model_origin, model_settings,
+    noise_shape, sweep_layers,
 )
 from ddpmseg.backbones.pixels import (  # noqa: F401  (a control like 'pixels': no model)
     BUILT_FROM, NORMALISATION, PRETRAINED_BY_WORKFLOW, RUNS_A_MODEL, TAKES_TIMESTEPS, build, coordinates,
@@ -10,6 +11,7 @@ from ddpmseg.backbones.pixels import (  # noqa: F401  (a control like 'pixels': 
 )
 
 NAME = "Patch (5x5 RGB+xy)"
+EXPORTABLE = True
 SETTINGS = one_layer_settings("patch")
 
 

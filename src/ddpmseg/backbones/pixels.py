@@ -1,7 +1,8 @@
 """The 'Pixels' control: each pixel's RGB in [-1, 1] and its x, y in [-1, 1] (5 features)."""
 
 from ddpmseg.backbones.defaults import (  # noqa: F401  (the contract's usual answers)
-    DIFFUSION_STAGE, FIGURE_AXES, HAS_MODEL_SEEDS, complete_settings, model_origin, model_settings, sweep_layers,
+    DIFFUSION_STAGE, FIGURE_AXES, HAS_MODEL_SEEDS, complete_settings, identity_settings, model_origin, model_parts,
+    model_settings, noise_shape, sweep_layers,
 )
 
 NAME = "Pixels (RGB+xy)"
@@ -10,6 +11,7 @@ NORMALISATION = "[-1, 1]"
 BUILT_FROM = "no model: the image itself"
 PRETRAINED_BY_WORKFLOW = False
 RUNS_A_MODEL = False
+EXPORTABLE = True
 
 
 def one_layer_settings(layer: str) -> dict:
@@ -37,9 +39,9 @@ def default_layers(settings: dict, image_size: int) -> list:
     return ["pixels"]
 
 
-def build(settings: dict, image_size: int, checkpoint, device: str, seed: int) -> None:
-    """No model."""
-    return None
+def build(settings: dict, image_size: int, checkpoint, device: str, seed: int):
+    """No model: an empty module."""
+    return model_parts()
 
 
 def coordinates(x):

@@ -25,7 +25,8 @@ from ddpmseg.backbones import diffusers_unet
 from ddpmseg.backbones.diffusers_unet import decoder_activations, decoder_table
 from ddpmseg.errors import CheckpointError
 from ddpmseg.backbones.defaults import (  # noqa: F401  (the contract's usual answers)
-    DIFFUSION_STAGE, FIGURE_AXES, HAS_MODEL_SEEDS, complete_settings, model_origin, model_settings, sweep_layers,
+    DIFFUSION_STAGE, FIGURE_AXES, HAS_MODEL_SEEDS, complete_settings, identity_settings, model_origin, model_parts,
+    model_settings, sweep_layers,
 )
 
 NAME = "Stable Diffusion"
@@ -34,6 +35,7 @@ NORMALISATION = "[-1, 1]"
 BUILT_FROM = "a local diffusers Stable Diffusion pipeline folder (unet, vae, text_encoder, tokenizer, scheduler)"
 PRETRAINED_BY_WORKFLOW = False
 RUNS_A_MODEL = True  # its extraction jobs ask for a GPU
+EXPORTABLE = False  # its pipeline (VAE, CLIP text encoder) is not written for export, and would be GBs
 
 UP_BLOCKS = ("UpBlock2D", "CrossAttnUpBlock2D")
 FOLDER_PARTS = {"unet": "UNet2DConditionModel", "vae": "AutoencoderKL", "text_encoder": None, "tokenizer": None,
@@ -145,14 +147,13 @@ def default_layers(settings: dict, image_size: int) -> list:
     return [f"up{i}" for i in range(1, n - 1)] or ["up0"]
 
 
-class StableDiffusion:
-    """The pipeline's parts on one device (eval mode) and the prompt's embedding (1, L, D)."""
-
-    def __init__(self, unet, vae, scheduler, prompt_embedding, noise_draws: int):
-        self.unet, self.vae, self.scheduler = unet, vae, scheduler
-        self.prompt_embedding, self.noise_draws = prompt_embedding, noise_draws
-        self.scaling_factor = vae.config.scaling_factor
-        self.latent_channels = vae.config.latent_channels
+def pipeline_parts(unet, vae, scheduler, prompt_embedding, noise_draws: int):
+    """The pipeline's parts on one device as one module (`defaults.model_parts`): .unet and .vae
+    (eval mode), .scheduler, .prompt_embedding (1, L, D), .noise_draws K, and the VAE's
+    .scaling_factor and .latent_channels."""
+    return model_parts(unet=unet, vae=vae, scheduler=scheduler, prompt_embedding=prompt_embedding,
+                       noise_draws=noise_draws, scaling_factor=vae.config.scaling_factor,
+                       latent_channels=vae.config.latent_channels)
 
 
 def prompt_embedding(text_encoder, tokenizer, prompt: str, device: str):
@@ -166,10 +167,11 @@ def prompt_embedding(text_encoder, tokenizer, prompt: str, device: str):
         return text_encoder(ids)[0].float()
 
 
-def build(settings: dict, image_size: int, checkpoint, device: str, seed: int) -> StableDiffusion:
-    """The pipeline folder's UNet, VAE, text encoder and tokenizer (fp32, eval mode, local files
-    only) and a DDPMScheduler of its scheduler config; weights 'random' re-initialises the UNet
-    from torch.manual_seed(seed). CheckpointError for a folder that is missing or not SD's."""
+def build(settings: dict, image_size: int, checkpoint, device: str, seed: int):
+    """`pipeline_parts` of the pipeline folder's UNet and VAE (fp32, eval mode, local files only),
+    a DDPMScheduler of its scheduler config and the prompt's embedding by its text encoder and
+    tokenizer; weights 'random' re-initialises the UNet from torch.manual_seed(seed).
+    CheckpointError for a folder that is missing or not SD's."""
     import torch
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
@@ -187,17 +189,17 @@ def build(settings: dict, image_size: int, checkpoint, device: str, seed: int) -
     scheduler = DDPMScheduler.from_config(_scheduler_config(folder))
     text_encoder = text_encoder.float().to(device).eval()
     embedding = prompt_embedding(text_encoder, tokenizer, settings["prompt"], device)
-    return StableDiffusion(unet.float().to(device).eval(), vae.float().to(device).eval(), scheduler, embedding,
-                           settings["noise_draws"])
+    return pipeline_parts(unet.float().to(device).eval(), vae.float().to(device).eval(), scheduler, embedding,
+                          settings["noise_draws"])
 
 
-def noise_shape(model: StableDiffusion, image_size: int) -> tuple:
+def noise_shape(model, image_size: int) -> tuple:
     """(noise_draws * latent channels, h, h): one forward batch's noise, K latent draws stacked."""
     factor = 2 ** (len(model.vae.config.block_out_channels) - 1)
     return model.noise_draws * model.latent_channels, image_size // factor, image_size // factor
 
 
-def encode(model: StableDiffusion, x):
+def encode(model, x):
     """(B, C, h, w) float32: the mean of the VAE's latent distribution of x (B, 3, S, S) in [-1, 1],
     times its scaling_factor."""
     import torch
@@ -206,7 +208,7 @@ def encode(model: StableDiffusion, x):
         return model.vae.encode(x).latent_dist.mean * model.scaling_factor
 
 
-def activations(model: StableDiffusion, x, layers, timesteps, noise) -> dict:
+def activations(model, x, layers, timesteps, noise) -> dict:
     """{(layer, t): (B, C, h, w) float32} of x (B, 3, S, S) in [-1, 1]: its latent noised to every
     t with each of the K draws of `noise` ((1, K * C, h, w) shared, or one per (image, timestep),
     image-major and timestep-minor), the UNet run on B * len(timesteps) latents per draw with the

@@ -4,8 +4,8 @@ official checkpoint or pretrained by the workflow with SwAV on the unlabeled ima
 The paper's code (its `feature_extractors.py`) runs a torchvision ResNet-50 (`fc` = Identity) on
 ImageNet-normalised images and keeps the INPUTS of every other bottleneck of layer1..layer4
 (`layer[::2]`): 6720 features a pixel at 256x256, 13440 for SwAV's twice-wider `resnet50w2`.
-Layer `layer<i>.<j>` is the input of block j of layer i. The model is made of timm's ResNet
-blocks with torchvision's parameter names, so the official DataParallel checkpoints
+Layer `layer<i>.<j>` is the input of block j of layer i. The model (`backbones.resnet`) is made
+of timm's ResNet blocks with torchvision's parameter names, so the official DataParallel checkpoints
 ({'state_dict': {'module.conv1.weight', ..., 'module.projection_head.*', 'module.prototypes.*'}})
 load; their projection head and prototypes are dropped, as the paper's non-strict load does.
 
@@ -17,12 +17,13 @@ workflow can pretrain on a few hundred images on a CPU.
 import logging
 import math
 import random
-import re
 
 from ddpmseg.backbones import pretraining_budget
 from ddpmseg.backbones.defaults import (  # noqa: F401  (the contract's usual answers)
-    DIFFUSION_STAGE, FIGURE_AXES, HAS_MODEL_SEEDS, complete_settings, model_origin, model_settings, sweep_layers,
+    DIFFUSION_STAGE, FIGURE_AXES, HAS_MODEL_SEEDS, complete_settings, identity_settings, model_origin, model_settings,
+    noise_shape, sweep_layers,
 )
+from ddpmseg.backbones.resnet import EXPANSION, block_inputs, checkpoint_arch, resnet
 
 NAME = "SwAV"
 TAKES_TIMESTEPS = False
@@ -31,6 +32,7 @@ BUILT_FROM = ("a SwAV ResNet checkpoint ({'state_dict': {'module.…'}}), or pre
               "on the unlabeled images")
 PRETRAINED_BY_WORKFLOW = True
 RUNS_A_MODEL = True  # its extraction jobs ask for a GPU
+EXPORTABLE = True
 
 log = logging.getLogger(__name__)
 
@@ -111,80 +113,18 @@ SETTINGS = {
     },
 }
 
-EXPANSION = {"bottleneck": 4, "basic": 1}
 HEAD_PREFIXES = ("projection_head.", "prototypes.", "fc.")  # tensors of a checkpoint that are not the backbone
 
 
-def _halve(n: int) -> int:
-    """Side after a stride-2 conv or pool with 'same' padding (ResNet's 7x7/3x3 convs, its max-pool)."""
-    return (n - 1) // 2 + 1
-
-
 def layer_table(settings: dict, image_size: int) -> dict:
-    """{'layer<i>.<j>': (channels, resolution)}: the input of every block, in forward order.
-
-    The stem (stride-2 conv, stride-2 max-pool) gives image_size / 4 at `width` channels; block 0
-    of layer i > 1 (stride 2) takes the previous layer's output, its later blocks take layer i's
-    own output at half the resolution. Layer i's output has width * 2**(i-1) * expansion channels.
-    """
-    arch = settings["arch"]
-    expansion = EXPANSION[arch["block"]]
-    channels, resolution = arch["width"], _halve(_halve(image_size))
-    table = {}
-    for i, n_blocks in enumerate(arch["blocks"], start=1):
-        out_channels = arch["width"] * 2 ** (i - 1) * expansion
-        for j in range(n_blocks):
-            table[f"layer{i}.{j}"] = (channels, resolution)
-            if j == 0:
-                channels, resolution = out_channels, resolution if i == 1 else _halve(resolution)
-    return table
+    """{'layer<i>.<j>': (channels, resolution)}: the input of every block of the ResNet of
+    settings['arch'], in forward order (`resnet.block_inputs`)."""
+    return block_inputs(settings["arch"], image_size)
 
 
 def default_layers(settings: dict, image_size: int) -> list:
     """The paper's layers: the inputs of every other block of each layer (`layer[::2]`)."""
     return [f"layer{i}.{j}" for i, n in enumerate(settings["arch"]["blocks"], start=1) for j in range(0, n, 2)]
-
-
-def _resnet(arch: dict):
-    """The ResNet of `arch` without a classifier: an nn.Sequential whose children and tensors
-    have torchvision's names (conv1, bn1, act1, maxpool, layer1..layer4 of timm's blocks, then
-    avgpool and flatten), so model(x) gives the (B, C) pooled output.
-
-    timm's `ResNet` class fixes its 7x7 stem at 64 channels, so the stages come from its
-    `make_blocks` and the stem is `width` wide, as in SwAV's wide ResNets. Convolutions start
-    from kaiming-normal (fan_out) weights and every BatchNorm from weight 1, bias 0, as in
-    torchvision's and SwAV's ResNets (no zero-initialised last BatchNorm).
-    """
-    from collections import OrderedDict
-
-    import torch.nn as nn
-    from timm.models.resnet import BasicBlock, Bottleneck, make_blocks
-
-    width = arch["width"]
-    block = {"bottleneck": Bottleneck, "basic": BasicBlock}[arch["block"]]
-    stages, _ = make_blocks((block,) * 4, (width, 2 * width, 4 * width, 8 * width), tuple(arch["blocks"]), width)
-    model = nn.Sequential(OrderedDict([
-        ("conv1", nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)),
-        ("bn1", nn.BatchNorm2d(width)),
-        ("act1", nn.ReLU(inplace=True)),
-        ("maxpool", nn.MaxPool2d(kernel_size=3, stride=2, padding=1)),
-        *stages,
-        ("avgpool", nn.AdaptiveAvgPool2d(1)),
-        ("flatten", nn.Flatten()),
-    ]))
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d):
-            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-    return model
-
-
-def _checkpoint_arch(state: dict) -> dict | None:
-    """The `arch` a backbone state_dict's tensors show (None when it holds no ResNet stem)."""
-    if "conv1.weight" not in state:
-        return None
-    blocks = [len({m.group(1) for k in state if (m := re.match(rf"layer{i}\.(\d+)\.", k))}) for i in range(1, 5)]
-    return {"block": "bottleneck" if "layer1.0.conv3.weight" in state else "basic", "blocks": blocks,
-            "width": int(state["conv1.weight"].shape[0])}
 
 
 def build(settings: dict, image_size: int, checkpoint, device: str, seed: int):
@@ -204,17 +144,17 @@ def build(settings: dict, image_size: int, checkpoint, device: str, seed: int):
     arch = settings["arch"]
     if checkpoint is None:
         torch.manual_seed(seed)
-        return _resnet(arch).to(device).eval()
+        return resnet(arch).to(device).eval()
     state = {k: v for k, v in load_state_dict(checkpoint, "methods.<method>.checkpoint").items()
              if not k.startswith(HEAD_PREFIXES)}
     with torch.device("meta"):
-        expected = _resnet(arch).state_dict()
+        expected = resnet(arch).state_dict()
     # BatchNorm's step counters are absent from some checkpoints and play no part in eval mode.
     expected = {k: v for k, v in expected.items() if k in state or not k.endswith("num_batches_tracked")}
     mismatch = first_shape_mismatch(expected, state)
     if mismatch:
         name, in_checkpoint, built = mismatch
-        found = _checkpoint_arch(state)
+        found = checkpoint_arch(state)
         if found is None:
             hint = ("it holds no ResNet: a SwAV checkpoint has tensors conv1.weight, bn1.*, layer1.0.conv1.weight, ... "
                     "(a 'module.' prefix is fine)")
@@ -226,7 +166,7 @@ def build(settings: dict, image_size: int, checkpoint, device: str, seed: int):
             f"{checkpoint}: tensor {name!r} is {in_checkpoint or 'absent'} in the checkpoint, the settings build "
             f"{built or 'no such tensor'}; {hint}. "
             "RN50 is arch {block: bottleneck, blocks: [3, 4, 6, 3], width: 64}, RN50w2 the same with width 128.")
-    model = _resnet(arch)
+    model = resnet(arch)
     model.load_state_dict(state, strict=False)  # every tensor checked above; only step counters may be absent
     return model.to(device).eval()
 
@@ -328,7 +268,7 @@ def _swav_networks(arch: dict, train: dict, device: str) -> tuple:
     mode), and train.prototypes SwaVPrototypes, frozen for train.freeze_prototypes_steps steps."""
     from lightly.models.modules import SwaVProjectionHead, SwaVPrototypes
 
-    backbone = _resnet(arch).to(device).train()
+    backbone = resnet(arch).to(device).train()
     pooled_channels = 8 * arch["width"] * EXPANSION[arch["block"]]  # layer4's output
     head = SwaVProjectionHead(pooled_channels, train["hidden_dim"], train["projection_dim"]).to(device).train()
     prototypes = SwaVPrototypes(train["projection_dim"], train["prototypes"],

@@ -22,7 +22,8 @@ numbers), so a config is checked at parse time without weights.
 import functools
 
 from ddpmseg.backbones.defaults import (  # noqa: F401  (the contract's usual answers)
-    DIFFUSION_STAGE, FIGURE_AXES, HAS_MODEL_SEEDS, model_origin, model_settings, sweep_layers,
+    DIFFUSION_STAGE, FIGURE_AXES, HAS_MODEL_SEEDS, identity_settings, model_origin, model_settings, noise_shape,
+    sweep_layers,
 )
 
 NAME = "timm"
@@ -32,6 +33,7 @@ BUILT_FROM = ("any timm model with forward_intermediates (DINOv2/v3, EVA, CLIP V
               "pretrained weights, a local weights file, or random")
 PRETRAINED_BY_WORKFLOW = False
 RUNS_A_MODEL = True  # its extraction jobs ask for a GPU
+EXPORTABLE = True
 DEFAULT_LAYERS = 4  # the last 4 feature_info entries (DINOv2's multi-layer probes take a ViT's last 4 blocks)
 
 SETTINGS = {

@@ -21,9 +21,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from ddpmseg.ensemble import mask_outside, train_ensemble  # noqa: E402
-from ddpmseg.evaluate import mean_iou, predict_images  # noqa: E402
 from ddpmseg.experiments.labels import label_subset  # noqa: E402
 from ddpmseg.label_next import pooled_features, rank, score_images  # noqa: E402
+from ddpmseg.metrics import mean_iou  # noqa: E402
+from ddpmseg.predict import predict_images  # noqa: E402
 from ddpmseg.stores import ImageSubset  # noqa: E402
 
 ROUND_SALT = 1000  # the random strategy's seed in round r of run seed s: s * ROUND_SALT + r

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 
 from ddpmseg.ensemble import train_runs
-from ddpmseg.evaluate import mean_iou, predict_images
+from ddpmseg.metrics import mean_iou
+from ddpmseg.predict import predict_images
 from ddpmseg.stores import ImageSubset
 
 RESPLIT_SEED = 2024  # the generator of re-split r is seeded with [RESPLIT_SEED, r]

@@ -1,7 +1,8 @@
 """Readers of the annotation formats a dataset's `format:` names: format name -> a function
-(root, dataset settings) -> `ddpmseg.formats.source.Source`. A dataset without `format:` is in
-the paper's layout (`ddpmseg.datasets`). A new format is one module with a `read` and one line
-here."""
+(root, dataset settings) -> `ddpmseg.formats.source.Source`. Beside them, `format: paper` (the
+default) is the paper's layout (`ddpmseg.formats.paper`), whose splits and class ids are fixed:
+it writes its splits itself (`ddpmseg.formats.prepare.prepare_dataset` calls the one of a
+dataset's format). A new format is one module with a `read` and one line here."""
 
 from ddpmseg.formats import coco, datumaro_formats, image_mask, labelme, voc
 

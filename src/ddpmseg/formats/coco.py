@@ -31,7 +31,8 @@ import re
 
 import numpy as np
 
-from ddpmseg.datasets import DatasetError, _walk_files
+from ddpmseg.errors import DatasetError
+from ddpmseg.folders import walk_files
 from ddpmseg.formats.files import PREFERRED_FOLDERS, ImageIndex, written_parts
 from ddpmseg.formats.source import UNCOVERED, Source, SourceImage
 from ddpmseg.images import shown_size, turned_mask_problem
@@ -53,7 +54,7 @@ def coco_files(root: pathlib.Path, task: str = "instances") -> list:
     if root.is_file():
         return [(root, _load(root))]
     found = []
-    for rel in sorted(_walk_files(root, strict=False), key=str):
+    for rel in sorted(walk_files(root, strict=False), key=str):
         if rel.suffix.lower() != ".json":
             continue
         try:

@@ -16,7 +16,8 @@ import pathlib
 
 import numpy as np
 
-from ddpmseg.datasets import DatasetError, _walk_files
+from ddpmseg.errors import DatasetError
+from ddpmseg.folders import walk_files
 from ddpmseg.formats.source import UNCOVERED, Source, SourceImage
 from ddpmseg.images import shown_size, turned_mask_problem
 
@@ -175,7 +176,7 @@ def _damaged_file(root: pathlib.Path) -> tuple | None:
     import json
     import xml.etree.ElementTree as ElementTree
 
-    for rel in sorted(_walk_files(root, strict=False), key=str) if root.is_dir() else []:
+    for rel in sorted(walk_files(root, strict=False), key=str) if root.is_dir() else []:
         path = root / rel
         try:
             if rel.suffix.lower() == ".json":

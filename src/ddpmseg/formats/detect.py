@@ -13,10 +13,10 @@ from __future__ import annotations
 import json
 import pathlib
 
-from ddpmseg.datasets import DatasetError, _walk_files
+from ddpmseg.errors import DatasetError
+from ddpmseg.folders import walk_files
 from ddpmseg.formats import coco, datumaro_formats, voc
-
-PAPER = "paper"  # the paper's layout: `format:` null
+from ddpmseg.formats.paper import PAPER
 
 
 def candidates(root) -> list:
@@ -46,8 +46,8 @@ def candidates(root) -> list:
 
 
 def detect(root) -> tuple[str, str]:
-    """(format name, or PAPER, and why) of the one reader that fits ``root``; DatasetError naming
-    the folder and the candidates when none or several fit."""
+    """(format name, and why) of the one reader that fits ``root`` (`PAPER` for the paper's layout);
+    DatasetError naming the folder and the candidates when none or several fit."""
     root = pathlib.Path(root)
     if not root.exists():
         raise DatasetError(f"{root}: not found. Fix the dataset's `path`.")
@@ -65,7 +65,7 @@ def detect(root) -> tuple[str, str]:
 def _json_kinds(root: pathlib.Path) -> tuple:
     """(the first COCO JSON, the first labelme JSON) below ``root``, as paths relative to it, or None."""
     coco_json = labelme_json = None
-    for rel in sorted(_walk_files(root, strict=False), key=str):
+    for rel in sorted(walk_files(root, strict=False), key=str):
         if rel.suffix.lower() != ".json" or (coco_json and labelme_json):
             continue
         try:

@@ -15,9 +15,10 @@ from __future__ import annotations
 import pathlib
 import urllib.parse
 
-from ddpmseg.datasets import DatasetError, _walk_files
+from ddpmseg.errors import DatasetError
+from ddpmseg.folders import walk_files
+from ddpmseg.images import IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 PREFERRED_FOLDERS = ("images", "jpegimages")  # where a bare image name is looked for first (COCO, VOC)
 
 
@@ -39,7 +40,7 @@ class ImageIndex:
     def __init__(self, root):
         self.root = pathlib.Path(root)
         self.by_name: dict = {}
-        for rel in _walk_files(self.root, strict=False):
+        for rel in walk_files(self.root, strict=False):
             if rel.suffix.lower() in IMAGE_SUFFIXES:
                 self.by_name.setdefault(rel.name, []).append(rel)
 

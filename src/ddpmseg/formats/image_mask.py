@@ -18,10 +18,10 @@ import pathlib
 import numpy as np
 from PIL import Image
 
-from ddpmseg.datasets import DatasetError, _walk_files
-from ddpmseg.formats.files import IMAGE_SUFFIXES
+from ddpmseg.errors import DatasetError
+from ddpmseg.folders import walk_files
 from ddpmseg.formats.source import IGNORED, TEST_SUBSETS, TRAIN_SUBSETS, Source, SourceImage
-from ddpmseg.images import shown_size, turned_mask_problem
+from ddpmseg.images import IMAGE_SUFFIXES, shown_size, turned_mask_problem
 
 SUBSET_FOLDERS = TRAIN_SUBSETS + TEST_SUBSETS + ("unlabeled",)
 INDEX_MODES = ("1", "L", "P", "I", "I;16")
@@ -38,9 +38,9 @@ def read(root, settings: dict) -> Source:
                            "and their masks (PNG, same name) in masks/.")
     classes, colours = _classes(root, settings)
     ignore = 255 if settings.get("ignore_label") is None else settings["ignore_label"]
-    images = {rel.with_suffix(""): rel for rel in sorted(_walk_files(images_dir), key=str)
+    images = {rel.with_suffix(""): rel for rel in sorted(walk_files(images_dir), key=str)
               if rel.suffix.lower() in IMAGE_SUFFIXES}
-    masks = {rel.with_suffix(""): rel for rel in _walk_files(masks_dir) if rel.suffix.lower() == ".png"} \
+    masks = {rel.with_suffix(""): rel for rel in walk_files(masks_dir) if rel.suffix.lower() == ".png"} \
         if masks_dir.is_dir() else {}
     orphans = sorted(str(masks_dir / rel) for stem, rel in masks.items() if stem not in images)
     if orphans:

@@ -28,11 +28,12 @@ import pathlib
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ddpmseg.datasets import DatasetError, _walk_files
-from ddpmseg.formats.files import IMAGE_SUFFIXES, ImageIndex
+from ddpmseg.errors import DatasetError
+from ddpmseg.folders import walk_files
+from ddpmseg.formats.files import ImageIndex
 from ddpmseg.formats.image_mask import SUBSET_FOLDERS
 from ddpmseg.formats.source import IGNORED, UNCOVERED, Source, SourceImage
-from ddpmseg.images import shown_size, turned_mask_problem
+from ddpmseg.images import IMAGE_SUFFIXES, shown_size, turned_mask_problem
 
 IGNORE_NAME = "__ignore__"
 REGION_SHAPES = ("polygon", "rectangle", "circle", "mask")
@@ -43,7 +44,7 @@ EDGE_TOLERANCE = 1.0  # pixels: a point this far outside the image is still on i
 def read(root, settings: dict) -> Source:
     """Every labelme JSON below ``root`` (settings unused: the classes come from the files)."""
     root = pathlib.Path(root)
-    files = sorted(_walk_files(root), key=str)
+    files = sorted(walk_files(root), key=str)
     annotations = [root / rel for rel in files if rel.suffix.lower() == ".json"]
     if not annotations:
         raise DatasetError(f"{root}: holds no labelme JSON files. Point `path` at the folder labelme saved them "

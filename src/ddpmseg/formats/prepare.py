@@ -1,10 +1,10 @@
 """A dataset in an annotation format (`format:`), validated as a whole and written as the
-workflow's train / test / unlabeled Zarr groups, as `ddpmseg.datasets.prepare_split` writes the
-paper's layout.
+workflow's train / test / unlabeled split groups (`ddpmseg.splits.write_split`), as
+`ddpmseg.formats.paper.prepare` writes the paper's layout; `prepare_dataset` calls the one of the
+dataset's format.
 
-Every annotation is drawn (at the image's own size), mapped to the final classes and brought to
-the model's size before anything is written; every problem found is listed in one DatasetError,
-one line per file. Each group also records each image's original (height, width)
+Every annotation is drawn (at the image's own size) and mapped to the final classes before
+anything is written; every problem found is listed in one DatasetError, one line per file. Each group also records each image's original (height, width)
 (attr ``original_sizes``) and the transform that brought it to the model's size (``non_square``,
 ``resize``); a labelled one its labels at each image's own size (``original_labels/<i>``).
 """
@@ -16,14 +16,23 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ddpmseg.datasets import (ORIGINAL_LABELS, DatasetError, _check_item, _create_images, _create_labels,
-                              _problems_error, _write_group_atomically, fit_image, fit_label, list_folder,
-                              relative_file, write_empty_split, write_original_label)
-from ddpmseg.formats import READERS, coco
+from ddpmseg.datasets import check_item, problems_error
+from ddpmseg.errors import DatasetError
+from ddpmseg.folders import list_folder
+from ddpmseg.formats import READERS, coco, paper
 from ddpmseg.formats.source import Source, SourceImage, assign_splits, class_table, lut_classes
-from ddpmseg.images import read_rgb
+from ddpmseg.splits import write_empty_split, write_split
 
 _THREADS = 8
+
+
+def prepare_dataset(root, settings: dict, outputs: dict, needs_unlabeled: bool, where: str) -> dict:
+    """Read, check and write the dataset at ``root`` in its ``format`` (settings): the paper's
+    layout by `ddpmseg.formats.paper.prepare`, any other format by `prepare_formatted` (the
+    arguments and the summary are theirs)."""
+    if settings["format"] == paper.PAPER:
+        return paper.prepare(root, settings, outputs, needs_unlabeled)
+    return prepare_formatted(root, settings, outputs, needs_unlabeled, where)
 
 
 def read_source(root, settings: dict, where: str) -> Source:
@@ -74,31 +83,26 @@ def prepare_formatted(root, settings: dict, outputs: dict, needs_unlabeled: bool
         """The image's (H, W) uint8 label in the final classes, at its own size."""
         return lut_classes(image.class_map(), lut)
 
-    def label_of(image: SourceImage) -> tuple[list, np.ndarray | None]:
-        try:
-            label = original_label(image)
-        except DatasetError as exc:
-            return exc.problems, None
-        return [], fit_label(label, size, ignore, non_square, resize, image.annotation)
-
-    problems, labels = [], {}
+    problems = []
     written = [split for split in outputs if split != "unlabeled" or needs_unlabeled]
     with ThreadPoolExecutor(_THREADS) as pool:  # images in threads; annotations in this one (datumaro's
         for split in written:                   # readers keep state in context variables)
             for found in pool.map(lambda image: _check_image(image, non_square), splits[split]):
                 problems.extend(found)
     for split in set(written) - {"unlabeled"}:
-        labels[split] = []
         for image in splits[split]:
-            found, label = label_of(image)
-            problems.extend(found)
-            labels[split].append(label)
+            try:
+                original_label(image)  # drawn again when written, rather than all held in memory
+            except DatasetError as exc:
+                problems.extend(exc.problems)
     if problems:
-        raise _problems_error(root, problems)
+        raise problems_error(root, problems)
 
     for split in written:
-        _write_split(outputs[split], split, splits[split], labels.get(split), original_label,
-                     classes, ignore, settings, root)
+        images = splits[split]
+        label_of = None if split == "unlabeled" else (lambda i, images=images: original_label(images[i]))
+        write_split(outputs[split], split, [(image.image_id, image.image_path, image.annotation) for image in images],
+                    label_of, root, classes, ignore, size, non_square, resize, {"format": settings["format"]})
     if "unlabeled" in outputs and not needs_unlabeled:
         write_empty_split(outputs["unlabeled"], size)
     colours = None if source.colours is None or mapping else [list(c) for c in source.colours]
@@ -113,33 +117,4 @@ def _check_image(image: SourceImage, non_square: str) -> list:
     whose file is missing is left to its annotation's message, which names both."""
     if image.class_map is not None and not image.image_path.is_file():
         return []
-    return _check_item(image.image_path, None, False, non_square, None)
-
-
-def _write_split(out_path, split: str, images: list, labels: list | None, original_label, classes: list,
-                 ignore: int, settings: dict, root) -> None:
-    """One split group (as `ddpmseg.datasets.prepare_split`'s), written atomically: ``labels`` at
-    the model's size, or None for the unlabeled split; ``original_label(image)`` draws an image's
-    label again at its own size (drawn once more rather than all held in memory)."""
-    size, non_square, resize = settings["image_size"], settings["non_square"], settings["resize"]
-
-    def write(group) -> None:
-        pixels = _create_images(group, len(images), size)
-        if labels is not None:
-            _create_labels(group, len(images), size)[:] = np.stack(labels) if labels else 0
-            originals = group.create_group(ORIGINAL_LABELS)
-            for i, image in enumerate(images):
-                write_original_label(originals, i, original_label(image))
-        sizes = []
-        for i, image in enumerate(images):
-            rgb = read_rgb(image.image_path)
-            sizes.append(list(rgb.shape[:2]))
-            pixels[i] = fit_image(rgb, size, non_square, resize, image.image_path)
-        group.attrs.update({"split": split, "image_ids": [image.image_id for image in images],
-                            "classes": list(classes), "ignore_label": ignore, "image_size": size,
-                            "source": str(root), "format": settings["format"], "non_square": non_square,
-                            "resize": resize, "original_sizes": sizes,
-                            "files": [relative_file(image.image_path, root) for image in images]})
-
-    _write_group_atomically(out_path, write)
-
+    return check_item(image.image_path, None, False, non_square, None)

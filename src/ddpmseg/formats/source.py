@@ -21,7 +21,7 @@ from typing import Callable
 
 import numpy as np
 
-from ddpmseg.datasets import DatasetError
+from ddpmseg.errors import DatasetError
 
 UNCOVERED = -1  # the value of a class map where no annotation lies
 IGNORED = -2  # where the annotation itself says "ignore" (e.g. an index mask's ignore value)

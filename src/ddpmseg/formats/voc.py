@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import pathlib
 
-from ddpmseg.datasets import DatasetError, _walk_files
-from ddpmseg.formats.files import IMAGE_SUFFIXES, written_parts
+from ddpmseg.errors import DatasetError
+from ddpmseg.folders import walk_files
+from ddpmseg.formats.files import written_parts
 from ddpmseg.formats.image_mask import mask_reader, read_labelmap
 from ddpmseg.formats.source import Source, SourceImage
+from ddpmseg.images import IMAGE_SUFFIXES
 
 VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
                "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
@@ -106,7 +108,7 @@ def _by_id(folder: pathlib.Path, suffixes: tuple) -> dict:
     """{id: path relative to ``folder``} of its files with one of ``suffixes``, the id the path
     without suffix; DatasetError when two files share an id."""
     found = {}
-    for rel in sorted(_walk_files(folder), key=str):
+    for rel in sorted(walk_files(folder), key=str):
         if rel.suffix.lower() not in suffixes:
             continue
         image_id = rel.with_suffix("").as_posix()
