@@ -21,7 +21,7 @@ if settings["labels"][-1] > n_train:
 ensemble = dict(snakemake.params.ensemble)
 device = pick_device() if ensemble.pop("gpu") else "cpu"
 evaluation = snakemake.params.evaluation
-curve = simulate(open_stores(snakemake.input.train_stores), train["labels"][:], open_stores(snakemake.input.test_stores),
+curve = simulate(open_stores(snakemake.params.stores["train_stores"]), train["labels"][:], open_stores(snakemake.params.stores["test_stores"]),
                  test["labels"][:], counts=settings["labels"], strategy=snakemake.wildcards.strategy,
                  seed=int(snakemake.wildcards.seed), candidates=settings["candidates"], classes=train.attrs["classes"],
                  ignore_label=train.attrs["ignore_label"], ensemble=ensemble, vote=evaluation["vote"],

@@ -1,6 +1,7 @@
 """The test split under one corruption at every configured severity, one prepared split each
 (labels and attrs of the clean one)."""
 import _repository_src  # noqa: F401  (puts the repository's src/ on sys.path)
+from pathlib import Path
 
 import zarr
 
@@ -11,7 +12,9 @@ from ddpmseg.runtime import start_rule
 log = start_rule(snakemake)
 clean = zarr.open_group(snakemake.input.data, mode="r")
 corruption = snakemake.wildcards.corruption
-for severity, out_path in zip(snakemake.params.severities, snakemake.output):
+Path(snakemake.output[0]).mkdir(parents=True, exist_ok=True)
+for severity in snakemake.params.severities:
+    out_path = Path(snakemake.output[0]) / f"severity{severity}.zarr"
     images = corrupt_images(clean["images"][:], clean.attrs["image_ids"], corruption, severity)
     write_split_variant(snakemake.input.data, out_path, images,
                         {"split": f"test-{corruption}-{severity}", "corruption": corruption, "severity": severity})

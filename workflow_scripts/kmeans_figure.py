@@ -12,7 +12,7 @@ kmeans, cells = snakemake.params.kmeans, [tuple(c) for c in snakemake.params.cel
 test = zarr.open_group(snakemake.input.test, mode="r")
 n = min(kmeans["n_images"], len(test.attrs["image_ids"]))
 clusters, shapes = {}, {}
-for (layer, step), path in zip(cells, snakemake.input.stores):
+for (layer, step), path in zip(cells, snakemake.params.stores):
     store = open_store(path)
     clusters[layer, step] = kmeans_maps(store, n, kmeans["k"], snakemake.params.seed)
     shapes[layer] = (store.shape[1], store.shape[2])

@@ -29,7 +29,7 @@ if not ids:
                     "images (the paper's layout: unlabeled/; a format: images without annotation, or `unlabeled:`)")
 device = pick_device() if snakemake.params.gpu else "cpu"
 model = load_ensemble(snakemake.input.model, snakemake.params.precision, device)
-pool_stores, train_stores = open_stores(snakemake.input.pool_stores), open_stores(snakemake.input.train_stores)
+pool_stores, train_stores = open_stores(snakemake.params.stores["pool_stores"]), open_stores(snakemake.params.stores["train_stores"])
 log.info("scoring %d pool images with %s on %s", len(ids), snakemake.input.model, device)
 scores = score_images(model, pool_stores, len(ids), size, classes, device)
 scores.insert(0, "image", ids)

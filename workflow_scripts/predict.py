@@ -18,7 +18,7 @@ ids, size, classes = data.attrs["image_ids"], data.attrs["image_size"], data.att
 device = pick_device() if snakemake.params.gpu else "cpu"
 models = [load_ensemble(path, snakemake.params.precision, device) for path in snakemake.input.models]
 log.info("predicting on %s", device)
-stores = open_stores(snakemake.input.stores)
+stores = open_stores(snakemake.params.stores)
 
 
 def predict_each(predict, *args) -> list:

@@ -17,8 +17,8 @@ ensemble = {k: v for k, v in snakemake.params.ensemble.items()  # a probe reads 
             if k not in ("n_members", "gpu", "aggregation", "aggregation_width")}
 device = pick_device() if snakemake.params.ensemble["gpu"] else "cpu"
 train, test = zarr.open_group(snakemake.input.train, mode="r"), zarr.open_group(snakemake.input.test, mode="r")
-train_store = open_store(snakemake.input.train_store)
-test_store = open_store(snakemake.input.test_store)
+train_store = open_store(snakemake.params.stores["train_store"])
+test_store = open_store(snakemake.params.stores["test_store"])
 start = time.monotonic()
 scores = probe_cell(
     train_store, train["labels"][:], test_store, test["labels"][:], len(train.attrs["classes"]),

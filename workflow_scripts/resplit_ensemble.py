@@ -20,7 +20,7 @@ settings = dict(snakemake.params.ensemble)
 device = pick_device() if settings.pop("gpu") else "cpu"
 evaluation = snakemake.params.evaluation
 scores = score_resplit(
-    open_stores(snakemake.input.train_stores), open_stores(snakemake.input.test_stores),
+    open_stores(snakemake.params.stores["train_stores"]), open_stores(snakemake.params.stores["test_stores"]),
     np.concatenate([train["labels"][:], test["labels"][:]]), [position[name] for name in split["train"]],
     [position[name] for name in split["test"]], seeds=snakemake.params.seeds, settings=settings,
     runs_own_stores=snakemake.params.runs_own_stores, num_classes=len(train.attrs["classes"]),

@@ -20,13 +20,13 @@ with open(snakemake.input.features) as f:
     cells = [tuple(cell) for cell in json.load(f)["cells"]]  # the clean ensembles' (layer, timestep), in their order
 device = pick_device()
 models = [load_ensemble(path, params.precision, device) for path in snakemake.input.models]
-size = zarr.open_group(snakemake.input.data[0], mode="r").attrs["image_size"]
+size = zarr.open_group(params.data[0], mode="r").attrs["image_size"]
 model, table, identity = build_method_model(plan, size, snakemake.input.get("checkpoint"), device, params.model_seed)
 # one extraction serves all seeds, or with per-run noise each seed's ensemble gets features of its noise
 runs = [(params.seeds, params.noise_seeds[0])] if not params.runs_own_stores else [
     ([seed], noise) for seed, noise in zip(params.seeds, params.noise_seeds)]
 rows = []
-for severity, data_path in zip(params.severities, snakemake.input.data):
+for severity, data_path in zip(params.severities, params.data):
     data = zarr.open_group(data_path, mode="r")
     images, ids, labels = data["images"][:], data.attrs["image_ids"], data["labels"][:]
     for run_seeds, noise_seed in runs:

@@ -3,6 +3,7 @@ weights, flags, loss curve and the outcome (steps done, what stopped it, threads
 budget curve also the EMA weights at chosen steps and their wall times."""
 import _repository_src  # noqa: F401  (puts the repository's src/ on sys.path)
 import json
+from pathlib import Path
 
 import pandas as pd
 import zarr
@@ -14,11 +15,12 @@ from ddpmseg.plots import loss_curve_figure
 log = start_rule(snakemake)
 images = zarr.open_group(snakemake.input[0], mode="r")["images"][:]
 flags = snakemake.params.flags
-snapshots = dict(zip(snakemake.params.get("snapshot_steps", []), snakemake.output.get("snapshots", [])))
+snapshots = {step: Path(snakemake.output.snapshots) / f"step{step}.pt" for step in snakemake.params.snapshot_steps}
 snapshot_seconds = {}  # the budget curve: the EMA weights at chosen steps of this one run, and when
 
 
 def save_snapshot(step, seconds, ema):
+    snapshots[step].parent.mkdir(parents=True, exist_ok=True)
     save_model(ema, flags, snapshots[step], snakemake.output.flags)
     snapshot_seconds[step] = seconds
 

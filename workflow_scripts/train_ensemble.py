@@ -21,14 +21,14 @@ seeds = snakemake.params.seeds
 settings = dict(snakemake.params.settings)
 device = pick_device() if settings.pop("gpu") else "cpu"
 log.info("training on %s", device)
-stores = open_stores(snakemake.input.stores)
+stores = open_stores(snakemake.params.stores)
 draws = snakemake.params.get("noise_draws", 1)  # Table 5's fresh noise: the stores of every draw, draw-major
 if draws > 1:
     stores, settings["noise_draws"] = split_draws(stores, draws)
 per_run = len(stores) // len(seeds) if snakemake.params.runs_own_stores else len(stores)
 cells = [[s.attrs["layer"], s.attrs["timestep"]] for s in stores[:per_run]]
 with open(snakemake.output.features, "w") as f:  # which features this method's ensembles use
-    json.dump({"stores": list(snakemake.input.stores), "cells": cells, "auto": snakemake.params.auto,
+    json.dump({"stores": list(snakemake.params.stores), "cells": cells, "auto": snakemake.params.auto,
                "torch_threads": snakemake.params.torch_threads, "precision": resolve(settings["precision"], device)},
               f, indent=1)
 train = dict(labels=data["labels"][:], num_classes=len(data.attrs["classes"]), ignore_label=data.attrs["ignore_label"],
