@@ -38,20 +38,20 @@ rule all:
     input:
         "results/table2.csv",
         expand("results/{dataset}/overview.png", dataset=DATASETS),
-        PLAN.label_next_targets(),
+        PLAN.label_next.targets(),
 
 
 rule experiments:
     input:
-        ["results/table4.csv"] if TABLE4_DATASETS else [],
-        ["results/table3.csv"] if TABLE3_DATASETS else [],
+        ["results/table4.csv"] if PLAN.labels.datasets() else [],
+        ["results/table3.csv"] if PLAN.distill.table3_datasets else [],
         expand("results/{dataset}/per_class_iou.csv", dataset=DATASETS),
         "results/figure6.png",
         "results/table5.csv",
-        expand("results/{dataset}/budget_curve.png", dataset=BUDGET_DATASETS),
-        expand("results/{dataset}/active_labelling.png", dataset=PLAN.active_labelling_datasets()),
+        expand("results/{dataset}/budget_curve.png", dataset=PLAN.budget.datasets()),
+        expand("results/{dataset}/active_labelling.png", dataset=PLAN.active_labelling.datasets()),
 
 
 rule segment:
     input:
-        SEGMENT_TARGETS,
+        PLAN.segment.targets(),

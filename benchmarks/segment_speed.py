@@ -41,7 +41,7 @@ from ddpmseg.deeplab import build_deeplab  # noqa: E402
 from ddpmseg.diffusion import build_model_and_diffusion, randomize_weights, save_model  # noqa: E402
 from ddpmseg.methods import plans  # noqa: E402
 from ddpmseg.mlp import BatchedMLPEnsemble  # noqa: E402
-from ddpmseg.plan import deeplab_auto_input_size  # noqa: E402
+from ddpmseg.plan.distill import deeplab_auto_input_size  # noqa: E402
 from ddpmseg.segmenter import Segmenter  # noqa: E402
 
 

@@ -26,15 +26,15 @@ rule generate_default_dataset:
 
 rule prepare_dataset:
     input:
-        get_dataset_source,
+        lambda wc: PLAN.files.source(wc.dataset),
     output:
         train=directory("results/{dataset}/data/train.zarr"),
         test=directory("results/{dataset}/data/test.zarr"),
         summary="results/{dataset}/data/summary.json",
     params:
         settings=lambda wc: {key: dataset_settings(wc)[key] for key in DATASET_KEYS},
-        root=lambda wc: PLAN.dataset_root(wc.dataset),
-        manifest=dataset_manifest,
+        root=lambda wc: PLAN.files.dataset_root(wc.dataset),
+        manifest=lambda wc: PLAN.files.manifest(wc.dataset),
         where=lambda wc: f"config: datasets.{wc.dataset}",
     log:
         "logs/prepare_dataset/{dataset}.log",
@@ -53,13 +53,13 @@ rule prepare_dataset:
 # the training folder) reruns prepare_dataset and what follows it, never the diffusion model.
 rule prepare_pool:
     input:
-        get_dataset_source,
+        lambda wc: PLAN.files.source(wc.dataset),
     output:
         unlabeled=directory("results/{dataset}/data/unlabeled.zarr"),
     params:
         settings=lambda wc: {key: dataset_settings(wc)[key] for key in DATASET_KEYS},
-        root=lambda wc: PLAN.dataset_root(wc.dataset),
-        manifest=pool_manifest,
+        root=lambda wc: PLAN.files.dataset_root(wc.dataset),
+        manifest=lambda wc: PLAN.files.manifest(wc.dataset, "pool"),
         needs_unlabeled=lambda wc: PLAN.needs_unlabeled(wc.dataset),
         where=lambda wc: f"config: datasets.{wc.dataset}",
     log:

@@ -1,43 +1,55 @@
 # Stage 2: the diffusion model, trained on the unlabeled images (paper Sec. 3.2) unless a
 # guided-diffusion checkpoint is given in config; one per model seed (`diffusion.seeds`): the
 # first in results/{dataset}/diffusion/, seed d of the others in results/{dataset}/diffusion_m<d>/.
-# The budget curve (rules/experiments/budget.smk) trains one more per dataset, keeping its EMA
-# weights at each of `experiments.budget_steps`; the plan lists both (`Plan.diffusion_trainings`).
+# The budget curve (rules/experiments/budget.smk) trains one more per dataset, to the last of
+# `experiments.budget_steps`, keeping its EMA weights at each of them in snapshots/step<n>.pt.
 
 
-for _training in PLAN.diffusion_trainings():
+rule train_diffusion:
+    input:
+        "results/{dataset}/data/unlabeled.zarr",
+    output:
+        checkpoint="results/{dataset}/{diffusion_dir}/model.pt",
+        flags="results/{dataset}/{diffusion_dir}/flags.json",
+        loss_csv="results/{dataset}/{diffusion_dir}/loss.csv",
+        loss_png=report("results/{dataset}/{diffusion_dir}/loss.png", caption="report/loss.rst", category="{dataset}",
+                        subcategory="diffusion training", labels={"model": "{diffusion_dir}"}),
+        outcome="results/{dataset}/{diffusion_dir}/training.json",
+    params:
+        flags=lambda wc: dataset_settings(wc)["diffusion"]["flags"],
+        train=lambda wc: PLAN.diffusion_train(wc.dataset),
+        seed=lambda wc: PLAN.model_seed(wc.dataset, wc.diffusion_dir),
+        snapshot_steps=[],
+        torch_threads=lambda wc: dataset_settings(wc)["diffusion"]["train"]["threads"],
+    log:
+        "logs/train_diffusion/{dataset}_{diffusion_dir}.log",
+    benchmark:
+        "benchmarks/runs/train_diffusion/{dataset}_{diffusion_dir}.tsv"
+    threads: lambda wc: dataset_settings(wc)["diffusion"]["train"]["threads"]
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=lambda wc: int(dataset_settings(wc)["diffusion"]["train"]["max_minutes"] or 24 * 60) + 30,
+    conda:
+        CONDA_ENV
+    script:
+        workflow_script("train_diffusion.py")
 
-    rule:
-        name:
-            _training["name"]
-        input:
-            "results/{dataset}/data/unlabeled.zarr",
-        output:
-            checkpoint=f"{_training['folder']}/model.pt",
-            flags=f"{_training['folder']}/flags.json",
-            loss_csv=f"{_training['folder']}/loss.csv",
-            loss_png=report(f"{_training['folder']}/loss.png", caption="report/loss.rst", category="{dataset}",
-                            subcategory="diffusion training", labels={"model": _training["label"]}),
-            outcome=f"{_training['folder']}/training.json",
-            snapshots=[f"{_training['folder']}/step{n}.pt" for n in _training["steps"]],
-        params:
-            flags=lambda wc: dataset_settings(wc)["diffusion"]["flags"],
-            train=lambda wc, _steps=_training["steps"]: PLAN.diffusion_train(wc.dataset, _steps),
-            seed=lambda wc: PLAN.model_seed(wc.dataset, wc.get("diffusion_dir", "diffusion")),
-            snapshot_steps=_training["steps"],
-            torch_threads=lambda wc: dataset_settings(wc)["diffusion"]["train"]["threads"],
-        log:
-            f"logs/{_training['log']}.log",
-        benchmark:
-            f"benchmarks/runs/{_training['log']}.tsv"
-        wildcard_constraints:
-            **_training["constraints"],
-        threads: lambda wc: dataset_settings(wc)["diffusion"]["train"]["threads"]
-        resources:
-            gpu=1,
-            mem_mb=8000,
-            runtime=lambda wc: int(dataset_settings(wc)["diffusion"]["train"]["max_minutes"] or 24 * 60) + 30,
-        conda:
-            CONDA_ENV
-        script:
-            workflow_script("train_diffusion.py")
+
+use rule train_diffusion as train_diffusion_budget with:
+    output:
+        checkpoint="results/{dataset}/budget/diffusion/model.pt",
+        flags="results/{dataset}/budget/diffusion/flags.json",
+        loss_csv="results/{dataset}/budget/diffusion/loss.csv",
+        loss_png=report("results/{dataset}/budget/diffusion/loss.png", caption="report/loss.rst", category="{dataset}",
+                        subcategory="diffusion training", labels={"model": "budget curve"}),
+        outcome="results/{dataset}/budget/diffusion/training.json",
+        snapshots=directory("results/{dataset}/budget/diffusion/snapshots"),
+    params:
+        train=lambda wc: PLAN.diffusion_train(wc.dataset, budget=True),
+        seed=lambda wc: PLAN.model_seeds(wc.dataset)[0],
+        snapshot_steps=lambda wc: PLAN.budget.steps(wc.dataset),
+    log:
+        "logs/train_diffusion_budget/{dataset}.log",
+    benchmark:
+        "benchmarks/runs/train_diffusion_budget/{dataset}.tsv"

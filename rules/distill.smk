@@ -9,15 +9,15 @@
 
 rule sample_diffusion:
     input:
-        get_sampling_checkpoint,
+        lambda wc: PLAN.distill.sampled_checkpoint(wc.dataset),
     output:
         directory("results/{dataset}/distill_ddpm/samples/batch{batch}.zarr"),
     params:
         flags=lambda wc: dataset_settings(wc)["diffusion"]["flags"],
-        n_samples=lambda wc: PLAN.distill(wc.dataset)["n_samples"],
-        sample_batch=lambda wc: PLAN.distill(wc.dataset)["sample_batch"],
-        respacing=lambda wc: PLAN.distill(wc.dataset)["timestep_respacing"],
-        seed=lambda wc: PLAN.distill(wc.dataset)["sample_seed"],
+        n_samples=lambda wc: PLAN.distill.settings(wc.dataset)["n_samples"],
+        sample_batch=lambda wc: PLAN.distill.settings(wc.dataset)["sample_batch"],
+        respacing=lambda wc: PLAN.distill.settings(wc.dataset)["timestep_respacing"],
+        seed=lambda wc: PLAN.distill.settings(wc.dataset)["sample_seed"],
         torch_threads=lambda wc: dataset_settings(wc)["features"]["threads"],
     log:
         "logs/sample_diffusion/{dataset}_{batch}.log",
@@ -36,7 +36,7 @@ rule sample_diffusion:
 rule label_pool:
     input:
         images=get_pool_images,
-        bundle=get_labelling_bundle,
+        bundle=lambda wc: PLAN.distill.labelling_bundle(wc.dataset, wc.seed),
     output:
         directory("results/{dataset}/distill_{pool}/labelled/seed{seed}/batch{batch}"),
     log:
@@ -55,12 +55,12 @@ rule label_pool:
 
 rule released_pool:
     input:
-        released=get_released_source,
+        released=lambda wc: PLAN.distill.released_source(wc.dataset, wc.pool),
         split="results/{dataset}/data/test.zarr",
     output:
         directory("results/{dataset}/distill_{pool}/labelled/released"),
     params:
-        path=lambda wc: PLAN.distill(wc.dataset)["released"][wc.pool.removeprefix("released_")],
+        path=lambda wc: PLAN.distill.settings(wc.dataset)["released"][wc.pool.removeprefix("released_")],
     log:
         "logs/released_pool/{dataset}_{pool}.log",
     benchmark:
@@ -85,8 +85,8 @@ rule select_pool:
         figure=report("results/{dataset}/distill_{pool}/labelled/seed{seed}/samples.png", caption="report/pool.rst",
                       category="{dataset}", subcategory="distillation", labels={"pool": "{pool}", "MLP seed": "{seed}"}),
     params:
-        portion=lambda wc: PLAN.distill(wc.dataset)["uncertainty_portion"],
-        title=pool_title,
+        portion=lambda wc: PLAN.distill.settings(wc.dataset)["uncertainty_portion"],
+        title=lambda wc: PLAN.distill.pool_title(wc.dataset, wc.pool, wc.seed),
     log:
         "logs/select_pool/{dataset}_{pool}_{seed}.log",
     threads: 1
@@ -106,14 +106,14 @@ rule train_deeplab:
         history="results/{dataset}/distill_{pool}/seed{seed}/training_history.csv",
         outcome="results/{dataset}/distill_{pool}/seed{seed}/training.json",
     params:
-        settings=lambda wc: PLAN.deeplab_settings(wc.dataset),
+        settings=lambda wc: PLAN.distill.deeplab(wc.dataset),
         convention=lambda wc: dataset_settings(wc)["evaluation"]["miou_convention"],
-        torch_threads=lambda wc: PLAN.distill(wc.dataset)["deeplab"]["threads"],
+        torch_threads=lambda wc: PLAN.distill.settings(wc.dataset)["deeplab"]["threads"],
     log:
         "logs/train_deeplab/{dataset}_{pool}_{seed}.log",
     benchmark:
         "benchmarks/runs/train_deeplab/{dataset}_{pool}_{seed}.tsv"
-    threads: lambda wc: PLAN.distill(wc.dataset)["deeplab"]["threads"]
+    threads: lambda wc: PLAN.distill.settings(wc.dataset)["deeplab"]["threads"]
     resources:
         gpu=1,
         mem_mb=8000,
@@ -136,7 +136,7 @@ rule predict_distill:
         "logs/predict_distill/{dataset}_{pool}_{seed}.log",
     benchmark:
         "benchmarks/runs/predict_distill/{dataset}_{pool}_{seed}.tsv"
-    threads: lambda wc: PLAN.distill(wc.dataset)["deeplab"]["threads"]
+    threads: lambda wc: PLAN.distill.settings(wc.dataset)["deeplab"]["threads"]
     resources:
         gpu=1,
         mem_mb=4000,

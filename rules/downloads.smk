@@ -7,14 +7,14 @@ rule download:
     output:
         "resources/downloads/{file}",
     params:
-        url=lambda wc: PLAN.download_of(wc.file)["url"],
-        sha256=lambda wc: PLAN.download_of(wc.file)["sha256"],
+        url=lambda wc: PLAN.files.download_of(wc.file)["url"],
+        sha256=lambda wc: PLAN.files.download_of(wc.file)["sha256"],
     log:
         "logs/download/{file}.log",
     benchmark:
         "benchmarks/runs/download/{file}.tsv"
     wildcard_constraints:
-        file=one_of(PLAN.download_files()),
+        file=one_of(PLAN.files.download_files()),
     threads: 1
     resources:
         mem_mb=500,
@@ -27,13 +27,13 @@ rule download:
 
 rule unpack:
     input:
-        lambda wc: PLAN.download_path(wc.name),
+        lambda wc: PLAN.files.download_path(wc.name),
     output:
         directory("resources/{name}"),
     log:
         "logs/unpack/{name}.log",
     wildcard_constraints:
-        name=one_of(PLAN.unpacked_downloads()),
+        name=one_of(PLAN.files.unpacked_downloads()),
     threads: 1
     resources:
         mem_mb=1000,

@@ -5,15 +5,16 @@
 rule train_ensemble:
     input:
         data="results/{dataset}/data/train.zarr",
-        stores=lambda wc: feature_stores(wc.dataset, wc.method, "train"),
+        stores=lambda wc: folders(PLAN.stores.method_stores(wc.dataset, wc.method, "train")),
     output:
         models=per_seed("results/{{dataset}}/{{method}}/seed{seed}/ensemble.pt"),
         histories=per_seed("results/{{dataset}}/{{method}}/seed{seed}/training_history.csv"),
         features="results/{dataset}/{method}/features.json",
     params:
+        stores=lambda wc: PLAN.stores.method_stores(wc.dataset, wc.method, "train"),
         settings=lambda wc: dataset_settings(wc)["ensemble"],
         seeds=SEEDS,
-        auto=lambda wc: PLAN.is_auto(wc.dataset, base_method(wc.method)),
+        auto=lambda wc: PLAN.is_auto(wc.dataset, PLAN.plan_of(wc.dataset, wc.method)["key"]),
         torch_threads=lambda wc: dataset_settings(wc)["threads"],
         runs_own_stores=runs_own_stores,
     log:

@@ -6,11 +6,12 @@ rule predict:
     input:
         models=per_seed("results/{{dataset}}/{{method}}/seed{seed}/ensemble.pt"),
         data="results/{dataset}/data/test.zarr",
-        stores=lambda wc: feature_stores(wc.dataset, wc.method, "test"),
+        stores=lambda wc: folders(PLAN.stores.method_stores(wc.dataset, wc.method, "test")),
     output:
         predictions=[directory(p) for p in per_seed("results/{{dataset}}/{{method}}/seed{seed}/predictions.zarr")],
         masks=[directory(p) for p in per_seed("results/{{dataset}}/{{method}}/seed{seed}/masks")],
     params:
+        stores=lambda wc: PLAN.stores.method_stores(wc.dataset, wc.method, "test"),
         vote=lambda wc: dataset_settings(wc)["evaluation"]["vote"],
         resolution=lambda wc: dataset_settings(wc)["evaluation"]["resolution"],
         gpu=ensemble_gpu,
@@ -85,7 +86,7 @@ rule reliability:
                       subcategory="overview", labels={"figure": "reliability of the soft vote"}),
         table="results/{dataset}/reliability.csv",
     params:
-        methods=lambda wc: [PLAN.names()[base_method(key)] for d, key, _ in RUNS if d == wc.dataset],
+        methods=lambda wc: [PLAN.plan_of(d, key)["name"] for d, key, _ in RUNS if d == wc.dataset],
         title=lambda wc: f"{wc.dataset}: test pixels of every seed, per method",
     log:
         "logs/reliability/{dataset}.log",

@@ -13,7 +13,8 @@ rule label_next:
                        category="{dataset}", subcategory="label next", labels={"table": "ranking of the pool"}),
         batch=directory("results/{dataset}/label_next/batch"),
     params:
-        settings=lambda wc: PLAN.label_next(wc.dataset),
+        stores=lambda wc: PLAN.label_next.stores(wc.dataset),
+        settings=lambda wc: PLAN.label_next.settings(wc.dataset),
         vote=lambda wc: dataset_settings(wc)["evaluation"]["vote"],
         gpu=ensemble_gpu,
         precision=lambda wc: dataset_settings(wc)["ensemble"]["precision"],

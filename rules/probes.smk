@@ -14,7 +14,8 @@ rule probe:
     output:
         "results/{dataset}/probes/{method}/cells/{cell}.json",
     params:
-        cell=lambda wc: PLAN.sweep_cell(wc.dataset, wc.method, wc.cell),
+        stores=lambda wc: PLAN.probes.cell_stores(wc.dataset, wc.method, wc.cell),
+        cell=lambda wc: PLAN.probes.cell(wc.dataset, wc.method, wc.cell),
         probes=lambda wc: dataset_settings(wc)["probes"],
         ensemble=lambda wc: dataset_settings(wc)["ensemble"],
         evaluation=lambda wc: dataset_settings(wc)["evaluation"],
@@ -35,8 +36,7 @@ rule probe:
 
 checkpoint probe_table:
     input:
-        cells=lambda wc: [f"results/{wc.dataset}/probes/{wc.method}/cells/{cell_id(layer, t)}.json"
-                          for layer in PLAN.sweep(wc.dataset, wc.method)["layers"] for t in PLAN.sweep(wc.dataset, wc.method)["timesteps"]],
+        cells=lambda wc: [layout.probes(wc.dataset, wc.method, f"cells/{cell}.json") for cell in PLAN.probes.cells(wc.dataset, wc.method)],
         train="results/{dataset}/data/train.zarr",
     output:
         csv="results/{dataset}/probes/{method}/miou_by_layer_timestep.csv",
@@ -82,13 +82,14 @@ rule probe_figures:
 
 rule kmeans_figure:
     input:
-        stores=lambda wc: [PLAN.store_path(wc.dataset, wc.method, "test", layer, t) for layer, t in PLAN.sweep(wc.dataset, wc.method)["kmeans"]],
+        stores=lambda wc: folders(PLAN.probes.kmeans_stores(wc.dataset, wc.method)),
         test="results/{dataset}/data/test.zarr",
     output:
         report("results/{dataset}/figures/{method}/fig4.png", caption="report/fig4.rst", category="{dataset}",
                subcategory="probe sweep", labels={"method": "{method}", "figure": "4: k-means of the features"}),
     params:
-        cells=lambda wc: PLAN.sweep(wc.dataset, wc.method)["kmeans"],
+        stores=lambda wc: PLAN.probes.kmeans_stores(wc.dataset, wc.method),
+        cells=lambda wc: PLAN.probes.sweep(wc.dataset, wc.method)["kmeans"],
         kmeans=lambda wc: dataset_settings(wc)["probes"]["kmeans"],
         seed=lambda wc: dataset_settings(wc)["probes"]["seed"],
         name=lambda wc: PLAN.plans[wc.dataset][wc.method]["name"],
@@ -105,6 +106,6 @@ rule kmeans_figure:
 
 rule figures:
     input:
-        [f"results/{d}/{name}" for d in DATASETS for m in PLAN.probe_methods(d) for name in (
+        [f"results/{d}/{name}" for d in DATASETS for m in PLAN.probes.methods(d) for name in (
             f"figures/{m}/fig2.png", f"figures/{m}/fig3.png", f"figures/{m}/fig4.png",
             f"probes/{m}/miou_by_layer_timestep.csv")],

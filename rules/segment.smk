@@ -10,9 +10,9 @@ rule segmenter:
         directory("results/{dataset}/{method}/seed{seed}/segmenter"),
     params:
         plan=lambda wc: PLAN.plan_of(wc.dataset, wc.method),
-        extraction=lambda wc: PLAN.extraction_settings(wc.dataset),
+        extraction=lambda wc: PLAN.stores.settings(wc.dataset),
         model_seed=lambda wc: PLAN.model_seed(wc.dataset, wc.method),
-        noise_seed=segmenter_noise_seed,
+        noise_seed=lambda wc: PLAN.stores.noise_seed(wc.dataset, wc.method, int(wc.seed)),
         vote=lambda wc: dataset_settings(wc)["evaluation"]["vote"],
         extraction_threads=lambda wc: dataset_settings(wc)["features"]["threads"],
         prediction_threads=lambda wc: dataset_settings(wc)["threads"],
@@ -30,15 +30,15 @@ rule segmenter:
 
 rule prepare_folder:
     input:
-        folder=lambda wc: PLAN.segment[wc.dataset][wc.name]["path"],
+        folder=lambda wc: PLAN.segment.folders[wc.dataset][wc.name]["path"],
         split="results/{dataset}/data/test.zarr",
     output:
         directory("results/{dataset}/data/segment-{name}.zarr"),
     params:
         settings=lambda wc: {key: dataset_settings(wc)[key] for key in ("image_size", "non_square", "resize")},
-        folder=lambda wc: PLAN.segment[wc.dataset][wc.name]["path"],
+        folder=lambda wc: PLAN.segment.folders[wc.dataset][wc.name]["path"],
         kind="segment",
-        manifest=lambda wc: folder_digest(PLAN.segment[wc.dataset][wc.name]["path"]),
+        manifest=lambda wc: PLAN.segment.manifest(wc.dataset, wc.name),
     log:
         "logs/prepare_folder/{dataset}_{name}.log",
     benchmark:
@@ -58,7 +58,7 @@ rule segment_folder:
     output:
         directory("results/{dataset}/segment/{name}"),
     params:
-        export=lambda wc: PLAN.segment[wc.dataset][wc.name]["format"],
+        export=lambda wc: PLAN.segment.folders[wc.dataset][wc.name]["format"],
     log:
         "logs/segment_folder/{dataset}_{name}.log",
     benchmark:

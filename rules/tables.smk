@@ -5,26 +5,26 @@
 
 rule table2:
     input:
-        metrics=[f"results/{d}/{key}/seed{s}/metrics.json" for d, key, s in RUNS + DISTILL_RUNS],
+        metrics=[f"results/{d}/{key}/seed{s}/metrics.json" for d, key, s in RUNS + PLAN.distill.runs],
         overviews=expand("results/{dataset}/overview.png", dataset=DATASETS),
         reliability=expand("results/{dataset}/reliability.png", dataset=DATASETS),
-        features=[f"results/{d}/{m}/features.json" for d in DATASETS for m in PLAN.described_methods(d)],
+        features=[f"results/{d}/{m}/features.json" for d in DATASETS for m in PLAN.probes.described_methods(d)],
         training=[path for _, path in PLAN.training_outcomes()],
-        distill=[f"results/{d}/{key}/seed{s}/training.json" for d, key, s in DISTILL_RUNS],
-        cell_weights=PLAN.cell_weight_figures(),
-        resplits=["results/table2_resplits.csv"] if PLAN.resplit_runs() else [],
+        distill=[f"results/{d}/{key}/seed{s}/training.json" for d, key, s in PLAN.distill.runs],
+        cell_weights=PLAN.probes.cell_weight_figures(),
+        resplits=["results/table2_resplits.csv"] if PLAN.resplits.runs() else [],
     output:
         table=report("results/table2.csv", caption="report/table2.rst", category="Table 2"),
         long="results/table2_long.csv",
         spread=report("results/table2_spread.csv", caption="report/spread.rst", category="Table 2"),
     params:
         runs=[(d, key, PLAN.run_model_seed(d, key), s) for d, key, s in RUNS]
-        + [list(run[:2]) + [None, run[2]] for run in DISTILL_RUNS],
-        names=PLAN.names() | {f"distill_{p}": n for p, n in POOL_NAMES.items()},
+        + [list(run[:2]) + [None, run[2]] for run in PLAN.distill.runs],
+        names=PLAN.names() | PLAN.distill.row_names(),
         trained_adm=bool(PLAN.stage_trained_methods(DATASETS[0])),
-        described=[(d, m) for d in DATASETS for m in PLAN.described_methods(d)],  # in the order of input.features
+        described=[(d, m) for d in DATASETS for m in PLAN.probes.described_methods(d)],  # in the order of input.features
         training_datasets=[d for d, _ in PLAN.training_outcomes()],
-        distill_runs=DISTILL_RUNS,
+        distill_runs=PLAN.distill.runs,
     log:
         "logs/table2.log",
     threads: 1

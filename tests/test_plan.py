@@ -2,6 +2,7 @@
 stores, the extraction and diffusion-training rules, and the parse-time errors."""
 
 import copy
+import re
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from snakemake.utils import update_config, validate
 
 from ddpmseg.methods import ConfigProblem
 from ddpmseg.plan import Plan
+from ddpmseg.plan.stores import EXTRACTION_NAMES
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -42,54 +44,56 @@ def test_the_default_plans_model_seed_folders_and_runs():
 
 
 def test_learned_aggregation_draws_the_weights_of_every_method_with_several_cells():
-    assert Plan(validated()).cell_weight_figures() == []  # concat, the paper's
+    assert Plan(validated()).probes.cell_weight_figures() == []  # concat, the paper's
     plan = Plan(validated(TWO_MODELS, {"datasets": {"creatures7": {"ensemble": {"aggregation": "learned"}}}}))
-    assert plan.cell_weight_figures() == [  # the two models' DDPM and untrained UNet; pixels and patch are one cell
+    assert plan.probes.cell_weight_figures() == [  # the two models' DDPM and untrained UNet; pixels and patch are one cell
         f"results/creatures7/figures/{key}/cell_weights.png" for key in ("ddpm", "ddpm_m3", "unet_untrained", "unet_untrained_m3")]
 
 
 def test_resplits_run_every_method_folder_on_every_split():
-    assert Plan(validated()).resplit_runs() == []
+    assert Plan(validated()).resplits.runs() == []
     plan = Plan(validated(TWO_MODELS, {"datasets": {"creatures7": {"evaluation": {"resplits": 2}}}}))
     keys = ["ddpm", "ddpm_m3", "unet_untrained", "unet_untrained_m3", "pixels", "patch"]
-    assert plan.resplit_runs() == [("creatures7", key, r) for key in keys for r in range(2)]
+    assert plan.resplits.runs() == [("creatures7", key, r) for key in keys for r in range(2)]
 
 
-def test_one_extraction_rule_per_dataset_method_and_kind():
+def test_one_extraction_job_per_folder_of_stores():
     plan = Plan(validated())
-    rules = {job.name: job for job in plan.extractions()}
-    ddpm = rules["extract_features_creatures7_ddpm"]
-    assert ddpm.kind == "table2" and ddpm.layers == ["b0", "b1", "b2", "b3"] and ddpm.timesteps == [50, 150]
-    assert ddpm.outputs[:2] == ["results/creatures7/features/{model}/{split}/features_b0_t50.zarr",
-                                "results/creatures7/features/{model}/{split}/features_b1_t50.zarr"]
-    assert ddpm.constraints == {"model": r"ddpm(_m\d+)?"} and ddpm.log == "extract_features/creatures7_{model}_{split}"
-    sweep = rules["extract_sweep_creatures7_ddpm_t50"]  # the sweep's other blocks at t=50
-    assert sweep.layers == ["b4", "b5"] and sweep.timesteps == [50] and sweep.constraints == {"model": "ddpm"}
-    assert "extract_sweep_creatures7_ddpm_t0" in rules and rules["extract_sweep_creatures7_ddpm_t0"].layers[0] == "b0"
-    noise = rules["extract_noise_creatures7_ddpm"]
-    assert noise.outputs[0] == "results/creatures7/features/{model}/{split}/{folder}/features_b0_t50.zarr"
-    budget = rules["extract_budget_creatures7"]
-    assert budget.method == "ddpm" and budget.constraints == {"dataset": "creatures7", "split": "train|test"}
-    assert "extract_noise_creatures7_pixels" not in rules and "extract_sweep_creatures7_pixels" not in rules
-    assert plan.extraction_noise(noise, {"folder": "noise_per_timestep"})[0] == "per_timestep"
-    assert plan.extraction_noise(ddpm, {"model": "ddpm"}) == ("shared", 0)
-    assert plan.extraction_model_seed(budget, {"step": "50"}) == 0
-    trainings = plan.diffusion_trainings()
-    assert [t["name"] for t in trainings] == ["train_diffusion", "train_diffusion_budget_creatures7"]
-    assert trainings[1]["steps"] == [50, 125, 250, 500] and plan.diffusion_train("creatures7", [50, 500])["max_steps"] == 500
+    ddpm = plan.stores.extraction("creatures7", "ddpm", "train", "cells")
+    assert ddpm.layers == ["b0", "b1", "b2", "b3"] and ddpm.timesteps == [50, 150]
+    assert (ddpm.noise_mode, ddpm.noise_seed, ddpm.model_seed) == ("shared", 0, 0)
+    assert ddpm.checkpoint == "results/creatures7/diffusion/model.pt"
+    assert plan.stores.store_path("creatures7", "ddpm", "train", "b1", 50) == "results/creatures7/features/ddpm/train/cells/features_b1_t50.zarr"
+    sweep = plan.stores.extraction("creatures7", "ddpm", "test", "sweep_t50")  # the sweep's other blocks at t=50
+    assert sweep.layers == ["b4", "b5"] and sweep.timesteps == [50]
+    assert plan.stores.extraction("creatures7", "ddpm", "test", "sweep_t0").layers[0] == "b0"
+    assert plan.stores.sweep_store("creatures7", "ddpm", "test", "b4", 50) == \
+        "results/creatures7/features/ddpm/test/sweep_t50/features_b4_t50.zarr"
+    assert plan.stores.sweep_store("creatures7", "ddpm", "test", "b1", 50) == plan.stores.store_path("creatures7", "ddpm", "test", "b1", 50)
+    noise = plan.stores.extraction("creatures7", "ddpm", "train", "noise_per_timestep")
+    assert noise.noise_mode == "per_timestep" and noise.layers == ddpm.layers
+    assert plan.noise.stores("creatures7", "ddpm", "test", "per_timestep")[0] == \
+        "results/creatures7/features/ddpm/test/noise_per_timestep/features_b0_t50.zarr"
+    budget = plan.stores.extraction("creatures7", "ddpm", "train", "budget_step50")
+    assert budget.checkpoint == "results/creatures7/budget/diffusion/snapshots/step50.pt" and budget.model_seed == 0
+    assert plan.budget.stores("creatures7", "train", 50)[0] == \
+        "results/creatures7/features/ddpm/train/budget_step50/features_b0_t50.zarr"
+    assert plan.stores.extraction("creatures7", "pixels", "train", "cells").checkpoint is None
+    assert re.fullmatch(EXTRACTION_NAMES, "noise_fresh3") and not re.fullmatch(EXTRACTION_NAMES, "features")
+    assert plan.diffusion_train("creatures7")["max_steps"] != 500
+    assert plan.diffusion_train("creatures7", budget=True)["max_steps"] == 500
 
 
 def test_per_run_noise_gives_every_seed_its_stores():
     plan = Plan(validated({"datasets": {"creatures7": {"features": {"noise_seed": "per_run"}}}}))
-    job = {j.name: j for j in plan.extractions()}["extract_features_creatures7_ddpm"]
-    assert job.outputs[0] == "results/creatures7/features/{model}/{split}/noise{noise}/features_b0_t50.zarr"
-    assert plan.extraction_noise(job, {"model": "ddpm", "noise": "3"}) == ("shared", 3)
-    sweep = {j.name: j for j in plan.extractions()}["extract_sweep_creatures7_ddpm_t50"]
-    assert plan.extraction_noise(sweep, {"model": "ddpm"}) == ("shared", 0)  # the first run's stores
-    stores = plan.cell_stores("creatures7", "ddpm", "train", plan.fixed_cells("creatures7", "ddpm"))
-    assert len(stores) == 8 * 5 and stores[8].startswith("results/creatures7/features/ddpm/train/noise1/")
-    assert plan.cell_stores("creatures7", "pixels", "train", [("rgbxy", None)]) == [
-        "results/creatures7/features/pixels/train/features_rgbxy.zarr"]
+    assert plan.stores.extraction("creatures7", "ddpm", "train", "cells_noise3").noise_seed == 3
+    assert plan.stores.extraction("creatures7", "ddpm", "train", "sweep_t50").noise_seed == 0  # the first run's noise
+    assert plan.stores.sweep_store("creatures7", "ddpm", "train", "b1", 50) == \
+        "results/creatures7/features/ddpm/train/cells_noise0/features_b1_t50.zarr"
+    stores = plan.stores.cell_stores("creatures7", "ddpm", "train", plan.fixed_cells("creatures7", "ddpm"))
+    assert len(stores) == 8 * 5 and stores[8].startswith("results/creatures7/features/ddpm/train/cells_noise1/")
+    assert plan.stores.cell_stores("creatures7", "pixels", "train", [("rgbxy", None)]) == [
+        "results/creatures7/features/pixels/train/cells/features_rgbxy.zarr"]
 
 
 def test_the_unlabeled_images_are_read_by_whatever_uses_them():
@@ -107,7 +111,7 @@ def test_the_unlabeled_images_are_read_by_whatever_uses_them():
 
 def test_deeplab_auto_settings_enlarge_small_images_and_recalibrate_backbones_from_scratch():
     def deeplab(settings):
-        return Plan(validated({"datasets": {"creatures7": {"distill": {"deeplab": settings}}}})).deeplab_settings(
+        return Plan(validated({"datasets": {"creatures7": {"distill": {"deeplab": settings}}}})).distill.deeplab(
             "creatures7")
 
     default = deeplab({})  # the default's 48x48 images
@@ -119,14 +123,14 @@ def test_deeplab_auto_settings_enlarge_small_images_and_recalibrate_backbones_fr
 
 
 def test_label_next_settles_method_seed_and_the_batch_format():
-    assert Plan(validated()).label_next("creatures7") is None and Plan(validated()).label_next_targets() == []
+    assert Plan(validated()).label_next.settings("creatures7") is None and Plan(validated()).label_next.targets() == []
     plan = Plan(validated({"datasets": {"creatures7": {"label_next": {"count": 4}}}}))
-    assert plan.label_next("creatures7") == {"method": "ddpm", "seed": 0, "strategy": "uncertainty+diversity",
+    assert plan.label_next.settings("creatures7") == {"method": "ddpm", "seed": 0, "strategy": "uncertainty+diversity",
                                              "count": 4, "candidates": 5, "format": "paper"}
-    assert plan.label_next_targets() == ["results/creatures7/label_next/ranking.csv"]
+    assert plan.label_next.targets() == ["results/creatures7/label_next/ranking.csv"]
     for fmt, batch in (("voc", "voc"), ("cvat", "cvat"), ("image_mask", "palette"), ("labelme", "palette")):
         chosen = {"path": "data", "format": fmt, "label_next": {"count": 1, "method": "pixels", "seed": 2}}
-        settled = Plan(validated({"datasets": {"creatures7": chosen}})).label_next("creatures7")
+        settled = Plan(validated({"datasets": {"creatures7": chosen}})).label_next.settings("creatures7")
         assert (settled["format"], settled["method"], settled["seed"]) == (batch, "pixels", 2), fmt
 
 
@@ -134,20 +138,20 @@ def test_downloads_are_one_rule_by_file_name():
     plan = Plan(validated({"downloads": {
         "archive": {"url": "https://example.org/data/archive.tar.gz", "sha256": None, "unpack": True},
         "model": {"url": "https://example.org/m.pt?x=1", "sha256": "ab" * 32, "file": "model_a.pt"}}}))
-    assert plan.download_files() == ["archive.tar.gz", "model_a.pt"] and plan.unpacked_downloads() == ["archive"]
-    assert plan.download_of("model_a.pt")["sha256"] == "ab" * 32
-    assert plan.written_folder("creatures7", "resources/archive/x/y.npz") == "resources/archive"
-    assert plan.written_folder("creatures7", "/data/y.npz") is None
+    assert plan.files.download_files() == ["archive.tar.gz", "model_a.pt"] and plan.files.unpacked_downloads() == ["archive"]
+    assert plan.files.download_of("model_a.pt")["sha256"] == "ab" * 32
+    assert plan.files.written_folder("creatures7", "resources/archive/x/y.npz") == "resources/archive"
+    assert plan.files.written_folder("creatures7", "/data/y.npz") is None
 
 
 def test_experiment_runs_follow_the_config():
     plan = Plan(validated({"datasets": {"creatures7": {"experiments": {"methods": ["ddpm", "pixels"]}}}}))
-    assert plan.noise_methods("creatures7") == ["ddpm"] and plan.budget_method("creatures7") == "ddpm"
-    assert plan.table4_runs()[0] == ("creatures7", "ddpm", None, 0)
-    assert plan.table4_metrics()[-1] == "results/creatures7/pixels/labels5/seed4/metrics.json"
-    assert {run[2] for run in plan.table5_runs()} == {"shared", "per_timestep", "fresh"}
-    assert plan.budget_runs("creatures7")[-1] == ("pixels", None, 4)
-    assert plan.swept_method("creatures7", "unet_untrained") == "ddpm"  # the control takes the trained model's cells
+    assert plan.noise.methods("creatures7") == ["ddpm"] and plan.budget.method("creatures7") == "ddpm"
+    assert plan.labels.runs()[0] == ("creatures7", "ddpm", None, 0)
+    assert plan.labels.metrics()[-1] == "results/creatures7/pixels/labels5/seed4/metrics.json"
+    assert {run[2] for run in plan.noise.runs()} == {"shared", "per_timestep", "fresh"}
+    assert plan.budget.runs("creatures7")[-1] == ("pixels", None, 4)
+    assert plan.probes.swept_method("creatures7", "unet_untrained") == "ddpm"  # the control takes the trained model's cells
 
 
 @pytest.mark.parametrize("overlay, expected", [
@@ -194,7 +198,7 @@ SHARED_EXPORTS = REPO.parent / "shared" / "real-exports" / "labelme"
 
 @pytest.mark.skipif(not SHARED_EXPORTS.is_dir(), reason="shared real-exports not available")
 def test_format_auto_is_settled_from_the_folder_before_anything_plans(tmp_path):
-    """`format: auto` becomes the format the folder is in (the paper's layout: null) and the plan
+    """`format: auto` becomes the format the folder is in (the paper's layout: paper) and the plan
     says which; a folder that fits two formats is a one-line config error listing both."""
     voc = {"path": str(SHARED_EXPORTS / "semantic_voc"), "format": "auto", "non_square": "pad",
            "split": {"test_fraction": 0.34}}
@@ -203,7 +207,7 @@ def test_format_auto_is_settled_from_the_folder_before_anything_plans(tmp_path):
     assert plan.detected_formats == {"photos": ("voc", "SegmentationClass/")}
     paper = {"path": str(REPO.parent / "shared" / "datasets" / "fasseg_face6"), "format": "auto"}
     plan = Plan(validated({"datasets": {"creatures7": None, "faces": paper}}))
-    assert plan.settings("faces")["format"] is None and plan.detected_formats["faces"][0] == "paper"
+    assert plan.settings("faces")["format"] == "paper" and plan.detected_formats["faces"][0] == "paper"
     both = tmp_path / "both"
     (both / "SegmentationClass").mkdir(parents=True)
     (both / "images").mkdir()
@@ -211,3 +215,16 @@ def test_format_auto_is_settled_from_the_folder_before_anything_plans(tmp_path):
     with pytest.raises(ConfigProblem, match=r"^config: datasets\.photos\.format: auto: .*fits 2 formats: "
                                             r"image_mask \(images/ and masks/\); voc \(SegmentationClass/\)"):
         Plan(validated({"datasets": {"creatures7": None, "photos": {**voc, "path": str(both)}}}))
+
+
+def test_an_auto_methods_stores_are_those_its_sweep_picked():
+    """`auto` cells are known once the sweep has run: the workflow hands them to the plan
+    (`Stores.sweep_cells`); the untrained UNet takes the trained one's sweep."""
+    plan = Plan(validated({"datasets": {"creatures7": {"features": {"blocks": "auto", "timesteps": "auto"}}}}))
+    asked = []
+    plan.stores.sweep_cells = lambda dataset, method: asked.append(method) or [("b3", 150), ("b1", 50)]
+    assert plan.stores.method_stores("creatures7", "unet_untrained", "test") == [
+        "results/creatures7/features/unet_untrained/test/cells/features_b3_t150.zarr",
+        "results/creatures7/features/unet_untrained/test/cells/features_b1_t50.zarr"]
+    assert asked == ["ddpm"]
+    assert plan.stores.run_stores("creatures7", "pixels", "test", 3) == plan.stores.method_stores("creatures7", "pixels", "test")

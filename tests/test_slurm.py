@@ -43,15 +43,15 @@ def test_slurm_profile_requests_a_gpu_only_for_gpu_rules(tmp_path):
     workdir = copy_config(tmp_path)
     gpu_ensemble = tmp_path / "gpu_ensemble.yaml"
     gpu_ensemble.write_text("datasets:\n  tiny:\n    ensemble: {gpu: true}\n")
-    extraction = {f"extract_features_tiny_{m}" for m in ("ddpm", "unet_untrained", "mae", "swav")} \
-        | {f"extract_sweep_tiny_ddpm_t{t}" for t in (5, 20, 50)}
+    extraction = {f"extract_features[tiny {m} cells]" for m in ("ddpm", "unet_untrained", "mae", "swav")} \
+        | {f"extract_features[tiny ddpm sweep_t{t}]" for t in (5, 20, 50)}
     for configs, gpu_rules in (
         ([TEST_CONFIG], {"train_diffusion", "pretrain", *extraction}),
         ([TEST_CONFIG, gpu_ensemble], {"train_diffusion", "pretrain", *extraction, "train_ensemble", "predict", "probe"}),
     ):
         plan = planned_resources(workdir, "--workflow-profile", str(PROFILE), TARGET, "figures",
                                  "--configfile", *map(str, configs))
-        assert gpu_rules <= plan.keys() and {"evaluate", "extract_features_tiny_patch", "table2"} <= plan.keys()
+        assert gpu_rules <= plan.keys() and {"evaluate", "extract_features[tiny patch cells]", "table2"} <= plan.keys()
         for rule, jobs in plan.items():
             expected = {"1"} if rule in gpu_rules else {None, "0"}
             assert all(job.get("gpu") in expected for job in jobs), (rule, jobs)
@@ -210,7 +210,7 @@ def test_tiny_workflow_through_slurm_equals_a_local_run(slurm_cluster, tmp_path)
     profile_args = ["--workflow-profile", str(PROFILE), TARGET, *configs]
     plan = planned_resources(cluster, *profile_args)
     gpu_rules = {rule for rule, jobs in plan.items() if jobs[0].get("gpu") == "1"}
-    assert gpu_rules == {"train_diffusion", "extract_features_tiny_ddpm"}
+    assert gpu_rules == {"train_diffusion", "extract_features[tiny ddpm cells]"}
     # the node has CPUS cores, fewer than the profile's max-threads; the first status check comes
     # after 2 s instead of 40 (squeue still applies: MinJobAge is over 3 x 2 s)
     run_snakemake(cluster, [*profile_args, "--max-threads", str(CPUS), "--slurm-init-seconds-before-status-checks",

@@ -175,10 +175,10 @@ def test_adding_a_source_is_one_module_and_one_registry_line(tmp_path, monkeypat
     toy = plan.plans["creatures7"]["toy"]
     assert toy["layers"] == ["full", "half"] and toy["table"] == {"full": [1, 48], "half": [1, 24]}
     assert plan.method_keys("creatures7", "toy") == ["toy"] and plan.run_model_seed("creatures7", "toy") is None
-    assert plan.sweep("creatures7", "toy") == {"layers": ["full", "half"], "timesteps": [None],
+    assert plan.probes.sweep("creatures7", "toy") == {"layers": ["full", "half"], "timesteps": [None],
                                                "kmeans": [("half", None)]}
-    assert plan.extraction("creatures7", "toy", "train", "cells").layers == ["full", "half"]
-    assert plan.cell_stores("creatures7", "toy", "train", plan.fixed_cells("creatures7", "toy")) == [
+    assert plan.stores.extraction("creatures7", "toy", "train", "cells").layers == ["full", "half"]
+    assert plan.stores.cell_stores("creatures7", "toy", "train", plan.fixed_cells("creatures7", "toy")) == [
         "results/creatures7/features/toy/train/cells/features_full.zarr",
         "results/creatures7/features/toy/train/cells/features_half.zarr"]
 

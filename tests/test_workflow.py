@@ -1,8 +1,10 @@
 """The workflow itself: lint, the DAG of the default and tiny configs, and one real run."""
 
+import collections
 import fcntl
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -22,10 +24,12 @@ from ddpmseg.download import sha256_of
 from ddpmseg.errors import CheckpointError
 from ddpmseg.formats import READERS
 from ddpmseg.formats.source import class_table, lut_classes
+from ddpmseg.plan import Plan
 from ddpmseg.stores import open_store
 from ddpmseg.sampling import sample_batch
 from ddpmseg.segmenter import Segmenter
 from ddpmseg.synthetic import render_sample
+from test_plan import validated
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_CONFIG = REPO / "tests" / "config.test.yaml"
@@ -61,16 +65,29 @@ def run_killed_during_extraction(workdir, *args, cores=2):
     process.wait()
 
 
+def dry_run_jobs(workdir, *args) -> list:
+    """(name, resources dict) of every job a dry run would run, in its listing's order. The name
+    is the rule's, for an extraction job 'extract_features[<dataset> <model> <extraction>]' (its
+    folder less the split: one rule serves every kind of extraction)."""
+    result = snakemake(workdir, "-n", *args)
+    jobs, name = [], None
+    for line in (result.stdout + result.stderr).splitlines():
+        words = line.split()
+        if len(words) == 2 and words[0] in ("rule", "localrule", "checkpoint", "localcheckpoint") and line.endswith(":"):
+            name = words[1].rstrip(":")
+            jobs.append([name, {}])
+        elif name == "extract_features" and line.strip().startswith("wildcards:"):
+            wildcards = dict(item.split("=", 1) for item in line.split(":", 1)[1].strip().split(", "))
+            jobs[-1][0] = f"extract_features[{wildcards['dataset']} {wildcards['model']} {wildcards['extraction']}]"
+        elif name is not None and line.strip().startswith("resources:"):
+            pairs = (item.split("=", 1) for item in line.split(":", 1)[1].split(", "))
+            jobs[-1][1] = {key.strip(): value for key, value in pairs}
+    return [tuple(job) for job in jobs]
+
+
 def planned_jobs(workdir, *args) -> dict:
-    """{rule: count} of the jobs a dry run would run."""
-    result = snakemake(workdir, "-n", *args, "--quiet", "rules")
-    out = result.stdout + result.stderr
-    counts = {}
-    for line in out.splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[1].isdigit() and parts[0] not in ("total", "job"):
-            counts[parts[0]] = int(parts[1])
-    return counts
+    """{job name (`dry_run_jobs`): count} of the jobs a dry run would run."""
+    return dict(collections.Counter(name for name, _ in dry_run_jobs(workdir, *args)))
 
 
 def test_lint_is_clean():
@@ -84,9 +101,33 @@ def test_default_dag(tmp_path):
     # 1 dataset x 4 methods (all 5 seeds in one job); features of each method for 2 splits
     assert jobs == {
         "generate_default_dataset": 1, "prepare_dataset": 1, "prepare_pool": 1, "train_diffusion": 1,
-        **{f"extract_features_creatures7_{m}": 2 for m in ("ddpm", "unet_untrained", "pixels", "patch")},
+        **{f"extract_features[creatures7 {m} cells]": 2 for m in ("ddpm", "unet_untrained", "pixels", "patch")},
         "train_ensemble": 4, "predict": 4, "evaluate": 4, "overview": 1, "reliability": 1, "table2": 1,
     }
+
+
+def test_every_rule_is_written_once_with_the_same_names_for_every_config(tmp_path):
+    """No rule is generated in a Python loop: the rule names do not depend on the config, so one
+    `--set-resources` line reaches every job of a rule (here every extraction: Table 2's cells,
+    the probe sweep, Table 5's noise variants, the budget curve's snapshots), and the SLURM
+    profile names only rules that exist."""
+    for path in sorted((REPO / "rules").rglob("*.smk")):
+        text = path.read_text()
+        assert not re.search(r"^\s+rule\s*:", text, re.M) and not re.search(r"^for ", text, re.M), path
+    shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
+    names = {config: snakemake(tmp_path, "--list-rules", *args).stdout.split()
+             for config, args in (("default", ()), ("paper", ("--configfile", str(REPO / "config/paper.yaml"))))}
+    assert names["default"] == names["paper"] and {"extract_features", "train_diffusion", "corrupt_test"} <= set(names["paper"])
+    jobs = dry_run_jobs(tmp_path, "all", "experiments", "figures", "--set-resources", "extract_features:mem_mb=1234")
+    extractions = {name: resources for name, resources in jobs if name.startswith("extract_features")}
+    kinds = {re.sub(r"\d+$", "", name.split()[-1].rstrip("]")) for name in extractions}
+    assert kinds == {"cells", "sweep_t", "noise_per_timestep", "noise_fresh", "noise_fresh_test", "budget_step"}
+    assert all(resources["mem_mb"] == "1234" for resources in extractions.values())
+    assert all(resources.get("mem_mb") != "1234" for name, resources in jobs if name not in extractions)
+    profile = (REPO / "profiles/slurm/config.yaml").read_text()
+    gpu_comment = profile[profile.index("# GPUs:"):profile.index("set-resources:")]
+    named = set(re.findall(r"\b([a-z]+(?:_[a-z]+)+)\b", gpu_comment)) - {"ensemble_gpu"}
+    assert named and named <= set(names["default"]) | {"train_ensemble_", "predict_"}, named - set(names["default"])
 
 
 def test_bad_dataset_fails_before_any_output(tmp_path):
@@ -145,7 +186,7 @@ def test_any_changed_file_of_a_dataset_reruns_its_preparation(tmp_path):
 
 END_TO_END_ARGS = ("results/table2.csv", "--configfile", str(TEST_CONFIG))
 # deleting this test store recomputes only what depends on it
-DELETED_STORE = "results/tiny/features/ddpm/test/features_b2_t5.zarr"
+DELETED_STORE = "results/tiny/features/ddpm/test/cells/features_b2_t5.zarr"
 NUMBERS = ["dataset", "method", "seed", "miou", "miou_soft"]  # the columns of table2_long.csv that must not change
 
 
@@ -346,10 +387,10 @@ def test_tiny_workflow_table2_rows_and_training_outcomes(tiny_workflow):
     for source in ("mae", "swav"):
         pretrained = json.loads((results / f"tiny/pretrained/{source}/training.json").read_text())
         assert (pretrained["steps"], pretrained["stopped_by"], pretrained["source"]) == (4, "max_steps", source)
-        mae_store = open_store(next((results / f"tiny/features/{source}/test").glob("features_*.zarr")))
+        mae_store = open_store(next((results / f"tiny/features/{source}/test/cells").glob("features_*.zarr")))
         assert mae_store.attrs["source"] == source and mae_store.attrs["normalisation"] == "imagenet"
         assert mae_store.attrs["timestep"] is None and len(mae_store.attrs["checkpoint_sha256"]) == 64
-    assert open_store(results / "tiny/features/mae/test/features_block1.zarr").shape == (3, 32, 8, 8)  # patch 4
+    assert open_store(results / "tiny/features/mae/test/cells/features_block1.zarr").shape == (3, 32, 8, 8)  # patch 4
     training = json.loads((results / "tiny/diffusion/training.json").read_text())
     assert (training["steps"], training["stopped_by"], training["torch_threads"]) == (6, "max_steps", 2)
     assert list(table.columns) == ["tiny"] and table.loc["DDPM", "tiny"].count("±") == 1
@@ -396,7 +437,7 @@ def test_tiny_workflow_measures_how_far_the_uncertainty_can_be_trusted(tiny_work
 @pytest.mark.slow
 def test_tiny_workflow_stores_open_with_xarray_and_dask_and_the_run_writes_its_outputs(tiny_workflow):
     results = tiny_workflow.results
-    store = open_store(str(results / "tiny/features/ddpm/test/features_b1_t20.zarr"))
+    store = open_store(str(results / "tiny/features/ddpm/test/cells/features_b1_t20.zarr"))
     assert store.shape == (3, 64, 32, 32) and store.dtype == "float16"  # block 1 upsamples 16 -> 32
     assert store.attrs["timestep"] == 20 and len(store.attrs["checkpoint_sha256"]) == 64
     assert store.attrs["torch_threads"] == 2 and store.attrs["model_seed"] == 0
@@ -404,12 +445,12 @@ def test_tiny_workflow_stores_open_with_xarray_and_dask_and_the_run_writes_its_o
     import dask.array as da
     import xarray as xr
 
-    opened = xr.open_zarr(results / "tiny/features/ddpm/test/features_b1_t20.zarr")["features"]
+    opened = xr.open_zarr(results / "tiny/features/ddpm/test/cells/features_b1_t20.zarr")["features"]
     assert opened.dims == ("image", "channel", "y", "x") and opened.attrs["timestep"] == 20
     assert (opened.values == store[:]).all()
-    lazy = da.from_zarr(str(results / "tiny/features/ddpm/test/features_b1_t20.zarr"), component="features")
+    lazy = da.from_zarr(str(results / "tiny/features/ddpm/test/cells/features_b1_t20.zarr"), component="features")
     assert lazy.shape == store.shape and float(lazy[2].sum().compute()) == float(store[2].sum())
-    assert open_store(str(results / "tiny/features/ddpm/test/features_b2_t5.zarr")).shape[1] == 32
+    assert open_store(str(results / "tiny/features/ddpm/test/cells/features_b2_t5.zarr")).shape[1] == 32
     metrics = json.loads((results / "tiny/ddpm/seed1/metrics.json").read_text())
     assert metrics["vote"] == "majority" and 0 <= metrics["miou_soft"] <= 1
     assert sorted(p.name for p in (results / "tiny/ddpm/seed0/masks").glob("*.png")) == ["0000.png", "0001.png", "0002.png"]
@@ -425,7 +466,7 @@ def test_tiny_workflow_rerun_does_nothing_and_a_deleted_store_recomputes_the_sam
     assert "Nothing to be done" in observed["rerun"]
     # deleting one test store recomputes only what depends on it, with the same numbers
     assert observed["jobs_after_deletion"] == {
-        "extract_features_tiny_ddpm": 1, "predict": 1, "evaluate": 1, "overview": 1, "reliability": 1, "table2": 1}
+        "extract_features[tiny ddpm cells]": 1, "predict": 1, "evaluate": 1, "overview": 1, "reliability": 1, "table2": 1}
     long = tiny_workflow.long()
     pd.testing.assert_frame_equal(pd.read_csv(tiny_workflow.root / "snapshots/table2_long.recomputed.csv")[NUMBERS],
                                   long[NUMBERS])
@@ -752,11 +793,12 @@ def test_tiny_workflow_probe_sweep_reuses_the_ensembles_stores(tiny_workflow):
     """The probe sweep after the ensemble reuses its stores: at t 5 and 20 only block 0 is new."""
     results, observed = tiny_workflow.results, tiny_workflow.observed
     jobs = observed["figures_jobs"]
-    assert not any(k.startswith("extract_features_tiny") for k in jobs)
-    assert {k: v for k, v in jobs.items() if k.startswith("extract_sweep")} == {
-        "extract_sweep_tiny_ddpm_t5": 2, "extract_sweep_tiny_ddpm_t20": 2, "extract_sweep_tiny_ddpm_t50": 2}  # train, test
+    assert {k: v for k, v in jobs.items() if k.startswith("extract_features")} == {
+        f"extract_features[tiny ddpm sweep_t{t}]": 2 for t in (5, 20, 50)}  # train, test; none of Table 2's cells
     dry = observed["figures_dry"]
-    assert "output: results/tiny/features/ddpm/train/features_b0_t5.zarr\n" in dry  # block 0 alone at t 5
+    assert "output: results/tiny/features/ddpm/train/sweep_t5\n" in dry
+    assert (results / "tiny/features/ddpm/train/sweep_t5/features_b0_t5.zarr").is_dir()  # block 0 alone at t 5
+    assert not (results / "tiny/features/ddpm/train/sweep_t5/features_b1_t5.zarr").exists()
     grid = pd.read_csv(results / "tiny/probes/ddpm/miou_by_layer_timestep.csv")
     assert grid[["layer", "timestep"]].values.tolist() == [[f"b{b}", t] for b in range(4) for t in (5, 20, 50)]
     assert grid[["miou", "miou_small", "miou_large", "miou_cv"]].stack().between(0, 1).all()
@@ -770,11 +812,16 @@ def test_tiny_workflow_experiments_reuse_table2_and_give_table4_and_per_class_io
     """The experiments reuse Table 2's features, models and ensembles: none of Table 2's jobs reruns."""
     results, table = tiny_workflow.results, tiny_workflow.table()
     jobs = tiny_workflow.observed["experiments_jobs"]
-    assert not any(k.startswith(("extract_features", "extract_sweep", "pretrain")) for k in jobs)
+    assert not any(k.startswith(("extract_features[tiny ddpm cells", "extract_features[tiny ddpm sweep", "pretrain"))
+                   for k in jobs)
     assert not {"train_diffusion", "train_ensemble", "predict", "evaluate"} & set(jobs)
     assert jobs["train_ensemble_labels"] == 4  # (ddpm, pixels) x (2, 1) labelled images, all seeds in one job
-    assert jobs["extract_noise_tiny_ddpm"] == 2 + 4 + 1  # per timestep (train, test), 4 fresh train draws, fresh test
-    assert jobs["train_diffusion_budget_tiny"] == 1 and jobs["extract_budget_tiny"] == 2 * 2  # 2 snapshots x 2 splits
+    assert {k: v for k, v in jobs.items() if k.startswith("extract_features[tiny ddpm noise")} == {
+        "extract_features[tiny ddpm noise_per_timestep]": 2,  # train, test
+        **{f"extract_features[tiny ddpm noise_fresh{k}]": 1 for k in range(4)},  # 4 fresh train draws
+        "extract_features[tiny ddpm noise_fresh_test]": 1}
+    assert jobs["train_diffusion_budget"] == 1  # 2 snapshots x 2 splits:
+    assert jobs["extract_features[tiny ddpm budget_step6]"] == jobs["extract_features[tiny ddpm budget_step9]"] == 2
     assert jobs["active_labelling_run"] == 4 * 2 and jobs["active_labelling"] == 1  # strategies x seeds
     subsets = {n: json.loads((results / f"tiny/ddpm/labels{n}/subsets.json").read_text()) for n in (2, 1)}
     assert subsets[2] == json.loads((results / "tiny/pixels/labels2/subsets.json").read_text())  # per seed, not per method
@@ -827,7 +874,7 @@ def test_tiny_workflow_robustness_to_corruptions(tiny_workflow):
     results, long = tiny_workflow.results, tiny_workflow.long()
     corruptions = json.loads((results / "tiny/data/corruptions.json").read_text())
     assert corruptions["usable"] == ["fog"] and corruptions["left_out"] == {}  # through the compat layer
-    foggy = zarr.open_group(results / "tiny/data/test-fog-5.zarr", mode="r")
+    foggy = zarr.open_group(results / "tiny/data/test-fog/severity5.zarr", mode="r")
     test_split = zarr.open_group(results / "tiny/data/test.zarr", mode="r")
     assert (foggy["labels"][:] == test_split["labels"][:]).all() and not (foggy["images"][:] == test_split["images"][:]).all()
     robustness = pd.read_csv(results / "tiny/robustness.csv")
@@ -848,12 +895,12 @@ def test_tiny_workflow_noise_variants_and_the_budget_curve(tiny_workflow):
     assert table5.loc[0, "tiny"] == table.loc["DDPM", "tiny"]  # "+ +" is Table 2's run
     features = results / "tiny/features/ddpm"
     variants = {folder: open_store(features / f"train/{folder}/features_b2_t5.zarr")
-                for folder in ("", "noise_per_timestep", "noise_fresh0", "noise_fresh1")}
+                for folder in ("cells", "noise_per_timestep", "noise_fresh0", "noise_fresh1")}
     assert [variants[f].attrs["noise_mode"] for f in variants] == ["shared", "per_timestep", "per_image", "per_image"]
     values = {f: store[:] for f, store in variants.items()}
     assert all(not (values[a] == values[b]).all() for a in values for b in values if a < b)  # noise really differs
     # the budget curve's snapshots are of one run: the one at Table 2's 6 steps is Table 2's model
-    snapshot = torch.load(results / "tiny/budget/diffusion/step6.pt")
+    snapshot = torch.load(results / "tiny/budget/diffusion/snapshots/step6.pt")
     table2_model = torch.load(results / "tiny/diffusion/model.pt")
     assert all(torch.equal(snapshot[k], table2_model[k]) for k in table2_model)
     curve = pd.read_csv(results / "tiny/budget_curve.csv")
@@ -905,7 +952,7 @@ def test_tiny_workflow_ranks_the_pool_and_writes_the_batch_for_the_annotator(tin
     assert set(ranking.loc[ranking.picked, "image"]) <= set(ranking.nlargest(6, "js_top10")["image"])
     assert ranking["js_top10"].iloc[3:].is_monotonic_decreasing  # the rest by uncertainty
     model = load_ensemble(first / "ensemble.pt")
-    stores = open_stores(sorted((results / "features/ddpm/unlabeled").glob("features_*.zarr"),
+    stores = open_stores(sorted((results / "features/ddpm/unlabeled/cells").glob("features_*.zarr"),
                                 key=lambda p: (int(p.stem.split("_t")[1]), int(p.stem.split("_b")[1].split("_")[0]))))
     again = score_images(model, stores, len(ids), 32, classes).assign(image=ids).set_index("image")
     for column in ("js_top10", "js_mean", "entropy_mean", "margin_mean", f"area_{classes[1]}"):
@@ -931,7 +978,7 @@ def test_tiny_workflow_a_labelled_batch_retrains_the_ensemble_not_the_diffusion_
     labelled splits, their features, the ensemble and what follows it, and not the pool nor the
     diffusion model; ranked again, the labelled images come last, never picked."""
     assert tiny_workflow.observed["jobs_after_labelling"] == {
-        "prepare_dataset": 1, "extract_features_tiny_ddpm": 2, "train_ensemble": 1, "predict": 1, "evaluate": 1,
+        "prepare_dataset": 1, "extract_features[tiny ddpm cells]": 2, "train_ensemble": 1, "predict": 1, "evaluate": 1,
         "overview": 1, "reliability": 1, "table2": 1, "label_next": 1}
     results = tiny_workflow.killed / "results/tiny"
     assert len(zarr.open_group(str(results / "data/train.zarr"), mode="r").attrs["image_ids"]) == 4 + 3
@@ -978,14 +1025,14 @@ def test_diffusers_sources_run_through_the_workflow_to_the_table(tmp_path, sd_pi
     assert not (tmp_path / "results/tiny/diffusion").exists()  # no ADM is trained for it
     training = json.loads((tmp_path / "results/tiny/pretrained/hf/training.json").read_text())
     assert (training["steps"], training["source"]) == (4, "diffusers_unet")
-    store = open_store(tmp_path / "results/tiny/features/hf/test/features_up0_t20.zarr")
+    store = open_store(tmp_path / "results/tiny/features/hf/test/cells/features_up0_t20.zarr")
     assert store.shape == (3, 32, 32, 32) and store.attrs["source"] == "diffusers_unet"  # up0 upsamples 16 -> 32
     assert store.attrs["timestep"] == 20 and store.attrs["normalisation"] == "[-1, 1]"
     assert store.attrs["settings"]["scheduler"]["num_train_timesteps"] == 100 and len(store.attrs["checkpoint_sha256"]) == 64
-    assert open_store(tmp_path / "results/tiny/features/hf/test/features_up1_res1_t5.zarr").shape == (3, 16, 32, 32)
+    assert open_store(tmp_path / "results/tiny/features/hf/test/cells/features_up1_res1_t5.zarr").shape == (3, 16, 32, 32)
     assert table.loc["Stable Diffusion", "tiny"].count("±") == 1
     assert table.loc["Stable Diffusion: layers", "tiny"] == "t5: up0, up1_attn1; t20: up0, up1_attn1"
-    latent = open_store(tmp_path / "results/tiny/features/sd/test/features_up1_attn1_t20.zarr")
+    latent = open_store(tmp_path / "results/tiny/features/sd/test/cells/features_up1_attn1_t20.zarr")
     assert latent.shape == (3, 8, 16, 16) and latent.attrs["settings"]["prompt"] == "a creature"  # 32x32 -> 16x16 latents
     assert latent.attrs["checkpoint_sha256"] == sha256_of(sd_pipeline)
     # Figures 2-4 sweep every decoder layer of the diffusers UNet at the probe timesteps
@@ -996,16 +1043,10 @@ def test_diffusers_sources_run_through_the_workflow_to_the_table(tmp_path, sd_pi
 
 
 def planned_resources(workdir, *args) -> dict:
-    """{rule: [resources dict of each planned job]} from a dry run's job listing."""
-    result = snakemake(workdir, "-n", *args)
-    plan, rule = {}, None
-    for line in (result.stdout + result.stderr).splitlines():
-        if line.startswith(("rule ", "localrule ")) and line.endswith(":"):
-            rule = line.split()[1].rstrip(":")
-        elif line.strip().startswith("resources:") and rule is not None:
-            pairs = (item.split("=", 1) for item in line.split(":", 1)[1].split(", "))
-            plan.setdefault(rule, []).append({key.strip(): value for key, value in pairs})
-            rule = None
+    """{job name (`dry_run_jobs`): [resources dict of each planned job]} from a dry run's job listing."""
+    plan = {}
+    for name, resources in dry_run_jobs(workdir, *args):
+        plan.setdefault(name, []).append(resources)
     return plan
 
 
@@ -1021,8 +1062,9 @@ def test_paper_config_plans_the_full_dag_without_any_file(tmp_path):
         # the archive, 4 ADMs, 4 MAEs, 8 SwAVs, the ResNet-101 and 8 released synthetic datasets;
         # the archive and the synthetic datasets unpacked
         "download": 1 + 4 * 4 + 1 + 8, "unpack": 1 + 8,
-        "prepare_dataset": 6, **{f"extract_features_{d}_ddpm": 10 + 5 * (d in distilled) for d in datasets},  # + ddpm set
-        **{f"extract_features_{d}_{m}": 2 for d in datasets for m in ("mae", "swav", "swav_w2")},  # no noise
+        "prepare_dataset": 6,  # DDPM: 5 seeds' noise x (train, test and the annotated DDPM samples)
+        **{f"extract_features[{d} ddpm cells_noise{n}]": 2 + (d in distilled) for d in datasets for n in range(5)},
+        **{f"extract_features[{d} {m} cells]": 2 for d in datasets for m in ("mae", "swav", "swav_w2")},  # no noise
         "train_ensemble": 24, "predict": 24, "evaluate": 24, "overview": 6, "reliability": 6, "table2": 1,
         # Table 3: DDPM trained on the annotated DDPM samples, 5 seeds in one job per dataset
         "prepare_annotated": 4, "train_ensemble_annotated": 4, "predict_annotated": 4, "evaluate_annotated": 4,
@@ -1033,8 +1075,7 @@ def test_paper_config_plans_the_full_dag_without_any_file(tmp_path):
         "released_pool": 8, "select_pool": 60, "train_deeplab": 60, "predict_distill": 60, "evaluate_distill": 60,
     }
     plan = planned_resources(tmp_path, *args)
-    gpu_rules = {f"extract_features_{d}_{m}" for d in datasets for m in ("ddpm", "mae", "swav", "swav_w2")} \
-        | {"train_ensemble", "predict", "train_ensemble_annotated", "predict_annotated", "sample_diffusion", "label_pool",
+    gpu_rules = {name for name in plan if name.startswith("extract_features")} | {"train_ensemble", "predict", "train_ensemble_annotated", "predict_annotated", "sample_diffusion", "label_pool",
            "train_deeplab", "predict_distill"}
     for rule, jobs in plan.items():
         expected = "1" if rule in gpu_rules else None
@@ -1044,10 +1085,13 @@ def test_paper_config_plans_the_full_dag_without_any_file(tmp_path):
     # CelebA-19 uses the FFHQ model and ADE-Bedroom-30 the LSUN-bedroom one, as in the paper
     assert "input: results/celeba_19/data/test.zarr, resources/downloads/ffhq.pt" in dry
     assert "input: results/ade_bedroom_30/data/train.zarr, resources/downloads/lsun_bedroom.pt" in dry
-    assert "features/ddpm/train/noise4/features_b12_t250.zarr" in dry and "features_b9_t" not in dry
+    assert "output: results/bedroom_28/features/ddpm/train/cells_noise4\n" in dry
+    paper = Plan(validated({}, yaml.safe_load((REPO / "config" / "paper.yaml").read_text())))
+    assert ("b12", 250) in paper.fixed_cells("bedroom_28", "ddpm") and "b9" not in paper.plans["bedroom_28"]["ddpm"]["layers"]
     assert "input: results/celeba_19/data/train.zarr, resources/downloads/mae_ffhq.pth" in dry
-    assert "features/mae/test/features_block23.zarr" in dry and "features/mae/test/features_block11.zarr" not in dry
-    assert "features/swav_w2/test/features_layer3.4.zarr" in dry and "features_layer3.3.zarr" not in dry
+    assert "block23" in paper.plans["celeba_19"]["mae"]["layers"] and "block11" not in paper.plans["celeba_19"]["mae"]["layers"]
+    assert "layer3.4" in paper.plans["bedroom_28"]["swav_w2"]["layers"]
+    assert "layer3.3" not in paper.plans["bedroom_28"]["swav_w2"]["layers"]
     assert "input: resources/downloads/lsun_cat.pt\n    output: results/cat_15/distill_ddpm/samples/batch99.zarr" in dry
     assert "input: results/horse_21/distill_ddpm/labelled/seed4/batch0, " in dry and "celeba_19/distill" not in dry
     assert "input: resources/paper_datasets, results/cat_15/data/test.zarr\n    output: results/cat_15/data/annotated-ddpm.zarr" in dry
@@ -1108,7 +1152,7 @@ datasets:
     snakemake(workdir, *args)
     assert (workdir / "resources/downloads/tiny.pt").read_bytes() == (tmp_path / "tiny.pt").read_bytes()
     features = workdir / "results/tiny_paper/features/ddpm/test"
-    store = open_store(str(features / "noise0/features_b1_t5.zarr"))
+    store = open_store(str(features / "cells_noise0/features_b1_t5.zarr"))
     flags = store.attrs["model_flags"]
     assert (flags["num_channels"], flags["channel_mult"], flags["learn_sigma"]) == (32, "1,2", True)
     assert store.shape == (3, 64, 32, 32)  # block 1 ends with the upsampler: 16 -> 32
@@ -1134,7 +1178,7 @@ def test_auto_features_come_from_the_sweep_cross_validated_in_train(tmp_path):
                     "    features: {blocks: auto, timesteps: auto, auto_cells: 2}\n"
                     "    probes: {timesteps: [5, 20], kmeans: {n_images: 1}}\n")
     args = ("results/table2.csv", "--configfile", str(TEST_CONFIG), str(auto))
-    assert not any(k.startswith("extract_features_tiny") for k in planned_jobs(tmp_path, *args))  # all from the sweep
+    assert not any(k.startswith("extract_features[tiny ddpm cells") for k in planned_jobs(tmp_path, *args))  # the sweep's
     snakemake(tmp_path, *args)
     grid = pd.read_csv(tmp_path / "results/tiny/probes/ddpm/miou_by_layer_timestep.csv")
     best = grid.sort_values(["miou_cv", "timestep", "depth"], ascending=[False, True, True]).head(2)

@@ -10,7 +10,8 @@ rule active_labelling_run:
     output:
         "results/{dataset}/active_labelling/{strategy}/seed{seed}.csv",
     params:
-        settings=lambda wc: PLAN.active_labelling(wc.dataset),
+        stores=lambda wc: PLAN.active_labelling.stores(wc.dataset, int(wc.seed)),
+        settings=lambda wc: PLAN.active_labelling.settings(wc.dataset),
         ensemble=lambda wc: dataset_settings(wc)["ensemble"],
         evaluation=lambda wc: dataset_settings(wc)["evaluation"],
         torch_threads=lambda wc: dataset_settings(wc)["threads"],
@@ -32,7 +33,7 @@ rule active_labelling_run:
 
 rule active_labelling:
     input:
-        runs=get_active_labelling_runs,
+        runs=lambda wc: PLAN.active_labelling.curves(wc.dataset),
     output:
         long="results/{dataset}/active_labelling.csv",
         summary=report("results/{dataset}/active_labelling_summary.csv", caption="../report/active_labelling.rst",
@@ -40,8 +41,8 @@ rule active_labelling:
         figure=report("results/{dataset}/active_labelling.png", caption="../report/active_labelling.rst",
                       category="Experiments", subcategory="{dataset}", labels={"figure": "active labelling"}),
     params:
-        runs=lambda wc: PLAN.active_labelling_runs(wc.dataset),
-        method=lambda wc: PLAN.names()[PLAN.active_labelling(wc.dataset)["method"]],
+        runs=lambda wc: PLAN.active_labelling.runs(wc.dataset),
+        method=lambda wc: PLAN.names()[PLAN.active_labelling.settings(wc.dataset)["method"]],
     log:
         "logs/active_labelling/{dataset}.log",
     threads: 1

@@ -8,15 +8,15 @@
 
 use rule prepare_folder as prepare_annotated with:
     input:
-        folder=get_annotated_source,
+        folder=lambda wc: PLAN.files.annotated_source(wc.dataset, wc.name),
         split="results/{dataset}/data/test.zarr",
     output:
         directory("results/{dataset}/data/annotated-{name}.zarr"),
     params:
         settings=lambda wc: {key: dataset_settings(wc)[key] for key in ("image_size", "non_square", "resize")},
-        folder=lambda wc: PLAN.annotated_folder(wc.dataset, wc.name),
+        folder=lambda wc: PLAN.files.annotated_folder(wc.dataset, wc.name),
         kind="annotated",
-        manifest=annotated_manifest,
+        manifest=lambda wc: PLAN.files.annotated_manifest(wc.dataset, wc.name),
     log:
         "logs/prepare_annotated/{dataset}_{name}.log",
     benchmark:
@@ -26,11 +26,13 @@ use rule prepare_folder as prepare_annotated with:
 use rule train_ensemble as train_ensemble_annotated with:
     input:
         data="results/{dataset}/data/annotated-{name}.zarr",
-        stores=lambda wc: feature_stores(wc.dataset, wc.method, f"annotated-{wc.name}"),
+        stores=lambda wc: folders(PLAN.stores.method_stores(wc.dataset, wc.method, f"annotated-{wc.name}")),
     output:
         models=per_seed("results/{{dataset}}/{{method}}/trained_on_{{name}}/seed{seed}/ensemble.pt"),
         histories=per_seed("results/{{dataset}}/{{method}}/trained_on_{{name}}/seed{seed}/training_history.csv"),
         features="results/{dataset}/{method}/trained_on_{name}/features.json",
+    params:
+        stores=lambda wc: PLAN.stores.method_stores(wc.dataset, wc.method, f"annotated-{wc.name}"),
     log:
         "logs/train_ensemble_annotated/{dataset}_{method}_{name}.log",
     benchmark:
@@ -41,10 +43,12 @@ use rule predict as predict_annotated with:
     input:
         models=per_seed("results/{{dataset}}/{{method}}/trained_on_{{name}}/seed{seed}/ensemble.pt"),
         data="results/{dataset}/data/test.zarr",
-        stores=lambda wc: feature_stores(wc.dataset, wc.method, "test"),
+        stores=lambda wc: folders(PLAN.stores.method_stores(wc.dataset, wc.method, "test")),
     output:
         predictions=[temp(directory(p)) for p in per_seed("results/{{dataset}}/{{method}}/trained_on_{{name}}/seed{seed}/predictions.zarr")],
         masks=[temp(directory(p)) for p in per_seed("results/{{dataset}}/{{method}}/trained_on_{{name}}/seed{seed}/masks")],
+    params:
+        stores=lambda wc: PLAN.stores.method_stores(wc.dataset, wc.method, "test"),
     log:
         "logs/predict_annotated/{dataset}_{method}_{name}.log",
     benchmark:
@@ -71,13 +75,13 @@ use rule segmenter as segmenter_annotated with:
 
 rule table3:
     input:
-        metrics=[path for d in TABLE3_DATASETS for _, _, path in PLAN.table3_runs(d)],
+        metrics=[path for d in PLAN.distill.table3_datasets for _, _, path in PLAN.distill.table3_runs(d)],
     output:
         table=report("results/table3.csv", caption="../report/table3.rst", category="Experiments"),
         long="results/table3_long.csv",
     params:
-        runs=[(d, row, train) for d in TABLE3_DATASETS for row, train, _ in PLAN.table3_runs(d)],
-        reported={d: config["datasets"][d]["experiments"]["reported"]["table3"] for d in TABLE3_DATASETS},
+        runs=[(d, row, train) for d in PLAN.distill.table3_datasets for row, train, _ in PLAN.distill.table3_runs(d)],
+        reported={d: config["datasets"][d]["experiments"]["reported"]["table3"] for d in PLAN.distill.table3_datasets},
     log:
         "logs/table3.log",
     threads: 1

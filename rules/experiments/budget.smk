@@ -8,12 +8,13 @@
 use rule train_ensemble as train_ensemble_budget with:
     input:
         data="results/{dataset}/data/train.zarr",
-        stores=lambda wc: PLAN.budget_stores(wc.dataset, "train", wc.step),
+        stores=lambda wc: folders(PLAN.budget.stores(wc.dataset, "train", wc.step)),
     output:
         models=per_seed("results/{{dataset}}/budget/step{{step}}/{{method}}/seed{seed}/ensemble.pt"),
         histories=per_seed("results/{{dataset}}/budget/step{{step}}/{{method}}/seed{seed}/training_history.csv"),
         features="results/{dataset}/budget/step{step}/{method}/features.json",
     params:
+        stores=lambda wc: PLAN.budget.stores(wc.dataset, "train", wc.step),
         runs_own_stores=False,
     log:
         "logs/train_ensemble_budget/{dataset}_{step}_{method}.log",
@@ -25,11 +26,12 @@ use rule predict as predict_budget with:
     input:
         models=per_seed("results/{{dataset}}/budget/step{{step}}/{{method}}/seed{seed}/ensemble.pt"),
         data="results/{dataset}/data/test.zarr",
-        stores=lambda wc: PLAN.budget_stores(wc.dataset, "test", wc.step),
+        stores=lambda wc: folders(PLAN.budget.stores(wc.dataset, "test", wc.step)),
     output:
         predictions=[temp(directory(p)) for p in per_seed("results/{{dataset}}/budget/step{{step}}/{{method}}/seed{seed}/predictions.zarr")],
         masks=[temp(directory(p)) for p in per_seed("results/{{dataset}}/budget/step{{step}}/{{method}}/seed{seed}/masks")],
     params:
+        stores=lambda wc: PLAN.budget.stores(wc.dataset, "test", wc.step),
         runs_own_stores=False,
     log:
         "logs/predict_budget/{dataset}_{step}_{method}.log",
@@ -50,7 +52,7 @@ use rule evaluate as evaluate_budget with:
 
 rule budget_curve:
     input:
-        metrics=get_budget_metrics,
+        metrics=lambda wc: PLAN.budget.metrics(wc.dataset),
         training="results/{dataset}/budget/diffusion/training.json",
     output:
         table=report("results/{dataset}/budget_curve.csv", caption="../report/budget_curve.rst", category="{dataset}",
@@ -58,8 +60,8 @@ rule budget_curve:
         figure=report("results/{dataset}/budget_curve.png", caption="../report/budget_curve.rst", category="{dataset}",
                       subcategory="experiments", labels={"result": "budget curve figure"}),
     params:
-        runs=lambda wc: PLAN.budget_runs(wc.dataset),
-        names=lambda wc: {key: PLAN.plan_of(wc.dataset, key)["name"] for key, _, _ in PLAN.budget_runs(wc.dataset)},
+        runs=lambda wc: PLAN.budget.runs(wc.dataset),
+        names=lambda wc: {key: PLAN.plan_of(wc.dataset, key)["name"] for key, _, _ in PLAN.budget.runs(wc.dataset)},
         table2_steps=lambda wc: dataset_settings(wc)["diffusion"]["train"]["max_steps"],
     log:
         "logs/budget_curve/{dataset}.log",

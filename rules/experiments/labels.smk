@@ -22,10 +22,12 @@ use rule predict as predict_labels with:
     input:
         models=per_seed("results/{{dataset}}/{{method}}/labels{{labels}}/seed{seed}/ensemble.pt"),
         data="results/{dataset}/data/test.zarr",
-        stores=lambda wc: feature_stores(wc.dataset, wc.method, "test"),
+        stores=lambda wc: folders(PLAN.stores.method_stores(wc.dataset, wc.method, "test")),
     output:
         predictions=[temp(directory(p)) for p in per_seed("results/{{dataset}}/{{method}}/labels{{labels}}/seed{seed}/predictions.zarr")],
         masks=[temp(directory(p)) for p in per_seed("results/{{dataset}}/{{method}}/labels{{labels}}/seed{seed}/masks")],
+    params:
+        stores=lambda wc: PLAN.stores.method_stores(wc.dataset, wc.method, "test"),
     log:
         "logs/predict_labels/{dataset}_{method}_{labels}.log",
     benchmark:
@@ -45,16 +47,16 @@ use rule evaluate as evaluate_labels with:
 
 rule table4:
     input:
-        metrics=PLAN.table4_metrics(),
-        train=expand("results/{dataset}/data/train.zarr", dataset=TABLE4_DATASETS),
+        metrics=PLAN.labels.metrics(),
+        train=expand("results/{dataset}/data/train.zarr", dataset=PLAN.labels.datasets()),
     output:
         table=report("results/table4.csv", caption="../report/table4.rst", category="Experiments"),
         long="results/table4_long.csv",
     params:
-        runs=[(d, key, n, PLAN.run_model_seed(d, key), s) for d, key, n, s in PLAN.table4_runs()],
-        datasets=TABLE4_DATASETS,
+        runs=[(d, key, n, PLAN.run_model_seed(d, key), s) for d, key, n, s in PLAN.labels.runs()],
+        datasets=PLAN.labels.datasets(),
         names=PLAN.names(),
-        reported={d: config["datasets"][d]["experiments"]["reported"]["table4"] for d in TABLE4_DATASETS},
+        reported={d: config["datasets"][d]["experiments"]["reported"]["table4"] for d in PLAN.labels.datasets()},
     log:
         "logs/table4.log",
     threads: 1

@@ -8,12 +8,13 @@
 use rule train_ensemble as train_ensemble_noise with:
     input:
         data="results/{dataset}/data/train.zarr",
-        stores=lambda wc: PLAN.variant_stores(wc.dataset, wc.method, "train", wc.variant),
+        stores=lambda wc: folders(PLAN.noise.stores(wc.dataset, wc.method, "train", wc.variant)),
     output:
         models=per_seed("results/{{dataset}}/{{method}}/noise_{{variant}}/seed{seed}/ensemble.pt"),
         histories=per_seed("results/{{dataset}}/{{method}}/noise_{{variant}}/seed{seed}/training_history.csv"),
         features="results/{dataset}/{method}/noise_{variant}/features.json",
     params:
+        stores=lambda wc: PLAN.noise.stores(wc.dataset, wc.method, "train", wc.variant),
         runs_own_stores=False,
         noise_draws=lambda wc: dataset_settings(wc)["experiments"]["noise_draws"] if wc.variant == "fresh" else 1,
     log:
@@ -26,11 +27,12 @@ use rule predict as predict_noise with:
     input:
         models=per_seed("results/{{dataset}}/{{method}}/noise_{{variant}}/seed{seed}/ensemble.pt"),
         data="results/{dataset}/data/test.zarr",
-        stores=lambda wc: PLAN.variant_stores(wc.dataset, wc.method, "test", wc.variant),
+        stores=lambda wc: folders(PLAN.noise.stores(wc.dataset, wc.method, "test", wc.variant)),
     output:
         predictions=[temp(directory(p)) for p in per_seed("results/{{dataset}}/{{method}}/noise_{{variant}}/seed{seed}/predictions.zarr")],
         masks=[temp(directory(p)) for p in per_seed("results/{{dataset}}/{{method}}/noise_{{variant}}/seed{seed}/masks")],
     params:
+        stores=lambda wc: PLAN.noise.stores(wc.dataset, wc.method, "test", wc.variant),
         runs_own_stores=False,
     log:
         "logs/predict_noise/{dataset}_{method}_{variant}.log",
@@ -51,12 +53,12 @@ use rule evaluate as evaluate_noise with:
 
 rule table5:
     input:
-        metrics=PLAN.table5_metrics(),
+        metrics=PLAN.noise.metrics(),
     output:
         table=report("results/table5.csv", caption="../report/table5.rst", category="Experiments"),
         long="results/table5_long.csv",
     params:
-        runs=[(d, key, v, PLAN.run_model_seed(d, key), s) for d, key, v, s in PLAN.table5_runs()],
+        runs=[(d, key, v, PLAN.run_model_seed(d, key), s) for d, key, v, s in PLAN.noise.runs()],
         names=PLAN.names(),
         reported={d: config["datasets"][d]["experiments"]["reported"].get("table5") for d in DATASETS},
         draws={d: config["datasets"][d]["experiments"]["noise_draws"] for d in DATASETS},

@@ -29,6 +29,7 @@ rule resplit_ensemble:
     output:
         "results/{dataset}/{method}/resplit{resplit}/scores.csv",
     params:
+        stores=lambda wc: PLAN.resplits.stores(wc.dataset, wc.method),
         ensemble=lambda wc: dataset_settings(wc)["ensemble"],
         evaluation=lambda wc: dataset_settings(wc)["evaluation"],
         seeds=SEEDS,
@@ -50,11 +51,11 @@ rule resplit_ensemble:
 
 rule table2_resplits:
     input:
-        scores=[f"results/{d}/{key}/resplit{r}/scores.csv" for d, key, r in PLAN.resplit_runs()],
+        scores=[f"results/{d}/{key}/resplit{r}/scores.csv" for d, key, r in PLAN.resplits.runs()],
     output:
         "results/table2_resplits.csv",
     params:
-        runs=PLAN.resplit_runs(),
+        runs=PLAN.resplits.runs(),
         names=PLAN.names(),
     log:
         "logs/table2_resplits.log",

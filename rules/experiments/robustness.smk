@@ -1,7 +1,8 @@
 # Figure 6 of the paper: robustness to corruptions. The configured corruptions of the
 # `imagecorruptions` package that work with the installed libraries (a checkpoint tries each)
 # are applied to the test split at every severity, each a prepared split of its own
-# (results/<dataset>/data/test-<corruption>-<severity>.zarr). One job per (method folder,
+# (results/<dataset>/data/test-<corruption>/severity<s>.zarr, one job per corruption writing
+# every severity). One job per (method folder,
 # corruption) extracts their features with the clean run's recipe into a temporary folder and
 # scores Table 2's clean ensembles on them; nothing is retrained.
 
@@ -13,7 +14,7 @@ checkpoint corruption_check:
         "results/{dataset}/data/corruptions.json",
     params:
         corruptions=lambda wc: dataset_settings(wc)["experiments"]["corruptions"],
-        severities=lambda wc: PLAN.severities(wc.dataset),
+        severities=lambda wc: PLAN.robustness.severities(wc.dataset),
     log:
         "logs/corruption_check/{dataset}.log",
     threads: 1
@@ -25,26 +26,24 @@ checkpoint corruption_check:
         workflow_script("check_corruptions.py")
 
 
-for _dataset in DATASETS:
-
-    rule:
-        name:
-            f"corrupt_test_{_dataset}"
-        input:
-            data=f"results/{_dataset}/data/test.zarr",
-        output:
-            [directory(f"results/{_dataset}/data/test-{{corruption}}-{s}.zarr") for s in PLAN.severities(_dataset)],
-        params:
-            severities=PLAN.severities(_dataset),
-        log:
-            f"logs/corrupt_test/{_dataset}_{{corruption}}.log",
-        threads: 1
-        resources:
-            mem_mb=2000,
-        conda:
-            CONDA_ENV
-        script:
-            workflow_script("corrupt_test.py")
+rule corrupt_test:
+    input:
+        data="results/{dataset}/data/test.zarr",
+    output:
+        directory("results/{dataset}/data/test-{corruption}"),
+    params:
+        severities=lambda wc: PLAN.robustness.severities(wc.dataset),
+    log:
+        "logs/corrupt_test/{dataset}_{corruption}.log",
+    benchmark:
+        "benchmarks/runs/corrupt_test/{dataset}_{corruption}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        CONDA_ENV
+    script:
+        workflow_script("corrupt_test.py")
 
 
 rule robustness_scores:
@@ -53,14 +52,15 @@ rule robustness_scores:
     output:
         "results/{dataset}/{method}/robustness/{corruption}.csv",
     params:
+        data=lambda wc: corrupted_tests(wc.dataset, wc.corruption),
         dataset=lambda wc: wc.dataset,
         plan=lambda wc: PLAN.plan_of(wc.dataset, wc.method),
-        extraction=lambda wc: PLAN.extraction_settings(wc.dataset),
+        extraction=lambda wc: PLAN.stores.settings(wc.dataset),
         model_seed=lambda wc: PLAN.model_seed(wc.dataset, wc.method),
         seeds=SEEDS,
         runs_own_stores=lambda wc: PLAN.per_run_noise(wc.dataset, wc.method),
         noise_seeds=lambda wc: SEEDS if PLAN.per_run_noise(wc.dataset, wc.method) else [dataset_settings(wc)["features"]["noise_seed"]],
-        severities=lambda wc: PLAN.severities(wc.dataset),
+        severities=lambda wc: PLAN.robustness.severities(wc.dataset),
         evaluation=lambda wc: dataset_settings(wc)["evaluation"],
         precision=lambda wc: dataset_settings(wc)["ensemble"]["precision"],
         torch_threads=lambda wc: dataset_settings(wc)["features"]["threads"],

@@ -10,7 +10,7 @@ from download.pytorch.org), or the backbone starts from random weights.
 (bilinear) before DeepLab, whose logits are resized back to the image size, so that the loss, the
 labels and the uncertainty stay at the dataset's resolution. DeepLab's output stride (8 for the
 ResNets, 16 for MobileNet) leaves a 48x48 image a 3x3 map; at input_size 192 it is 12x12. Its
-default (`ddpmseg.plan.deeplab_auto_input_size`) is the image size, at least 128.
+default (`ddpmseg.plan.distill.deeplab_auto_input_size`) is the image size, at least 128.
 """
 
 import copy

@@ -1,0 +1,40 @@
+"""The plan of `label_next`: which pool images to label next, ranked by one seed's ensemble."""
+
+from ddpmseg.formats.export import EXPORT_FORMATS
+from ddpmseg.formats.paper import PAPER
+from ddpmseg.plan import layout
+from ddpmseg.plan.settle import chosen_method, chosen_seed
+
+
+class LabelNext:
+    """Every dataset's `label_next` settings, settled and checked when built."""
+
+    def __init__(self, plan):
+        self.plan = plan
+        self.settled = {d: self._settled(d) for d in plan.datasets}
+
+    def _settled(self, dataset: str) -> dict | None:
+        given = self.plan.settings(dataset)["label_next"]
+        if not given["count"]:
+            return None
+        where = f"config: datasets.{dataset}.label_next"
+        method = chosen_method(given["method"], self.plan.plans[dataset], f"{where}.method")
+        seed = chosen_seed(given["seed"], self.plan.seeds, f"{where}.seed")
+        own = self.plan.settings(dataset)["format"]
+        fmt = given["format"] or (own if own in (PAPER, *EXPORT_FORMATS) else "palette")
+        return {**given, "method": method, "seed": seed, "format": fmt}
+
+    def settings(self, dataset: str) -> dict | None:
+        """A dataset's `label_next` settings with method, seed and format settled (None: off).
+        format: 'paper' (the paper's layout: NAME + NAME.npy), 'palette' or an export format."""
+        return self.settled[dataset]
+
+    def targets(self) -> list:
+        """The rankings the main target makes: one per dataset whose `label_next` is set."""
+        return [layout.experiment(d, "label_next/ranking.csv") for d in self.plan.datasets if self.settled[d]]
+
+    def stores(self, dataset: str) -> dict:
+        """{pool_stores, train_stores}: the ranking run's stores of the pool and the train split."""
+        settings, stores = self.settled[dataset], self.plan.stores
+        return {f"{name}_stores": stores.run_stores(dataset, settings["method"], split, settings["seed"])
+                for name, split in (("pool", "unlabeled"), ("train", "train"))}
