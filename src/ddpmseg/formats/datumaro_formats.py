@@ -18,6 +18,7 @@ import numpy as np
 
 from ddpmseg.errors import DatasetError
 from ddpmseg.folders import walk_files
+from ddpmseg.formats import layouts
 from ddpmseg.formats.source import UNCOVERED, Source, SourceImage
 from ddpmseg.images import shown_size, turned_mask_problem
 
@@ -137,6 +138,17 @@ def _colour_error(where: str, exc: KeyError) -> DatasetError:
                         "Add the colour to the label map, or repaint those pixels.")
 
 
+def detected(root) -> list:
+    """The formats datumaro detects at ``root`` that it reads for us, a family (voc_*) once."""
+    from datumaro.components.environment import Environment
+
+    try:
+        detected = Environment().detect_dataset(str(root))
+    except Exception:  # datumaro's detectors may fail on an unusual folder: then it detects nothing
+        return []
+    return [name for name in detected if name in NAMES]
+
+
 def _import_error(root: pathlib.Path, name: str, exc: Exception) -> DatasetError:
     """One line for datumaro's failure to read ``root`` as ``name``: every exception of its chain
     (the cause names what datumaro looked for) and the fix that fits that cause."""
@@ -153,8 +165,6 @@ def _fix(root: pathlib.Path, name: str, chain: list) -> str:
     """The advice for datumaro's failure to read ``root`` as ``name`` that fits its exceptions
     ``chain``: the file it missed, the file that does not parse, the subfolder that holds the
     export, or the format the folder is in; each looked for only when the one before does not apply."""
-    from ddpmseg.formats.detect import candidates
-
     missing = next((e.filename for e in chain if isinstance(e, FileNotFoundError) and e.filename), None)
     if missing:
         return f"Add {missing}, or remove what names it."
@@ -162,13 +172,18 @@ def _fix(root: pathlib.Path, name: str, chain: list) -> str:
     if damaged:
         return f"{damaged[0]} does not parse ({_first_line(damaged[1])}): export it again, or fix it."
     below = next((child for child in sorted(root.iterdir()) if child.is_dir()
-                  and any(fmt == name for fmt, _ in candidates(child))), None) if root.is_dir() else None
+                  and any(fmt == name for fmt, _ in _candidates(child))), None) if root.is_dir() else None
     if below:
         return f"Point `path` at {below}, the export's top folder."
-    others = [fmt for fmt, _ in candidates(root) if fmt != name]
+    others = [fmt for fmt, _ in _candidates(root) if fmt != name]
     if others:
         return f"The folder looks like format {others[0]}: set that format (or format: auto)."
     return "Check the folder against the format's layout (docs/data.md), or set the format it was exported in."
+
+
+def _candidates(folder: pathlib.Path) -> list:
+    """`detect.candidates`: the layouts of ours that fit ``folder``, else what datumaro detects."""
+    return layouts.ours(folder) or [(fmt, "datumaro's detection") for fmt in detected(folder)]
 
 
 def _damaged_file(root: pathlib.Path) -> tuple | None:

@@ -10,39 +10,16 @@ none, or several (e.g. labelme JSONs beside a VOC export), is a DatasetError lis
 
 from __future__ import annotations
 
-import json
 import pathlib
 
 from ddpmseg.errors import DatasetError
-from ddpmseg.folders import walk_files
-from ddpmseg.formats import coco, datumaro_formats, voc
-from ddpmseg.formats.paper import PAPER
+from ddpmseg.formats import datumaro_formats, layouts
 
 
 def candidates(root) -> list:
-    """[(format name, why)] of every reader that fits ``root`` (a folder, or a COCO JSON file)."""
-    root = pathlib.Path(root)
-    if root.is_file():
-        try:
-            document = json.loads(root.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError, OSError):
-            document = None
-        return [("coco_instances", f"{root.name} is a COCO JSON")] if coco.is_coco(document) else []
-    found = []
-    if any((root / "real" / split).is_dir() for split in ("train", "test")):
-        found.append((PAPER, "real/train, real/test: the paper's layout"))
-    if (root / "images").is_dir() and (root / "masks").is_dir():
-        found.append(("image_mask", "images/ and masks/"))
-    if voc.is_voc(root):
-        found.append(("voc", "SegmentationClass/"))
-    coco_json, labelme_json = _json_kinds(root)
-    if coco_json:
-        found.append(("coco_instances", f"{coco_json} is a COCO JSON"))
-    if labelme_json:
-        found.append(("labelme", f"{labelme_json} is a labelme JSON"))
-    if not found:
-        found = [(name, "datumaro's detection") for name in _datumaro_detected(root)]
-    return found
+    """[(format name, why)] of every reader that fits ``root`` (a folder, or a COCO JSON file):
+    our own readers' layouts, else what datumaro detects."""
+    return layouts.ours(root) or [(name, "datumaro's detection") for name in datumaro_formats.detected(root)]
 
 
 def detect(root) -> tuple[str, str]:
@@ -60,31 +37,3 @@ def detect(root) -> tuple[str, str]:
     listed = "; ".join(f"{name} ({why})" for name, why in found)
     raise DatasetError(f"{root}: fits {len(found)} formats: {listed}. Set the dataset's `format` to the one "
                        "meant, or move the other files out of the folder.")
-
-
-def _json_kinds(root: pathlib.Path) -> tuple:
-    """(the first COCO JSON, the first labelme JSON) below ``root``, as paths relative to it, or None."""
-    coco_json = labelme_json = None
-    for rel in sorted(walk_files(root, strict=False), key=str):
-        if rel.suffix.lower() != ".json" or (coco_json and labelme_json):
-            continue
-        try:
-            document = json.loads((root / rel).read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError, OSError):
-            continue
-        if coco.is_coco(document):
-            coco_json = coco_json or rel
-        elif isinstance(document, dict) and "shapes" in document and "imagePath" in document:
-            labelme_json = labelme_json or rel
-    return coco_json, labelme_json
-
-
-def _datumaro_detected(root: pathlib.Path) -> list:
-    """The formats datumaro detects at ``root`` that it reads for us, a family (voc_*) once."""
-    from datumaro.components.environment import Environment
-
-    try:
-        detected = Environment().detect_dataset(str(root))
-    except Exception:  # datumaro's detectors may fail on an unusual folder: then it detects nothing
-        return []
-    return [name for name in detected if name in datumaro_formats.NAMES]
