@@ -70,12 +70,12 @@ def main():
     runs, described = {}, {}
     for key, plan in method_plans.items():
         model, table, _ = build_method_model(plan, size, None, "cpu", 0)
-        layers = plan["layers"]
-        timesteps = plan["timesteps"]
-        described[key] = {"layers": layers, "timesteps": timesteps, "input_size": plan["settings"].get("input_size", size),
+        layers = plan.layers
+        timesteps = plan.timesteps
+        described[key] = {"layers": layers, "timesteps": timesteps, "input_size": plan.settings.get("input_size", size),
                           "maps": {layer: list(table[layer]) for layer in layers}}
         runs[key] = (lambda key=key, model=model, layers=layers, timesteps=timesteps, table=table:
-                     extract_features(method_plans[key]["source"], model, images, ids, layers, timesteps, table,
+                     extract_features(method_plans[key].source, model, images, ids, layers, timesteps, table,
                                       work / key, {}, batch_images=1))
     best = {key: float("inf") for key in runs}
     for _ in range(args.repeats):

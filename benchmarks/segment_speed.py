@@ -69,8 +69,8 @@ def write_bundles(name: str, work: Path, threads: int) -> dict:
     dataset = {"image_size": size, "diffusion": {"flags": flags, "checkpoint": str(checkpoint), "seeds": [0]},
                "features": {"blocks": settings["blocks"], "timesteps": settings["timesteps"]}, "methods": {}}
     plan = plans({"methods": {"ddpm": {"source": "adm"}}, "datasets": {name: dataset}})[name]["ddpm"]
-    cells = [(layer, t) for t in plan["timesteps"] for layer in plan["layers"]]
-    features = sum(plan["table"][layer][0] for layer, _ in cells)
+    cells = [(layer, t) for t in plan.timesteps for layer in plan.layers]
+    features = sum(plan.table[layer][0] for layer, _ in cells)
     ensemble_path = work / f"{name}_ensemble.pt"
     torch.save(BatchedMLPEnsemble(10, features, settings["classes"], seed=0).eval().state_dict(), ensemble_path)
     classes = [f"class{c}" for c in range(settings["classes"])]

@@ -86,7 +86,7 @@ rule reliability:
                       subcategory="overview", labels={"figure": "reliability of the soft vote"}),
         table="results/{dataset}/reliability.csv",
     params:
-        methods=lambda wc: [PLAN.plan_of(d, key)["name"] for d, key, _ in RUNS if d == wc.dataset],
+        methods=lambda wc: [PLAN.plan_of(d, key).name for d, key, _ in RUNS if d == wc.dataset],
         title=lambda wc: f"{wc.dataset}: test pixels of every seed, per method",
     log:
         "logs/reliability/{dataset}.log",

@@ -16,7 +16,7 @@ rule extract_features:
         directory("results/{dataset}/features/{model}/{split}/{extraction}"),
     params:
         dataset=lambda wc: wc.dataset,
-        plan=lambda wc: PLAN.plan_of(wc.dataset, wc.model),
+        plan=lambda wc: PLAN.plan_of(wc.dataset, wc.model).as_dict(),
         extraction=lambda wc: PLAN.stores.settings(wc.dataset),
         job=lambda wc: vars(PLAN.stores.extraction(wc.dataset, wc.model, wc.split, wc.extraction)),
         torch_threads=lambda wc: dataset_settings(wc)["features"]["threads"],

@@ -13,17 +13,17 @@ rule pretrain:
                         category="{dataset}", subcategory="pretraining", labels={"method": "{method}"}),
         outcome="results/{dataset}/pretrained/{method}/training.json",
     params:
-        plan=lambda wc: PLAN.plans[wc.dataset][wc.method],
-        torch_threads=lambda wc: PLAN.plans[wc.dataset][wc.method]["settings"]["train"]["threads"],
+        plan=lambda wc: PLAN.plans[wc.dataset][wc.method].as_dict(),
+        torch_threads=lambda wc: PLAN.plans[wc.dataset][wc.method].settings["train"]["threads"],
     log:
         "logs/pretrain/{dataset}_{method}.log",
     benchmark:
         "benchmarks/runs/pretrain/{dataset}_{method}.tsv"
-    threads: lambda wc: PLAN.plans[wc.dataset][wc.method]["settings"]["train"]["threads"]
+    threads: lambda wc: PLAN.plans[wc.dataset][wc.method].settings["train"]["threads"]
     resources:
         gpu=1,
         mem_mb=8000,
-        runtime=lambda wc: int(PLAN.plans[wc.dataset][wc.method]["settings"]["train"]["max_minutes"] or 24 * 60) + 30,
+        runtime=lambda wc: int(PLAN.plans[wc.dataset][wc.method].settings["train"]["max_minutes"] or 24 * 60) + 30,
     conda:
         CONDA_ENV
     script:

@@ -67,7 +67,7 @@ rule probe_figures:
     params:
         marked=lambda wc: PLAN.fixed_cells(wc.dataset, wc.method),
         settings=lambda wc: dataset_settings(wc)["probes"],
-        name=lambda wc: PLAN.plans[wc.dataset][wc.method]["name"],
+        name=lambda wc: PLAN.plans[wc.dataset][wc.method].name,
         axes=lambda wc: PLAN.source_of(wc.dataset, wc.method).FIGURE_AXES,
     log:
         "logs/probe_figures/{dataset}_{method}.log",
@@ -92,7 +92,7 @@ rule kmeans_figure:
         cells=lambda wc: PLAN.probes.sweep(wc.dataset, wc.method)["kmeans"],
         kmeans=lambda wc: dataset_settings(wc)["probes"]["kmeans"],
         seed=lambda wc: dataset_settings(wc)["probes"]["seed"],
-        name=lambda wc: PLAN.plans[wc.dataset][wc.method]["name"],
+        name=lambda wc: PLAN.plans[wc.dataset][wc.method].name,
     log:
         "logs/kmeans_figure/{dataset}_{method}.log",
     threads: 1

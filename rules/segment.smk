@@ -9,7 +9,7 @@ rule segmenter:
     output:
         directory("results/{dataset}/{method}/seed{seed}/segmenter"),
     params:
-        plan=lambda wc: PLAN.plan_of(wc.dataset, wc.method),
+        plan=lambda wc: PLAN.plan_of(wc.dataset, wc.method).as_dict(),
         extraction=lambda wc: PLAN.stores.settings(wc.dataset),
         model_seed=lambda wc: PLAN.model_seed(wc.dataset, wc.method),
         noise_seed=lambda wc: PLAN.stores.noise_seed(wc.dataset, wc.method, int(wc.seed)),

@@ -103,10 +103,10 @@ def test_missing_or_wrong_folder_fails_with_one_line_naming_it(tmp_path):
 def test_plan_takes_the_datasets_timesteps_and_pretrains_only_trained_weights():
     dataset = {"image_size": SIZE, "diffusion": {}, "features": {"timesteps": [10, 50]}}
     trained = plan("hf", {"source": "diffusers_unet", "arch": ARCH}, "d", dataset)
-    assert (trained["timesteps"], trained["layers"], trained["pretrain"]) == ([10, 50], ["up1"], True)
-    assert trained["table"]["up1"] == [16, 16]
+    assert (trained.timesteps, trained.layers, trained.pretrain) == ([10, 50], ["up1"], True)
+    assert trained.table["up1"] == [16, 16]
     control = plan("hf_random", {"source": "diffusers_unet", "arch": ARCH, "weights": "random"}, "d", dataset)
-    assert control["pretrain"] is False
+    assert control.pretrain is False
 
 
 def test_the_folders_schedule_bounds_the_timesteps(pipeline_folder):
@@ -116,7 +116,7 @@ def test_the_folders_schedule_bounds_the_timesteps(pipeline_folder):
     assert source.schedule_length(settings(checkpoint=str(pipeline_folder), scheduler={"num_train_timesteps": 500})) == 100
     dataset = {"image_size": SIZE, "diffusion": {}, "features": {"timesteps": [10]}}
     assert plan("hf", {"source": "diffusers_unet", "checkpoint": str(pipeline_folder), "timesteps": [99]}, "d",
-                dataset)["timesteps"] == [99]
+                dataset).timesteps == [99]
     with pytest.raises(ConfigProblem, match=r"^config: datasets.d method hf: timestep 100 does not exist: its noise "
                                             r"schedule has 100 steps \(t in 0..99\)$"):
         plan("hf", {"source": "diffusers_unet", "checkpoint": str(pipeline_folder), "timesteps": [5, 100]}, "d", dataset)

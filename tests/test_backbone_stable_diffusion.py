@@ -107,9 +107,9 @@ def test_missing_or_wrong_folders_fail_with_one_line(sd_pipeline, tmp_path):
 def test_dift_preset_and_dataset_timesteps(sd_pipeline):
     dataset = {"image_size": SIZE, "diffusion": {}, "features": {"timesteps": [10, 50]}}
     dift = plan("dift", {**BUILTIN["dift"], "checkpoint": str(sd_pipeline)}, "d", dataset)
-    assert (dift["name"], dift["layers"], dift["timesteps"], dift["settings"]["noise_draws"]) == ("DIFT (SD)", ["up1"], [261], 8)
+    assert (dift.name, dift.layers, dift.timesteps, dift.settings["noise_draws"]) == ("DIFT (SD)", ["up1"], [261], 8)
     plain = plan("sd", {"source": "stable_diffusion", "checkpoint": str(sd_pipeline)}, "d", dataset)
-    assert (plain["layers"], plain["timesteps"], plain["pretrain"]) == (["up0"], [10, 50], False)  # 2 up blocks: up0
+    assert (plain.layers, plain.timesteps, plain.pretrain) == (["up0"], [10, 50], False)  # 2 up blocks: up0
 
 
 def test_import_needs_no_torch():

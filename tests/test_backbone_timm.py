@@ -125,9 +125,9 @@ def config(method: dict) -> dict:
 
 def test_a_timm_method_is_one_config_line_planned_with_its_table():
     plan = plans(config({"model": VIT, "input_size": 56}))["d"]["dino"]
-    assert plan["layers"] == ["blocks.8", "blocks.9", "blocks.10", "blocks.11"]  # the last 4
-    assert plan["table"]["blocks.11"] == [384, 4] and plan["settings"]["input_size"] == 56
-    assert plans(config({"model": VIT}))["d"]["dino"]["settings"]["input_size"] == 518  # its pretrained config's
+    assert plan.layers == ["blocks.8", "blocks.9", "blocks.10", "blocks.11"]  # the last 4
+    assert plan.table["blocks.11"] == [384, 4] and plan.settings["input_size"] == 56
+    assert plans(config({"model": VIT}))["d"]["dino"].settings["input_size"] == 518  # its pretrained config's
 
 
 @pytest.mark.parametrize("method, message", [

@@ -25,7 +25,7 @@ def test_a_timm_bundle_exports_and_onnxruntime_agrees_with_the_bundle(creatures3
     images, labels = creatures32
     settings = timm_model.complete_settings(methods.with_defaults(timm_model.SETTINGS, {
         "model": "convnext_atto.d2_in1k", "pretrained": False, "input_size": 64, "layers": ["stages.0", "stages.1"]}), {})
-    plan = {"key": "convnext", "source": "timm", "name": "ConvNeXt", "settings": settings}
+    plan = methods.MethodPlan(key="convnext", source="timm", name="ConvNeXt", settings=settings)
     model, table, identity = build_method_model(plan, 32, None, "cpu", 0)
     cells = [("stages.0", None), ("stages.1", None)]
     paths = extract_cells("timm", model, images[:8], [str(i) for i in range(8)], cells, table, tmp_path / "f", identity)

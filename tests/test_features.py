@@ -8,6 +8,7 @@ from conftest import TINY_FLAGS, adm_stores, control_store
 from ddpmseg import backbones
 from ddpmseg.backbones import adm
 from ddpmseg.backbones.adm import decoder_activations
+from ddpmseg.methods import MethodPlan
 from ddpmseg.model_input import batch_noise, model_input, shared_noise
 from ddpmseg.stores import native_maps, open_store, sample_pixel_features
 
@@ -100,7 +101,7 @@ def test_the_adm_builds_one_module_and_its_identity_leaves_the_datasets_settings
     from ddpmseg.features import build_method_model
 
     settings = {"weights": "random", "layers": ["b0"], "timesteps": [5], "flags": TINY_FLAGS, "blocks": [0]}
-    plan = {"key": "unet_untrained", "name": "UNet (untrained)", "source": "adm", "settings": settings}
+    plan = MethodPlan(key="unet_untrained", name="UNet (untrained)", source="adm", settings=settings)
     model, table, identity = build_method_model(plan, 32, None, "cpu", 3)
     assert isinstance(model, torch.nn.Module) and not model.training and model.flags["num_channels"] == 32
     assert all(key.startswith("unet.") for key in model.state_dict()) and model.diffusion.num_timesteps == 100

@@ -29,11 +29,11 @@ def test_default_methods_keep_todays_rows_layers_and_cells():
         default = yaml.safe_load(f)
     plan = plans(config(default["methods"]))["d"]
     assert list(plan) == ["ddpm", "unet_untrained", "pixels", "patch"]
-    assert [p["name"] for p in plan.values()] == ["DDPM", "UNet (untrained)", "Pixels (RGB+xy)", "Patch (5x5 RGB+xy)"]
-    assert plan["ddpm"]["layers"] == ["b0", "b1", "b2", "b3"] and plan["ddpm"]["timesteps"] == [50, 150]
-    assert plan["ddpm"]["table"]["b0"] == [96, 12] and plan["ddpm"]["model_seeds"] == [0, 1]
-    assert plan["unet_untrained"]["settings"]["weights"] == "random"
-    assert plan["patch"]["layers"] == ["patch"] and plan["patch"]["timesteps"] is None
+    assert [p.name for p in plan.values()] == ["DDPM", "UNet (untrained)", "Pixels (RGB+xy)", "Patch (5x5 RGB+xy)"]
+    assert plan["ddpm"].layers == ["b0", "b1", "b2", "b3"] and plan["ddpm"].timesteps == [50, 150]
+    assert plan["ddpm"].table["b0"] == [96, 12] and plan["ddpm"].model_seeds == [0, 1]
+    assert plan["unet_untrained"].settings["weights"] == "random"
+    assert plan["patch"].layers == ["patch"] and plan["patch"].timesteps is None
 
 
 def test_list_form_mapping_form_and_dataset_overrides():
@@ -44,12 +44,12 @@ def test_list_form_mapping_form_and_dataset_overrides():
                         {"mae": {"checkpoint": "x.pth", "layers": ["block4"]}}))["d"]
     assert list(plan) == ["ddpm", "mae", "big"]  # built-ins first, then the others in config order
     mae = plan["mae"]
-    assert mae["settings"]["train"]["max_steps"] == 7 and mae["settings"]["train"]["batch_size"] == 32  # defaults
-    assert mae["checkpoint"] == "x.pth" and not mae["pretrain"] and mae["layers"] == ["block4"]
-    assert mae["table"]["block4"] == [192, 12]  # patch 4 at 48
+    assert mae.settings["train"]["max_steps"] == 7 and mae.settings["train"]["batch_size"] == 32  # defaults
+    assert mae.checkpoint == "x.pth" and not mae.pretrain and mae.layers == ["block4"]
+    assert mae.table["block4"] == [192, 12]  # patch 4 at 48
     big = plan["big"]
-    assert big["name"] == "SwAV-w2" and big["pretrain"]
-    assert sum(big["table"][layer][0] for layer in big["layers"]) == 13440
+    assert big.name == "SwAV-w2" and big.pretrain
+    assert sum(big.table[layer][0] for layer in big.layers) == 13440
 
 
 @pytest.mark.parametrize("methods, dataset_methods, message", [

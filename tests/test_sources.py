@@ -2,6 +2,7 @@
 registry; what a source or a bundle can do is asked of it, never decided by its name or type
 outside the registries."""
 
+import dataclasses
 import importlib
 import re
 from pathlib import Path
@@ -173,7 +174,7 @@ def test_adding_a_source_is_one_module_and_one_registry_line(tmp_path, monkeypat
     validate(config, str(REPO / "schemas" / "config.schema.yaml"), set_default=True)
     plan = Plan(config)
     toy = plan.plans["creatures7"]["toy"]
-    assert toy["layers"] == ["full", "half"] and toy["table"] == {"full": [1, 48], "half": [1, 24]}
+    assert toy.layers == ["full", "half"] and toy.table == {"full": [1, 48], "half": [1, 24]}
     assert plan.method_keys("creatures7", "toy") == ["toy"] and plan.run_model_seed("creatures7", "toy") is None
     assert plan.probes.sweep("creatures7", "toy") == {"layers": ["full", "half"], "timesteps": [None],
                                                "kmeans": [("half", None)]}
@@ -186,7 +187,7 @@ def test_adding_a_source_is_one_module_and_one_registry_line(tmp_path, monkeypat
     from ddpmseg.stores import open_store
 
     images = np.random.default_rng(0).integers(0, 256, (3, 8, 8, 3), dtype=np.uint8)
-    model, table, identity = build_method_model({**toy, "table": None}, 8, None, "cpu", 0)
+    model, table, identity = build_method_model(dataclasses.replace(toy, table=None), 8, None, "cpu", 0)
     paths = extract_features("toy", model, images, ["a", "b", "c"], ["full", "half"], None, table, tmp_path / "s",
                              identity)
     half = open_store(paths[1])

@@ -1087,11 +1087,11 @@ def test_paper_config_plans_the_full_dag_without_any_file(tmp_path):
     assert "input: results/ade_bedroom_30/data/train.zarr, resources/downloads/lsun_bedroom.pt" in dry
     assert "output: results/bedroom_28/features/ddpm/train/cells_noise4\n" in dry
     paper = Plan(validated({}, yaml.safe_load((REPO / "config" / "paper.yaml").read_text())))
-    assert ("b12", 250) in paper.fixed_cells("bedroom_28", "ddpm") and "b9" not in paper.plans["bedroom_28"]["ddpm"]["layers"]
+    assert ("b12", 250) in paper.fixed_cells("bedroom_28", "ddpm") and "b9" not in paper.plans["bedroom_28"]["ddpm"].layers
     assert "input: results/celeba_19/data/train.zarr, resources/downloads/mae_ffhq.pth" in dry
-    assert "block23" in paper.plans["celeba_19"]["mae"]["layers"] and "block11" not in paper.plans["celeba_19"]["mae"]["layers"]
-    assert "layer3.4" in paper.plans["bedroom_28"]["swav_w2"]["layers"]
-    assert "layer3.3" not in paper.plans["bedroom_28"]["swav_w2"]["layers"]
+    assert "block23" in paper.plans["celeba_19"]["mae"].layers and "block11" not in paper.plans["celeba_19"]["mae"].layers
+    assert "layer3.4" in paper.plans["bedroom_28"]["swav_w2"].layers
+    assert "layer3.3" not in paper.plans["bedroom_28"]["swav_w2"].layers
     assert "input: resources/downloads/lsun_cat.pt\n    output: results/cat_15/distill_ddpm/samples/batch99.zarr" in dry
     assert "input: results/horse_21/distill_ddpm/labelled/seed4/batch0, " in dry and "celeba_19/distill" not in dry
     assert "input: resources/paper_datasets, results/cat_15/data/test.zarr\n    output: results/cat_15/data/annotated-ddpm.zarr" in dry

@@ -9,6 +9,7 @@ import pandas as pd
 import zarr
 
 from ddpmseg.features import build_method_model, extract_cells
+from ddpmseg.methods import MethodPlan
 from ddpmseg.metrics import mean_iou
 from ddpmseg.mlp import load_ensemble
 from ddpmseg.predict import predict_images
@@ -16,7 +17,7 @@ from ddpmseg.runtime import pick_device, start_rule
 from ddpmseg.stores import open_stores
 
 log = start_rule(snakemake)
-plan, features, params = snakemake.params.plan, snakemake.params.extraction, snakemake.params
+plan, features, params = MethodPlan(**snakemake.params.plan), snakemake.params.extraction, snakemake.params
 with open(snakemake.input.features) as f:
     cells = [tuple(cell) for cell in json.load(f)["cells"]]  # the clean ensembles' (layer, timestep), in their order
 device = pick_device()
@@ -33,7 +34,7 @@ for severity, data_path in zip(params.severities, params.data):
     for run_seeds, noise_seed in runs:
         with tempfile.TemporaryDirectory(dir=snakemake.resources.tmpdir, prefix="robustness-") as scratch:
             stores = open_stores(extract_cells(
-                plan["source"], model, images, ids, cells, table, scratch, {**identity, "split": data.attrs["split"]},
+                plan.source, model, images, ids, cells, table, scratch, {**identity, "split": data.attrs["split"]},
                 noise_seed=noise_seed, noise_device=features["noise_device"], batch_images=features["batch_images"],
                 device=device, precision=features["precision"]))
             run_models = [models[params.seeds.index(seed)] for seed in run_seeds]
@@ -42,7 +43,7 @@ for severity, data_path in zip(params.severities, params.data):
             scoring = dict(num_classes=len(data.attrs["classes"]), ignore_label=data.attrs["ignore_label"],
                            convention=params.evaluation["miou_convention"])
             miou = {"majority": mean_iou(majority, labels, **scoring), "soft": mean_iou(soft, labels, **scoring)}
-            rows.append(dict(dataset=params.dataset, method=plan["name"], method_key=snakemake.wildcards.method,
+            rows.append(dict(dataset=params.dataset, method=plan.name, method_key=snakemake.wildcards.method,
                              seed=seed, corruption=snakemake.wildcards.corruption, severity=severity,
                              miou=miou[params.evaluation["vote"]], miou_majority=miou["majority"], miou_soft=miou["soft"]))
             log.info("severity %d, seed %d: mIoU %.4f", severity, seed, rows[-1]["miou"])

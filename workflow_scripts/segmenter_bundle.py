@@ -4,6 +4,7 @@ import json
 
 import zarr
 
+from ddpmseg.methods import MethodPlan
 from ddpmseg.runtime import start_rule
 from ddpmseg.segmenter import Segmenter
 
@@ -13,7 +14,7 @@ data = zarr.open_group(snakemake.input.data, mode="r")
 with open(snakemake.input.features) as f:
     trained_on = json.load(f)
 segmenter = Segmenter.for_ensemble(
-    snakemake.input.model, plan=params.plan, cells=trained_on["cells"], checkpoint=snakemake.input.get("checkpoint"),
+    snakemake.input.model, plan=MethodPlan(**params.plan), cells=trained_on["cells"], checkpoint=snakemake.input.get("checkpoint"),
     model_seed=params.model_seed, noise_seed=params.noise_seed, noise_device=params.extraction["noise_device"],
     batch_images=params.extraction["batch_images"],
     precision={"extraction": params.extraction["precision"], "ensemble": params.ensemble_precision},

@@ -61,7 +61,7 @@ rule budget_curve:
                       subcategory="experiments", labels={"result": "budget curve figure"}),
     params:
         runs=lambda wc: PLAN.budget.runs(wc.dataset),
-        names=lambda wc: {key: PLAN.plan_of(wc.dataset, key)["name"] for key, _, _ in PLAN.budget.runs(wc.dataset)},
+        names=lambda wc: {key: PLAN.plan_of(wc.dataset, key).name for key, _, _ in PLAN.budget.runs(wc.dataset)},
         table2_steps=lambda wc: dataset_settings(wc)["diffusion"]["train"]["max_steps"],
     log:
         "logs/budget_curve/{dataset}.log",

@@ -13,7 +13,7 @@ rule per_class_iou:
                       category="{dataset}", subcategory="experiments", labels={"result": "per-class IoU figure"}),
     params:
         runs=lambda wc: [(key, s) for d, key, s in RUNS if d == wc.dataset],
-        names=lambda wc: {key: PLAN.plan_of(wc.dataset, key)["name"] for d, key, s in RUNS if d == wc.dataset},
+        names=lambda wc: {key: PLAN.plan_of(wc.dataset, key).name for d, key, s in RUNS if d == wc.dataset},
     log:
         "logs/per_class_iou/{dataset}.log",
     threads: 1

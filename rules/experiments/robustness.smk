@@ -54,7 +54,7 @@ rule robustness_scores:
     params:
         data=lambda wc: corrupted_tests(wc.dataset, wc.corruption),
         dataset=lambda wc: wc.dataset,
-        plan=lambda wc: PLAN.plan_of(wc.dataset, wc.method),
+        plan=lambda wc: PLAN.plan_of(wc.dataset, wc.method).as_dict(),
         extraction=lambda wc: PLAN.stores.settings(wc.dataset),
         model_seed=lambda wc: PLAN.model_seed(wc.dataset, wc.method),
         seeds=SEEDS,
@@ -87,7 +87,7 @@ rule robustness:
                subcategory="experiments", labels={"result": "robustness to corruptions"}),
     params:
         runs=lambda wc: PLAN.experiment_runs(wc.dataset),
-        names=lambda wc: {key: PLAN.plan_of(wc.dataset, key)["name"] for key, _ in PLAN.experiment_runs(wc.dataset)},
+        names=lambda wc: {key: PLAN.plan_of(wc.dataset, key).name for key, _ in PLAN.experiment_runs(wc.dataset)},
     log:
         "logs/robustness/{dataset}.log",
     threads: 1

@@ -9,20 +9,21 @@ from tqdm import tqdm
 
 from ddpmseg import backbones
 from ddpmseg.download import sha256_of
+from ddpmseg.methods import MethodPlan
 from ddpmseg.model_input import batch_noise, model_input
 from ddpmseg.precision import cpu_autocast, resolve
 from ddpmseg.stores import create_store
 
 
-def build_method_model(plan: dict, image_size: int, checkpoint, device: str, model_seed: int) -> tuple:
-    """The model of a method (`ddpmseg.methods.plan`), its source's layer table {layer: (channels,
+def build_method_model(plan: MethodPlan, image_size: int, checkpoint, device: str, model_seed: int) -> tuple:
+    """The model of a method (`ddpmseg.methods.MethodPlan`), its source's layer table {layer: (channels,
     resolution)} and the identity its stores' attrs carry (method, the source's
     `identity_settings`, model seed, the checkpoint and its sha256, and as model_<key> what the
     built model knows better than the config (`model_settings`: an ADM checkpoint's full flags,
     known once read)."""
-    source, settings = backbones.source(plan["source"]), plan["settings"]
+    source, settings = backbones.source(plan.source), plan.settings
     model = source.build(settings, image_size, checkpoint, device, model_seed)
-    identity = {"method": plan["key"], "method_name": plan["name"], "model_seed": model_seed,
+    identity = {"method": plan.key, "method_name": plan.name, "model_seed": model_seed,
                 "settings": source.identity_settings(settings)}
     if checkpoint is not None:
         identity.update(checkpoint=str(checkpoint), checkpoint_sha256=sha256_of(checkpoint))

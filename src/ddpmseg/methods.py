@@ -11,6 +11,7 @@ the source's own `complete_settings` and `model_origin`.
 """
 
 import copy
+import dataclasses
 import re
 
 import jsonschema
@@ -104,28 +105,51 @@ def _merge(base: dict, update: dict) -> dict:
     return merged
 
 
-def plan(key: str, definition: dict, dataset: str, dataset_settings: dict) -> dict:
-    """What the workflow needs of one method on one dataset: {key, source, name, settings,
-    layers (names or 'auto'), timesteps (ints, 'auto', or None for a source without them),
-    table {layer: [channels, resolution]} (None where only the checkpoint tells), checkpoint (a
-    given file or None), model_seeds, pretrain (the workflow pretrains it: no checkpoint given),
-    stage_trained (the diffusion stage trains it when no checkpoint is given)}: the source's
-    `complete_settings` and `model_origin` (`backbones.contract`). Raises ConfigProblem naming
-    the key of an unknown layer or timestep."""
+@dataclasses.dataclass(frozen=True)
+class MethodPlan:
+    """What the workflow needs of one method on one dataset. `key`: the method's key in
+    `methods:`; `source`: a key of `backbones.SOURCES`; `name`: its row in the tables;
+    `settings`: the source's settings, completed from the dataset; `layers`: names, or 'auto';
+    `timesteps`: ints, 'auto', or None for a source without them; `table`: {layer: [channels,
+    resolution]}, None where only the checkpoint tells; `checkpoint`: a given file or None;
+    `model_seeds`; `pretrain`: the workflow pretrains it (no checkpoint given); `stage_trained`:
+    the diffusion stage trains it when no checkpoint is given. A rule passes it to its script,
+    and a segmenter bundle stores it, as `as_dict()` (plain data); `MethodPlan(**d)` reads it back."""
+
+    key: str
+    source: str
+    name: str
+    settings: dict
+    layers: list | str | None = None
+    timesteps: list | str | None = None
+    table: dict | None = None
+    checkpoint: str | None = None
+    model_seeds: list = dataclasses.field(default_factory=lambda: [0])
+    pretrain: bool = False
+    stage_trained: bool = False
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def plan(key: str, definition: dict, dataset: str, dataset_settings: dict) -> MethodPlan:
+    """The `MethodPlan` of one method on one dataset: the source's `complete_settings` and
+    `model_origin` (`backbones.contract`). Raises ConfigProblem naming the key of an unknown
+    layer or timestep."""
     source = backbones.source(definition["source"])
     settings = _completed_settings(key, definition, dataset, dataset_settings)
     origin = source.model_origin(settings, dataset_settings)
     size = dataset_settings["image_size"]
     table = {layer: list(shape) for layer, shape in _source_call(source.layer_table, key, dataset, settings,
                                                                  size).items()} if origin["table_known"] else None
-    return {
-        "key": key, "source": definition["source"], "name": definition.get("name", source.NAME), "settings": settings,
-        "layers": _checked_layers(key, dataset, settings, table, definition["source"]),
-        "timesteps": _checked_timesteps(key, dataset, settings, source), "table": table,
-        "checkpoint": origin["checkpoint"], "model_seeds": origin["model_seeds"],
-        "pretrain": source.PRETRAINED_BY_WORKFLOW and origin["checkpoint"] is None and settings.get("weights") != "random",
-        "stage_trained": origin["stage_trained"],
-    }
+    return MethodPlan(
+        key=key, source=definition["source"], name=definition.get("name", source.NAME), settings=settings,
+        layers=_checked_layers(key, dataset, settings, table, definition["source"]),
+        timesteps=_checked_timesteps(key, dataset, settings, source), table=table,
+        checkpoint=origin["checkpoint"], model_seeds=origin["model_seeds"],
+        pretrain=source.PRETRAINED_BY_WORKFLOW and origin["checkpoint"] is None and settings.get("weights") != "random",
+        stage_trained=origin["stage_trained"],
+    )
 
 
 def _completed_settings(key: str, definition: dict, dataset: str, dataset_settings: dict) -> dict:

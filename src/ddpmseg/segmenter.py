@@ -80,12 +80,12 @@ class Segmenter:
         return np.asarray(self.description["palette"], np.uint8)
 
     @classmethod
-    def for_ensemble(cls, ensemble_path, *, plan: dict, cells, checkpoint, model_seed: int, noise_seed: int,
+    def for_ensemble(cls, ensemble_path, *, plan, cells, checkpoint, model_seed: int, noise_seed: int,
                      noise_device: str, batch_images: int, threads: dict, classes: list, ignore_label: int, image_size: int,
                      non_square: str, resize: str, vote: str, provenance: dict,
                      precision: dict | None = None) -> "Segmenter":
         """The bundle of one seed's ensemble (state_dict at `ensemble_path`) trained on the
-        features of `plan` (a `ddpmseg.methods.plan`) at `cells` [(layer, timestep)], the
+        features of `plan` (a `ddpmseg.methods.MethodPlan`) at `cells` [(layer, timestep)], the
         source model built from `checkpoint` (a path or None) and `model_seed`. `threads`:
         {"extraction": n, "prediction": m}, the torch threads of the run's jobs (the numbers
         depend on them: torch splits reductions by thread). `precision`: {"extraction": setting,
@@ -94,7 +94,7 @@ class Segmenter:
         from ddpmseg.download import sha256_of
         from ddpmseg.palette import palette
 
-        recipe = {"plan": plan, "cells": [list(cell) for cell in cells], "model_seed": model_seed,
+        recipe = {"plan": plan.as_dict(), "cells": [list(cell) for cell in cells], "model_seed": model_seed,
                   "noise_seed": noise_seed, "noise_mode": "shared", "noise_device": noise_device,
                   "batch_images": batch_images, "threads": dict(threads),
                   "precision": {"extraction": "float32", "ensemble": "float32", **(precision or {})},
@@ -274,10 +274,11 @@ class EnsembleSegmenter(Segmenter):
         """(model, layer table, identity) of the bundle's feature source on `device`, built from
         its checkpoint once per device (features.build_method_model) and shared by every call."""
         from ddpmseg.features import build_method_model
+        from ddpmseg.methods import MethodPlan
 
         if device not in self._source_models:
             recipe = self.description["features"]
-            self._source_models[device] = build_method_model(recipe["plan"], self.image_size, self.checkpoint_path,
+            self._source_models[device] = build_method_model(MethodPlan(**recipe["plan"]), self.image_size, self.checkpoint_path,
                                                              device, recipe["model_seed"])
         return self._source_models[device]
 

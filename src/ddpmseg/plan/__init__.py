@@ -76,7 +76,7 @@ class Plan:
 
     def source_of(self, dataset: str, key: str):
         """The source module (`backbones.contract.FeatureSource`) of a method folder."""
-        return backbones.source(self.plan_of(dataset, key)["source"])
+        return backbones.source(self.plan_of(dataset, key).source)
 
     def takes_timesteps(self, dataset: str, key: str) -> bool:
         return self.source_of(dataset, key).TAKES_TIMESTEPS
@@ -88,7 +88,7 @@ class Plan:
     def method_keys(self, dataset: str, method: str) -> list:
         """The result folders of a method: one, or for a source with model seeds one per seed
         ('ddpm' for the first, 'ddpm_m<d>' for seed d of the others)."""
-        if not backbones.source(self.plans[dataset][method]["source"]).HAS_MODEL_SEEDS:
+        if not backbones.source(self.plans[dataset][method].source).HAS_MODEL_SEEDS:
             return [method]
         return [method] + [f"{method}_m{d}" for d in self.model_seeds(dataset)[1:]]
 
@@ -98,7 +98,7 @@ class Plan:
         match = re.search(r"_m(\d+)$", key)
         if match:
             return int(match.group(1))
-        return self.model_seeds(dataset)[0] if key == "diffusion" else self.plan_of(dataset, key)["model_seeds"][0]
+        return self.model_seeds(dataset)[0] if key == "diffusion" else self.plan_of(dataset, key).model_seeds[0]
 
     def run_model_seed(self, dataset: str, key: str) -> int | None:
         """The model seed a table names for a method folder's runs: None for a source without model seeds."""
@@ -107,12 +107,12 @@ class Plan:
     def method_key_pattern(self) -> str:
         """A regex of method folders: the method keys, with `_m<d>` for sources with model seeds."""
         first = self.datasets[0]
-        return "|".join(f"{m}(_m\\d+)?" if backbones.source(self.plans[first][m]["source"]).HAS_MODEL_SEEDS else m
+        return "|".join(f"{m}(_m\\d+)?" if backbones.source(self.plans[first][m].source).HAS_MODEL_SEEDS else m
                         for m in self.methods)
 
     def names(self) -> dict:
         """{method: its row name in the tables}."""
-        return {m: self.plans[self.datasets[0]][m]["name"] for m in self.methods}
+        return {m: self.plans[self.datasets[0]][m].name for m in self.methods}
 
     def experiment_methods(self, dataset: str) -> list:
         """The methods a dataset's experiments run for (`experiments.methods`, default all)."""
@@ -134,12 +134,12 @@ class Plan:
         """Whether a dataset's unlabeled images are read: the workflow trains its diffusion model,
         pretrains a method's source on them, distils the ensembles' labels of them into DeepLab,
         or ranks them for labelling (`label_next`)."""
-        return (self.trains_diffusion(dataset) or any(p["pretrain"] for p in self.plans[dataset].values())
+        return (self.trains_diffusion(dataset) or any(p.pretrain for p in self.plans[dataset].values())
                 or "unlabeled" in self.distill.pools(dataset) or self.label_next.settings(dataset) is not None)
 
     def stage_trained_methods(self, dataset: str) -> list:
         """The methods whose model the diffusion stage trains (rules/diffusion.smk) on this dataset."""
-        return [m for m in self.methods if self.plans[dataset][m]["stage_trained"]]
+        return [m for m in self.methods if self.plans[dataset][m].stage_trained]
 
     def training_outcomes(self) -> list:
         """(dataset, training.json) of every model the workflow trains (Table 2's notes): the
@@ -150,18 +150,18 @@ class Plan:
             if trained and self.trains_diffusion(d):
                 outcomes += [(d, layout.diffusion(d, layout.diffusion_dir(key), "training.json"))
                              for key in self.method_keys(d, trained[0])]
-            outcomes += [(d, layout.pretrained(d, m, "training.json")) for m in self.methods if self.plans[d][m]["pretrain"]]
+            outcomes += [(d, layout.pretrained(d, m, "training.json")) for m in self.methods if self.plans[d][m].pretrain]
         return outcomes
 
     def model_checkpoint(self, dataset: str, key: str) -> str | None:
         """The checkpoint a method folder's model is built from, or None (a source without a
         model, random weights built from the settings)."""
         plan = self.plan_of(dataset, key)
-        if plan["stage_trained"]:
-            return plan["checkpoint"] or layout.diffusion(dataset, layout.diffusion_dir(key), "model.pt")
-        if plan["pretrain"]:
-            return layout.pretrained(dataset, plan["key"], "model.pt")
-        return plan["checkpoint"]
+        if plan.stage_trained:
+            return plan.checkpoint or layout.diffusion(dataset, layout.diffusion_dir(key), "model.pt")
+        if plan.pretrain:
+            return layout.pretrained(dataset, plan.key, "model.pt")
+        return plan.checkpoint
 
     def diffusion_train(self, dataset: str, budget: bool = False) -> dict:
         """The training settings of a diffusion run (`diffusion.train` less threads); the budget
@@ -173,15 +173,15 @@ class Plan:
 
     def is_auto(self, dataset: str, method: str) -> bool:
         """Whether a method's cells are chosen by the probe sweep (`auto`)."""
-        return self.plans[dataset][method]["layers"] == "auto"
+        return self.plans[dataset][method].layers == "auto"
 
     def fixed_cells(self, dataset: str, method: str) -> list:
         """The configured (layer, timestep) cells of a method, timestep-major and layer-minor (the
         paper's order; timestep None for a source without); none when the sweep chooses them."""
         plan = self.plans[dataset][method]
-        if plan["layers"] == "auto":
+        if plan.layers == "auto":
             return []
-        return [(layer, t) for t in (plan["timesteps"] or [None]) for layer in plan["layers"]]
+        return [(layer, t) for t in (plan.timesteps or [None]) for layer in plan.layers]
 
     def per_run_noise(self, dataset: str, key: str) -> bool:
         """Whether every MLP seed's run of a method has features of its own noise (`features.noise_seed:

@@ -19,7 +19,7 @@ class Budget:
         diffusion stage, with configured cells; None where there is none."""
         plan = self.plan
         for m in plan.experiment_methods(dataset):
-            if plan.plans[dataset][m]["stage_trained"] and plan.trains_diffusion(dataset) and not plan.is_auto(dataset, m):
+            if plan.plans[dataset][m].stage_trained and plan.trains_diffusion(dataset) and not plan.is_auto(dataset, m):
                 return m
         return None
 

@@ -117,7 +117,7 @@ class Distill:
         method's ensembles trained on the real train split and on each annotated set; DatasetDDPM
         under the training data of its labelling ensembles; the released pools under ddpm / gan."""
         plan, method = self.plan, self.method(dataset)
-        runs = [(plan.plans[dataset][method]["name"], train, layout.run(dataset, layout.trained_on(key, train), s, "metrics.json"))
+        runs = [(plan.plans[dataset][method].name, train, layout.run(dataset, layout.trained_on(key, train), s, "metrics.json"))
                 for train in ["real", *plan.settings(dataset)["annotated"]] for key in plan.method_keys(dataset, method)
                 for s in plan.seeds]
         for pool, train in (("ddpm", None), ("released_ddpm", "ddpm"), ("released_gan", "gan")):

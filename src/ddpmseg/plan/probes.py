@@ -11,14 +11,14 @@ from ddpmseg.sweep import kmeans_steps, nearest_in_grid, timestep_grid
 def sweep_grid(dataset: str, settings: dict, plan: dict) -> dict:
     """{layers, timesteps ([None] for a source without), kmeans cells} of one method's probe
     sweep on a dataset (`settings`: the dataset's), or {problem: why there is none}."""
-    probes, source = settings["probes"], backbones.source(plan["source"])
+    probes, source = settings["probes"], backbones.source(plan.source)
     try:
-        layers, k_layers = source.sweep_layers(plan["settings"], plan["table"], probes)
+        layers, k_layers = source.sweep_layers(plan.settings, plan.table, probes)
     except SweepProblem as exc:
         return {"problem": f"dataset {dataset!r}: {exc}"}
     if not source.TAKES_TIMESTEPS:
         return {"layers": layers, "timesteps": [None], "kmeans": [(layer, None) for layer in k_layers]}
-    diffusion_steps = source.schedule_length(plan["settings"])
+    diffusion_steps = source.schedule_length(plan.settings)
     steps = sorted(set(probes["timesteps"] or timestep_grid(diffusion_steps)))
     k_steps = (nearest_in_grid(probes["kmeans"]["timesteps"], steps) if probes["kmeans"]["timesteps"]
                else kmeans_steps(diffusion_steps, steps))
@@ -78,16 +78,16 @@ class Probes:
         random-weights control, which takes the cells of the first trained method of its source
         (the same architecture: the paper compares them on the same cells)."""
         plans = self.plan.plans[dataset]
-        if plans[method]["settings"].get("weights") == "random":
+        if plans[method].settings.get("weights") == "random":
             trained = [k for k, p in plans.items()
-                       if p["source"] == plans[method]["source"] and p["settings"].get("weights") == "trained"]
+                       if p.source == plans[method].source and p.settings.get("weights") == "trained"]
             return trained[0] if trained else method
         return method
 
     def several_layers(self, dataset: str, method: str) -> bool:
         """Whether a method's source has more than one layer (a table known only once the
         checkpoint is read has many)."""
-        table = self.plan.plans[dataset][method]["table"]
+        table = self.plan.plans[dataset][method].table
         return table is None or len(table) > 1
 
     def methods(self, dataset: str) -> list:

@@ -98,7 +98,7 @@ class Stores:
     def extraction(self, dataset: str, key: str, split: str, name: str) -> Extraction:
         """The extraction job that writes folder `layout.feature_dir(dataset, key, split, name)`."""
         plan, method, base = self.plan, base_method(key), self.noise_base_seed(dataset)
-        layers, timesteps = plan.plans[dataset][method]["layers"], plan.plans[dataset][method]["timesteps"]
+        layers, timesteps = plan.plans[dataset][method].layers, plan.plans[dataset][method].timesteps
         if name.startswith("budget_step"):
             return Extraction(layers, timesteps, plan.model_seeds(dataset)[0], "shared", base,
                               layout.budget_snapshot(dataset, name.removeprefix("budget_step")))
