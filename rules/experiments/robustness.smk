@@ -52,7 +52,7 @@ rule robustness_scores:
     output:
         "results/{dataset}/{method}/robustness/{corruption}.csv",
     params:
-        data=lambda wc: corrupted_tests(wc.dataset, wc.corruption),
+        data=lambda wc: PLAN.robustness.corrupted_tests(wc.dataset, wc.corruption),
         dataset=lambda wc: wc.dataset,
         plan=lambda wc: PLAN.plan_of(wc.dataset, wc.method).as_dict(),
         extraction=lambda wc: PLAN.stores.settings(wc.dataset),
