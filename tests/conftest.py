@@ -1,7 +1,10 @@
 """Shared fixtures: small real data from the embedded generator, and a tiny ADM UNet."""
 
+import ast
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -24,6 +27,13 @@ TINY_FLAGS = dict(
     learn_sigma=False,
     diffusion_steps=100,
 )
+
+
+def heavy_modules_imported(code: str, modules) -> list:
+    """Which of `modules` a fresh Python has imported after running `code` (sorted)."""
+    script = f"{code}\nimport sys; print(sorted(set({sorted(modules)!r}) & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    return ast.literal_eval(result.stdout.strip().splitlines()[-1])
 
 
 def pytest_collection_modifyitems(items):
