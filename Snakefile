@@ -1,5 +1,6 @@
 # ddpmseg: label-efficient semantic segmentation with diffusion models (Baranchuk et al., 2022).
-# Main target: results/table2.csv. Stages live in rules/<stage>.smk.
+# Main target: Table 2 (layout.table("table2.csv")). Stages live in rules/<stage>.smk; every
+# path comes from the results layout, ddpmseg.plan.layout.
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -36,20 +37,20 @@ include: "rules/experiments/annotated.smk"  # reuses the segment and distill rul
 
 rule all:
     input:
-        "results/table2.csv",
-        expand("results/{dataset}/overview.png", dataset=DATASETS),
+        layout.table("table2.csv"),
+        expand(layout.experiment("{dataset}", "overview.png"), dataset=DATASETS),
         PLAN.label_next.targets(),
 
 
 rule experiments:
     input:
-        ["results/table4.csv"] if PLAN.labels.datasets() else [],
-        ["results/table3.csv"] if PLAN.distill.table3_datasets else [],
-        expand("results/{dataset}/per_class_iou.csv", dataset=DATASETS),
-        "results/figure6.png",
-        "results/table5.csv",
-        expand("results/{dataset}/budget_curve.png", dataset=PLAN.budget.datasets()),
-        expand("results/{dataset}/active_labelling.png", dataset=PLAN.active_labelling.datasets()),
+        [layout.table("table4.csv")] if PLAN.labels.datasets() else [],
+        [layout.table("table3.csv")] if PLAN.distill.table3_datasets else [],
+        expand(layout.experiment("{dataset}", "per_class_iou.csv"), dataset=DATASETS),
+        layout.table("figure6.png"),
+        layout.table("table5.csv"),
+        expand(layout.experiment("{dataset}", "budget_curve.png"), dataset=PLAN.budget.datasets()),
+        expand(layout.experiment("{dataset}", "active_labelling.png"), dataset=PLAN.active_labelling.datasets()),
 
 
 rule segment:

@@ -102,8 +102,8 @@ def ensemble_mem_mb(wildcards):
 
 
 def per_seed(path):
-    """`path` (its other wildcards escaped as {{dataset}}) for every configured seed."""
-    return expand(path, seed=SEEDS)
+    """`path` for every configured seed: its {seed} filled in, its other wildcards kept."""
+    return expand(path, seed=SEEDS, allow_missing=True)
 
 
 def runs_own_stores(wildcards):
@@ -182,7 +182,7 @@ def get_robustness_inputs(wildcards):
     d, key = wildcards.dataset, wildcards.method
     weights = PLAN.model_checkpoint(d, key)
     return {"models": [layout.run(d, key, s, "ensemble.pt") for s in SEEDS],
-            "features": f"{layout.run_dir(d, key)}/features.json",
+            "features": layout.run_file(d, key, "features.json"),
             "data": layout.corrupted_test(d, wildcards.corruption), **({"checkpoint": weights} if weights else {})}
 
 
@@ -190,7 +190,7 @@ def get_robustness_scores(wildcards):
     """Every experiment method folder's scores on every usable corruption."""
     d = wildcards.dataset
     keys = dict.fromkeys(key for key, _ in PLAN.experiment_runs(d))
-    return [f"{layout.run_dir(d, key)}/robustness/{c}.csv" for key in keys for c in usable_corruptions(d)]
+    return [layout.run_file(d, key, f"robustness/{c}.csv") for key in keys for c in usable_corruptions(d)]
 
 
 def get_segmenter_inputs(wildcards):
@@ -199,8 +199,9 @@ def get_segmenter_inputs(wildcards):
     checkpoint (where the method has one)."""
     d, weights = wildcards.dataset, PLAN.model_checkpoint(wildcards.dataset, wildcards.method)
     folder = layout.trained_on(wildcards.method, wildcards.get("name", "real"))
-    return {"model": layout.run(d, folder, wildcards.seed, "ensemble.pt"), "features": f"{layout.run_dir(d, folder)}/features.json",
-            "data": layout.split(d, "test"), **({"checkpoint": weights} if weights else {})}
+    return {"model": layout.run(d, folder, wildcards.seed, "ensemble.pt"),
+            "features": layout.run_file(d, folder, "features.json"), "data": layout.split(d, "test"),
+            **({"checkpoint": weights} if weights else {})}
 
 
 def get_segment_inputs(wildcards):

@@ -28,9 +28,9 @@ rule prepare_dataset:
     input:
         lambda wc: PLAN.files.source(wc.dataset),
     output:
-        train=directory("results/{dataset}/data/train.zarr"),
-        test=directory("results/{dataset}/data/test.zarr"),
-        summary="results/{dataset}/data/summary.json",
+        train=directory(layout.split("{dataset}", "train")),
+        test=directory(layout.split("{dataset}", "test")),
+        summary=layout.data("{dataset}", "summary.json"),
     params:
         settings=lambda wc: {key: dataset_settings(wc)[key] for key in DATASET_KEYS},
         root=lambda wc: PLAN.files.dataset_root(wc.dataset),
@@ -55,7 +55,7 @@ rule prepare_pool:
     input:
         lambda wc: PLAN.files.source(wc.dataset),
     output:
-        unlabeled=directory("results/{dataset}/data/unlabeled.zarr"),
+        unlabeled=directory(layout.split("{dataset}", "unlabeled")),
     params:
         settings=lambda wc: {key: dataset_settings(wc)[key] for key in DATASET_KEYS},
         root=lambda wc: PLAN.files.dataset_root(wc.dataset),

@@ -1,20 +1,21 @@
 # Stage 2: the diffusion model, trained on the unlabeled images (paper Sec. 3.2) unless a
 # guided-diffusion checkpoint is given in config; one per model seed (`diffusion.seeds`): the
-# first in results/{dataset}/diffusion/, seed d of the others in results/{dataset}/diffusion_m<d>/.
+# first in the dataset's folder diffusion/, seed d of the others in diffusion_m<d>/
+# (layout.diffusion_dir).
 # The budget curve (rules/experiments/budget.smk) trains one more per dataset, to the last of
 # `experiments.budget_steps`, keeping its EMA weights at each of them in snapshots/step<n>.pt.
 
 
 rule train_diffusion:
     input:
-        "results/{dataset}/data/unlabeled.zarr",
+        layout.split("{dataset}", "unlabeled"),
     output:
-        checkpoint="results/{dataset}/{diffusion_dir}/model.pt",
-        flags="results/{dataset}/{diffusion_dir}/flags.json",
-        loss_csv="results/{dataset}/{diffusion_dir}/loss.csv",
-        loss_png=report("results/{dataset}/{diffusion_dir}/loss.png", caption="report/loss.rst", category="{dataset}",
-                        subcategory="diffusion training", labels={"model": "{diffusion_dir}"}),
-        outcome="results/{dataset}/{diffusion_dir}/training.json",
+        checkpoint=layout.diffusion("{dataset}", "{diffusion_dir}", "model.pt"),
+        flags=layout.diffusion("{dataset}", "{diffusion_dir}", "flags.json"),
+        loss_csv=layout.diffusion("{dataset}", "{diffusion_dir}", "loss.csv"),
+        loss_png=report(layout.diffusion("{dataset}", "{diffusion_dir}", "loss.png"), caption="report/loss.rst",
+                        category="{dataset}", subcategory="diffusion training", labels={"model": "{diffusion_dir}"}),
+        outcome=layout.diffusion("{dataset}", "{diffusion_dir}", "training.json"),
     params:
         flags=lambda wc: dataset_settings(wc)["diffusion"]["flags"],
         train=lambda wc: PLAN.diffusion_train(wc.dataset),
@@ -38,13 +39,13 @@ rule train_diffusion:
 
 use rule train_diffusion as train_diffusion_budget with:
     output:
-        checkpoint="results/{dataset}/budget/diffusion/model.pt",
-        flags="results/{dataset}/budget/diffusion/flags.json",
-        loss_csv="results/{dataset}/budget/diffusion/loss.csv",
-        loss_png=report("results/{dataset}/budget/diffusion/loss.png", caption="report/loss.rst", category="{dataset}",
-                        subcategory="diffusion training", labels={"model": "budget curve"}),
-        outcome="results/{dataset}/budget/diffusion/training.json",
-        snapshots=directory("results/{dataset}/budget/diffusion/snapshots"),
+        checkpoint=layout.diffusion("{dataset}", layout.BUDGET_DIFFUSION, "model.pt"),
+        flags=layout.diffusion("{dataset}", layout.BUDGET_DIFFUSION, "flags.json"),
+        loss_csv=layout.diffusion("{dataset}", layout.BUDGET_DIFFUSION, "loss.csv"),
+        loss_png=report(layout.diffusion("{dataset}", layout.BUDGET_DIFFUSION, "loss.png"), caption="report/loss.rst",
+                        category="{dataset}", subcategory="diffusion training", labels={"model": "budget curve"}),
+        outcome=layout.diffusion("{dataset}", layout.BUDGET_DIFFUSION, "training.json"),
+        snapshots=directory(layout.diffusion("{dataset}", layout.BUDGET_DIFFUSION, "snapshots")),
     params:
         train=lambda wc: PLAN.diffusion_train(wc.dataset, budget=True),
         seed=lambda wc: PLAN.model_seeds(wc.dataset)[0],

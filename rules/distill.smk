@@ -6,12 +6,14 @@
 # The paper's released synthetic datasets (released_ddpm / released_gan) come labelled: they are
 # written once in the same layout and take the same filtering and DeepLab training.
 
+DISTILL_RUN = layout.distill_run("{pool}")  # the run folder of a pool's DeepLabs
+
 
 rule sample_diffusion:
     input:
         lambda wc: PLAN.distill.sampled_checkpoint(wc.dataset),
     output:
-        directory("results/{dataset}/distill_ddpm/samples/batch{batch}.zarr"),
+        directory(layout.distill("{dataset}", "ddpm", "samples/batch{batch}.zarr")),
     params:
         flags=lambda wc: dataset_settings(wc)["diffusion"]["flags"],
         n_samples=lambda wc: PLAN.distill.settings(wc.dataset)["n_samples"],
@@ -38,7 +40,7 @@ rule label_pool:
         images=get_pool_images,
         bundle=lambda wc: PLAN.distill.labelling_bundle(wc.dataset, wc.seed),
     output:
-        directory("results/{dataset}/distill_{pool}/labelled/seed{seed}/batch{batch}"),
+        directory(layout.distill("{dataset}", "{pool}", "labelled/seed{seed}/batch{batch}")),
     log:
         "logs/label_pool/{dataset}_{pool}_{seed}_{batch}.log",
     benchmark:
@@ -56,9 +58,9 @@ rule label_pool:
 rule released_pool:
     input:
         released=lambda wc: PLAN.distill.released_source(wc.dataset, wc.pool),
-        split="results/{dataset}/data/test.zarr",
+        split=layout.split("{dataset}", "test"),
     output:
-        directory("results/{dataset}/distill_{pool}/labelled/released"),
+        directory(layout.distill("{dataset}", "{pool}", "labelled/released")),
     params:
         path=lambda wc: PLAN.distill.settings(wc.dataset)["released"][wc.pool.removeprefix("released_")],
     log:
@@ -79,10 +81,10 @@ rule released_pool:
 rule select_pool:
     input:
         pool=get_labelled_pool,
-        split="results/{dataset}/data/test.zarr",
+        split=layout.split("{dataset}", "test"),
     output:
-        selection="results/{dataset}/distill_{pool}/labelled/seed{seed}/selection.csv",
-        figure=report("results/{dataset}/distill_{pool}/labelled/seed{seed}/samples.png", caption="report/pool.rst",
+        selection=layout.distill("{dataset}", "{pool}", "labelled/seed{seed}/selection.csv"),
+        figure=report(layout.distill("{dataset}", "{pool}", "labelled/seed{seed}/samples.png"), caption="report/pool.rst",
                       category="{dataset}", subcategory="distillation", labels={"pool": "{pool}", "MLP seed": "{seed}"}),
     params:
         portion=lambda wc: PLAN.distill.settings(wc.dataset)["uncertainty_portion"],
@@ -102,9 +104,9 @@ rule train_deeplab:
     input:
         unpack(get_deeplab_inputs),
     output:
-        bundle=directory("results/{dataset}/distill_{pool}/seed{seed}/segmenter"),
-        history="results/{dataset}/distill_{pool}/seed{seed}/training_history.csv",
-        outcome="results/{dataset}/distill_{pool}/seed{seed}/training.json",
+        bundle=directory(layout.run("{dataset}", DISTILL_RUN, "{seed}", "segmenter")),
+        history=layout.run("{dataset}", DISTILL_RUN, "{seed}", "training_history.csv"),
+        outcome=layout.run("{dataset}", DISTILL_RUN, "{seed}", "training.json"),
     params:
         settings=lambda wc: PLAN.distill.deeplab(wc.dataset),
         convention=lambda wc: dataset_settings(wc)["evaluation"]["miou_convention"],
@@ -125,11 +127,11 @@ rule train_deeplab:
 
 rule predict_distill:
     input:
-        bundles=["results/{dataset}/distill_{pool}/seed{seed}/segmenter"],
-        data="results/{dataset}/data/test.zarr",
+        bundles=[layout.run("{dataset}", DISTILL_RUN, "{seed}", "segmenter")],
+        data=layout.split("{dataset}", "test"),
     output:
-        predictions=[directory("results/{dataset}/distill_{pool}/seed{seed}/predictions.zarr")],
-        masks=[directory("results/{dataset}/distill_{pool}/seed{seed}/masks")],
+        predictions=[directory(layout.run("{dataset}", DISTILL_RUN, "{seed}", "predictions.zarr"))],
+        masks=[directory(layout.run("{dataset}", DISTILL_RUN, "{seed}", "masks"))],
     params:
         resolution=lambda wc: dataset_settings(wc)["evaluation"]["resolution"],
     log:
@@ -148,10 +150,10 @@ rule predict_distill:
 
 use rule evaluate as evaluate_distill with:
     input:
-        predictions=["results/{dataset}/distill_{pool}/seed{seed}/predictions.zarr"],
-        data="results/{dataset}/data/test.zarr",
+        predictions=[layout.run("{dataset}", DISTILL_RUN, "{seed}", "predictions.zarr")],
+        data=layout.split("{dataset}", "test"),
     output:
-        metrics=["results/{dataset}/distill_{pool}/seed{seed}/metrics.json"],
-        per_class=["results/{dataset}/distill_{pool}/seed{seed}/per_class_iou.csv"],
+        metrics=[layout.run("{dataset}", DISTILL_RUN, "{seed}", "metrics.json")],
+        per_class=[layout.run("{dataset}", DISTILL_RUN, "{seed}", "per_class_iou.csv")],
     log:
         "logs/evaluate_distill/{dataset}_{pool}_{seed}.log",

@@ -4,12 +4,12 @@
 
 rule train_ensemble:
     input:
-        data="results/{dataset}/data/train.zarr",
+        data=layout.split("{dataset}", "train"),
         stores=lambda wc: folders(PLAN.stores.method_stores(wc.dataset, wc.method, "train")),
     output:
-        models=per_seed("results/{{dataset}}/{{method}}/seed{seed}/ensemble.pt"),
-        histories=per_seed("results/{{dataset}}/{{method}}/seed{seed}/training_history.csv"),
-        features="results/{dataset}/{method}/features.json",
+        models=per_seed(layout.run("{dataset}", "{method}", "{seed}", "ensemble.pt")),
+        histories=per_seed(layout.run("{dataset}", "{method}", "{seed}", "training_history.csv")),
+        features=layout.run_file("{dataset}", "{method}", "features.json"),
     params:
         stores=lambda wc: PLAN.stores.method_stores(wc.dataset, wc.method, "train"),
         settings=lambda wc: dataset_settings(wc)["ensemble"],
@@ -33,11 +33,11 @@ rule train_ensemble:
 
 rule cell_weights:
     input:
-        models=per_seed("results/{{dataset}}/{{method}}/seed{seed}/ensemble.pt"),
-        features="results/{dataset}/{method}/features.json",
+        models=per_seed(layout.run("{dataset}", "{method}", "{seed}", "ensemble.pt")),
+        features=layout.run_file("{dataset}", "{method}", "features.json"),
     output:
-        table="results/{dataset}/{method}/cell_weights.csv",
-        figure=report("results/{dataset}/figures/{method}/cell_weights.png", caption="report/cell_weights.rst",
+        table=layout.run_file("{dataset}", "{method}", "cell_weights.csv"),
+        figure=report(layout.figure("{dataset}", "{method}", "cell_weights.png"), caption="report/cell_weights.rst",
                       category="{dataset}", subcategory="probe sweep",
                       labels={"method": "{method}", "figure": "learned cell weights"}),
     params:

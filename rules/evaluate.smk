@@ -4,12 +4,12 @@
 
 rule predict:
     input:
-        models=per_seed("results/{{dataset}}/{{method}}/seed{seed}/ensemble.pt"),
-        data="results/{dataset}/data/test.zarr",
+        models=per_seed(layout.run("{dataset}", "{method}", "{seed}", "ensemble.pt")),
+        data=layout.split("{dataset}", "test"),
         stores=lambda wc: folders(PLAN.stores.method_stores(wc.dataset, wc.method, "test")),
     output:
-        predictions=[directory(p) for p in per_seed("results/{{dataset}}/{{method}}/seed{seed}/predictions.zarr")],
-        masks=[directory(p) for p in per_seed("results/{{dataset}}/{{method}}/seed{seed}/masks")],
+        predictions=[directory(p) for p in per_seed(layout.run("{dataset}", "{method}", "{seed}", "predictions.zarr"))],
+        masks=[directory(p) for p in per_seed(layout.run("{dataset}", "{method}", "{seed}", "masks"))],
     params:
         stores=lambda wc: PLAN.stores.method_stores(wc.dataset, wc.method, "test"),
         vote=lambda wc: dataset_settings(wc)["evaluation"]["vote"],
@@ -34,12 +34,12 @@ rule predict:
 
 rule evaluate:
     input:
-        predictions=per_seed("results/{{dataset}}/{{method}}/seed{seed}/predictions.zarr"),
-        data="results/{dataset}/data/test.zarr",
+        predictions=per_seed(layout.run("{dataset}", "{method}", "{seed}", "predictions.zarr")),
+        data=layout.split("{dataset}", "test"),
     output:
-        metrics=per_seed("results/{{dataset}}/{{method}}/seed{seed}/metrics.json"),
+        metrics=per_seed(layout.run("{dataset}", "{method}", "{seed}", "metrics.json")),
         per_class=[
-            report(f"results/{{dataset}}/{{method}}/seed{s}/per_class_iou.csv", caption="report/per_class_iou.rst",
+            report(layout.run("{dataset}", "{method}", s, "per_class_iou.csv"), caption="report/per_class_iou.rst",
                    category="{dataset}", subcategory="{method}", labels={"result": "per-class IoU", "MLP seed": str(s)})
             for s in SEEDS
         ],
@@ -58,10 +58,10 @@ rule evaluate:
 
 rule overview:
     input:
-        predictions=lambda wc: f"results/{wc.dataset}/{METHODS[0]}/seed{SEEDS[0]}/predictions.zarr",
-        data="results/{dataset}/data/test.zarr",
+        predictions=lambda wc: layout.run(wc.dataset, METHODS[0], SEEDS[0], "predictions.zarr"),
+        data=layout.split("{dataset}", "test"),
     output:
-        report("results/{dataset}/overview.png", caption="report/overview.rst", category="{dataset}",
+        report(layout.experiment("{dataset}", "overview.png"), caption="report/overview.rst", category="{dataset}",
                subcategory="overview", labels={"figure": "predictions and uncertainty"}),
     params:
         n_images=lambda wc: dataset_settings(wc)["evaluation"]["overview_images"],
@@ -82,9 +82,9 @@ rule reliability:
     input:
         metrics=get_reliability_metrics,
     output:
-        figure=report("results/{dataset}/reliability.png", caption="report/reliability.rst", category="{dataset}",
-                      subcategory="overview", labels={"figure": "reliability of the soft vote"}),
-        table="results/{dataset}/reliability.csv",
+        figure=report(layout.experiment("{dataset}", "reliability.png"), caption="report/reliability.rst",
+                      category="{dataset}", subcategory="overview", labels={"figure": "reliability of the soft vote"}),
+        table=layout.experiment("{dataset}", "reliability.csv"),
     params:
         methods=lambda wc: [PLAN.plan_of(d, key).name for d, key, _ in RUNS if d == wc.dataset],
         title=lambda wc: f"{wc.dataset}: test pixels of every seed, per method",

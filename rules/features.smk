@@ -1,6 +1,6 @@
 # Stage 3: pixel features into Zarr stores, one store per (layer, timestep) of the method's
 # source at the layer's native resolution. One job writes one folder of stores,
-# results/{dataset}/features/{model}/{split}/{extraction}, running every timestep of an image
+# layout.feature_dir(dataset, model, split, extraction), running every timestep of an image
 # batch in one forward pass and stopping the model after the deepest requested layer. The
 # folder's name says what it is for (`ddpmseg.plan.Extraction`): Table 2's cells (cells, or
 # cells_noise<n> under per-run noise), the probe sweep's other layers at one timestep
@@ -13,7 +13,7 @@ rule extract_features:
     input:
         unpack(get_extraction_inputs),
     output:
-        directory("results/{dataset}/features/{model}/{split}/{extraction}"),
+        directory(layout.feature_dir("{dataset}", "{model}", "{split}", "{extraction}")),
     params:
         dataset=lambda wc: wc.dataset,
         plan=lambda wc: PLAN.plan_of(wc.dataset, wc.model).as_dict(),

@@ -9,9 +9,9 @@ rule label_next:
     input:
         unpack(get_label_next_inputs),
     output:
-        ranking=report("results/{dataset}/label_next/ranking.csv", caption="report/label_next.rst",
+        ranking=report(layout.experiment("{dataset}", "label_next/ranking.csv"), caption="report/label_next.rst",
                        category="{dataset}", subcategory="label next", labels={"table": "ranking of the pool"}),
-        batch=directory("results/{dataset}/label_next/batch"),
+        batch=directory(layout.experiment("{dataset}", "label_next/batch")),
     params:
         stores=lambda wc: PLAN.label_next.stores(wc.dataset),
         settings=lambda wc: PLAN.label_next.settings(wc.dataset),

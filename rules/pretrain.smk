@@ -5,13 +5,13 @@
 
 rule pretrain:
     input:
-        "results/{dataset}/data/unlabeled.zarr",
+        layout.split("{dataset}", "unlabeled"),
     output:
-        checkpoint="results/{dataset}/pretrained/{method}/model.pt",
-        loss_csv="results/{dataset}/pretrained/{method}/loss.csv",
-        loss_png=report("results/{dataset}/pretrained/{method}/loss.png", caption="report/pretrain_loss.rst",
+        checkpoint=layout.pretrained("{dataset}", "{method}", "model.pt"),
+        loss_csv=layout.pretrained("{dataset}", "{method}", "loss.csv"),
+        loss_png=report(layout.pretrained("{dataset}", "{method}", "loss.png"), caption="report/pretrain_loss.rst",
                         category="{dataset}", subcategory="pretraining", labels={"method": "{method}"}),
-        outcome="results/{dataset}/pretrained/{method}/training.json",
+        outcome=layout.pretrained("{dataset}", "{method}", "training.json"),
     params:
         plan=lambda wc: PLAN.plans[wc.dataset][wc.method].as_dict(),
         torch_threads=lambda wc: PLAN.plans[wc.dataset][wc.method].settings["train"]["threads"],

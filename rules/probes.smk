@@ -9,10 +9,10 @@
 rule probe:
     input:
         unpack(get_probe_stores),
-        train="results/{dataset}/data/train.zarr",
-        test="results/{dataset}/data/test.zarr",
+        train=layout.split("{dataset}", "train"),
+        test=layout.split("{dataset}", "test"),
     output:
-        "results/{dataset}/probes/{method}/cells/{cell}.json",
+        layout.probes("{dataset}", "{method}", "cells/{cell}.json"),
     params:
         stores=lambda wc: PLAN.probes.cell_stores(wc.dataset, wc.method, wc.cell),
         cell=lambda wc: PLAN.probes.cell(wc.dataset, wc.method, wc.cell),
@@ -37,10 +37,10 @@ rule probe:
 checkpoint probe_table:
     input:
         cells=lambda wc: [layout.probes(wc.dataset, wc.method, f"cells/{cell}.json") for cell in PLAN.probes.cells(wc.dataset, wc.method)],
-        train="results/{dataset}/data/train.zarr",
+        train=layout.split("{dataset}", "train"),
     output:
-        csv="results/{dataset}/probes/{method}/miou_by_layer_timestep.csv",
-        split="results/{dataset}/probes/{method}/class_split.json",
+        csv=layout.probes("{dataset}", "{method}", "miou_by_layer_timestep.csv"),
+        split=layout.probes("{dataset}", "{method}", "class_split.json"),
     params:
         small_fraction=lambda wc: dataset_settings(wc)["probes"]["small_fraction"],
     log:
@@ -56,13 +56,13 @@ checkpoint probe_table:
 
 rule probe_figures:
     input:
-        csv="results/{dataset}/probes/{method}/miou_by_layer_timestep.csv",
-        split="results/{dataset}/probes/{method}/class_split.json",
-        test="results/{dataset}/data/test.zarr",
+        csv=layout.probes("{dataset}", "{method}", "miou_by_layer_timestep.csv"),
+        split=layout.probes("{dataset}", "{method}", "class_split.json"),
+        test=layout.split("{dataset}", "test"),
     output:
-        fig2=report("results/{dataset}/figures/{method}/fig2.png", caption="report/fig2.rst", category="{dataset}",
+        fig2=report(layout.figure("{dataset}", "{method}", "fig2.png"), caption="report/fig2.rst", category="{dataset}",
                     subcategory="probe sweep", labels={"method": "{method}", "figure": "2: mIoU by layer and step"}),
-        fig3=report("results/{dataset}/figures/{method}/fig3.png", caption="report/fig3.rst", category="{dataset}",
+        fig3=report(layout.figure("{dataset}", "{method}", "fig3.png"), caption="report/fig3.rst", category="{dataset}",
                     subcategory="probe sweep", labels={"method": "{method}", "figure": "3: small vs large classes"}),
     params:
         marked=lambda wc: PLAN.fixed_cells(wc.dataset, wc.method),
@@ -83,9 +83,9 @@ rule probe_figures:
 rule kmeans_figure:
     input:
         stores=lambda wc: folders(PLAN.probes.kmeans_stores(wc.dataset, wc.method)),
-        test="results/{dataset}/data/test.zarr",
+        test=layout.split("{dataset}", "test"),
     output:
-        report("results/{dataset}/figures/{method}/fig4.png", caption="report/fig4.rst", category="{dataset}",
+        report(layout.figure("{dataset}", "{method}", "fig4.png"), caption="report/fig4.rst", category="{dataset}",
                subcategory="probe sweep", labels={"method": "{method}", "figure": "4: k-means of the features"}),
     params:
         stores=lambda wc: PLAN.probes.kmeans_stores(wc.dataset, wc.method),
@@ -106,6 +106,6 @@ rule kmeans_figure:
 
 rule figures:
     input:
-        [f"results/{d}/{name}" for d in DATASETS for m in PLAN.probes.methods(d) for name in (
-            f"figures/{m}/fig2.png", f"figures/{m}/fig3.png", f"figures/{m}/fig4.png",
-            f"probes/{m}/miou_by_layer_timestep.csv")],
+        [path for d in DATASETS for m in PLAN.probes.methods(d) for path in (
+            layout.figure(d, m, "fig2.png"), layout.figure(d, m, "fig3.png"), layout.figure(d, m, "fig4.png"),
+            layout.probes(d, m, "miou_by_layer_timestep.csv"))],

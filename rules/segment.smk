@@ -7,7 +7,7 @@ rule segmenter:
     input:
         unpack(get_segmenter_inputs),
     output:
-        directory("results/{dataset}/{method}/seed{seed}/segmenter"),
+        directory(layout.run("{dataset}", "{method}", "{seed}", "segmenter")),
     params:
         plan=lambda wc: PLAN.plan_of(wc.dataset, wc.method).as_dict(),
         extraction=lambda wc: PLAN.stores.settings(wc.dataset),
@@ -31,9 +31,9 @@ rule segmenter:
 rule prepare_folder:
     input:
         folder=lambda wc: PLAN.segment.folders[wc.dataset][wc.name]["path"],
-        split="results/{dataset}/data/test.zarr",
+        split=layout.split("{dataset}", "test"),
     output:
-        directory("results/{dataset}/data/segment-{name}.zarr"),
+        directory(layout.split("{dataset}", "segment-{name}")),
     params:
         settings=lambda wc: {key: dataset_settings(wc)[key] for key in ("image_size", "non_square", "resize")},
         folder=lambda wc: PLAN.segment.folders[wc.dataset][wc.name]["path"],
@@ -56,7 +56,7 @@ rule segment_folder:
     input:
         unpack(get_segment_inputs),
     output:
-        directory("results/{dataset}/segment/{name}"),
+        directory(layout.segment("{dataset}", "{name}")),
     params:
         export=lambda wc: PLAN.segment.folders[wc.dataset][wc.name]["format"],
     log:

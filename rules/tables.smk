@@ -5,18 +5,18 @@
 
 rule table2:
     input:
-        metrics=[f"results/{d}/{key}/seed{s}/metrics.json" for d, key, s in RUNS + PLAN.distill.runs],
-        overviews=expand("results/{dataset}/overview.png", dataset=DATASETS),
-        reliability=expand("results/{dataset}/reliability.png", dataset=DATASETS),
-        features=[f"results/{d}/{m}/features.json" for d in DATASETS for m in PLAN.probes.described_methods(d)],
+        metrics=[layout.run(d, key, s, "metrics.json") for d, key, s in RUNS + PLAN.distill.runs],
+        overviews=expand(layout.experiment("{dataset}", "overview.png"), dataset=DATASETS),
+        reliability=expand(layout.experiment("{dataset}", "reliability.png"), dataset=DATASETS),
+        features=[layout.run_file(d, m, "features.json") for d in DATASETS for m in PLAN.probes.described_methods(d)],
         training=[path for _, path in PLAN.training_outcomes()],
-        distill=[f"results/{d}/{key}/seed{s}/training.json" for d, key, s in PLAN.distill.runs],
+        distill=[layout.run(d, key, s, "training.json") for d, key, s in PLAN.distill.runs],
         cell_weights=PLAN.probes.cell_weight_figures(),
-        resplits=["results/table2_resplits.csv"] if PLAN.resplits.runs() else [],
+        resplits=[layout.table("table2_resplits.csv")] if PLAN.resplits.runs() else [],
     output:
-        table=report("results/table2.csv", caption="report/table2.rst", category="Table 2"),
-        long="results/table2_long.csv",
-        spread=report("results/table2_spread.csv", caption="report/spread.rst", category="Table 2"),
+        table=report(layout.table("table2.csv"), caption="report/table2.rst", category="Table 2"),
+        long=layout.table("table2_long.csv"),
+        spread=report(layout.table("table2_spread.csv"), caption="report/spread.rst", category="Table 2"),
     params:
         runs=[(d, key, PLAN.run_model_seed(d, key), s) for d, key, s in RUNS]
         + [list(run[:2]) + [None, run[2]] for run in PLAN.distill.runs],

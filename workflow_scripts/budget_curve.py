@@ -1,4 +1,4 @@
-"""results/{dataset}/budget_curve.csv and .png: the followed method's mIoU at every snapshot of
+"""<dataset>/budget_curve.csv and .png: the followed method's mIoU at every snapshot of
 one diffusion training run, and the other methods' Table 2 mIoU as lines."""
 import _repository_src  # noqa: F401  (puts the repository's src/ on sys.path)
 import json

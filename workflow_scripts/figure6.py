@@ -1,5 +1,5 @@
-"""results/figure6.png (mIoU at clean / weak / medium / strong corruptions per method, one panel
-per dataset) and the numbers it draws, results/figure6.csv."""
+"""figure6.png (mIoU at clean / weak / medium / strong corruptions per method, one panel
+per dataset) and the numbers it draws, figure6.csv."""
 import _repository_src  # noqa: F401  (puts the repository's src/ on sys.path)
 
 import pandas as pd

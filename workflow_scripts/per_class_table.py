@@ -1,4 +1,4 @@
-"""results/{dataset}/per_class_iou.csv (classes x methods, mean ± std over runs), its long
+"""<dataset>/per_class_iou.csv (classes x methods, mean ± std over runs), its long
 format and its bar chart."""
 import _repository_src  # noqa: F401  (puts the repository's src/ on sys.path)
 

@@ -1,5 +1,5 @@
 """Per dataset, the reliability diagram of every method's soft vote (its seeds' test pixels
-pooled): results/{dataset}/reliability.csv and .png."""
+pooled): <dataset>/reliability.csv and .png."""
 import _repository_src  # noqa: F401  (puts the repository's src/ on sys.path)
 
 from ddpmseg.plots import reliability_figure

@@ -1,4 +1,4 @@
-"""results/{dataset}/robustness.csv: the mIoU of every run on every usable corruption and
+"""<dataset>/robustness.csv: the mIoU of every run on every usable corruption and
 severity, with the clean test split (Table 2's run) as corruption "none", severity 0."""
 import _repository_src  # noqa: F401  (puts the repository's src/ on sys.path)
 import json

@@ -1,4 +1,4 @@
-"""results/table2.csv (methods x datasets, mean ± std over model seeds x MLP seeds, with notes
+"""table2.csv (methods x datasets, mean ± std over model seeds x MLP seeds, with notes
 on the runs, the layers of each model method and each trained model's budget and time), the long
 format, and where the spread comes from."""
 import _repository_src  # noqa: F401  (puts the repository's src/ on sys.path)

@@ -1,4 +1,4 @@
-"""results/table3.csv: the method's ensembles trained on real and on synthetic annotated images,
+"""table3.csv: the method's ensembles trained on real and on synthetic annotated images,
 with DatasetDDPM and the released synthetic datasets' DeepLabs (rows x (dataset, training data)),
 the paper's numbers where configured, and its long format."""
 import _repository_src  # noqa: F401  (puts the repository's src/ on sys.path)

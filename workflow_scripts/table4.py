@@ -1,4 +1,4 @@
-"""results/table4.csv: mIoU against the number of labelled training images (methods x
+"""table4.csv: mIoU against the number of labelled training images (methods x
 (dataset, count)), with the paper's DDPM numbers where configured, and its long format."""
 import _repository_src  # noqa: F401  (puts the repository's src/ on sys.path)
 

@@ -1,4 +1,4 @@
-"""results/table5.csv: mIoU under the three noise variants of the feature extraction (rows
+"""table5.csv: mIoU under the three noise variants of the feature extraction (rows
 method x variant, one column per dataset), with the paper's DDPM rows where configured."""
 import _repository_src  # noqa: F401  (puts the repository's src/ on sys.path)
 

@@ -8,7 +8,7 @@ rule active_labelling_run:
     input:
         unpack(get_active_labelling_inputs),
     output:
-        "results/{dataset}/active_labelling/{strategy}/seed{seed}.csv",
+        layout.experiment("{dataset}", "active_labelling/{strategy}/seed{seed}.csv"),
     params:
         stores=lambda wc: PLAN.active_labelling.stores(wc.dataset, int(wc.seed)),
         settings=lambda wc: PLAN.active_labelling.settings(wc.dataset),
@@ -35,10 +35,11 @@ rule active_labelling:
     input:
         runs=lambda wc: PLAN.active_labelling.curves(wc.dataset),
     output:
-        long="results/{dataset}/active_labelling.csv",
-        summary=report("results/{dataset}/active_labelling_summary.csv", caption="../report/active_labelling.rst",
-                       category="Experiments", subcategory="{dataset}", labels={"table": "active labelling"}),
-        figure=report("results/{dataset}/active_labelling.png", caption="../report/active_labelling.rst",
+        long=layout.experiment("{dataset}", "active_labelling.csv"),
+        summary=report(layout.experiment("{dataset}", "active_labelling_summary.csv"),
+                       caption="../report/active_labelling.rst", category="Experiments", subcategory="{dataset}",
+                       labels={"table": "active labelling"}),
+        figure=report(layout.experiment("{dataset}", "active_labelling.png"), caption="../report/active_labelling.rst",
                       category="Experiments", subcategory="{dataset}", labels={"figure": "active labelling"}),
     params:
         runs=lambda wc: PLAN.active_labelling.runs(wc.dataset),

@@ -5,13 +5,15 @@
 # the real test split (the predictions are temporary: only the scores are kept). The real column
 # is Table 2's run; DatasetDDPM and the released synthetic datasets' DeepLabs join the table.
 
+ANNOTATED_RUN = layout.trained_on("{method}", "{name}")  # the run folder of an annotated set
+
 
 use rule prepare_folder as prepare_annotated with:
     input:
         folder=lambda wc: PLAN.files.annotated_source(wc.dataset, wc.name),
-        split="results/{dataset}/data/test.zarr",
+        split=layout.split("{dataset}", "test"),
     output:
-        directory("results/{dataset}/data/annotated-{name}.zarr"),
+        directory(layout.split("{dataset}", "annotated-{name}")),
     params:
         settings=lambda wc: {key: dataset_settings(wc)[key] for key in ("image_size", "non_square", "resize")},
         folder=lambda wc: PLAN.files.annotated_folder(wc.dataset, wc.name),
@@ -25,12 +27,12 @@ use rule prepare_folder as prepare_annotated with:
 
 use rule train_ensemble as train_ensemble_annotated with:
     input:
-        data="results/{dataset}/data/annotated-{name}.zarr",
+        data=layout.split("{dataset}", "annotated-{name}"),
         stores=lambda wc: folders(PLAN.stores.method_stores(wc.dataset, wc.method, f"annotated-{wc.name}")),
     output:
-        models=per_seed("results/{{dataset}}/{{method}}/trained_on_{{name}}/seed{seed}/ensemble.pt"),
-        histories=per_seed("results/{{dataset}}/{{method}}/trained_on_{{name}}/seed{seed}/training_history.csv"),
-        features="results/{dataset}/{method}/trained_on_{name}/features.json",
+        models=per_seed(layout.run("{dataset}", ANNOTATED_RUN, "{seed}", "ensemble.pt")),
+        histories=per_seed(layout.run("{dataset}", ANNOTATED_RUN, "{seed}", "training_history.csv")),
+        features=layout.run_file("{dataset}", ANNOTATED_RUN, "features.json"),
     params:
         stores=lambda wc: PLAN.stores.method_stores(wc.dataset, wc.method, f"annotated-{wc.name}"),
     log:
@@ -41,12 +43,12 @@ use rule train_ensemble as train_ensemble_annotated with:
 
 use rule predict as predict_annotated with:
     input:
-        models=per_seed("results/{{dataset}}/{{method}}/trained_on_{{name}}/seed{seed}/ensemble.pt"),
-        data="results/{dataset}/data/test.zarr",
+        models=per_seed(layout.run("{dataset}", ANNOTATED_RUN, "{seed}", "ensemble.pt")),
+        data=layout.split("{dataset}", "test"),
         stores=lambda wc: folders(PLAN.stores.method_stores(wc.dataset, wc.method, "test")),
     output:
-        predictions=[temp(directory(p)) for p in per_seed("results/{{dataset}}/{{method}}/trained_on_{{name}}/seed{seed}/predictions.zarr")],
-        masks=[temp(directory(p)) for p in per_seed("results/{{dataset}}/{{method}}/trained_on_{{name}}/seed{seed}/masks")],
+        predictions=[temp(directory(p)) for p in per_seed(layout.run("{dataset}", ANNOTATED_RUN, "{seed}", "predictions.zarr"))],
+        masks=[temp(directory(p)) for p in per_seed(layout.run("{dataset}", ANNOTATED_RUN, "{seed}", "masks"))],
     params:
         stores=lambda wc: PLAN.stores.method_stores(wc.dataset, wc.method, "test"),
     log:
@@ -57,18 +59,18 @@ use rule predict as predict_annotated with:
 
 use rule evaluate as evaluate_annotated with:
     input:
-        predictions=per_seed("results/{{dataset}}/{{method}}/trained_on_{{name}}/seed{seed}/predictions.zarr"),
-        data="results/{dataset}/data/test.zarr",
+        predictions=per_seed(layout.run("{dataset}", ANNOTATED_RUN, "{seed}", "predictions.zarr")),
+        data=layout.split("{dataset}", "test"),
     output:
-        metrics=per_seed("results/{{dataset}}/{{method}}/trained_on_{{name}}/seed{seed}/metrics.json"),
-        per_class=per_seed("results/{{dataset}}/{{method}}/trained_on_{{name}}/seed{seed}/per_class_iou.csv"),
+        metrics=per_seed(layout.run("{dataset}", ANNOTATED_RUN, "{seed}", "metrics.json")),
+        per_class=per_seed(layout.run("{dataset}", ANNOTATED_RUN, "{seed}", "per_class_iou.csv")),
     log:
         "logs/evaluate_annotated/{dataset}_{method}_{name}.log",
 
 
 use rule segmenter as segmenter_annotated with:
     output:
-        directory("results/{dataset}/{method}/trained_on_{name}/seed{seed}/segmenter"),
+        directory(layout.run("{dataset}", ANNOTATED_RUN, "{seed}", "segmenter")),
     log:
         "logs/segmenter_annotated/{dataset}_{method}_{name}_{seed}.log",
 
@@ -77,8 +79,8 @@ rule table3:
     input:
         metrics=[path for d in PLAN.distill.table3_datasets for _, _, path in PLAN.distill.table3_runs(d)],
     output:
-        table=report("results/table3.csv", caption="../report/table3.rst", category="Experiments"),
-        long="results/table3_long.csv",
+        table=report(layout.table("table3.csv"), caption="../report/table3.rst", category="Experiments"),
+        long=layout.table("table3_long.csv"),
     params:
         runs=[(d, row, train) for d in PLAN.distill.table3_datasets for row, train, _ in PLAN.distill.table3_runs(d)],
         reported={d: config["datasets"][d]["experiments"]["reported"]["table3"] for d in PLAN.distill.table3_datasets},

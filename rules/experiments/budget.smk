@@ -4,15 +4,17 @@
 # (rules/features.smk) and Table 2's ensemble is trained and scored on them (predictions
 # temporary). The other methods are Table 2's runs, drawn as horizontal lines.
 
+BUDGET_RUN = layout.budget_run("{method}", "{step}")  # the run folder of a snapshot step
+
 
 use rule train_ensemble as train_ensemble_budget with:
     input:
-        data="results/{dataset}/data/train.zarr",
+        data=layout.split("{dataset}", "train"),
         stores=lambda wc: folders(PLAN.budget.stores(wc.dataset, "train", wc.step)),
     output:
-        models=per_seed("results/{{dataset}}/budget/step{{step}}/{{method}}/seed{seed}/ensemble.pt"),
-        histories=per_seed("results/{{dataset}}/budget/step{{step}}/{{method}}/seed{seed}/training_history.csv"),
-        features="results/{dataset}/budget/step{step}/{method}/features.json",
+        models=per_seed(layout.run("{dataset}", BUDGET_RUN, "{seed}", "ensemble.pt")),
+        histories=per_seed(layout.run("{dataset}", BUDGET_RUN, "{seed}", "training_history.csv")),
+        features=layout.run_file("{dataset}", BUDGET_RUN, "features.json"),
     params:
         stores=lambda wc: PLAN.budget.stores(wc.dataset, "train", wc.step),
         runs_own_stores=False,
@@ -24,12 +26,12 @@ use rule train_ensemble as train_ensemble_budget with:
 
 use rule predict as predict_budget with:
     input:
-        models=per_seed("results/{{dataset}}/budget/step{{step}}/{{method}}/seed{seed}/ensemble.pt"),
-        data="results/{dataset}/data/test.zarr",
+        models=per_seed(layout.run("{dataset}", BUDGET_RUN, "{seed}", "ensemble.pt")),
+        data=layout.split("{dataset}", "test"),
         stores=lambda wc: folders(PLAN.budget.stores(wc.dataset, "test", wc.step)),
     output:
-        predictions=[temp(directory(p)) for p in per_seed("results/{{dataset}}/budget/step{{step}}/{{method}}/seed{seed}/predictions.zarr")],
-        masks=[temp(directory(p)) for p in per_seed("results/{{dataset}}/budget/step{{step}}/{{method}}/seed{seed}/masks")],
+        predictions=[temp(directory(p)) for p in per_seed(layout.run("{dataset}", BUDGET_RUN, "{seed}", "predictions.zarr"))],
+        masks=[temp(directory(p)) for p in per_seed(layout.run("{dataset}", BUDGET_RUN, "{seed}", "masks"))],
     params:
         stores=lambda wc: PLAN.budget.stores(wc.dataset, "test", wc.step),
         runs_own_stores=False,
@@ -41,11 +43,11 @@ use rule predict as predict_budget with:
 
 use rule evaluate as evaluate_budget with:
     input:
-        predictions=per_seed("results/{{dataset}}/budget/step{{step}}/{{method}}/seed{seed}/predictions.zarr"),
-        data="results/{dataset}/data/test.zarr",
+        predictions=per_seed(layout.run("{dataset}", BUDGET_RUN, "{seed}", "predictions.zarr")),
+        data=layout.split("{dataset}", "test"),
     output:
-        metrics=per_seed("results/{{dataset}}/budget/step{{step}}/{{method}}/seed{seed}/metrics.json"),
-        per_class=per_seed("results/{{dataset}}/budget/step{{step}}/{{method}}/seed{seed}/per_class_iou.csv"),
+        metrics=per_seed(layout.run("{dataset}", BUDGET_RUN, "{seed}", "metrics.json")),
+        per_class=per_seed(layout.run("{dataset}", BUDGET_RUN, "{seed}", "per_class_iou.csv")),
     log:
         "logs/evaluate_budget/{dataset}_{step}_{method}.log",
 
@@ -53,12 +55,12 @@ use rule evaluate as evaluate_budget with:
 rule budget_curve:
     input:
         metrics=lambda wc: PLAN.budget.metrics(wc.dataset),
-        training="results/{dataset}/budget/diffusion/training.json",
+        training=layout.diffusion("{dataset}", layout.BUDGET_DIFFUSION, "training.json"),
     output:
-        table=report("results/{dataset}/budget_curve.csv", caption="../report/budget_curve.rst", category="{dataset}",
-                     subcategory="experiments", labels={"result": "budget curve table"}),
-        figure=report("results/{dataset}/budget_curve.png", caption="../report/budget_curve.rst", category="{dataset}",
-                      subcategory="experiments", labels={"result": "budget curve figure"}),
+        table=report(layout.experiment("{dataset}", "budget_curve.csv"), caption="../report/budget_curve.rst",
+                     category="{dataset}", subcategory="experiments", labels={"result": "budget curve table"}),
+        figure=report(layout.experiment("{dataset}", "budget_curve.png"), caption="../report/budget_curve.rst",
+                      category="{dataset}", subcategory="experiments", labels={"result": "budget curve figure"}),
     params:
         runs=lambda wc: PLAN.budget.runs(wc.dataset),
         names=lambda wc: {key: PLAN.plan_of(wc.dataset, key).name for key, _, _ in PLAN.budget.runs(wc.dataset)},

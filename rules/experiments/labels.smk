@@ -3,13 +3,15 @@
 # reading Table 2's train stores; the test split is predicted and scored as in Table 2 (the
 # predictions are temporary: only the scores are kept). The whole split is Table 2's run.
 
+LABELS_RUN = layout.labels_run("{method}", "{labels}")  # the run folder of a label count
+
 
 use rule train_ensemble as train_ensemble_labels with:
     output:
-        models=per_seed("results/{{dataset}}/{{method}}/labels{{labels}}/seed{seed}/ensemble.pt"),
-        histories=per_seed("results/{{dataset}}/{{method}}/labels{{labels}}/seed{seed}/training_history.csv"),
-        features="results/{dataset}/{method}/labels{labels}/features.json",
-        subsets="results/{dataset}/{method}/labels{labels}/subsets.json",
+        models=per_seed(layout.run("{dataset}", LABELS_RUN, "{seed}", "ensemble.pt")),
+        histories=per_seed(layout.run("{dataset}", LABELS_RUN, "{seed}", "training_history.csv")),
+        features=layout.run_file("{dataset}", LABELS_RUN, "features.json"),
+        subsets=layout.run_file("{dataset}", LABELS_RUN, "subsets.json"),
     params:
         labelled_images=lambda wc: int(wc.labels),
     log:
@@ -20,12 +22,12 @@ use rule train_ensemble as train_ensemble_labels with:
 
 use rule predict as predict_labels with:
     input:
-        models=per_seed("results/{{dataset}}/{{method}}/labels{{labels}}/seed{seed}/ensemble.pt"),
-        data="results/{dataset}/data/test.zarr",
+        models=per_seed(layout.run("{dataset}", LABELS_RUN, "{seed}", "ensemble.pt")),
+        data=layout.split("{dataset}", "test"),
         stores=lambda wc: folders(PLAN.stores.method_stores(wc.dataset, wc.method, "test")),
     output:
-        predictions=[temp(directory(p)) for p in per_seed("results/{{dataset}}/{{method}}/labels{{labels}}/seed{seed}/predictions.zarr")],
-        masks=[temp(directory(p)) for p in per_seed("results/{{dataset}}/{{method}}/labels{{labels}}/seed{seed}/masks")],
+        predictions=[temp(directory(p)) for p in per_seed(layout.run("{dataset}", LABELS_RUN, "{seed}", "predictions.zarr"))],
+        masks=[temp(directory(p)) for p in per_seed(layout.run("{dataset}", LABELS_RUN, "{seed}", "masks"))],
     params:
         stores=lambda wc: PLAN.stores.method_stores(wc.dataset, wc.method, "test"),
     log:
@@ -36,11 +38,11 @@ use rule predict as predict_labels with:
 
 use rule evaluate as evaluate_labels with:
     input:
-        predictions=per_seed("results/{{dataset}}/{{method}}/labels{{labels}}/seed{seed}/predictions.zarr"),
-        data="results/{dataset}/data/test.zarr",
+        predictions=per_seed(layout.run("{dataset}", LABELS_RUN, "{seed}", "predictions.zarr")),
+        data=layout.split("{dataset}", "test"),
     output:
-        metrics=per_seed("results/{{dataset}}/{{method}}/labels{{labels}}/seed{seed}/metrics.json"),
-        per_class=per_seed("results/{{dataset}}/{{method}}/labels{{labels}}/seed{seed}/per_class_iou.csv"),
+        metrics=per_seed(layout.run("{dataset}", LABELS_RUN, "{seed}", "metrics.json")),
+        per_class=per_seed(layout.run("{dataset}", LABELS_RUN, "{seed}", "per_class_iou.csv")),
     log:
         "logs/evaluate_labels/{dataset}_{method}_{labels}.log",
 
@@ -48,10 +50,10 @@ use rule evaluate as evaluate_labels with:
 rule table4:
     input:
         metrics=PLAN.labels.metrics(),
-        train=expand("results/{dataset}/data/train.zarr", dataset=PLAN.labels.datasets()),
+        train=expand(layout.split("{dataset}", "train"), dataset=PLAN.labels.datasets()),
     output:
-        table=report("results/table4.csv", caption="../report/table4.rst", category="Experiments"),
-        long="results/table4_long.csv",
+        table=report(layout.table("table4.csv"), caption="../report/table4.rst", category="Experiments"),
+        long=layout.table("table4_long.csv"),
     params:
         runs=[(d, key, n, PLAN.run_model_seed(d, key), s) for d, key, n, s in PLAN.labels.runs()],
         datasets=PLAN.labels.datasets(),

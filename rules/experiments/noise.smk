@@ -4,15 +4,17 @@
 # draws, one test draw of another seed); Table 2's ensemble is trained and scored on each
 # variant as in Table 2 (predictions temporary). The "+ +" row is Table 2's run.
 
+NOISE_RUN = layout.noise_run("{method}", "{variant}")  # the run folder of a noise variant
+
 
 use rule train_ensemble as train_ensemble_noise with:
     input:
-        data="results/{dataset}/data/train.zarr",
+        data=layout.split("{dataset}", "train"),
         stores=lambda wc: folders(PLAN.noise.stores(wc.dataset, wc.method, "train", wc.variant)),
     output:
-        models=per_seed("results/{{dataset}}/{{method}}/noise_{{variant}}/seed{seed}/ensemble.pt"),
-        histories=per_seed("results/{{dataset}}/{{method}}/noise_{{variant}}/seed{seed}/training_history.csv"),
-        features="results/{dataset}/{method}/noise_{variant}/features.json",
+        models=per_seed(layout.run("{dataset}", NOISE_RUN, "{seed}", "ensemble.pt")),
+        histories=per_seed(layout.run("{dataset}", NOISE_RUN, "{seed}", "training_history.csv")),
+        features=layout.run_file("{dataset}", NOISE_RUN, "features.json"),
     params:
         stores=lambda wc: PLAN.noise.stores(wc.dataset, wc.method, "train", wc.variant),
         runs_own_stores=False,
@@ -25,12 +27,12 @@ use rule train_ensemble as train_ensemble_noise with:
 
 use rule predict as predict_noise with:
     input:
-        models=per_seed("results/{{dataset}}/{{method}}/noise_{{variant}}/seed{seed}/ensemble.pt"),
-        data="results/{dataset}/data/test.zarr",
+        models=per_seed(layout.run("{dataset}", NOISE_RUN, "{seed}", "ensemble.pt")),
+        data=layout.split("{dataset}", "test"),
         stores=lambda wc: folders(PLAN.noise.stores(wc.dataset, wc.method, "test", wc.variant)),
     output:
-        predictions=[temp(directory(p)) for p in per_seed("results/{{dataset}}/{{method}}/noise_{{variant}}/seed{seed}/predictions.zarr")],
-        masks=[temp(directory(p)) for p in per_seed("results/{{dataset}}/{{method}}/noise_{{variant}}/seed{seed}/masks")],
+        predictions=[temp(directory(p)) for p in per_seed(layout.run("{dataset}", NOISE_RUN, "{seed}", "predictions.zarr"))],
+        masks=[temp(directory(p)) for p in per_seed(layout.run("{dataset}", NOISE_RUN, "{seed}", "masks"))],
     params:
         stores=lambda wc: PLAN.noise.stores(wc.dataset, wc.method, "test", wc.variant),
         runs_own_stores=False,
@@ -42,11 +44,11 @@ use rule predict as predict_noise with:
 
 use rule evaluate as evaluate_noise with:
     input:
-        predictions=per_seed("results/{{dataset}}/{{method}}/noise_{{variant}}/seed{seed}/predictions.zarr"),
-        data="results/{dataset}/data/test.zarr",
+        predictions=per_seed(layout.run("{dataset}", NOISE_RUN, "{seed}", "predictions.zarr")),
+        data=layout.split("{dataset}", "test"),
     output:
-        metrics=per_seed("results/{{dataset}}/{{method}}/noise_{{variant}}/seed{seed}/metrics.json"),
-        per_class=per_seed("results/{{dataset}}/{{method}}/noise_{{variant}}/seed{seed}/per_class_iou.csv"),
+        metrics=per_seed(layout.run("{dataset}", NOISE_RUN, "{seed}", "metrics.json")),
+        per_class=per_seed(layout.run("{dataset}", NOISE_RUN, "{seed}", "per_class_iou.csv")),
     log:
         "logs/evaluate_noise/{dataset}_{method}_{variant}.log",
 
@@ -55,8 +57,8 @@ rule table5:
     input:
         metrics=PLAN.noise.metrics(),
     output:
-        table=report("results/table5.csv", caption="../report/table5.rst", category="Experiments"),
-        long="results/table5_long.csv",
+        table=report(layout.table("table5.csv"), caption="../report/table5.rst", category="Experiments"),
+        long=layout.table("table5_long.csv"),
     params:
         runs=[(d, key, v, PLAN.run_model_seed(d, key), s) for d, key, v, s in PLAN.noise.runs()],
         names=PLAN.names(),

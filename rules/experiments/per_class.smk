@@ -4,12 +4,12 @@
 
 rule per_class_iou:
     input:
-        per_class=lambda wc: [f"results/{wc.dataset}/{key}/seed{s}/per_class_iou.csv" for d, key, s in RUNS if d == wc.dataset],
+        per_class=lambda wc: [layout.run(d, key, s, "per_class_iou.csv") for d, key, s in RUNS if d == wc.dataset],
     output:
-        table=report("results/{dataset}/per_class_iou.csv", caption="../report/per_class_table.rst",
+        table=report(layout.experiment("{dataset}", "per_class_iou.csv"), caption="../report/per_class_table.rst",
                      category="{dataset}", subcategory="experiments", labels={"result": "per-class IoU table"}),
-        long="results/{dataset}/per_class_iou_long.csv",
-        figure=report("results/{dataset}/per_class_iou.png", caption="../report/per_class_table.rst",
+        long=layout.experiment("{dataset}", "per_class_iou_long.csv"),
+        figure=report(layout.experiment("{dataset}", "per_class_iou.png"), caption="../report/per_class_table.rst",
                       category="{dataset}", subcategory="experiments", labels={"result": "per-class IoU figure"}),
     params:
         runs=lambda wc: [(key, s) for d, key, s in RUNS if d == wc.dataset],

@@ -6,10 +6,10 @@
 
 rule resplit_images:
     input:
-        train="results/{dataset}/data/train.zarr",
-        test="results/{dataset}/data/test.zarr",
+        train=layout.split("{dataset}", "train"),
+        test=layout.split("{dataset}", "test"),
     output:
-        "results/{dataset}/resplits/split{resplit}.json",
+        layout.experiment("{dataset}", "resplits/split{resplit}.json"),
     log:
         "logs/resplit_images/{dataset}_{resplit}.log",
     benchmark:
@@ -27,7 +27,7 @@ rule resplit_ensemble:
     input:
         unpack(get_resplit_inputs),
     output:
-        "results/{dataset}/{method}/resplit{resplit}/scores.csv",
+        layout.run_file("{dataset}", "{method}", "resplit{resplit}/scores.csv"),
     params:
         stores=lambda wc: PLAN.resplits.stores(wc.dataset, wc.method),
         ensemble=lambda wc: dataset_settings(wc)["ensemble"],
@@ -51,9 +51,9 @@ rule resplit_ensemble:
 
 rule table2_resplits:
     input:
-        scores=[f"results/{d}/{key}/resplit{r}/scores.csv" for d, key, r in PLAN.resplits.runs()],
+        scores=[layout.run_file(d, key, f"resplit{r}/scores.csv") for d, key, r in PLAN.resplits.runs()],
     output:
-        "results/table2_resplits.csv",
+        layout.table("table2_resplits.csv"),
     params:
         runs=PLAN.resplits.runs(),
         names=PLAN.names(),

@@ -1,17 +1,16 @@
 # Figure 6 of the paper: robustness to corruptions. The configured corruptions of the
 # `imagecorruptions` package that work with the installed libraries (a checkpoint tries each)
 # are applied to the test split at every severity, each a prepared split of its own
-# (results/<dataset>/data/test-<corruption>/severity<s>.zarr, one job per corruption writing
-# every severity). One job per (method folder,
-# corruption) extracts their features with the clean run's recipe into a temporary folder and
-# scores Table 2's clean ensembles on them; nothing is retrained.
+# (layout.corrupted_test, one job per corruption writing every severity). One job per (method
+# folder, corruption) extracts their features with the clean run's recipe into a temporary
+# folder and scores Table 2's clean ensembles on them; nothing is retrained.
 
 
 checkpoint corruption_check:
     input:
-        data="results/{dataset}/data/test.zarr",
+        data=layout.split("{dataset}", "test"),
     output:
-        "results/{dataset}/data/corruptions.json",
+        layout.data("{dataset}", "corruptions.json"),
     params:
         corruptions=lambda wc: dataset_settings(wc)["experiments"]["corruptions"],
         severities=lambda wc: PLAN.robustness.severities(wc.dataset),
@@ -28,9 +27,9 @@ checkpoint corruption_check:
 
 rule corrupt_test:
     input:
-        data="results/{dataset}/data/test.zarr",
+        data=layout.split("{dataset}", "test"),
     output:
-        directory("results/{dataset}/data/test-{corruption}"),
+        directory(layout.corrupted_test("{dataset}", "{corruption}")),
     params:
         severities=lambda wc: PLAN.robustness.severities(wc.dataset),
     log:
@@ -50,7 +49,7 @@ rule robustness_scores:
     input:
         unpack(get_robustness_inputs),
     output:
-        "results/{dataset}/{method}/robustness/{corruption}.csv",
+        layout.run_file("{dataset}", "{method}", "robustness/{corruption}.csv"),
     params:
         data=lambda wc: PLAN.robustness.corrupted_tests(wc.dataset, wc.corruption),
         dataset=lambda wc: wc.dataset,
@@ -81,10 +80,10 @@ rule robustness_scores:
 rule robustness:
     input:
         corrupted=get_robustness_scores,
-        clean=lambda wc: [f"results/{wc.dataset}/{key}/seed{s}/metrics.json" for key, s in PLAN.experiment_runs(wc.dataset)],
+        clean=lambda wc: [layout.run(wc.dataset, key, s, "metrics.json") for key, s in PLAN.experiment_runs(wc.dataset)],
     output:
-        report("results/{dataset}/robustness.csv", caption="../report/robustness.rst", category="{dataset}",
-               subcategory="experiments", labels={"result": "robustness to corruptions"}),
+        report(layout.experiment("{dataset}", "robustness.csv"), caption="../report/robustness.rst",
+               category="{dataset}", subcategory="experiments", labels={"result": "robustness to corruptions"}),
     params:
         runs=lambda wc: PLAN.experiment_runs(wc.dataset),
         names=lambda wc: {key: PLAN.plan_of(wc.dataset, key).name for key, _ in PLAN.experiment_runs(wc.dataset)},
@@ -101,10 +100,10 @@ rule robustness:
 
 rule figure6:
     input:
-        expand("results/{dataset}/robustness.csv", dataset=DATASETS),
+        expand(layout.experiment("{dataset}", "robustness.csv"), dataset=DATASETS),
     output:
-        figure=report("results/figure6.png", caption="../report/figure6.rst", category="Experiments"),
-        table="results/figure6.csv",
+        figure=report(layout.table("figure6.png"), caption="../report/figure6.rst", category="Experiments"),
+        table=layout.table("figure6.csv"),
     log:
         "logs/figure6.log",
     threads: 1

@@ -1,6 +1,7 @@
 """The results layout: where every result of the workflow lives, below results/. The plan's
-paths and the rules' input functions come from here; each function takes a dataset and the
-names that pick the file (wildcard patterns such as "{seed}" work too).
+paths, the rules' inputs and outputs and their input functions come from here; each function
+takes a dataset and the names that pick the file, or the wildcard patterns of a rule
+(layout.run("{dataset}", "{method}", "{seed}", "ensemble.pt")).
 
 Vocabulary: a method *folder* (key) is a method's result folder, one per model seed for a
 source that has them ('ddpm', 'ddpm_m2'); a *run folder* is a method folder or one of its
@@ -13,20 +14,27 @@ import re
 from ddpmseg import backbones
 
 RESULTS = "results"
+BUDGET_DIFFUSION = "budget/diffusion"  # the budget curve's diffusion training, a folder of `diffusion`
 
 
 def dataset_dir(dataset: str) -> str:
+    """A dataset's results folder."""
     return f"{RESULTS}/{dataset}"
+
+
+def data(dataset: str, file: str) -> str:
+    """A file of the prepared data folder: summary.json, corruptions.json (a split: `split`)."""
+    return f"{dataset_dir(dataset)}/data/{file}"
 
 
 def split(dataset: str, name: str) -> str:
     """A prepared split (train, test, unlabeled, annotated-<set>, segment-<folder>)."""
-    return f"{RESULTS}/{dataset}/data/{name}.zarr"
+    return data(dataset, f"{name}.zarr")
 
 
 def corrupted_test(dataset: str, corruption: str, severity=None) -> str:
     """The test split under a corruption: the folder of all severities, or one severity's split."""
-    folder = f"{RESULTS}/{dataset}/data/test-{corruption}"
+    folder = data(dataset, f"test-{corruption}")
     return folder if severity is None else f"{folder}/severity{severity}.zarr"
 
 
@@ -37,18 +45,18 @@ def diffusion_dir(key: str) -> str:
 
 
 def diffusion(dataset: str, folder: str, file: str) -> str:
-    """A file of a diffusion training: folder diffusion[_m<d>], or budget/diffusion (the budget curve's)."""
-    return f"{RESULTS}/{dataset}/{folder}/{file}"
+    """A file of a diffusion training: folder diffusion[_m<d>], or BUDGET_DIFFUSION (the budget curve's)."""
+    return f"{dataset_dir(dataset)}/{folder}/{file}"
 
 
 def budget_snapshot(dataset: str, step) -> str:
     """The budget curve's EMA weights at `step`."""
-    return f"{RESULTS}/{dataset}/budget/diffusion/snapshots/step{step}.pt"
+    return diffusion(dataset, BUDGET_DIFFUSION, f"snapshots/step{step}.pt")
 
 
 def pretrained(dataset: str, method: str, file: str) -> str:
     """A file of a source the workflow pretrains (model.pt, training.json)."""
-    return f"{RESULTS}/{dataset}/pretrained/{method}/{file}"
+    return f"{dataset_dir(dataset)}/pretrained/{method}/{file}"
 
 
 def cell_id(layer: str, timestep: int | None) -> str:
@@ -58,7 +66,7 @@ def cell_id(layer: str, timestep: int | None) -> str:
 
 def feature_dir(dataset: str, key: str, split_name: str, name: str) -> str:
     """The folder of one extraction job's stores (`plan.stores.Extraction`)."""
-    return f"{RESULTS}/{dataset}/features/{key}/{split_name}/{name}"
+    return f"{dataset_dir(dataset)}/features/{key}/{split_name}/{name}"
 
 
 def store(folder: str, layer: str, timestep) -> str:
@@ -96,39 +104,51 @@ def budget_run(key: str, step) -> str:
     return key if step is None else f"budget/step{step}/{key}"
 
 
+def distill_run(pool: str) -> str:
+    """The run folder of the DeepLabs distilled from a pool: 'distill_<pool>'."""
+    return f"distill_{pool}"
+
+
 def run_dir(dataset: str, folder: str) -> str:
     """A run folder (method folder or variant)."""
-    return f"{RESULTS}/{dataset}/{folder}"
+    return f"{dataset_dir(dataset)}/{folder}"
+
+
+def run_file(dataset: str, folder: str, file: str) -> str:
+    """A file of a run folder that its seeds share: features.json, cell_weights.csv, subsets.json,
+    robustness/<corruption>.csv, resplit<r>/scores.csv."""
+    return f"{run_dir(dataset, folder)}/{file}"
 
 
 def run(dataset: str, folder: str, seed, file: str) -> str:
     """A file of one MLP seed's run: ensemble.pt, metrics.json, segmenter, ..."""
-    return f"{RESULTS}/{dataset}/{folder}/seed{seed}/{file}"
+    return f"{run_dir(dataset, folder)}/seed{seed}/{file}"
 
 
 def figure(dataset: str, key: str, file: str) -> str:
     """A method folder's figure (fig2-4, cell weights)."""
-    return f"{RESULTS}/{dataset}/figures/{key}/{file}"
+    return f"{dataset_dir(dataset)}/figures/{key}/{file}"
 
 
 def probes(dataset: str, method: str, file: str) -> str:
     """A file of a method's probe sweep (cells/<cell>.json, the table, the class split)."""
-    return f"{RESULTS}/{dataset}/probes/{method}/{file}"
+    return f"{dataset_dir(dataset)}/probes/{method}/{file}"
 
 
 def distill(dataset: str, pool: str, file: str) -> str:
-    """A file of a distillation pool's folder (samples/, labelled/, seed<s>/)."""
-    return f"{RESULTS}/{dataset}/distill_{pool}/{file}"
+    """A file of a distillation pool's folder (samples/, labelled/; its seeds' runs: `run`)."""
+    return run_file(dataset, distill_run(pool), file)
 
 
 def segment(dataset: str, name: str) -> str:
     """The output folder of a `segment:` folder."""
-    return f"{RESULTS}/{dataset}/segment/{name}"
+    return f"{dataset_dir(dataset)}/segment/{name}"
 
 
 def experiment(dataset: str, file: str) -> str:
-    """A dataset's experiment output: label_next/ranking.csv, active_labelling/..., resplits/..., robustness.csv."""
-    return f"{RESULTS}/{dataset}/{file}"
+    """A dataset's output over its runs: overview.png, reliability.*, per_class_iou*, robustness.csv,
+    budget_curve.*, active_labelling*, label_next/..., resplits/split<r>.json."""
+    return f"{dataset_dir(dataset)}/{file}"
 
 
 def table(file: str) -> str:

@@ -1,6 +1,6 @@
 """The feature stores' plan: which extraction job writes which folder of stores, and where each
 cell's store lives. One job (rule `extract_features`) writes one folder,
-results/<dataset>/features/<model>/<split>/<name>, one store per cell inside."""
+`layout.feature_dir(dataset, model, split, name)`, one store per cell inside."""
 
 import re
 from dataclasses import dataclass
