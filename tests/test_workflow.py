@@ -110,10 +110,11 @@ def test_every_rule_is_written_once_with_the_same_names_for_every_config(tmp_pat
     """No rule is generated in a Python loop: the rule names do not depend on the config, so one
     `--set-resources` line reaches every job of a rule (here every extraction: Table 2's cells,
     the probe sweep, Table 5's noise variants, the budget curve's snapshots), and the SLURM
-    profile names only rules that exist."""
-    for path in sorted((REPO / "rules").rglob("*.smk")):
+    profile names only rules that exist. Every results path comes from the results layout."""
+    for path in [REPO / "Snakefile", *sorted((REPO / "rules").rglob("*.smk"))]:
         text = path.read_text()
         assert not re.search(r"^\s+rule\s*:", text, re.M) and not re.search(r"^for ", text, re.M), path
+        assert "results/" not in text, f"{path}: a results path outside ddpmseg.plan.layout"
     shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
     names = {config: snakemake(tmp_path, "--list-rules", *args).stdout.split()
              for config, args in (("default", ()), ("paper", ("--configfile", str(REPO / "config/paper.yaml"))))}
