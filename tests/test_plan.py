@@ -9,6 +9,7 @@ import pytest
 import yaml
 from snakemake.utils import update_config, validate
 
+from conftest import heavy_modules_imported
 from ddpmseg.methods import ConfigProblem
 from ddpmseg.plan import Plan
 from ddpmseg.plan.stores import EXTRACTION_NAMES
@@ -228,3 +229,8 @@ def test_an_auto_methods_stores_are_those_its_sweep_picked():
         "results/creatures7/features/unet_untrained/test/cells/features_b1_t50.zarr"]
     assert asked == ["ddpm"]
     assert plan.stores.run_stores("creatures7", "pixels", "test", 3) == plan.stores.method_stores("creatures7", "pixels", "test")
+
+
+def test_the_plan_imports_no_model_library():
+    """The Snakefile plans every job without torch, matplotlib or datumaro: parsing stays quick."""
+    assert heavy_modules_imported("import ddpmseg.plan", ["torch", "matplotlib", "datumaro"]) == []
