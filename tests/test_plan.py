@@ -220,13 +220,14 @@ def test_format_auto_is_settled_from_the_folder_before_anything_plans(tmp_path):
 
 def test_an_auto_methods_stores_are_those_its_sweep_picked():
     """`auto` cells are known once the sweep has run: the workflow hands them to the plan
-    (`Stores.sweep_cells`); the untrained UNet takes the trained one's sweep."""
+    (`Stores.sweep_cells`); the untrained UNet takes the trained one's cells, from its own sweep's
+    stores."""
     plan = Plan(validated({"datasets": {"creatures7": {"features": {"blocks": "auto", "timesteps": "auto"}}}}))
     asked = []
     plan.stores.sweep_cells = lambda dataset, method: asked.append(method) or [("b3", 150), ("b1", 50)]
-    assert plan.stores.method_stores("creatures7", "unet_untrained", "test") == [
-        "results/creatures7/features/unet_untrained/test/cells/features_b3_t150.zarr",
-        "results/creatures7/features/unet_untrained/test/cells/features_b1_t50.zarr"]
+    assert plan.stores.method_stores("creatures7", "unet_untrained", "test") == [  # its own sweep's stores
+        "results/creatures7/features/unet_untrained/test/sweep_t150/features_b3_t150.zarr",
+        "results/creatures7/features/unet_untrained/test/sweep_t50/features_b1_t50.zarr"]
     assert asked == ["ddpm"]
     assert plan.stores.run_stores("creatures7", "pixels", "test", 3) == plan.stores.method_stores("creatures7", "pixels", "test")
 

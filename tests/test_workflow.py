@@ -1157,10 +1157,10 @@ datasets:
     flags = store.attrs["model_flags"]
     assert (flags["num_channels"], flags["channel_mult"], flags["learn_sigma"]) == (32, "1,2", True)
     assert store.shape == (3, 64, 32, 32)  # block 1 ends with the upsampler: 16 -> 32
-    other = open_store(str(features / "noise1/features_b1_t5.zarr"))  # run 1's noise: other features
+    other = open_store(str(features / "cells_noise1/features_b1_t5.zarr"))  # run 1's noise: other features
     assert (store.attrs["noise_seed"], other.attrs["noise_seed"]) == (0, 1) and (store[:] != other[:]).any()
     used = json.loads((workdir / "results/tiny_paper/ddpm/features.json").read_text())
-    assert [Path(p).parent.name for p in used["stores"]] == ["noise0", "noise0", "noise1", "noise1"]
+    assert [Path(p).parent.name for p in used["stores"]] == ["cells_noise0", "cells_noise0", "cells_noise1", "cells_noise1"]
     assert zarr.open_group(str(workdir / "results/tiny_paper/data/train.zarr"), mode="r").attrs["resize"] == "paper"
     table = pd.read_csv(workdir / "results/table2.csv", index_col=0)
     assert list(table.index) == ["DDPM", "UNet (untrained)", "DDPM: layers", "UNet (untrained): layers",

@@ -74,7 +74,10 @@ class Stores:
         return layout.store(layout.feature_dir(dataset, key, split, name), layer, timestep)
 
     def cell_stores(self, dataset: str, key: str, split: str, cells) -> list:
-        """Store paths of a method folder's `cells`; with per-run noise every run's, run-major."""
+        """Store paths of a method folder's `cells`; with per-run noise every run's, run-major. An
+        `auto` method's are its probe sweep's (the first run's noise)."""
+        if self.plan.is_auto(dataset, base_method(key)):
+            return [self.sweep_store(dataset, key, split, layer, t) for layer, t in cells]
         if self.plan.per_run_noise(dataset, key):
             return [self.store_path(dataset, key, split, layer, t, noise=s) for s in self.plan.seeds for layer, t in cells]
         return [self.store_path(dataset, key, split, layer, t) for layer, t in cells]
@@ -90,7 +93,7 @@ class Stores:
     def sweep_store(self, dataset: str, method: str, split: str, layer: str, timestep) -> str:
         """The store of a probe sweep cell: Table 2's (the first run's) where the method's cells
         hold it, else its timestep's sweep extraction's."""
-        if (layer, timestep) in self.plan.fixed_cells(dataset, method):
+        if (layer, timestep) in self.plan.fixed_cells(dataset, base_method(method)):
             return self.store_path(dataset, method, split, layer, timestep)
         name = "sweep" if timestep is None else f"sweep_t{timestep}"
         return layout.store(layout.feature_dir(dataset, method, split, name), layer, timestep)
