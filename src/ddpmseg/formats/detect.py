@@ -33,7 +33,7 @@ def detect(root) -> tuple[str, str]:
         return found[0]
     if not found:
         raise DatasetError(f"{root}: no known format found (none of the paper's layout, image_mask, voc, "
-                           "coco_instances, labelme, nor what datumaro detects). Set the dataset's `format`.")
+                           "coco_instances, labelme, label_studio, nor what datumaro detects). Set the dataset's `format`.")
     listed = "; ".join(f"{name} ({why})" for name, why in found)
     raise DatasetError(f"{root}: fits {len(found)} formats: {listed}. Set the dataset's `format` to the one "
                        "meant, or move the other files out of the folder.")

@@ -19,7 +19,7 @@ import numpy as np
 from ddpmseg.datasets import check_item, problems_error
 from ddpmseg.errors import DatasetError
 from ddpmseg.folders import list_folder
-from ddpmseg.formats import READERS, coco, paper
+from ddpmseg.formats import FILE_READERS, READERS, paper
 from ddpmseg.formats.source import Source, SourceImage, assign_splits, class_table, lut_classes
 from ddpmseg.splits import write_empty_split, write_split
 
@@ -46,7 +46,7 @@ def read_source(root, settings: dict, where: str) -> Source:
         hint = f" (did you mean {near[0]!r}?)" if near else ""
         raise DatasetError(f"{where}.format: unknown format {name!r}{hint}; known: {', '.join(sorted(READERS))}.")
     root = pathlib.Path(root)
-    if not root.is_dir() and not (root.is_file() and READERS[name] is coco.read):
+    if not root.is_dir() and not (root.is_file() and READERS[name] in FILE_READERS):
         raise DatasetError(f"{root}: folder not found. Fix the dataset's `path`.")
     return READERS[name](root, settings)
 
@@ -61,7 +61,7 @@ def prepare_formatted(root, settings: dict, outputs: dict, needs_unlabeled: bool
     and the image ids of each split ('splits').
     """
     source = read_source(root, settings, where)
-    root = pathlib.Path(root) if pathlib.Path(root).is_dir() else pathlib.Path(root).parent  # a COCO JSON's folder
+    root = pathlib.Path(root) if pathlib.Path(root).is_dir() else pathlib.Path(root).parent  # an export file's folder
     ignore = 255 if settings["ignore_label"] is None else settings["ignore_label"]
     mapping = settings["classes"] if isinstance(settings["classes"], dict) else None
     classes, lut = class_table(source, mapping, settings["unannotated"], ignore, where)
