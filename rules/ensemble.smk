@@ -14,7 +14,7 @@ rule train_ensemble:
         stores=lambda wc: PLAN.stores.method_stores(wc.dataset, wc.method, "train"),
         settings=lambda wc: dataset_settings(wc)["ensemble"],
         seeds=SEEDS,
-        auto=lambda wc: PLAN.is_auto(wc.dataset, PLAN.plan_of(wc.dataset, wc.method).key),
+        auto=lambda wc: PLAN.is_auto(wc.dataset, wc.method),
         torch_threads=lambda wc: dataset_settings(wc)["threads"],
         runs_own_stores=runs_own_stores,
     log:

@@ -42,7 +42,6 @@ from ddpmseg.images import IMAGE_SUFFIXES, shown_size
 
 REGION_RESULTS = {"brushlabels": "brushlabels", "polygonlabels": "polygonlabels"}  # result type -> its labels key
 UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-")  # what Label Studio puts before an uploaded file's name
-CHOICES = ("latest", "first", "ground_truth")
 
 
 def read(root, settings: dict) -> Source:

@@ -171,9 +171,9 @@ class Plan:
 
     # --- cells
 
-    def is_auto(self, dataset: str, method: str) -> bool:
-        """Whether a method's cells are chosen by the probe sweep (`auto`)."""
-        return self.plans[dataset][method].layers == "auto"
+    def is_auto(self, dataset: str, key: str) -> bool:
+        """Whether a method's cells are chosen by the probe sweep (`auto`); `key` a method or one of its folders."""
+        return self.plan_of(dataset, key).layers == "auto"
 
     def fixed_cells(self, dataset: str, method: str) -> list:
         """The configured (layer, timestep) cells of a method, timestep-major and layer-minor (the

@@ -76,7 +76,7 @@ class Stores:
     def cell_stores(self, dataset: str, key: str, split: str, cells) -> list:
         """Store paths of a method folder's `cells`; with per-run noise every run's, run-major. An
         `auto` method's are its probe sweep's (the first run's noise)."""
-        if self.plan.is_auto(dataset, base_method(key)):
+        if self.plan.is_auto(dataset, key):
             return [self.sweep_store(dataset, key, split, layer, t) for layer, t in cells]
         if self.plan.per_run_noise(dataset, key):
             return [self.store_path(dataset, key, split, layer, t, noise=s) for s in self.plan.seeds for layer, t in cells]
