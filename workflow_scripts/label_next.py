@@ -1,6 +1,10 @@
 """Ranks the unlabeled pool for labelling with one seed's ensemble (ddpmseg.label_next) and
 writes the picked batch: the original images, their predicted masks at their own size as palette
-PNGs and in the dataset's format, an overlay each for the annotator, and batch.csv."""
+PNGs and in the dataset's format (or as Label Studio tasks), an overlay each for the annotator,
+batch.csv and batch.json (dataset, method, seed, classes and colours: what `ddpmseg label-studio
+push` needs)."""
+import json
+import urllib.parse
 import _repository_src  # noqa: F401  (puts the repository's src/ on sys.path)
 from pathlib import Path
 
@@ -11,6 +15,7 @@ from ddpmseg.atomic import folder_written_atomically
 from ddpmseg.images import read_rgb, write_upright
 from ddpmseg.errors import UserError
 from ddpmseg.formats.export import export_masks
+from ddpmseg.formats.label_studio_tasks import MANIFEST, batch_tasks, label_config
 from ddpmseg.label_next import already_labelled, pooled_features, rank, score_images
 from ddpmseg.mlp import load_ensemble
 from ddpmseg.palette import palette, save_palette_png
@@ -53,8 +58,13 @@ files = [source / name for name in picked["file"]]
 fmt = settings["format"]
 taken = set(train.attrs["image_ids"])  # a pool image named as a training image is renamed in real/train/
 names = [image_id if image_id not in taken else f"pool-{image_id}" for image_id in picked["image"]]
+picked.insert(picked.columns.get_loc("file") + 1, "name", names)  # the image's name once labelled (paper layout)
+colours = palette(len(classes))[: len(classes)].tolist()
 with folder_written_atomically(snakemake.output.batch) as out:
     picked.to_csv(out / "batch.csv", index=False)
+    (out / MANIFEST).write_text(json.dumps(
+        {"dataset": snakemake.wildcards.dataset, "method": settings["method"], "seed": settings["seed"],
+         "strategy": settings["strategy"], "classes": classes, "colours": colours, "ignore_label": ignore}, indent=1))
     for image_id, name, file, mask, js, (_, row) in zip(picked["image"], names, files, masks, uncertainty,
                                                         picked.iterrows()):
         for folder in ("images", "masks", "overlays"):
@@ -68,8 +78,13 @@ with folder_written_atomically(snakemake.output.batch) as out:
             (out / "real" / "train" / name).parent.mkdir(parents=True, exist_ok=True)
             write_upright(file, out / "real" / "train" / f"{name}{file.suffix}")
             np.save(out / "real" / "train" / f"{name}.npy", mask)
-    if fmt not in ("paper", "palette"):
-        export_masks(out / fmt, fmt, list(picked["image"]), files, masks, classes,
-                     palette(len(classes))[: len(classes)].tolist())
+    if fmt == "label_studio":  # images served from the batch folder as Label Studio's local files
+        urls = [f"/data/local-files/?d={urllib.parse.quote(f'images/{image_id}{file.suffix}')}"
+                for image_id, file in zip(picked["image"], files)]
+        (out / fmt).mkdir()
+        (out / fmt / "tasks.json").write_text(json.dumps(batch_tasks(out, urls)))
+        (out / fmt / "label_config.xml").write_text(label_config(classes, colours))
+    elif fmt not in ("paper", "palette"):
+        export_masks(out / fmt, fmt, list(picked["image"]), files, masks, classes, colours)
 ranked.to_csv(snakemake.output.ranking, index=False)
 log.info("ranked %d pool images by %s; picked %s", len(ranked), settings["strategy"], ", ".join(picked["image"]))

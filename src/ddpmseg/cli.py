@@ -5,6 +5,8 @@ export it to ONNX, from the shell, without a config or Snakemake.
     ddpmseg info results/fasseg_face6/ddpm/seed0/segmenter
     ddpmseg export results/fasseg_face6/ddpm/seed0/segmenter faces.onnx
     ddpmseg data check /data/streets_voc
+    ddpmseg label-studio push results/fasseg_face6/label_next --project faces
+    ddpmseg label-studio pull --project faces --configfile config/fasseg_face6.yaml --dataset fasseg_face6
 
 A problem with what was given (a missing bundle or checkpoint, an unreadable image, a bundle of
 a newer format) ends the command with one line naming the file and the fix, exit status 2;
@@ -196,6 +198,42 @@ def data_check(args) -> int:
     return 0
 
 
+def label_studio(args) -> None:
+    """push: a label_next batch into a Label Studio project; pull: its finished annotations into
+    the dataset (`ddpmseg.label_studio_sync`)."""
+    from ddpmseg import label_studio_sync as sync
+
+    if args.label_studio_command == "push":
+        if not Path(args.batch).is_dir():
+            raise InputProblem(f"{args.batch}: no such folder; give results/<dataset>/label_next (or its batch/)")
+        server = sync.Server(args.url)
+        done = sync.push(server, args.batch, args.project)
+        print(f"{server.url}/projects/{done['project']}: {args.project!r} has {len(done['added'])} new tasks"
+              f"{' (' + ', '.join(done['added']) + ')' if done['added'] else ''}; "
+              f"{len(done['present'])} of the batch were there already")
+        return
+    from ddpmseg.config import load_config
+    from ddpmseg.formats.dataset_labels import DatasetLabels
+    from ddpmseg.plan.settle import settled_formats
+
+    config = load_config(args.configfile)
+    settings = (config.get("datasets") or {}).get(args.dataset)
+    if settings is None:
+        raise InputProblem(f"--dataset {args.dataset}: not a dataset of the config; give one of "
+                           f"{', '.join(config.get('datasets') or {})}")
+    if settings["path"] is None:
+        raise InputProblem(f"--dataset {args.dataset}: the embedded generated dataset has no folder to write labels "
+                           "into; pull into a dataset with a `path`")
+    settled_formats({"datasets": {args.dataset: settings}})
+    labels = DatasetLabels(settings["path"], settings, f"config: datasets.{args.dataset}")
+    server = sync.Server(args.url)
+    done = sync.pull(server, args.project, labels)
+    skipped = ", ".join(f"{n} {why}" for why, n in done["skipped"].items() if n)
+    print(f"{settings['path']}: labels of {len(done['written'])} images written"
+          f"{' (' + ', '.join(done['written']) + ')' if done['written'] else ''}, {len(done['unchanged'])} unchanged"
+          f"{'; tasks skipped: ' + skipped if skipped else ''}")
+
+
 def parser() -> argparse.ArgumentParser:
     main = argparse.ArgumentParser(prog="ddpmseg", description="Segment images with a trained ddpmseg segmenter "
                                    "bundle (results/<dataset>/<method>/seed<s>/segmenter, or distill_<pool>/.../"
@@ -254,6 +292,29 @@ def parser() -> argparse.ArgumentParser:
     verify.add_argument("--unannotated", default="auto", help="the config's `unannotated` (default auto)")
     verify.add_argument("--ignore-label", type=int, metavar="N", help="the config's `ignore_label` (default 255)")
     verify.set_defaults(run=data_check)
+    studio = commands.add_parser("label-studio", help="label the next batch in Label Studio and pull the labels back",
+                                 description="Talk to a Label Studio server (--url, else LABEL_STUDIO_URL, else "
+                                 "http://localhost:8080) with the token in LABEL_STUDIO_API_KEY (a personal access "
+                                 "token, or a legacy one). docs/label_next.md#label-with-label-studio").add_subparsers(
+        dest="label_studio_command", required=True, metavar="COMMAND")
+    send = studio.add_parser("push", help="a label_next batch into a project, its masks as predictions",
+                             description="Upload the batch's images into the project (created with the dataset's "
+                             "classes and colours where missing), each with the ensemble's masks as a prediction "
+                             "scored by its uncertainty and its rank as task data; images already there are left.")
+    send.add_argument("batch", metavar="BATCH", help="results/<dataset>/label_next (or its batch/ folder)")
+    receive = studio.add_parser("pull", help="the project's finished annotations into the dataset",
+                                description="Write every task's latest annotation (not cancelled) into the dataset "
+                                "in its own form: the paper's layout gets real/train/NAME + NAME.npy, image_mask "
+                                "gets masks/NAME.png. Files are written whole and only where they change; then rerun "
+                                "the same snakemake command.")
+    receive.add_argument("--configfile", nargs="+", default=[], metavar="FILE",
+                         help="the config files the workflow runs with, over ./config.yaml (as snakemake's)")
+    receive.add_argument("--dataset", required=True, metavar="NAME", help="the dataset (a key of `datasets:`)")
+    for command in (send, receive):
+        command.add_argument("--project", required=True, metavar="TITLE", help="the Label Studio project's title")
+        command.add_argument("--url", metavar="URL", help="the Label Studio server (default: LABEL_STUDIO_URL, else "
+                             "http://localhost:8080)")
+        command.set_defaults(run=label_studio)
     return main
 
 

@@ -142,3 +142,30 @@ def value_problems(config: dict) -> list:
         except (KeyError, ValueError) as exc:  # e.g. an image size without a default channel_mult
             problems.append(f"config: datasets.{name}.diffusion.flags: {exc}")
     return problems
+
+
+def load_config(configfiles: list) -> dict:
+    """The config Snakemake would run with from this folder: config.yaml where it is here (the
+    Snakefile's `configfile:`), then each of ``configfiles`` merged over it as `--configfile`
+    does, checked against the schema with its defaults filled in. UserError naming the file or
+    the key where it cannot be used."""
+    import pathlib
+
+    import yaml
+    from snakemake.utils import update_config, validate
+
+    from ddpmseg.errors import UserError
+
+    schema = pathlib.Path(__file__).resolve().parents[2] / "schemas" / "config.schema.yaml"
+    config = {}
+    for path in [p for p in ["config.yaml"] if pathlib.Path(p).is_file()] + list(configfiles):
+        try:
+            update_config(config, yaml.safe_load(pathlib.Path(path).read_text(encoding="utf-8")) or {})
+        except (OSError, yaml.YAMLError) as exc:
+            raise UserError(f"{path}: cannot be read as a YAML config ({exc}); give the workflow's config file") \
+                from exc
+    problem = schema_problem(config, yaml.safe_load(schema.read_text(encoding="utf-8")))
+    if problem:
+        raise UserError(problem)
+    validate(config, str(schema), set_default=True)
+    return config

@@ -51,18 +51,21 @@ def read(root, settings: dict) -> Source:
     export = _export_file(pathlib.Path(root))
     tasks = _load(export)
     images_root = _folder(options["images"], export.parent, "images") if options["images"] else export.parent
-    classes = _config_classes(_folder(options["label_config"], export.parent, "label_config")) \
-        if options["label_config"] else _seen_classes(tasks, options["annotation"])
+    if options["label_config"]:
+        config = _folder(options["label_config"], export.parent, "label_config")
+        classes = config_classes(config.read_text(encoding="utf-8"), str(config))
+    else:
+        classes = _seen_classes(tasks, options["annotation"])
     index, images, skipped, referenced = ImageIndex(images_root), [], {}, set()
     for number, task in enumerate(tasks, 1):
         where = f"{export}: task {task.get('id', number)}"
-        written = _image_name(task, where)
+        written = image_name(task, where)
         image_path = index.find(written, [images_root], where)
         if image_path is None:
             raise DatasetError(f"{where}: its image {written!r} is not below {images_root}. Set label_studio.images "
                                "to the folder of the project's images.")
         referenced.add(image_path.resolve())
-        annotation = _chosen(task, options["annotation"])
+        annotation = chosen_annotation(task, options["annotation"])
         image_id = image_path.relative_to(images_root).with_suffix("").as_posix() \
             if image_path.is_relative_to(images_root) else image_path.stem
         if annotation is None:
@@ -111,7 +114,7 @@ def _load(export: pathlib.Path) -> list:
     return tasks
 
 
-def _image_name(task: dict, where: str) -> str:
+def image_name(task: dict, where: str) -> str:
     """The image file a task's URL names, as a path to look for below the images folder."""
     urls = [v for v in task["data"].values() if isinstance(v, str)]
     if not urls:
@@ -127,7 +130,7 @@ def _image_name(task: dict, where: str) -> str:
     return name
 
 
-def _chosen(task: dict, choice: str) -> dict | None:
+def chosen_annotation(task: dict, choice: str) -> dict | None:
     """The annotation of a task to read (`choice`; ground_truth: the one marked so, else the
     latest), or None where it has none left."""
     kept = [a for a in task.get("annotations") or [] if not a.get("was_cancelled")]
@@ -140,18 +143,19 @@ def _chosen(task: dict, choice: str) -> dict | None:
     return ordered[0] if choice == "first" else ordered[-1]
 
 
-def _config_classes(config: pathlib.Path) -> list:
-    """The Label values of a labelling config's BrushLabels and PolygonLabels, in order."""
+def config_classes(config: str, where: str) -> list:
+    """The Label values of a labelling config's (XML text) BrushLabels and PolygonLabels, in
+    order; `where` names its origin in messages."""
     try:
-        tree = ElementTree.parse(config)
+        tree = ElementTree.fromstring(config)
     except ElementTree.ParseError as exc:
-        raise DatasetError(f"{config}: cannot be read as XML ({exc}). Copy the project's labelling config "
+        raise DatasetError(f"{where}: cannot be read as XML ({exc}). Copy the project's labelling config "
                            "(Settings > Labeling Interface > Code) into the file.") from exc
     names = [label.get("value") for tag in ("BrushLabels", "PolygonLabels") for element in tree.iter(tag)
              for label in element.iter("Label")]
     names = list(dict.fromkeys(name for name in names if name))
     if not names:
-        raise DatasetError(f"{config}: has no <Label value=...> under BrushLabels or PolygonLabels. Give the "
+        raise DatasetError(f"{where}: has no <Label value=...> under BrushLabels or PolygonLabels. Give the "
                            "project's labelling config.")
     return names
 
@@ -160,7 +164,7 @@ def _seen_classes(tasks: list, choice: str) -> list:
     """Every region label of the chosen annotations, in order of first appearance."""
     names = []
     for task in tasks:
-        annotation = _chosen(task, choice)
+        annotation = chosen_annotation(task, choice)
         for result in (annotation or {}).get("result") or []:
             key = REGION_RESULTS.get(result.get("type"))
             for name in (result.get("value") or {}).get(key, []) if key else []:
@@ -172,23 +176,32 @@ def _seen_classes(tasks: list, choice: str) -> list:
 def _reader(annotation: dict, image_path: pathlib.Path, classes: list, where: str):
     def class_map() -> np.ndarray:
         width, height, _ = shown_size(image_path)
-        out = np.full((height, width), UNCOVERED, np.int32)
-        for number, result in enumerate(annotation.get("result") or [], 1):
-            key = REGION_RESULTS.get(result.get("type"))
-            if key is None:
-                continue
-            value, here = result.get("value") or {}, f"{where}: result {number} ({result['type']})"
-            size = (result.get("original_width"), result.get("original_height"))
-            if size != (width, height):
-                raise DatasetError(f"{here}: was drawn on a {size[0]}x{size[1]} image, {image_path.name} is "
-                                   f"{width}x{height}. Put the annotated image in the images folder.")
-            labels = value.get(key) or []
-            if len(labels) != 1 or labels[0] not in classes:
-                raise DatasetError(f"{here}: labels {labels} are not one class of {classes}. Give each region one "
-                                   "label of the labelling config.")
-            out[_pixels(result["type"], value, width, height, here)] = classes.index(labels[0])
-        return out
+        return annotation_map(annotation, width, height, classes, where, image_path.name)
     return class_map
+
+
+def annotation_map(annotation: dict, width: int, height: int, classes: list, where: str,
+                   image: str = "the image") -> np.ndarray:
+    """An annotation's brush strokes and polygons drawn in order, a later one on top: (height,
+    width) int32 indices into ``classes``, UNCOVERED where none lies. DatasetError (starting with
+    ``where``) for a result drawn on an image of another size than ``image`` (width x height) or
+    labelled with no one class of ``classes``."""
+    out = np.full((height, width), UNCOVERED, np.int32)
+    for number, result in enumerate(annotation.get("result") or [], 1):
+        key = REGION_RESULTS.get(result.get("type"))
+        if key is None:
+            continue
+        value, here = result.get("value") or {}, f"{where}: result {number} ({result['type']})"
+        size = (result.get("original_width"), result.get("original_height"))
+        if size != (width, height):
+            raise DatasetError(f"{here}: was drawn on a {size[0]}x{size[1]} image, {image} is "
+                               f"{width}x{height}. Put the annotated image in the images folder.")
+        labels = value.get(key) or []
+        if len(labels) != 1 or labels[0] not in classes:
+            raise DatasetError(f"{here}: labels {labels} are not one class of {classes}. Give each region one "
+                               "label of the labelling config.")
+        out[_pixels(result["type"], value, width, height, here)] = classes.index(labels[0])
+    return out
 
 
 def _pixels(kind: str, value: dict, width: int, height: int, where: str) -> np.ndarray:

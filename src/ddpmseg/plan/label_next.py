@@ -5,6 +5,8 @@ from ddpmseg.formats.paper import PAPER
 from ddpmseg.plan import layout
 from ddpmseg.plan.settle import chosen_method, chosen_seed
 
+BATCH_FORMATS = (PAPER, "label_studio", *EXPORT_FORMATS)  # the forms a batch's pre-annotations are written in
+
 
 class LabelNext:
     """Every dataset's `label_next` settings, settled and checked when built."""
@@ -21,12 +23,13 @@ class LabelNext:
         method = chosen_method(given["method"], self.plan.plans[dataset], f"{where}.method")
         seed = chosen_seed(given["seed"], self.plan.seeds, f"{where}.seed")
         own = self.plan.settings(dataset)["format"]
-        fmt = given["format"] or (own if own in (PAPER, *EXPORT_FORMATS) else "palette")
+        fmt = given["format"] or (own if own in BATCH_FORMATS else "palette")
         return {**given, "method": method, "seed": seed, "format": fmt}
 
     def settings(self, dataset: str) -> dict | None:
         """A dataset's `label_next` settings with method, seed and format settled (None: off).
-        format: 'paper' (the paper's layout: NAME + NAME.npy), 'palette' or an export format."""
+        format: 'paper' (the paper's layout: NAME + NAME.npy), 'palette', 'label_studio' (tasks)
+        or an export format."""
         return self.settled[dataset]
 
     def targets(self) -> list:

@@ -1,0 +1,94 @@
+"""A `label_next` batch as Label Studio tasks: each picked image with the ensemble's mask as a
+prediction Label Studio imports and shows to correct, and the labelling config they need.
+
+A task is {"data": {"image": URL, "ddpmseg_image": image id, "ddpmseg_name": its name once
+labelled, "rank": 1.., "js_top10": nats},
+"predictions": [{"model_version": "<method> seed <seed>", "score": js_top10, "result": [...]}]}:
+one brush result per class the mask holds (Label Studio's RLE, by label-studio-sdk's
+`mask2rle`), at the image's size. `rank` and `js_top10` are data fields so that the Data
+Manager sorts by them; `ddpmseg_image` is how `pull` finds the image again, whatever URL the
+server gave it.
+
+The labelling config (`label_config`) has one Image and the dataset's classes, in their order
+and palette colours, twice: as BrushLabels (the pre-annotations' tag) and as PolygonLabels,
+so that an annotator may paint or outline.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from xml.sax.saxutils import quoteattr
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from ddpmseg.errors import DatasetError
+
+IMAGE, BRUSH, POLYGON = "image", "brush", "polygon"  # the config's tag names (name=)
+MANIFEST = "batch.json"  # beside batch.csv: what push needs to know about the batch
+
+
+def label_config(classes: list, colours: list) -> str:
+    """The labelling config (XML text) of ``classes`` coloured ``colours`` [(r, g, b)]."""
+    labels = [f'    <Label value={quoteattr(name)} background="#{r:02x}{g:02x}{b:02x}"/>'
+              for name, (r, g, b) in zip(classes, colours)]
+    lines = ["<View>", f'  <Image name="{IMAGE}" value="$image" zoom="true" zoomControl="true"/>']
+    for tag, name in (("BrushLabels", BRUSH), ("PolygonLabels", POLYGON)):
+        lines += [f'  <{tag} name="{name}" toName="{IMAGE}">', *labels, f"  </{tag}>"]
+    return "\n".join([*lines, "</View>", ""])
+
+
+def brush_results(mask: np.ndarray, classes: list) -> list:
+    """One brush result for each class of ``classes`` that the (H, W) class-id mask holds, in
+    class order (values past the classes, such as the ignore label, are left unpainted)."""
+    from label_studio_sdk.converter.brush import mask2rle
+
+    height, width = mask.shape
+    return [{"id": f"ddpmseg-{c}", "from_name": BRUSH, "to_name": IMAGE, "type": "brushlabels",
+             "original_width": int(width), "original_height": int(height), "image_rotation": 0,
+             "value": {"format": "rle", "rle": mask2rle((mask == c).astype(np.uint8) * 255), "brushlabels": [name]}}
+            for c, name in enumerate(classes) if (mask == c).any()]
+
+
+def read_manifest(batch: pathlib.Path) -> dict:
+    """The batch's manifest ({dataset, method, seed, classes, colours, ignore_label}, written by
+    `label_next`); DatasetError naming the folder where it is missing."""
+    path = pathlib.Path(batch) / MANIFEST
+    if not path.is_file():
+        raise DatasetError(f"{path}: not found; give a label_next batch folder (results/<dataset>/label_next/batch), "
+                           "written by this version of the workflow (rerun it where the folder is older)")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def batch_images(batch: pathlib.Path) -> list:
+    """[(row of batch.csv as a dict, image file, mask file)] of a batch, in rank order."""
+    batch = pathlib.Path(batch)
+    rows = pd.read_csv(batch / "batch.csv", dtype={"image": str, "file": str, "name": str}).to_dict("records")
+    found = []
+    for row in rows:
+        stem = batch / "images" / row["image"]
+        images = [p for p in stem.parent.glob("*") if p.with_suffix("") == stem]
+        mask = batch / "masks" / f"{row['image']}.png"
+        if len(images) != 1 or not mask.is_file():
+            raise DatasetError(f"{batch}: image {row['image']!r} of batch.csv has {len(images)} image files and "
+                               f"{'a' if mask.is_file() else 'no'} mask; rerun label_next to write the batch again")
+        found.append((row, images[0], mask))
+    return found
+
+
+def image_task(manifest: dict, row: dict, mask_file: pathlib.Path, url: str) -> dict:
+    """The task of one batch image (its row of batch.csv, its mask file) shown from ``url``."""
+    score = float(row["js_top10"])
+    return {"data": {IMAGE: url, "ddpmseg_image": row["image"], "ddpmseg_name": row["name"], "rank": int(row["rank"]),
+                     "js_top10": score},
+            "predictions": [{"model_version": f"{manifest['method']} seed {manifest['seed']}", "score": score,
+                             "result": brush_results(np.asarray(Image.open(mask_file)), manifest["classes"])}]}
+
+
+def batch_tasks(batch: pathlib.Path, image_urls: list) -> list:
+    """The tasks of a batch (`batch_images` order), the images at ``image_urls``."""
+    manifest = read_manifest(batch)
+    return [image_task(manifest, row, mask, url) for (row, _, mask), url in zip(batch_images(batch), image_urls,
+                                                                                  strict=True)]
