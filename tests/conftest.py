@@ -16,6 +16,7 @@ if "PYTEST_XDIST_WORKER" in os.environ:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from ddpmseg.synthetic import render_sample
+from label_studio_server import shared_server, stop_shared_server
 
 TINY_FLAGS = dict(
     image_size=32,
@@ -132,3 +133,21 @@ def tiny_sd_pipeline(folder):
 def sd_pipeline(tmp_path_factory):
     """The folder of `tiny_sd_pipeline` (16x16 images give 8x8 latents)."""
     return tiny_sd_pipeline(tmp_path_factory.mktemp("sd"))
+
+
+@pytest.fixture(scope="session")
+def label_studio_server(tmp_path_factory):
+    """A real Label Studio server (`label_studio_server.LabelStudioServer`), one for all xdist
+    workers of the run: they share the parent of their basetemps, the controller's basetemp."""
+    basetemp = tmp_path_factory.getbasetemp()
+    return shared_server(basetemp.parent if "PYTEST_XDIST_WORKER" in os.environ else basetemp)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_sessionfinish(session):
+    """The controller (or a run without xdist) stops the Label Studio server, after xdist has
+    ended the workers (this wrapper's code after `yield` runs last), so none is its parent."""
+    result = yield
+    if not hasattr(session.config, "workerinput"):
+        stop_shared_server(session.config._tmp_path_factory.getbasetemp())
+    return result

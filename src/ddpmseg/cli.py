@@ -229,9 +229,12 @@ def label_studio(args) -> None:
     server = sync.Server(args.url)
     done = sync.pull(server, args.project, labels)
     skipped = ", ".join(f"{n} {why}" for why, n in done["skipped"].items() if n)
-    print(f"{settings['path']}: labels of {len(done['written'])} images written"
+    print(f"{labels.added or settings['path']}: labels of {len(done['written'])} images written"
           f"{' (' + ', '.join(done['written']) + ')' if done['written'] else ''}, {len(done['unchanged'])} unchanged"
           f"{'; tasks skipped: ' + skipped if skipped else ''}")
+    if not labels.named and (done["written"] or done["unchanged"]):
+        print(f"The dataset's own files ({settings['format']}) are left as they are: add the labels to it in the "
+              f"config:\n\ndatasets:\n  {args.dataset}:\n    added_labels: {labels.added.resolve()}\n")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -305,8 +308,9 @@ def parser() -> argparse.ArgumentParser:
     receive = studio.add_parser("pull", help="the project's finished annotations into the dataset",
                                 description="Write every task's latest annotation (not cancelled) into the dataset "
                                 "in its own form: the paper's layout gets real/train/NAME + NAME.npy, image_mask "
-                                "gets masks/NAME.png. Files are written whole and only where they change; then rerun "
-                                "the same snakemake command.")
+                                "gets masks/NAME.png, any other format its `added_labels` folder (printed to add "
+                                "to the config where it names none). Files are written whole and only where they "
+                                "change; then rerun the same snakemake command.")
     receive.add_argument("--configfile", nargs="+", default=[], metavar="FILE",
                          help="the config files the workflow runs with, over ./config.yaml (as snakemake's)")
     receive.add_argument("--dataset", required=True, metavar="NAME", help="the dataset (a key of `datasets:`)")

@@ -113,7 +113,8 @@ def _format_problems(name: str, settings: dict) -> list:
     where = f"config: datasets.{name}"
     fmt = settings["format"]
     if fmt == PAPER:
-        given = [key for key, default in (("unannotated", "auto"), ("split", {}), ("unlabeled", None))
+        given = [key for key, default in (("unannotated", "auto"), ("split", {}), ("unlabeled", None),
+                                                       ("added_labels", None))
                  if settings[key] != default]
         if isinstance(settings["classes"], dict):
             given.append("classes (a mapping)")

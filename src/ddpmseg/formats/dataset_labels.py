@@ -1,11 +1,14 @@
-"""New labels written into a dataset in its own form, beside the user's files and without
-rewriting any of them (what `ddpmseg label-studio pull` does with finished annotations):
+"""New labels written into a dataset beside the user's files, without rewriting any of them
+(what `ddpmseg label-studio pull` does with finished annotations):
 
 - the paper's layout: the pool image (`unlabeled/`) copied upright to `real/train/NAME<suffix>`
   with its labels in `real/train/NAME.npy` (uint8 class ids); the pool keeps the image (the
   diffusion model trained on the pool stays), and `label_next` ranks it last from then on;
-- `image_mask`: the mask `masks/PATH.png` (8-bit class ids) of the pool image `images/PATH.*`,
-  which thereby leaves the pool.
+- `image_mask`: the mask `masks/PATH.png` (8-bit class ids) of the image `images/PATH.*`;
+- any other format (an annotation tool's export): the dataset's `added_labels` folder
+  (`formats.added_labels`; where the config sets none, `<folder>-added-labels` beside the
+  dataset's folder, which the config must then name): the image copied upright to
+  `images/ID<suffix>`, its mask to `masks/ID.png`, the classes to `labelmap.txt`.
 
 Each file is written whole (a temporary file renamed) and only where its bytes change, so that
 writing the same labels again changes nothing, and Snakemake reruns nothing.
@@ -22,11 +25,12 @@ import numpy as np
 from PIL import Image
 
 from ddpmseg.errors import DatasetError
+from ddpmseg.folders import list_folder
 from ddpmseg.formats import image_mask, paper
+from ddpmseg.formats.added_labels import FOLDER_SUFFIX, added_folder
+from ddpmseg.formats.prepare import read_source
 from ddpmseg.formats.source import BACKGROUND_NAMES, UNCOVERED, class_table
 from ddpmseg.images import write_upright
-
-WRITABLE = (paper.PAPER, "image_mask")  # the formats new labels are written into
 
 
 def write_if_changed(path: pathlib.Path, data: bytes) -> bool:
@@ -46,48 +50,62 @@ def write_if_changed(path: pathlib.Path, data: bytes) -> bool:
     return True
 
 
+def upright_bytes(image: pathlib.Path) -> bytes:
+    """The image file's bytes as `images.write_upright` writes it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        upright = pathlib.Path(tmp) / image.name
+        write_upright(image, upright)
+        return upright.read_bytes()
+
+
 class DatasetLabels:
-    """Where a dataset takes new labels. classes: its final class names; images: {image id: file}
-    of the images that may take them (the paper's layout: the pool's; image_mask: all, a
-    labelled one's mask replaced); `write` adds one image's labels."""
+    """Where a dataset takes new labels. classes: its final class names; images: {image id:
+    file} of the images that may take them; added: the `added_labels` folder written into (None
+    for the paper's layout and image_mask), and whether the config names it yet (`named`)."""
 
     def __init__(self, root, settings: dict, where: str):
-        self.root, self.format = pathlib.Path(root), settings["format"]
+        self.root, self.format, self.added, self.named = pathlib.Path(root), settings["format"], None, True
         if self.format == paper.PAPER:
             meta = paper.read_meta(self.root, settings["classes"], settings["ignore_label"])
-            self.classes, self.ignore = meta["classes"], meta["ignore_label"]
+            self.classes, ignore = meta["classes"], meta["ignore_label"]
             background = [i for i, name in enumerate(self.classes) if name in BACKGROUND_NAMES]
-            self.uncovered = background[0] if background else self.ignore
+            self.uncovered = background[0] if background else ignore
             self.images = {image_id: path for image_id, path, _ in paper.list_split(self.root, "unlabeled")}
-        elif self.format == "image_mask":
-            source = image_mask.read(self.root, settings)
-            self.ignore = 255 if settings["ignore_label"] is None else settings["ignore_label"]
-            self.classes, lut = class_table(source, None, settings["unannotated"], self.ignore, where)
-            self.uncovered = int(lut[UNCOVERED + 2])
-            self.images = {image.image_id: image.image_path for image in source.images}
-        else:
-            raise DatasetError(f"{where}.format: new labels are written into datasets in "
-                               f"{' or '.join(WRITABLE)} form, not {self.format}; convert the dataset "
-                               "(or keep the batch's own files)")
+            return
+        source = read_source(self.root, settings, where)
+        ignore = 255 if settings["ignore_label"] is None else settings["ignore_label"]
+        mapping = settings["classes"] if isinstance(settings["classes"], dict) else None
+        self.classes, lut = class_table(source, mapping, settings["unannotated"], ignore, where)
+        self.uncovered = int(lut[UNCOVERED + 2])
+        self.images = {image.image_id: image.image_path for image in source.images}
+        folder = self.root if self.root.is_dir() else self.root.parent  # a COCO or Label Studio JSON: its folder
+        if settings.get("unlabeled"):
+            extra = added_folder(folder, settings["unlabeled"])
+            self.images.update({f"{extra.name}/{image_id}": path for image_id, path, _ in list_folder(extra)})
+        if self.format != "image_mask":
+            self.named = bool(settings.get("added_labels"))
+            self.added = added_folder(folder, settings["added_labels"]) if self.named \
+                else folder.parent / f"{folder.name}{FOLDER_SUFFIX}"
 
     def write(self, image_id: str, name: str, labels: np.ndarray) -> bool:
-        """Adds the (H, W) labels (indices into `classes`, UNCOVERED where none) of the pool
-        image ``image_id`` (``name`` once labelled, in the paper's layout). True where a file changed."""
+        """Adds the (H, W) labels (indices into `classes`, UNCOVERED where none) of the image
+        ``image_id`` (``name`` once labelled, in the paper's layout). True where a file changed."""
         if image_id not in self.images:
-            raise DatasetError(f"{self.root}: has no pool image {image_id!r}; pull into the dataset whose pool the "
-                               "batch was ranked from")
+            raise DatasetError(f"{self.root}: has no image {image_id!r}; pull into the dataset whose pool the batch "
+                               "was ranked from")
         image = self.images[image_id]
         ids = np.where(labels == UNCOVERED, self.uncovered, labels).astype(np.uint8)
-        if self.format == "image_mask":
-            png = io.BytesIO()
-            Image.fromarray(ids, mode="L").save(png, format="PNG")
+        if self.format == paper.PAPER:
+            npy = io.BytesIO()
+            np.save(npy, ids)
+            train = self.root / "real" / "train"
+            changed = write_if_changed(train / f"{name}{image.suffix}", upright_bytes(image))
+            return write_if_changed(train / f"{name}.npy", npy.getvalue()) or changed
+        png = io.BytesIO()
+        Image.fromarray(ids, mode="L").save(png, format="PNG")
+        if self.added is None:  # image_mask: the mask beside the image
             mask = self.root / "masks" / image.relative_to(self.root / "images").with_suffix(".png")
             return write_if_changed(mask, png.getvalue())
-        train = self.root / "real" / "train"
-        npy = io.BytesIO()
-        np.save(npy, ids)
-        with tempfile.TemporaryDirectory() as tmp:
-            upright = pathlib.Path(tmp) / image.name
-            write_upright(image, upright)
-            changed = write_if_changed(train / f"{name}{image.suffix}", upright.read_bytes())
-        return write_if_changed(train / f"{name}.npy", npy.getvalue()) or changed
+        changed = write_if_changed(self.added / "labelmap.txt", "".join(f"{c}\n" for c in self.classes).encode())
+        changed = write_if_changed(self.added / "images" / f"{image_id}{image.suffix}", upright_bytes(image)) or changed
+        return write_if_changed(self.added / "masks" / f"{image_id}.png", png.getvalue()) or changed

@@ -13,6 +13,7 @@ an error naming both.
 from __future__ import annotations
 
 import pathlib
+import re
 import urllib.parse
 
 from ddpmseg.errors import DatasetError
@@ -20,6 +21,7 @@ from ddpmseg.folders import walk_files
 from ddpmseg.images import IMAGE_SUFFIXES
 
 PREFERRED_FOLDERS = ("images", "jpegimages")  # where a bare image name is looked for first (COCO, VOC)
+UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-")  # what Label Studio puts before an uploaded file's name
 
 
 def written_parts(written: str) -> tuple:
@@ -54,7 +56,8 @@ class ImageIndex:
         whose path shares the longest tail with it (one in an images/ or JPEGImages/ folder first
         on a tie); else as written where that file exists elsewhere; else None. DatasetError
         naming ``where`` (the annotation file, and its line or record) when two images below the
-        root fit equally well."""
+        root fit equally well. A Label Studio upload (.../upload/<project>/<8 hex>-<name>) missing
+        below the root is looked for by its original name."""
         parts = written_parts(written)
         if not parts:
             return None
@@ -66,6 +69,8 @@ class ImageIndex:
             if as_written.resolve().is_relative_to(self.root.resolve()) and as_written.is_file():
                 return as_written
         as_written = tried[0]
+        if parts[-1] not in self.by_name and "upload" in parts[:-1]:  # Label Studio's upload of the file:
+            parts = (*parts[:-1], UPLOAD_PREFIX.sub("", parts[-1]))   # <media>/upload/<project>/<8 hex>-<name>
         matched = [(_common_tail(rel.parts, parts), rel) for rel in self.by_name.get(parts[-1], [])]
         if not matched:
             return as_written if as_written.is_file() else None

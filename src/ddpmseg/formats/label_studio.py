@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import pathlib
-import re
 import urllib.parse
 import xml.etree.ElementTree as ElementTree
 
@@ -36,12 +35,11 @@ from PIL import Image, ImageDraw
 
 from ddpmseg.errors import DatasetError
 from ddpmseg.folders import walk_files
-from ddpmseg.formats.files import ImageIndex
+from ddpmseg.formats.files import UPLOAD_PREFIX, ImageIndex
 from ddpmseg.formats.source import UNCOVERED, Source, SourceImage
 from ddpmseg.images import IMAGE_SUFFIXES, shown_size
 
 REGION_RESULTS = {"brushlabels": "brushlabels", "polygonlabels": "polygonlabels"}  # result type -> its labels key
-UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-")  # what Label Studio puts before an uploaded file's name
 
 
 def read(root, settings: dict) -> Source:

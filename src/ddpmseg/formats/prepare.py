@@ -20,6 +20,7 @@ from ddpmseg.datasets import check_item, problems_error
 from ddpmseg.errors import DatasetError
 from ddpmseg.folders import list_folder
 from ddpmseg.formats import FILE_READERS, READERS, paper
+from ddpmseg.formats.added_labels import added_folder, final_table, read_added, with_added
 from ddpmseg.formats.source import Source, SourceImage, assign_splits, class_table, lut_classes
 from ddpmseg.splits import write_empty_split, write_split
 
@@ -66,6 +67,9 @@ def prepare_formatted(root, settings: dict, outputs: dict, needs_unlabeled: bool
     mapping = settings["classes"] if isinstance(settings["classes"], dict) else None
     classes, lut = class_table(source, mapping, settings["unannotated"], ignore, where)
     splits = assign_splits(source.images, settings["split"], root, where)
+    added = read_added(added_folder(root, settings["added_labels"]), classes, where) \
+        if settings.get("added_labels") else []
+    splits = with_added(splits, added, where)
     for split, limit in (("train", settings["max_train"]), ("test", settings["max_test"])):
         splits[split] = splits[split][:limit]
     if settings.get("unlabeled"):
@@ -79,9 +83,11 @@ def prepare_formatted(root, settings: dict, outputs: dict, needs_unlabeled: bool
                            "images, or give a pretrained checkpoint.")
     size, non_square, resize = settings["image_size"], settings["non_square"], settings["resize"]
 
+    final, added_ids = final_table(len(classes), ignore), {id(image) for image in added}
+
     def original_label(image: SourceImage) -> np.ndarray:
         """The image's (H, W) uint8 label in the final classes, at its own size."""
-        return lut_classes(image.class_map(), lut)
+        return lut_classes(image.class_map(), final if id(image) in added_ids else lut)
 
     problems = []
     written = [split for split in outputs if split != "unlabeled" or needs_unlabeled]

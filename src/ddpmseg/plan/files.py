@@ -72,7 +72,7 @@ class Files:
         its preparations reads: a param, so that a file added, removed or rewritten reruns it and
         all after it. part "labelled": the train and test images (the paper's layout: real/),
         "pool": the unlabeled images (unlabeled/); an annotation format's folder is read whole by
-        both (its images without annotation are the pool). "" for folders the workflow writes
+        both (its images without annotation are the pool), its `added_labels` folder by the first. "" for folders the workflow writes
         itself (generated, unpacked), which Snakemake tracks."""
         settings = self.config["datasets"][dataset]
         path = settings["path"]
@@ -82,7 +82,8 @@ class Files:
             return manifest_digest(path, ("real",) if part == "labelled" else ("unlabeled",))
         folder = Path(path) if Path(path).is_dir() else Path(path).parent  # a COCO JSON: the folder around it
         extra = folder / settings["unlabeled"] if settings["unlabeled"] else None  # an absolute one stays
-        return folder_digest(folder) + (folder_digest(extra) if extra else "")
+        added = folder / settings["added_labels"] if settings["added_labels"] and part == "labelled" else None
+        return "".join(folder_digest(f) for f in (folder, extra, added) if f)
 
     def annotated_manifest(self, dataset: str, name: str) -> str:
         """Fingerprint of a user's annotated folder ("" for one the workflow writes)."""
