@@ -3,7 +3,7 @@
 # labelled splits in one job, the unlabeled pool in another.
 # The keys of a dataset's settings that its preparation reads.
 DATASET_KEYS = ("image_size", "non_square", "max_train", "max_test", "classes", "ignore_label", "resize", "format",
-                "unannotated", "split", "unlabeled")
+                "unannotated", "split", "unlabeled", "added_labels")
 
 
 rule generate_default_dataset:
