@@ -283,11 +283,13 @@ def test_the_servers_exports_read_as_label_studio_and_coco_instances(studio, tmp
 
 
 @pytest.mark.label_studio
-def test_pull_errors_are_one_line(studio, capsys, monkeypatch, label_studio_server):
+def test_pull_errors_are_one_line_and_write_nothing(studio, capsys, monkeypatch, label_studio_server):
     server = studio["server"]
     annotation = server.client.annotations.create(id=studio["tasks"]["0004"].id, result=[
         {**traced_polygons(held_aside("0004"))[0], "value": {"points": [[0, 0], [50, 0], [50, 50]],
                                                               "polygonlabels": ["beard"]}}])
+    train = studio["dataset"] / "real" / "train"
+    before = {p.name: p.stat().st_mtime_ns for p in train.iterdir()}
     try:
         monkeypatch.chdir(studio["root"])
         for token, url, message in (
@@ -299,5 +301,6 @@ def test_pull_errors_are_one_line(studio, capsys, monkeypatch, label_studio_serv
             assert main(["label-studio", "pull", "--project", studio["title"], "--dataset", "faces", "--url", url]) == 2
             err = capsys.readouterr().err
             assert message in err and err.count("\n") == 1, err
+            assert {p.name: p.stat().st_mtime_ns for p in train.iterdir()} == before  # nothing written
     finally:
         server.client.annotations.delete(annotation.id)

@@ -23,6 +23,8 @@ from __future__ import annotations
 import os
 import pathlib
 
+import numpy as np
+
 from ddpmseg.errors import UserError
 from ddpmseg.formats.label_studio import annotation_map, chosen_annotation, config_classes
 from ddpmseg.formats.dataset_labels import DatasetLabels
@@ -128,13 +130,14 @@ def push(server: Server, batch, title: str) -> dict:
 
 
 def pull(server: Server, title: str, labels: DatasetLabels) -> dict:
-    """Writes the finished annotations of the project ``title`` into the dataset (``labels``).
-    Returns {written, unchanged, skipped: {why: count}} (image ids)."""
+    """Writes the finished annotations of the project ``title`` into the dataset (``labels``):
+    all are drawn and checked first, so that a bad one leaves the dataset as it was. Returns
+    {written, unchanged, skipped: {why: count}} (image ids)."""
     project = server.project(title)
     if project is None:
         raise UserError(f"{server.url}: no Label Studio project titled {title!r}; push a batch into it first")
     checked_classes(project, labels.classes)
-    done = {"written": [], "unchanged": [], "skipped": {"not from ddpmseg": 0, "not annotated": 0}}
+    done, drawn = {"written": [], "unchanged": [], "skipped": {"not from ddpmseg": 0, "not annotated": 0}}, []
     for task in server.call(server.client.projects.exports.as_json, project.id):
         image_id = (task.get("data") or {}).get("ddpmseg_image")
         annotation = chosen_annotation(task, "latest")
@@ -147,7 +150,8 @@ def pull(server: Server, title: str, labels: DatasetLabels) -> dict:
                             "pool the batch was ranked from")
         image = labels.images[image_id]
         width, height, _ = shown_size(image)
-        drawn = annotation_map(annotation, width, height, labels.classes, where, image.name)
-        changed = labels.write(image_id, task["data"].get("ddpmseg_name") or image_id, drawn)
-        done["written" if changed else "unchanged"].append(image_id)
+        class_map = annotation_map(annotation, width, height, labels.classes, where, image.name)
+        drawn.append((image_id, task["data"].get("ddpmseg_name") or image_id, class_map.astype(np.int16)))
+    for image_id, name, class_map in drawn:
+        done["written" if labels.write(image_id, name, class_map) else "unchanged"].append(image_id)
     return done
