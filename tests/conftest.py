@@ -3,6 +3,7 @@
 import ast
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -28,6 +29,22 @@ TINY_FLAGS = dict(
     learn_sigma=False,
     diffusion_steps=100,
 )
+
+
+def apt_install(packages: list, tools: tuple) -> None:
+    """Installs Debian's ``packages`` where one of the commands ``tools`` is missing (as root, with
+    apt-get; `apt-get update` where the first try fails); skips the test where that cannot be done."""
+    if all(shutil.which(tool) for tool in tools):
+        return
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        pytest.skip(f"{', '.join(tools)} not installed, and installing them (apt-get install {' '.join(packages)}) "
+                    "needs root and apt-get")
+    install = ["apt-get", "install", "-y", "--no-install-recommends", *packages]
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    if subprocess.run(install, env=env, capture_output=True, check=False).returncode != 0:  # stale package lists
+        subprocess.run(["apt-get", "update"], env=env, capture_output=True, check=False)
+        result = subprocess.run(install, env=env, capture_output=True, text=True, check=False)
+        assert result.returncode == 0, f"{' '.join(install)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
 
 
 def heavy_modules_imported(code: str, modules) -> list:

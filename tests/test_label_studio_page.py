@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import apt_install
 from ddpmseg.label_studio_sync import Server, push
 from ddpmseg.palette import palette
 from label_studio_server import free_port
@@ -39,18 +40,8 @@ pytestmark = [pytest.mark.label_studio,
 
 
 def install_chromium() -> str:
-    """The path of `chromium`; installs Debian's package where it is missing (as root, with
-    apt-get; `apt-get update` where the first try fails); skips the test where that cannot be done."""
-    if shutil.which("chromium"):
-        return shutil.which("chromium")
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        pytest.skip("Chromium is not installed, and installing it (apt-get install chromium) needs root and apt-get")
-    install = ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    if subprocess.run(install, env=env, capture_output=True, check=False).returncode != 0:  # stale package lists
-        subprocess.run(["apt-get", "update"], env=env, capture_output=True, check=False)
-        result = subprocess.run(install, env=env, capture_output=True, text=True, check=False)
-        assert result.returncode == 0, f"{' '.join(install)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    """The path of Debian's `chromium` (`conftest.apt_install` where missing)."""
+    apt_install(["chromium"], ("chromium",))
     return shutil.which("chromium")
 
 

@@ -12,6 +12,7 @@ import zipfile
 from pathlib import Path
 
 import cv2
+import httpx
 import numpy as np
 import pandas as pd
 import pytest
@@ -23,10 +24,10 @@ from ddpmseg.errors import DatasetError, UserError
 from ddpmseg.formats import READERS
 from ddpmseg.formats.dataset_labels import DatasetLabels
 from ddpmseg.formats.label_studio import annotation_map, config_classes
-from ddpmseg.formats.label_studio_tasks import MANIFEST, brush_results, label_config
+from ddpmseg.formats.label_studio_tasks import MANIFEST, brush_results, label_config, local_file_tasks
 from ddpmseg.formats.prepare import prepare_formatted
 from ddpmseg.formats.source import UNCOVERED
-from ddpmseg.label_studio_sync import Server, checked_classes, pull, push
+from ddpmseg.label_studio_sync import Server, checked_classes, push
 from ddpmseg.palette import palette
 
 FASSEG = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "fasseg_face6"
@@ -304,3 +305,30 @@ def test_pull_errors_are_one_line_and_write_nothing(studio, capsys, monkeypatch,
             assert {p.name: p.stat().st_mtime_ns for p in train.iterdir()} == before  # nothing written
     finally:
         server.client.annotations.delete(annotation.id)
+
+
+@pytest.mark.label_studio
+def test_label_next_tasks_import_with_the_images_as_local_files(label_studio_server, tmp_path):
+    """`label_next: {format: label_studio}`'s tasks.json: with the batch folder as Label Studio's
+    local-files root (and a local-files storage of its images), the tasks import with their
+    predictions and the server serves each image."""
+    batch = label_studio_server.files_root / tmp_path.name
+    label_next_batch(batch, paper_dataset(tmp_path / "faces"))
+    client = Server(label_studio_server.url, label_studio_server.legacy_token).client
+    project = client.projects.create(title=f"local {tmp_path.name}", label_config=label_config(CLASSES, [(0, 0, 0)] * 6))
+    client.import_storage.local.create(project=project.id, path=str(batch / "images"), use_blob_urls=True)
+    tasks = local_file_tasks(batch)
+    assert [t["data"]["image"] for t in tasks] == [f"/data/local-files/?d=images/{name}.jpg" for name in POOL]
+    for task in tasks:  # the files below the server's document root, as the batch folder would be
+        task["data"]["image"] = task["data"]["image"].replace("?d=", f"?d={tmp_path.name}/")
+    client.projects.import_tasks(id=project.id, request=tasks)
+    imported = list(client.tasks.list(project=project.id, fields="all"))
+    assert [len(t.predictions) for t in imported] == [1] * 4
+    with httpx.Client(base_url=label_studio_server.url) as browser:  # local files go to a logged-in session
+        browser.get("/user/login/")
+        browser.post("/user/login/", data={"email": label_studio_server.username, "password": label_studio_server.password,
+                                           "csrfmiddlewaretoken": browser.cookies["csrftoken"]})
+        for task in imported:
+            answer = browser.get(task.data["image"])
+            name = task.data["ddpmseg_image"]
+            assert answer.status_code == 200 and answer.content == (batch / "images" / f"{name}.jpg").read_bytes()

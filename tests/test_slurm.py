@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from conftest import apt_install
 from test_workflow import planned_resources
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,20 +60,8 @@ def test_slurm_profile_requests_a_gpu_only_for_gpu_rules(tmp_path):
 
 
 def install_slurm():
-    """Installs Debian's slurm-wlm and munge where a daemon or client is missing (as root, with
-    apt-get); skips the test where that cannot be done."""
-    tools = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "sinfo")
-    if all(shutil.which(tool) for tool in tools):
-        return
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        pytest.skip("SLURM is not installed, and installing it (apt-get install slurm-wlm munge) "
-                    "needs root and apt-get")
-    install = ["apt-get", "install", "-y", "--no-install-recommends", "slurm-wlm", "munge"]
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    if subprocess.run(install, env=env, capture_output=True, check=False).returncode != 0:  # stale package lists
-        subprocess.run(["apt-get", "update"], env=env, capture_output=True, check=False)
-        result = subprocess.run(install, env=env, capture_output=True, text=True, check=False)
-        assert result.returncode == 0, f"{' '.join(install)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    """Debian's slurm-wlm and munge, where a daemon or client is missing (`conftest.apt_install`)."""
+    apt_install(["slurm-wlm", "munge"], ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "sinfo"))
 
 
 def free_ports(n: int) -> list[int]:

@@ -198,7 +198,28 @@ def released_gan_samples():
     return [render_sample(rng, 32) for _ in range(6)], rng
 
 
-def _run_tiny_workflow(root: Path) -> dict:
+def label_through_label_studio(server, workdir: Path, configfiles: list) -> dict:
+    """`ddpmseg label-studio push` of workdir's tiny batch into a new project, each task's
+    prediction submitted as its annotation through the server's API, then `pull` into the tiny
+    dataset; returns {push, pull: the commands' output}."""
+    from label_studio_sdk import LabelStudio
+
+    env = {**os.environ, "LABEL_STUDIO_API_KEY": server.personal_token}
+    title = f"tiny {workdir.parent.name}"
+    command = [sys.executable, "-m", "ddpmseg", "label-studio"]
+    pushed = subprocess.run([*command, "push", "results/tiny/label_next", "--project", title, "--url", server.url],
+                            cwd=workdir, env=env, capture_output=True, text=True, check=True).stdout
+    client = LabelStudio(base_url=server.url, api_key=server.legacy_token)
+    [project] = [p for p in client.projects.list() if p.title == title]
+    for task in client.tasks.list(project=project.id, fields="all"):
+        client.annotations.create(id=task.id, result=task.predictions[0].result)
+    pulled = subprocess.run([*command, "pull", "--project", title, "--dataset", "tiny", "--url", server.url,
+                             "--configfile", *configfiles], cwd=workdir, env=env, capture_output=True, text=True,
+                            check=True).stdout
+    return {"push": pushed, "pull": pulled}
+
+
+def _run_tiny_workflow(root: Path, label_studio) -> dict:
     """Every command of the end-to-end run, in order, under `root`: Table 2 on tests/config.test.yaml
     in root/clean; a dry rerun; a test store deleted and recomputed; a folder segmented and three
     pools distilled (Table 3); the probe sweep (`figures`); `experiments`; the report; and in
@@ -208,7 +229,9 @@ def _run_tiny_workflow(root: Path) -> dict:
     (table2.csv and table2_long.csv after the first run, table2_long.csv after the recompute,
     table2.csv after the distillation), and the returned dict (JSON-able) of what the commands
     printed or planned: rerun (the dry rerun's output), jobs_after_deletion, figures_jobs,
-    figures_dry, experiments_jobs ({rule: count} / the dry run's stdout), killed_left_table2 (bool).
+    figures_dry, experiments_jobs ({rule: count} / the dry run's stdout), killed_left_table2 (bool),
+    label_studio (the push and pull commands' output: the killed run's batch labelled through
+    the real Label Studio ``label_studio``), jobs_after_labelling.
     """
     clean, killed = root / "clean", root / "killed"
     for workdir in (clean, killed):
@@ -300,14 +323,15 @@ def _run_tiny_workflow(root: Path) -> dict:
     snakemake(killed, *killed_args, cores=1)
     shutil.copy(killed / "results/table2_long.csv", snapshots / "table2_long.killed.csv")
 
-    # which images to label next, by the DDPM ensemble; its batch copied into the training folder
-    # reruns the labelled splits and what follows them, not the pool nor the diffusion model
+    # which images to label next, by the DDPM ensemble; its batch pushed into Label Studio, the
+    # predictions accepted as they are (through the server's API, as an annotator's "submit"),
+    # and pulled into the training folder: the labelled splits and what follows them rerun, not
+    # the pool nor the diffusion model
     ranking = "results/tiny/label_next/ranking.csv"
     snakemake(killed, ranking, *killed_args)
     shutil.copytree(killed / "results/tiny/label_next", root / "label_next")
     shutil.copy(killed / "results/tiny/ddpm/seed0/ensemble.pt", root / "label_next" / "ensemble.pt")
-    for file in sorted((root / "label_next/batch/real/train").iterdir()):
-        shutil.copy(file, user_data / "real" / "train" / file.name)
+    observed["label_studio"] = label_through_label_studio(label_studio, killed, [str(TEST_CONFIG), str(ddpm_only)])
     observed["jobs_after_labelling"] = planned_jobs(killed, ranking, *killed_args)
     snakemake(killed, ranking, *killed_args)
     return observed
@@ -349,7 +373,7 @@ class TinyRun:
 
 
 @pytest.fixture(scope="session")
-def tiny_workflow(tmp_path_factory) -> TinyRun:
+def tiny_workflow(tmp_path_factory, label_studio_server) -> TinyRun:
     """The end-to-end run (`_run_tiny_workflow`), once per test session. Under pytest-xdist the
     workers share it: the first to need it runs it under a file lock in the session's base
     temporary folder (the workers' folders are inside it) and the others wait for it, then read
@@ -364,7 +388,7 @@ def tiny_workflow(tmp_path_factory) -> TinyRun:
         if not observed_file.exists():
             root.mkdir()
             try:
-                observed = _run_tiny_workflow(root)
+                observed = _run_tiny_workflow(root, label_studio_server)
             except Exception as exc:
                 failed_file.write_text(f"{type(exc).__name__}: {exc}")
                 raise
@@ -975,9 +999,18 @@ def test_tiny_workflow_ranks_the_pool_and_writes_the_batch_for_the_annotator(tin
 
 @pytest.mark.slow
 def test_tiny_workflow_a_labelled_batch_retrains_the_ensemble_not_the_diffusion_model(tiny_workflow):
-    """The batch's real/train/ copied into the dataset's training folder: the dry run plans the
-    labelled splits, their features, the ensemble and what follows it, and not the pool nor the
-    diffusion model; ranked again, the labelled images come last, never picked."""
+    """The batch pushed into Label Studio, its predictions submitted unchanged and pulled: the
+    dataset's training folder gains exactly the batch's real/train/ files (images and labels);
+    the dry run plans the labelled splits, their features, the ensemble and what follows it, and
+    not the pool nor the diffusion model; ranked again, the labelled images come last, never picked."""
+    studio = tiny_workflow.observed["label_studio"]
+    assert "has 3 new tasks" in studio["push"] and "labels of 3 images written" in studio["pull"], studio
+    batch, train = tiny_workflow.root / "label_next/batch/real/train", tiny_workflow.root / "tiny_data/real/train"
+    for file in sorted(batch.iterdir()):
+        if file.suffix == ".npy":
+            np.testing.assert_array_equal(np.load(train / file.name), np.load(file))
+        else:
+            assert (train / file.name).read_bytes() == file.read_bytes()
     assert tiny_workflow.observed["jobs_after_labelling"] == {
         "prepare_dataset": 1, "extract_features[tiny ddpm cells]": 2, "train_ensemble": 1, "predict": 1, "evaluate": 1,
         "overview": 1, "reliability": 1, "table2": 1, "label_next": 1}

@@ -4,7 +4,6 @@ PNGs and in the dataset's format (or as Label Studio tasks), an overlay each for
 batch.csv and batch.json (dataset, method, seed, classes and colours: what `ddpmseg label-studio
 push` needs)."""
 import json
-import urllib.parse
 import _repository_src  # noqa: F401  (puts the repository's src/ on sys.path)
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from ddpmseg.atomic import folder_written_atomically
 from ddpmseg.images import read_rgb, write_upright
 from ddpmseg.errors import UserError
 from ddpmseg.formats.export import export_masks
-from ddpmseg.formats.label_studio_tasks import MANIFEST, batch_tasks, label_config
+from ddpmseg.formats.label_studio_tasks import MANIFEST, label_config, local_file_tasks
 from ddpmseg.label_next import already_labelled, pooled_features, rank, score_images
 from ddpmseg.mlp import load_ensemble
 from ddpmseg.palette import palette, save_palette_png
@@ -79,10 +78,8 @@ with folder_written_atomically(snakemake.output.batch) as out:
             write_upright(file, out / "real" / "train" / f"{name}{file.suffix}")
             np.save(out / "real" / "train" / f"{name}.npy", mask)
     if fmt == "label_studio":  # images served from the batch folder as Label Studio's local files
-        urls = [f"/data/local-files/?d={urllib.parse.quote(f'images/{image_id}{file.suffix}')}"
-                for image_id, file in zip(picked["image"], files)]
         (out / fmt).mkdir()
-        (out / fmt / "tasks.json").write_text(json.dumps(batch_tasks(out, urls)))
+        (out / fmt / "tasks.json").write_text(json.dumps(local_file_tasks(out)))
         (out / fmt / "label_config.xml").write_text(label_config(classes, colours))
     elif fmt not in ("paper", "palette"):
         export_masks(out / fmt, fmt, list(picked["image"]), files, masks, classes, colours)

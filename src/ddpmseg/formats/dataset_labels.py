@@ -26,7 +26,7 @@ from PIL import Image
 
 from ddpmseg.errors import DatasetError
 from ddpmseg.folders import list_folder
-from ddpmseg.formats import image_mask, paper
+from ddpmseg.formats import paper
 from ddpmseg.formats.added_labels import FOLDER_SUFFIX, added_folder
 from ddpmseg.formats.prepare import read_source
 from ddpmseg.formats.source import BACKGROUND_NAMES, UNCOVERED, class_table

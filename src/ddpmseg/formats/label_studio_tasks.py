@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import urllib.parse
 from xml.sax.saxutils import quoteattr
 
 import numpy as np
@@ -28,6 +29,7 @@ from ddpmseg.errors import DatasetError
 
 IMAGE, BRUSH, POLYGON = "image", "brush", "polygon"  # the config's tag names (name=)
 MANIFEST = "batch.json"  # beside batch.csv: what push needs to know about the batch
+LOCAL_FILES = "/data/local-files/?d="  # Label Studio's URL of a file below its local-files document root
 
 
 def label_config(classes: list, colours: list) -> str:
@@ -87,8 +89,10 @@ def image_task(manifest: dict, row: dict, mask_file: pathlib.Path, url: str) -> 
                              "result": brush_results(np.asarray(Image.open(mask_file)), manifest["classes"])}]}
 
 
-def batch_tasks(batch: pathlib.Path, image_urls: list) -> list:
-    """The tasks of a batch (`batch_images` order), the images at ``image_urls``."""
-    manifest = read_manifest(batch)
-    return [image_task(manifest, row, mask, url) for (row, _, mask), url in zip(batch_images(batch), image_urls,
-                                                                                  strict=True)]
+def local_file_tasks(batch: pathlib.Path) -> list:
+    """The tasks of a batch (`batch_images` order), each image named as a Label Studio local
+    file relative to the batch folder (/data/local-files/?d=images/NAME): served where Label
+    Studio runs with LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT the batch folder."""
+    batch, manifest = pathlib.Path(batch), read_manifest(batch)
+    return [image_task(manifest, row, mask, LOCAL_FILES + urllib.parse.quote(image.relative_to(batch).as_posix()))
+            for row, image, mask in batch_images(batch)]
