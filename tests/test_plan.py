@@ -129,7 +129,8 @@ def test_label_next_settles_method_seed_and_the_batch_format():
     assert plan.label_next.settings("creatures7") == {"method": "ddpm", "seed": 0, "strategy": "uncertainty+diversity",
                                              "count": 4, "candidates": 5, "format": "paper"}
     assert plan.label_next.targets() == ["results/creatures7/label_next/ranking.csv"]
-    for fmt, batch in (("voc", "voc"), ("cvat", "cvat"), ("image_mask", "palette"), ("labelme", "palette")):
+    for fmt, batch in (("voc", "voc"), ("cvat", "cvat"), ("image_mask", "palette"), ("labelme", "palette"),
+                       ("label_studio", "label_studio")):
         chosen = {"path": "data", "format": fmt, "label_next": {"count": 1, "method": "pixels", "seed": 2}}
         settled = Plan(validated({"datasets": {"creatures7": chosen}})).label_next.settings("creatures7")
         assert (settled["format"], settled["method"], settled["seed"]) == (batch, "pixels", 2), fmt
@@ -235,3 +236,20 @@ def test_an_auto_methods_stores_are_those_its_sweep_picked():
 def test_the_plan_imports_no_model_library():
     """The Snakefile plans every job without torch, matplotlib or datumaro: parsing stays quick."""
     assert heavy_modules_imported("import ddpmseg.plan", ["torch", "matplotlib", "datumaro"]) == []
+
+
+def test_added_labels_rerun_the_labelled_splits_not_the_pool(tmp_path):
+    """A file added to a dataset's `added_labels` folder changes the labelled splits' manifest
+    (they are prepared again) and not the pool's (the diffusion model stays)."""
+    (tmp_path / "data" / "images").mkdir(parents=True)
+    (tmp_path / "data" / "images" / "a.png").write_bytes(b"png")
+    (tmp_path / "added" / "masks").mkdir(parents=True)
+    chosen = {"path": str(tmp_path / "data"), "format": "coco_instances", "added_labels": str(tmp_path / "added")}
+    files = Plan(validated({"datasets": {"creatures7": chosen}})).files
+    before = {part: files.manifest("creatures7", part) for part in ("labelled", "pool")}
+    (tmp_path / "added" / "masks" / "a.png").write_bytes(b"mask")
+    assert files.manifest("creatures7", "labelled") != before["labelled"]
+    assert files.manifest("creatures7", "pool") == before["pool"]
+    paper = {"path": str(tmp_path / "data"), "added_labels": "added"}
+    with pytest.raises(ConfigProblem, match="added_labels apply only to a dataset with a `format`"):
+        Plan(validated({"datasets": {"creatures7": paper}}))
