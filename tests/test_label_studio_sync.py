@@ -162,13 +162,14 @@ def label_studio_export(root: Path) -> Path:
 
 
 def test_labels_added_to_an_export_train_beside_it_and_the_pool_keeps_them(tmp_path):
-    root = label_studio_export(tmp_path / "project")
+    root = label_studio_export(tmp_path / "project") / "export.json"  # the file: nothing can be added beside it
     settings = dict(image_size=64, non_square="error", max_train=None, max_test=None, classes=None, ignore_label=None,
                     resize="lanczos", format="label_studio", unannotated="auto", unlabeled=None, added_labels=None,
                     split={"train": ["train-0001", "train-0002"]},
                     label_studio={"images": "images", "label_config": "config.xml"})
     target = DatasetLabels(root, settings, "config: datasets.faces")
     assert target.classes == CLASSES and not target.named and target.added == tmp_path / "project-added-labels"
+    assert target.exports is None
     assert target.write("pool-0001", "pool-0001", as_drawn(held_aside("0001")))
     assert (target.added / "labelmap.txt").read_text().split() == CLASSES
     outputs = {split: tmp_path / f"{split}.zarr" for split in ("train", "test", "unlabeled")}
@@ -177,6 +178,24 @@ def test_labels_added_to_an_export_train_beside_it_and_the_pool_keeps_them(tmp_p
     train = zarr.open_group(str(outputs["train"]), mode="r")
     np.testing.assert_array_equal(train["original_labels"]["0"][:], expected_from_brush(held_aside("0001")))
     assert zarr.open_group(str(outputs["unlabeled"]), mode="r").attrs["image_ids"] == ["pool-0001", "pool-0002"]
+
+
+def test_a_label_studio_dataset_takes_the_finished_tasks_as_one_more_export(tmp_path):
+    """Tasks as the server exports them (an upload URL, brush strokes) written beside the
+    dataset's own export: its pool image becomes a labelled one; writing them again changes nothing."""
+    root = label_studio_export(tmp_path / "project")
+    settings = {"format": "label_studio", "classes": None, "ignore_label": None, "unannotated": "auto",
+                "label_studio": {"images": "images", "label_config": "config.xml", "annotation": "latest"}}
+    target = DatasetLabels(root, settings, "config: datasets.faces")
+    assert target.exports == root and target.added is None and "pool-0002" in target.images
+    finished = [{"id": 7, "data": {"image": "/data/upload/9/89abcdef-pool-0002.jpg", "ddpmseg_image": "pool-0002"},
+                 "annotations": [{"id": 3, "result": brush_results(held_aside("0002"), CLASSES)}]}]
+    assert target.write_export("ddpmseg-faces-next", json.loads(json.dumps(finished)))
+    assert not target.write_export("ddpmseg-faces-next", json.loads(json.dumps(finished)))
+    source = READERS["label_studio"](root, settings)
+    [added] = [image for image in source.images if image.image_id == "pool-0002"]
+    np.testing.assert_array_equal(added.class_map(), as_drawn(held_aside("0002")))
+    assert [image.image_id for image in source.images if image.class_map is None] == ["pool-0001"]
 
 
 def test_a_project_with_other_labels_is_named_in_one_line():

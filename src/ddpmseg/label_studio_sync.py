@@ -11,7 +11,8 @@ project when a task's data names it (`ddpmseg_image`), so pushing a batch twice 
 pull: the project's JSON export; each task of ours (`ddpmseg_image`) with an annotation that
 was not cancelled (the latest) is drawn (`formats.label_studio.annotation_map`) at its image's
 size, its labels mapped to the dataset's classes by name, and written into the dataset
-(`formats.dataset_labels`); tasks of no annotation or not ours are counted and left.
+(`formats.dataset_labels`; a Label Studio dataset takes the finished tasks as one more export,
+`ddpmseg-<project>.json`); tasks of no annotation or not ours are counted and left.
 
 Token: `LABEL_STUDIO_API_KEY` (Account & Settings), either kind: a personal access token (a JWT
 refresh token, exchanged for access tokens by the sdk) or a legacy token. URL: `--url`, else
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 
 import numpy as np
 
@@ -91,14 +93,13 @@ class Server:
 
 def checked_classes(project, classes: list) -> list:
     """The project's classes (its labelling config's), UserError naming the differences where
-    they are not ``classes`` (the dataset's)."""
+    they are not ``classes`` (the dataset's; labels are matched by name, in any order)."""
     theirs = config_classes(project.label_config, f"Label Studio project {project.title!r}")
-    if theirs != list(classes):
-        missing, extra = [c for c in classes if c not in theirs], [c for c in theirs if c not in classes]
+    missing, extra = [c for c in classes if c not in theirs], [c for c in theirs if c not in classes]
+    if missing or extra:
         raise UserError(f"Label Studio project {project.title!r} labels {theirs}, the dataset's classes are {classes}"
                         f"{'; missing: ' + ', '.join(missing) if missing else ''}"
-                        f"{'; not in the dataset: ' + ', '.join(extra) if extra else ''}"
-                        f"{'; the order differs' if not missing and not extra else ''}. Push into a new project "
+                        f"{'; not in the dataset: ' + ', '.join(extra) if extra else ''}. Push into a new project "
                         "(--project) or make the project's labels the dataset's classes")
     return theirs
 
@@ -137,7 +138,7 @@ def pull(server: Server, title: str, labels: DatasetLabels) -> dict:
     if project is None:
         raise UserError(f"{server.url}: no Label Studio project titled {title!r}; push a batch into it first")
     checked_classes(project, labels.classes)
-    done, drawn = {"written": [], "unchanged": [], "skipped": {"not from ddpmseg": 0, "not annotated": 0}}, []
+    done, drawn, finished = {"written": [], "unchanged": [], "skipped": {"not from ddpmseg": 0, "not annotated": 0}}, [], []
     for task in server.call(server.client.projects.exports.as_json, project.id):
         image_id = (task.get("data") or {}).get("ddpmseg_image")
         annotation = chosen_annotation(task, "latest")
@@ -152,6 +153,11 @@ def pull(server: Server, title: str, labels: DatasetLabels) -> dict:
         width, height, _ = shown_size(image)
         class_map = annotation_map(annotation, width, height, labels.classes, where, image.name)
         drawn.append((image_id, task["data"].get("ddpmseg_name") or image_id, class_map.astype(np.int16)))
+        finished.append({**task, "annotations": [annotation]})
+    if labels.exports is not None:  # a Label Studio dataset: the project's finished tasks, one export more
+        changed = labels.write_export(f"ddpmseg-{re.sub(r'[^A-Za-z0-9_.-]+', '-', title)}", finished)
+        done["written" if changed else "unchanged"] += [image_id for image_id, _, _ in drawn]
+        return done
     for image_id, name, class_map in drawn:
         done["written" if labels.write(image_id, name, class_map) else "unchanged"].append(image_id)
     return done

@@ -5,6 +5,9 @@
   with its labels in `real/train/NAME.npy` (uint8 class ids); the pool keeps the image (the
   diffusion model trained on the pool stays), and `label_next` ranks it last from then on;
 - `image_mask`: the mask `masks/PATH.png` (8-bit class ids) of the image `images/PATH.*`;
+- `label_studio`, where `path` is a folder: one more export in it, `NAME.json`, of the finished
+  tasks (the reader takes a later export's annotated task of an image over an earlier one), each
+  image named by its path below the images folder (a local-files URL);
 - any other format (an annotation tool's export): the dataset's `added_labels` folder
   (`formats.added_labels`; where the config sets none, `<folder>-added-labels` beside the
   dataset's folder, which the config must then name): the image copied upright to
@@ -17,9 +20,11 @@ writing the same labels again changes nothing, and Snakemake reruns nothing.
 from __future__ import annotations
 
 import io
+import json
 import os
 import pathlib
 import tempfile
+import urllib.parse
 
 import numpy as np
 from PIL import Image
@@ -28,6 +33,7 @@ from ddpmseg.errors import DatasetError
 from ddpmseg.folders import list_folder
 from ddpmseg.formats import paper
 from ddpmseg.formats.added_labels import FOLDER_SUFFIX, added_folder
+from ddpmseg.formats.label_studio_tasks import LOCAL_FILES
 from ddpmseg.formats.prepare import read_source
 from ddpmseg.formats.source import BACKGROUND_NAMES, UNCOVERED, class_table
 from ddpmseg.images import write_upright
@@ -60,11 +66,13 @@ def upright_bytes(image: pathlib.Path) -> bytes:
 
 class DatasetLabels:
     """Where a dataset takes new labels. classes: its final class names; images: {image id:
-    file} of the images that may take them; added: the `added_labels` folder written into (None
-    for the paper's layout and image_mask), and whether the config names it yet (`named`)."""
+    file} of the images that may take them; exports: the folder of a Label Studio dataset's
+    exports (`write_export`), else None; added: the `added_labels` folder written into (None for
+    the paper's layout, image_mask and exports), and whether the config names it yet (`named`)."""
 
     def __init__(self, root, settings: dict, where: str):
-        self.root, self.format, self.added, self.named = pathlib.Path(root), settings["format"], None, True
+        self.root, self.format = pathlib.Path(root), settings["format"]
+        self.exports, self.added, self.named = None, None, True
         if self.format == paper.PAPER:
             meta = paper.read_meta(self.root, settings["classes"], settings["ignore_label"])
             self.classes, ignore = meta["classes"], meta["ignore_label"]
@@ -82,7 +90,10 @@ class DatasetLabels:
         if settings.get("unlabeled"):
             extra = added_folder(folder, settings["unlabeled"])
             self.images.update({f"{extra.name}/{image_id}": path for image_id, path, _ in list_folder(extra)})
-        if self.format != "image_mask":
+        if self.format == "label_studio" and self.root.is_dir():
+            images = (settings.get("label_studio") or {}).get("images")
+            self.exports, self.images_root = self.root, added_folder(self.root, images) if images else self.root
+        elif self.format != "image_mask":
             self.named = bool(settings.get("added_labels"))
             self.added = added_folder(folder, settings["added_labels"]) if self.named \
                 else folder.parent / f"{folder.name}{FOLDER_SUFFIX}"
@@ -109,3 +120,12 @@ class DatasetLabels:
         changed = write_if_changed(self.added / "labelmap.txt", "".join(f"{c}\n" for c in self.classes).encode())
         changed = write_if_changed(self.added / "images" / f"{image_id}{image.suffix}", upright_bytes(image)) or changed
         return write_if_changed(self.added / "masks" / f"{image_id}.png", png.getvalue()) or changed
+
+    def write_export(self, name: str, tasks: list) -> bool:
+        """Adds the Label Studio tasks (an export's, finished) as the export ``name``.json of a
+        label_studio dataset, each task's image named by its path below the images folder. True
+        where the file changed."""
+        for task in tasks:
+            path = self.images[task["data"]["ddpmseg_image"]].relative_to(self.images_root).as_posix()
+            task["data"]["image"] = LOCAL_FILES + urllib.parse.quote(path)
+        return write_if_changed(self.exports / f"{name}.json", json.dumps(tasks, indent=1).encode())

@@ -1,12 +1,15 @@
 """Label Studio's JSON export (Export > JSON, the full one) of a project labelled with
 `BrushLabels` and/or `PolygonLabels` (format `label_studio`)::
 
-    <path>                  the export: the .json file, or a folder holding exactly one
+    <path>                  the export: the .json file, or a folder of exports (every .json in it)
     label_studio.images     the folder of the project's images (default: the export's folder)
     label_studio.label_config   the project's labelling config (XML), for the class list
 
-The export is a list of tasks, each {"data": {"image": URL}, "annotations": [{"result": [...],
-"was_cancelled": bool, "ground_truth": bool, "updated_at": ...}, ...]}. A task's image is found
+Several exports in a folder are read in file-name order, a task of a later one replacing an
+earlier one's task of the same image where it is annotated (`ddpmseg label-studio pull` adds
+its project's export so). An export is a list of tasks, each {"data": {"image": URL},
+"annotations": [{"result": [...], "was_cancelled": bool, "ground_truth": bool, "updated_at":
+...}, ...]}. A task's image is found
 in the images folder (recursively, by the longest trailing match: `formats.files`) by the
 name its URL holds: an upload (/data/upload/<project>/<8 hex>-<name>: the prefix Label Studio
 adds is removed), a local-storage file (/data/local-files/?d=<path>), or any URL's file name.
@@ -43,27 +46,31 @@ REGION_RESULTS = {"brushlabels": "brushlabels", "polygonlabels": "polygonlabels"
 
 
 def read(root, settings: dict) -> Source:
-    """The tasks of the export at ``root`` (`settings["label_studio"]`: images, label_config,
-    annotation)."""
+    """The tasks of the export at ``root``, or of every export in the folder ``root``
+    (`settings["label_studio"]`: images, label_config, annotation)."""
     options = {"images": None, "label_config": None, "annotation": "latest", **(settings.get("label_studio") or {})}
-    export = _export_file(pathlib.Path(root))
-    tasks = _load(export)
-    images_root = _folder(options["images"], export.parent, "images") if options["images"] else export.parent
+    exports = _export_files(pathlib.Path(root))
+    base = exports[0].parent
+    tasks = [(f"{export}: task {task.get('id', number)}", task) for export in exports
+             for number, task in enumerate(_load(export), 1)]
+    images_root = _folder(options["images"], base, "images") if options["images"] else base
     if options["label_config"]:
-        config = _folder(options["label_config"], export.parent, "label_config")
+        config = _folder(options["label_config"], base, "label_config")
         classes = config_classes(config.read_text(encoding="utf-8"), str(config))
     else:
-        classes = _seen_classes(tasks, options["annotation"])
-    index, images, skipped, referenced = ImageIndex(images_root), [], {}, set()
-    for number, task in enumerate(tasks, 1):
-        where = f"{export}: task {task.get('id', number)}"
+        classes = _seen_classes([task for _, task in tasks], options["annotation"])
+    index, chosen = ImageIndex(images_root), {}  # {image file: (where, annotation or None)}
+    for where, task in tasks:
         written = image_name(task, where)
         image_path = index.find(written, [images_root], where)
         if image_path is None:
             raise DatasetError(f"{where}: its image {written!r} is not below {images_root}. Set label_studio.images "
                                "to the folder of the project's images.")
-        referenced.add(image_path.resolve())
         annotation = chosen_annotation(task, options["annotation"])
+        if annotation is not None or image_path.resolve() not in chosen:  # a later export's annotation wins
+            chosen[image_path.resolve()] = (where, image_path, annotation)
+    images, skipped = [], {}
+    for where, image_path, annotation in chosen.values():
         image_id = image_path.relative_to(images_root).with_suffix("").as_posix() \
             if image_path.is_relative_to(images_root) else image_path.stem
         if annotation is None:
@@ -75,20 +82,20 @@ def read(root, settings: dict) -> Source:
                 skipped[kind] = skipped.get(kind, 0) + 1
         images.append(SourceImage(image_id, "", image_path, where, _reader(annotation, image_path, classes, where)))
     for rel in sorted(walk_files(images_root), key=str):  # images of no task join the pool too
-        if rel.suffix.lower() in IMAGE_SUFFIXES and (images_root / rel).resolve() not in referenced:
+        if rel.suffix.lower() in IMAGE_SUFFIXES and (images_root / rel).resolve() not in chosen:
             images.append(SourceImage(rel.with_suffix("").as_posix(), "", images_root / rel))
     return Source(classes, None, images, skipped)
 
 
-def _export_file(root: pathlib.Path) -> pathlib.Path:
-    """The export: ``root`` itself, or the one .json file in the folder ``root``."""
+def _export_files(root: pathlib.Path) -> list:
+    """The exports: ``root`` itself, or every .json file in the folder ``root`` (sorted by name)."""
     if root.is_file():
-        return root
+        return [root]
     found = sorted(root.glob("*.json")) if root.is_dir() else []
-    if len(found) != 1:
-        raise DatasetError(f"{root}: holds {len(found)} .json files; a Label Studio export is one. Point `path` at "
-                           "the export's JSON file.")
-    return found[0]
+    if not found:
+        raise DatasetError(f"{root}: holds no .json file; a Label Studio export is one (Export > JSON). Point `path` "
+                           "at the export, or at the folder holding it.")
+    return found
 
 
 def _folder(value: str, base: pathlib.Path, key: str) -> pathlib.Path:

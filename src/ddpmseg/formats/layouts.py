@@ -58,8 +58,8 @@ def _json_kind(document) -> str | None:
 
 def _json_kinds(root: pathlib.Path) -> dict:
     """{reader: the first JSON below ``root`` it is for (relative to it)}, in COCO, labelme, Label
-    Studio order; a Label Studio export counts only at the top (its reader reads the folder's one
-    .json)."""
+    Studio order; a Label Studio export counts only at the top (its reader reads the folder's
+    .json files)."""
     found = {}
     for rel in sorted(walk_files(root, strict=False), key=str):
         if rel.suffix.lower() != ".json" or len(found) == len(JSON_NAMES):
