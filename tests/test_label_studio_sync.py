@@ -8,6 +8,7 @@ config, brush RLE, labels added to a dataset) is also checked without a server."
 import io
 import json
 import shutil
+import uuid
 import zipfile
 from pathlib import Path
 
@@ -220,7 +221,7 @@ def studio(label_studio_server, tmp_path_factory):
     batch = label_next_batch(root / "label_next" / "batch", dataset)
     (root / "config.yaml").write_text(f"datasets:\n  faces:\n    path: {dataset}\n")
     server = Server(label_studio_server.url, label_studio_server.legacy_token)
-    title = f"faces next {root.name}"  # one project per xdist worker that runs these tests
+    title = f"faces next {uuid.uuid4().hex[:8]}"  # one project per xdist worker that runs these tests
     pushes = [push(server, root / "label_next", title) for _ in range(2)]
     tasks = {t.data["ddpmseg_image"]: t for t in server.client.tasks.list(project=pushes[0]["project"], fields="all")}
     polygons = traced_polygons(held_aside("0002"))
@@ -351,3 +352,23 @@ def test_label_next_tasks_import_with_the_images_as_local_files(label_studio_ser
             answer = browser.get(task.data["image"])
             name = task.data["ddpmseg_image"]
             assert answer.status_code == 200 and answer.content == (batch / "images" / f"{name}.jpg").read_bytes()
+
+
+@pytest.mark.label_studio
+def test_push_into_a_project_made_by_hand_uses_its_own_tags(label_studio_server, tmp_path):
+    """A project whose config names its tags otherwise (and lists the classes in another order)
+    gets the predictions on its BrushLabels and Image; one with no BrushLabels is refused in one line."""
+    batch = label_next_batch(tmp_path / "label_next" / "batch", paper_dataset(tmp_path / "faces"))
+    server = Server(label_studio_server.url, label_studio_server.legacy_token)
+    labels = "".join(f'<Label value="{name}"/>' for name in reversed(CLASSES))
+    own = server.client.projects.create(title=f"own {tmp_path.name}", label_config=(
+        f'<View><Image name="photo" value="$img"/><BrushLabels name="paint" toName="photo">{labels}</BrushLabels></View>'))
+    push(server, batch, f"own {tmp_path.name}")
+    for task in server.client.tasks.list(project=own.id, fields="all"):
+        [prediction] = [p.model_dump() for p in task.predictions]
+        assert task.data["img"].startswith("/data/upload/") and {r["from_name"] for r in prediction["result"]} == {"paint"}
+        assert {r["to_name"] for r in prediction["result"]} == {"photo"}
+    server.client.projects.create(title=f"outlines {tmp_path.name}", label_config=(
+        f'<View><Image name="image" value="$image"/><PolygonLabels name="p" toName="image">{labels}</PolygonLabels></View>'))
+    with pytest.raises(DatasetError, match="has no BrushLabels on an Image"):
+        push(server, batch, f"outlines {tmp_path.name}")

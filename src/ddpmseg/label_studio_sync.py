@@ -30,7 +30,7 @@ import numpy as np
 from ddpmseg.errors import UserError
 from ddpmseg.formats.label_studio import annotation_map, chosen_annotation, config_classes
 from ddpmseg.formats.dataset_labels import DatasetLabels
-from ddpmseg.formats.label_studio_tasks import batch_images, image_task, label_config, read_manifest
+from ddpmseg.formats.label_studio_tasks import batch_images, config_tags, image_task, label_config, read_manifest
 from ddpmseg.images import shown_size
 
 DEFAULT_URL = "http://localhost:8080"
@@ -118,12 +118,13 @@ def push(server: Server, batch, title: str) -> dict:
                               description=f"ddpmseg label_next: {manifest['dataset']}, ranked by {manifest['method']} "
                                           f"seed {manifest['seed']} ({manifest['strategy']})")
     checked_classes(project, manifest["classes"])
+    tags = config_tags(project.label_config, f"Label Studio project {title!r}")
     present = {task.data.get("ddpmseg_image") for task in server.call(
         lambda: list(server.client.tasks.list(project=project.id, fields="all")))}
     added, tasks, rows = [], [], batch_images(batch)
     for row, image, mask in rows:
         if row["image"] not in present:
-            tasks.append(image_task(manifest, row, mask, server.upload(project.id, image)))
+            tasks.append(image_task(manifest, row, mask, server.upload(project.id, image), tags))
             added.append(row["image"])
     if tasks:
         server.call(server.client.projects.import_tasks, id=project.id, request=tasks)

@@ -11,7 +11,8 @@ server gave it.
 
 The labelling config (`label_config`) has one Image and the dataset's classes, in their order
 and palette colours, twice: as BrushLabels (the pre-annotations' tag) and as PolygonLabels,
-so that an annotator may paint or outline.
+so that an annotator may paint or outline. A project made by hand takes the predictions on its
+own first BrushLabels and the Image it labels (`config_tags`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from __future__ import annotations
 import json
 import pathlib
 import urllib.parse
+import xml.etree.ElementTree as ElementTree
+from dataclasses import dataclass
 from xml.sax.saxutils import quoteattr
 
 import numpy as np
@@ -27,7 +30,30 @@ from PIL import Image
 
 from ddpmseg.errors import DatasetError
 
-IMAGE, BRUSH, POLYGON = "image", "brush", "polygon"  # the config's tag names (name=)
+IMAGE, BRUSH, POLYGON = "image", "brush", "polygon"  # our config's tag names (name=)
+
+
+@dataclass(frozen=True)
+class Tags:
+    """Where a labelling config takes a brush prediction: the task data's key of the image URL
+    (the Image tag's value="$key"), the BrushLabels tag's name and the Image tag's name."""
+
+    data_key: str = IMAGE
+    brush: str = BRUSH
+    image: str = IMAGE
+
+
+def config_tags(config: str, where: str) -> Tags:
+    """The `Tags` of a labelling config (XML text): its first BrushLabels and the Image it labels;
+    DatasetError naming ``where`` where it has none."""
+    root = ElementTree.fromstring(config)
+    brush = next(root.iter("BrushLabels"), None)
+    image = {element.get("name"): element for element in root.iter("Image")}.get(brush.get("toName")) \
+        if brush is not None else None
+    if image is None or not image.get("value", "").startswith("$"):
+        raise DatasetError(f"{where}: its labelling config has no BrushLabels on an Image of the task data; the "
+                           "ensemble's masks are brush predictions. Add one, or push into a new project")
+    return Tags(image.get("value")[1:], brush.get("name"), brush.get("toName"))
 MANIFEST = "batch.json"  # beside batch.csv: what push needs to know about the batch
 LOCAL_FILES = "/data/local-files/?d="  # Label Studio's URL of a file below its local-files document root
 
@@ -42,13 +68,14 @@ def label_config(classes: list, colours: list) -> str:
     return "\n".join([*lines, "</View>", ""])
 
 
-def brush_results(mask: np.ndarray, classes: list) -> list:
+def brush_results(mask: np.ndarray, classes: list, tags: Tags = Tags()) -> list:
     """One brush result for each class of ``classes`` that the (H, W) class-id mask holds, in
-    class order (values past the classes, such as the ignore label, are left unpainted)."""
+    class order (values past the classes, such as the ignore label, are left unpainted), for the
+    config's ``tags``."""
     from label_studio_sdk.converter.brush import mask2rle
 
     height, width = mask.shape
-    return [{"id": f"ddpmseg-{c}", "from_name": BRUSH, "to_name": IMAGE, "type": "brushlabels",
+    return [{"id": f"ddpmseg-{c}", "from_name": tags.brush, "to_name": tags.image, "type": "brushlabels",
              "original_width": int(width), "original_height": int(height), "image_rotation": 0,
              "value": {"format": "rle", "rle": mask2rle((mask == c).astype(np.uint8) * 255), "brushlabels": [name]}}
             for c, name in enumerate(classes) if (mask == c).any()]
@@ -80,13 +107,14 @@ def batch_images(batch: pathlib.Path) -> list:
     return found
 
 
-def image_task(manifest: dict, row: dict, mask_file: pathlib.Path, url: str) -> dict:
-    """The task of one batch image (its row of batch.csv, its mask file) shown from ``url``."""
+def image_task(manifest: dict, row: dict, mask_file: pathlib.Path, url: str, tags: Tags = Tags()) -> dict:
+    """The task of one batch image (its row of batch.csv, its mask file) shown from ``url``, for
+    a config's ``tags``."""
     score = float(row["js_top10"])
-    return {"data": {IMAGE: url, "ddpmseg_image": row["image"], "ddpmseg_name": row["name"], "rank": int(row["rank"]),
+    return {"data": {tags.data_key: url, "ddpmseg_image": row["image"], "ddpmseg_name": row["name"], "rank": int(row["rank"]),
                      "js_top10": score},
             "predictions": [{"model_version": f"{manifest['method']} seed {manifest['seed']}", "score": score,
-                             "result": brush_results(np.asarray(Image.open(mask_file)), manifest["classes"])}]}
+                             "result": brush_results(np.asarray(Image.open(mask_file)), manifest["classes"], tags)}]}
 
 
 def local_file_tasks(batch: pathlib.Path) -> list:
