@@ -372,3 +372,19 @@ def test_push_into_a_project_made_by_hand_uses_its_own_tags(label_studio_server,
         f'<View><Image name="image" value="$image"/><PolygonLabels name="p" toName="image">{labels}</PolygonLabels></View>'))
     with pytest.raises(DatasetError, match="has no BrushLabels on an Image"):
         push(server, batch, f"outlines {tmp_path.name}")
+
+
+@pytest.mark.label_studio
+def test_a_push_cut_short_is_completed_by_the_next(label_studio_server, tmp_path):
+    """Two images pushed (as a push stopped after them leaves them), then the whole batch: the
+    project gets the other two, each image once."""
+    batch = label_next_batch(tmp_path / "label_next" / "batch", paper_dataset(tmp_path / "faces"))
+    server, title = Server(label_studio_server.url, label_studio_server.legacy_token), f"cut {uuid.uuid4().hex[:8]}"
+    rows = pd.read_csv(batch / "batch.csv", dtype={"image": str, "name": str})
+    rows.head(2).to_csv(batch / "batch.csv", index=False)
+    assert push(server, batch, title)["added"] == POOL[:2]
+    rows.to_csv(batch / "batch.csv", index=False)
+    done = push(server, batch, title)
+    assert done["added"] == POOL[2:] and done["present"] == POOL[:2]
+    tasks = server.client.tasks.list(project=done["project"], fields="all")
+    assert sorted(t.data["ddpmseg_image"] for t in tasks) == POOL

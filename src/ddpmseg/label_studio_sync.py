@@ -3,10 +3,11 @@ image opened with the ensemble's masks to correct, and the finished annotations 
 dataset (through label-studio-sdk, the server's own client).
 
 push: the project (found by title, created with the dataset's classes and colours where
-missing: `formats.label_studio_tasks.label_config`) gets each batch image not in it yet:
-uploaded as a file (the server names it /data/upload/<project>/<8 hex>-<name>), then imported
-as a task with its prediction (`formats.label_studio_tasks.image_task`). An image is in the
-project when a task's data names it (`ddpmseg_image`), so pushing a batch twice adds nothing.
+missing: `formats.label_studio_tasks.label_config`) gets each batch image not in it yet, one
+at a time: uploaded as a file (the server names it /data/upload/<project>/<8 hex>-<name>),
+then imported as a task with its prediction (`formats.label_studio_tasks.image_task`). An image
+is in the project when a task's data names it (`ddpmseg_image`), so pushing a batch twice adds
+nothing, and a push cut short is completed by the next.
 
 pull: the project's JSON export; each task of ours (`ddpmseg_image`) with an annotation that
 was not cancelled (the latest) is drawn (`formats.label_studio.annotation_map`) at its image's
@@ -121,13 +122,12 @@ def push(server: Server, batch, title: str) -> dict:
     tags = config_tags(project.label_config, f"Label Studio project {title!r}")
     present = {task.data.get("ddpmseg_image") for task in server.call(
         lambda: list(server.client.tasks.list(project=project.id, fields="all")))}
-    added, tasks, rows = [], [], batch_images(batch)
-    for row, image, mask in rows:
+    added, rows = [], batch_images(batch)
+    for row, image, mask in rows:  # one at a time: a push cut short leaves whole tasks, the next adds the rest
         if row["image"] not in present:
-            tasks.append(image_task(manifest, row, mask, server.upload(project.id, image), tags))
+            task = image_task(manifest, row, mask, server.upload(project.id, image), tags)
+            server.call(server.client.projects.import_tasks, id=project.id, request=[task])
             added.append(row["image"])
-    if tasks:
-        server.call(server.client.projects.import_tasks, id=project.id, request=tasks)
     return {"project": project.id, "added": added, "present": [row["image"] for row, _, _ in rows if row["image"] in present]}
 
 
