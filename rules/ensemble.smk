@@ -9,6 +9,7 @@ rule train_ensemble:
     output:
         models=per_seed(layout.run("{dataset}", "{method}", "{seed}", "ensemble.pt")),
         histories=per_seed(layout.run("{dataset}", "{method}", "{seed}", "training_history.csv")),
+        training_labels=per_seed(layout.run("{dataset}", "{method}", "{seed}", "training_labels.json")),
         features=layout.run_file("{dataset}", "{method}", "features.json"),
     params:
         stores=lambda wc: PLAN.stores.method_stores(wc.dataset, wc.method, "train"),

@@ -36,6 +36,7 @@ rule evaluate:
     input:
         predictions=per_seed(layout.run("{dataset}", "{method}", "{seed}", "predictions.zarr")),
         data=layout.split("{dataset}", "test"),
+        training_labels=per_seed(layout.run("{dataset}", "{method}", "{seed}", "training_labels.json")),
     output:
         metrics=per_seed(layout.run("{dataset}", "{method}", "{seed}", "metrics.json")),
         per_class=[

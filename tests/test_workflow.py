@@ -402,7 +402,7 @@ def test_tiny_workflow_table2_rows_and_training_outcomes(tiny_workflow):
     table = tiny_workflow.table()
     assert list(table.index) == ["DDPM", "UNet (untrained)", "MAE", "SwAV", "Pixels (RGB+xy)", "Patch (5x5 RGB+xy)",
                                  "DDPM: layers", "UNet (untrained): layers", "MAE: layers", "SwAV: layers",
-                                 "Runs (± over)", "Diffusion training", "MAE training", "SwAV training"]
+                                 "Runs (± over)", "Trained on", "Diffusion training", "MAE training", "SwAV training"]
     assert table.loc["DDPM: layers", "tiny"] == "t5: b1,2,3; t20: b1,2,3"
     assert table.loc["MAE: layers", "tiny"] == "block1"  # the last half of its 2 blocks
     assert table.loc["SwAV: layers", "tiny"] == "layer1.0, layer2.0, layer3.0, layer4.0"
@@ -421,6 +421,10 @@ def test_tiny_workflow_table2_rows_and_training_outcomes(tiny_workflow):
     assert list(table.columns) == ["tiny"] and table.loc["DDPM", "tiny"].count("±") == 1
     long = tiny_workflow.long()
     assert len(long) == 12 and long["miou"].between(0, 1).all()
+    train = zarr.open_group(str(results / "tiny/data/train.zarr"), mode="r")
+    labelled = int((train["labels"][:] != train.attrs["ignore_label"]).sum())  # the training pixels, counted by hand
+    assert (long["train_images"] == len(train.attrs["image_ids"])).all() and (long["train_labelled_pixels"] == labelled).all()
+    assert table.loc["Trained on", "tiny"] == f"{len(train.attrs['image_ids'])} images, {labelled:,} labelled pixels"
 
 
 @pytest.mark.slow
@@ -858,6 +862,13 @@ def test_tiny_workflow_experiments_reuse_table2_and_give_table4_and_per_class_io
     assert table4.loc["DDPM", "tiny: 4"] == table.loc["DDPM", "tiny"]  # the whole split is Table 2's run
     long4 = pd.read_csv(results / "table4_long.csv")
     assert len(long4) == 2 * 3 * 2 and long4["miou"].between(0, 1).all()
+    train = zarr.open_group(str(results / "tiny/data/train.zarr"), mode="r")
+    ids, labels = train.attrs["image_ids"], train["labels"][:]
+    for seed in ("0", "1"):  # each run's labelled pixels are its subset's, counted by hand
+        metrics = json.loads((results / f"tiny/ddpm/labels2/seed{seed}/metrics.json").read_text())
+        picked = [ids.index(i) for i in subsets[2][seed]]
+        assert metrics["train_images"] == 2
+        assert metrics["train_labelled_pixels"] == int((labels[picked] != train.attrs["ignore_label"]).sum())
     assert not (results / "tiny/ddpm/labels2/seed0/predictions.zarr").exists()  # temporary: only scores are kept
     per_class = pd.read_csv(results / "tiny/per_class_iou.csv", index_col=0)
     classes = zarr.open_group(results / "tiny/data/test.zarr", mode="r").attrs["classes"]
@@ -1197,7 +1208,7 @@ datasets:
     assert zarr.open_group(str(workdir / "results/tiny_paper/data/train.zarr"), mode="r").attrs["resize"] == "paper"
     table = pd.read_csv(workdir / "results/table2.csv", index_col=0)
     assert list(table.index) == ["DDPM", "UNet (untrained)", "DDPM: layers", "UNet (untrained): layers",
-                                 "Runs (± over)", "Diffusion training"]
+                                 "Runs (± over)", "Trained on", "Diffusion training"]
     assert table.loc["Diffusion training", "tiny_paper"] == "checkpoint"
     assert list(table.columns) == ["tiny_paper"]
 

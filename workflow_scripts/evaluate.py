@@ -2,7 +2,8 @@
 at the model's size (the paper's convention) or, with `evaluation.resolution: original`, at each
 image's own size (the model-size mIoU kept as miou_at_model_size); how far the uncertainty can be
 trusted: the AUROC of the pixel uncertainty for finding the misclassified pixels, and the soft
-vote's expected calibration error with its reliability bins (labelled, predicted pixels only)."""
+vote's expected calibration error with its reliability bins (labelled, predicted pixels only);
+with the run's training_labels.json, train_images and train_labelled_pixels (model size)."""
 import _repository_src  # noqa: F401  (puts the repository's src/ on sys.path)
 import json
 
@@ -31,8 +32,12 @@ def flat(group) -> np.ndarray:
     return np.concatenate([group[str(i)][:].ravel() for i in range(len(labels))])[None]
 
 
-for predictions_path, metrics_path, per_class_path in zip(
-    snakemake.input.predictions, snakemake.output.metrics, snakemake.output.per_class
+trained_on = [{} for _ in snakemake.output.metrics]  # a DeepLab's (distill) runs: no count of labelled pixels
+for i, path in enumerate(snakemake.input.get("training_labels") or []):
+    with open(path) as f:
+        trained_on[i] = json.load(f)
+for predictions_path, metrics_path, per_class_path, counts in zip(
+    snakemake.input.predictions, snakemake.output.metrics, snakemake.output.per_class, trained_on
 ):
     predictions = zarr.open_group(predictions_path, mode="r")
     votes = {vote: predictions[vote][:] for vote in ("majority", "soft")}
@@ -61,7 +66,7 @@ for predictions_path, metrics_path, per_class_path in zip(
         "vote": evaluation["vote"], "convention": evaluation["miou_convention"], "n_images": len(labels),
         "resolution": evaluation["resolution"],
         "mean_image_uncertainty": float(np.mean([image_uncertainty_score(u) for u in uncertainty])),
-        "uncertainty": predictions.attrs.get("uncertainty", ""), **trust,
+        "uncertainty": predictions.attrs.get("uncertainty", ""), **trust, **counts,
     }
     if at_original:
         metrics["miou_at_model_size"] = model_size_miou

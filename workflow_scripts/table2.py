@@ -8,8 +8,8 @@ import pandas as pd
 
 from ddpmseg.runtime import start_rule
 from ddpmseg.sweep import describe_cells
-from ddpmseg.tables import (collect_metrics, distill_note, resplit_rows, runs_note, spread_table, summary_table,
-                            training_note)
+from ddpmseg.tables import (collect_metrics, distill_note, labels_note, resplit_rows, runs_note, spread_table,
+                            summary_table, training_note)
 
 log = start_rule(snakemake)
 names = snakemake.params.names
@@ -26,6 +26,7 @@ for (dataset, method), path in zip(snakemake.params.described, snakemake.input.f
     notes.setdefault(f"{names[method]}: layers", {})[dataset] = describe_cells([tuple(c) for c in used["cells"]],
                                                                                 used["auto"])
 notes["Runs (± over)"] = runs_note(long).to_dict()
+notes["Trained on"] = labels_note(long).to_dict()
 outcomes = {}  # (row, dataset) -> training.json dicts
 for dataset, path in zip(snakemake.params.training_datasets, snakemake.input.training):
     with open(path) as f:

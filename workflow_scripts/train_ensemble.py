@@ -1,6 +1,8 @@
 """Trains the pixel classifier ensembles of all seeds together on streamed features (one after
 another where each run has stores of its own, per-run noise, or labels of its own, Table 4's
-subsets); saves one state_dict and one training history per seed."""
+subsets); saves one state_dict, one training history and the count of its labelled training
+images and pixels (training_labels.json: at the model's size, the ignore label and the padding
+excluded) per seed."""
 import _repository_src  # noqa: F401  (puts the repository's src/ on sys.path)
 import json
 
@@ -42,6 +44,10 @@ if labelled is not None:
     subsets = {seed: label_subset(len(ids), labelled, seed) for seed in seeds}
     with open(snakemake.output.subsets, "w") as f:
         json.dump({str(seed): [ids[i] for i in subset] for seed, subset in subsets.items()}, f, indent=1)
+for seed, path in zip(seeds, snakemake.output.training_labels):  # what each run is trained on, as labelled
+    used = train["labels"] if subsets is None else train["labels"][subsets[seed]]
+    with open(path, "w") as f:
+        json.dump({"train_images": len(used), "train_labelled_pixels": int((used != train["ignore_label"]).sum())}, f)
 models, history = train_runs(stores, seeds, train, snakemake.params.runs_own_stores, subsets)
 history = pd.DataFrame(history)
 for seed, model, model_path, history_path in zip(seeds, models, snakemake.output.models, snakemake.output.histories):

@@ -32,6 +32,7 @@ use rule train_ensemble as train_ensemble_annotated with:
     output:
         models=per_seed(layout.run("{dataset}", ANNOTATED_RUN, "{seed}", "ensemble.pt")),
         histories=per_seed(layout.run("{dataset}", ANNOTATED_RUN, "{seed}", "training_history.csv")),
+        training_labels=per_seed(layout.run("{dataset}", ANNOTATED_RUN, "{seed}", "training_labels.json")),
         features=layout.run_file("{dataset}", ANNOTATED_RUN, "features.json"),
     params:
         stores=lambda wc: PLAN.stores.method_stores(wc.dataset, wc.method, f"annotated-{wc.name}"),
@@ -61,6 +62,7 @@ use rule evaluate as evaluate_annotated with:
     input:
         predictions=per_seed(layout.run("{dataset}", ANNOTATED_RUN, "{seed}", "predictions.zarr")),
         data=layout.split("{dataset}", "test"),
+        training_labels=per_seed(layout.run("{dataset}", ANNOTATED_RUN, "{seed}", "training_labels.json")),
     output:
         metrics=per_seed(layout.run("{dataset}", ANNOTATED_RUN, "{seed}", "metrics.json")),
         per_class=per_seed(layout.run("{dataset}", ANNOTATED_RUN, "{seed}", "per_class_iou.csv")),

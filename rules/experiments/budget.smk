@@ -14,6 +14,7 @@ use rule train_ensemble as train_ensemble_budget with:
     output:
         models=per_seed(layout.run("{dataset}", BUDGET_RUN, "{seed}", "ensemble.pt")),
         histories=per_seed(layout.run("{dataset}", BUDGET_RUN, "{seed}", "training_history.csv")),
+        training_labels=per_seed(layout.run("{dataset}", BUDGET_RUN, "{seed}", "training_labels.json")),
         features=layout.run_file("{dataset}", BUDGET_RUN, "features.json"),
     params:
         stores=lambda wc: PLAN.budget.stores(wc.dataset, "train", wc.step),
@@ -45,6 +46,7 @@ use rule evaluate as evaluate_budget with:
     input:
         predictions=per_seed(layout.run("{dataset}", BUDGET_RUN, "{seed}", "predictions.zarr")),
         data=layout.split("{dataset}", "test"),
+        training_labels=per_seed(layout.run("{dataset}", BUDGET_RUN, "{seed}", "training_labels.json")),
     output:
         metrics=per_seed(layout.run("{dataset}", BUDGET_RUN, "{seed}", "metrics.json")),
         per_class=per_seed(layout.run("{dataset}", BUDGET_RUN, "{seed}", "per_class_iou.csv")),

@@ -10,6 +10,7 @@ use rule train_ensemble as train_ensemble_labels with:
     output:
         models=per_seed(layout.run("{dataset}", LABELS_RUN, "{seed}", "ensemble.pt")),
         histories=per_seed(layout.run("{dataset}", LABELS_RUN, "{seed}", "training_history.csv")),
+        training_labels=per_seed(layout.run("{dataset}", LABELS_RUN, "{seed}", "training_labels.json")),
         features=layout.run_file("{dataset}", LABELS_RUN, "features.json"),
         subsets=layout.run_file("{dataset}", LABELS_RUN, "subsets.json"),
     params:
@@ -40,6 +41,7 @@ use rule evaluate as evaluate_labels with:
     input:
         predictions=per_seed(layout.run("{dataset}", LABELS_RUN, "{seed}", "predictions.zarr")),
         data=layout.split("{dataset}", "test"),
+        training_labels=per_seed(layout.run("{dataset}", LABELS_RUN, "{seed}", "training_labels.json")),
     output:
         metrics=per_seed(layout.run("{dataset}", LABELS_RUN, "{seed}", "metrics.json")),
         per_class=per_seed(layout.run("{dataset}", LABELS_RUN, "{seed}", "per_class_iou.csv")),

@@ -14,6 +14,7 @@ use rule train_ensemble as train_ensemble_noise with:
     output:
         models=per_seed(layout.run("{dataset}", NOISE_RUN, "{seed}", "ensemble.pt")),
         histories=per_seed(layout.run("{dataset}", NOISE_RUN, "{seed}", "training_history.csv")),
+        training_labels=per_seed(layout.run("{dataset}", NOISE_RUN, "{seed}", "training_labels.json")),
         features=layout.run_file("{dataset}", NOISE_RUN, "features.json"),
     params:
         stores=lambda wc: PLAN.noise.stores(wc.dataset, wc.method, "train", wc.variant),
@@ -46,6 +47,7 @@ use rule evaluate as evaluate_noise with:
     input:
         predictions=per_seed(layout.run("{dataset}", NOISE_RUN, "{seed}", "predictions.zarr")),
         data=layout.split("{dataset}", "test"),
+        training_labels=per_seed(layout.run("{dataset}", NOISE_RUN, "{seed}", "training_labels.json")),
     output:
         metrics=per_seed(layout.run("{dataset}", NOISE_RUN, "{seed}", "metrics.json")),
         per_class=per_seed(layout.run("{dataset}", NOISE_RUN, "{seed}", "per_class_iou.csv")),

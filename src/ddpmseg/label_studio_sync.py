@@ -128,7 +128,8 @@ def push(server: Server, batch, title: str) -> dict:
             task = image_task(manifest, row, mask, server.upload(project.id, image), tags)
             server.call(server.client.projects.import_tasks, id=project.id, request=[task])
             added.append(row["image"])
-    return {"project": project.id, "added": added, "present": [row["image"] for row, _, _ in rows if row["image"] in present]}
+    return {"project": project.id, "added": added,
+            "present": [row["image"] for row, _, _ in rows if row["image"] in present]}
 
 
 def pull(server: Server, title: str, labels: DatasetLabels) -> dict:
@@ -139,7 +140,8 @@ def pull(server: Server, title: str, labels: DatasetLabels) -> dict:
     if project is None:
         raise UserError(f"{server.url}: no Label Studio project titled {title!r}; push a batch into it first")
     checked_classes(project, labels.classes)
-    done, drawn, finished = {"written": [], "unchanged": [], "skipped": {"not from ddpmseg": 0, "not annotated": 0}}, [], []
+    done = {"written": [], "unchanged": [], "skipped": {"not from ddpmseg": 0, "not annotated": 0}}
+    drawn, finished = [], []  # (image id, name, class map) and the tasks, all checked before any is written
     for task in server.call(server.client.projects.exports.as_json, project.id):
         image_id = (task.get("data") or {}).get("ddpmseg_image")
         annotation = chosen_annotation(task, "latest")

@@ -18,7 +18,9 @@ def collect_metrics(metric_files: dict, names: dict) -> pd.DataFrame:
     row}. Columns: dataset, method (the row name), method_key (the folder), model_seed (empty for the controls), seed,
     miou, miou_majority, miou_soft, vote, convention; mIoU values are fractions in [0, 1];
     auroc_uncertainty (of the pixel uncertainty for the misclassified pixels) and ece (the soft
-    vote's expected calibration error, a fraction), NaN where the metrics.json has none.
+    vote's expected calibration error, a fraction), NaN where the metrics.json has none;
+    train_images and train_labelled_pixels (the run's labelled training images and their labelled
+    pixels at the model's size), empty for a run without them (a distilled DeepLab).
     """
     rows = []
     for (dataset, key, model_seed, seed), path in metric_files.items():
@@ -38,10 +40,13 @@ def collect_metrics(metric_files: dict, names: dict) -> pd.DataFrame:
                 convention=metrics["convention"],
                 auroc_uncertainty=metrics.get("auroc_uncertainty", float("nan")),
                 ece=metrics.get("ece", float("nan")),
+                train_images=metrics.get("train_images"),
+                train_labelled_pixels=metrics.get("train_labelled_pixels"),
             )
         )
     long = pd.DataFrame(rows)
-    long["model_seed"] = long["model_seed"].astype("Int64")
+    for column in ("model_seed", "train_images", "train_labelled_pixels"):
+        long[column] = long[column].astype("Int64")
     return long
 
 
@@ -114,6 +119,17 @@ def runs_note(long: pd.DataFrame) -> pd.Series:
             text += f" (controls: {seeds} MLP seeds)"
         notes[dataset] = text
     return pd.Series(notes)
+
+
+def labels_note(long: pd.DataFrame) -> pd.Series:
+    """Per dataset, what the ensembles are trained on: "20 images, 232,845 labelled pixels" (at the
+    model's size), each different count where runs differ (runs without counts left out)."""
+    notes = {}
+    for dataset, runs in long.dropna(subset=["train_labelled_pixels"]).groupby("dataset", sort=False):
+        counts = runs[["train_images", "train_labelled_pixels"]].drop_duplicates()
+        notes[dataset] = "; ".join(f"{images} images, {pixels:,} labelled pixels"
+                                   for images, pixels in counts.itertuples(index=False))
+    return pd.Series(notes, dtype=object)
 
 
 def training_note(outcomes: list) -> str:

@@ -111,8 +111,8 @@ def image_task(manifest: dict, row: dict, mask_file: pathlib.Path, url: str, tag
     """The task of one batch image (its row of batch.csv, its mask file) shown from ``url``, for
     a config's ``tags``."""
     score = float(row["js_top10"])
-    return {"data": {tags.data_key: url, "ddpmseg_image": row["image"], "ddpmseg_name": row["name"], "rank": int(row["rank"]),
-                     "js_top10": score},
+    return {"data": {tags.data_key: url, "ddpmseg_image": row["image"], "ddpmseg_name": row["name"],
+                     "rank": int(row["rank"]), "js_top10": score},
             "predictions": [{"model_version": f"{manifest['method']} seed {manifest['seed']}", "score": score,
                              "result": brush_results(np.asarray(Image.open(mask_file)), manifest["classes"], tags)}]}
 
