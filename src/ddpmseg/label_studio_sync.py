@@ -5,9 +5,10 @@ dataset (through label-studio-sdk, the server's own client).
 push: the project (found by title, created with the dataset's classes and colours where
 missing: `formats.label_studio_tasks.label_config`) gets each batch image not in it yet, one
 at a time: uploaded as a file (the server names it /data/upload/<project>/<8 hex>-<name>),
-then imported as a task with its prediction (`formats.label_studio_tasks.image_task`). An image
-is in the project when a task's data names it (`ddpmseg_image`), so pushing a batch twice adds
-nothing, and a push cut short is completed by the next.
+then imported as a task; then each task without the batch's prediction gets it
+(`formats.label_studio_tasks.image_prediction`). An image is in the project when a task's data
+names it (`ddpmseg_image`), so pushing a batch twice adds nothing, and a push cut short is
+completed by the next.
 
 pull: the project's JSON export; each task of ours (`ddpmseg_image`) with an annotation that
 was not cancelled (the latest) is drawn (`formats.label_studio.annotation_map`) at its image's
@@ -31,7 +32,8 @@ import numpy as np
 from ddpmseg.errors import UserError
 from ddpmseg.formats.label_studio import annotation_map, chosen_annotation, config_classes
 from ddpmseg.formats.dataset_labels import DatasetLabels
-from ddpmseg.formats.label_studio_tasks import batch_images, config_tags, image_task, label_config, read_manifest
+from ddpmseg.formats.label_studio_tasks import (batch_images, config_tags, image_prediction, label_config,
+                                                model_version, read_manifest, task_data)
 from ddpmseg.images import shown_size
 
 DEFAULT_URL = "http://localhost:8080"
@@ -74,6 +76,13 @@ class Server:
         """The project titled ``title``, or None."""
         found = [p for p in self.call(lambda: list(self.client.projects.list(title=title))) if p.title == title]
         return self.call(self.client.projects.get, found[0].id) if found else None
+
+    def tasks(self, project_id: int) -> dict:
+        """{image id (task data's ddpmseg_image): {id, predictions: [dict]}} of a project's tasks."""
+        listed = self.call(lambda: list(self.client.tasks.list(project=project_id, fields="all")))
+        return {task.data.get("ddpmseg_image"): {"id": task.id, "predictions": [p.model_dump() for p in
+                                                                                 task.predictions or []]}
+                for task in listed}
 
     def upload(self, project_id: int, image: pathlib.Path) -> str:
         """Uploads an image file to a project (no task made); returns its URL on the server."""
@@ -120,14 +129,21 @@ def push(server: Server, batch, title: str) -> dict:
                                           f"seed {manifest['seed']} ({manifest['strategy']})")
     checked_classes(project, manifest["classes"])
     tags = config_tags(project.label_config, f"Label Studio project {title!r}")
-    present = {task.data.get("ddpmseg_image") for task in server.call(
-        lambda: list(server.client.tasks.list(project=project.id, fields="all")))}
+    present = set(server.tasks(project.id))
     added, rows = [], batch_images(batch)
-    for row, image, mask in rows:  # one at a time: a push cut short leaves whole tasks, the next adds the rest
+    for row, image, _ in rows:  # one at a time: a push cut short leaves whole tasks, the next adds the rest
         if row["image"] not in present:
-            task = image_task(manifest, row, mask, server.upload(project.id, image), tags)
-            server.call(server.client.projects.import_tasks, id=project.id, request=[task])
+            data = task_data(row, server.upload(project.id, image), tags)
+            server.call(server.client.projects.import_tasks, id=project.id, request=[{"data": data}])
             added.append(row["image"])
+    # The predictions one by one onto the tasks found by their data: Label Studio 1.23 on SQLite
+    # numbers an import's tasks itself, and under concurrent imports attaches imported predictions
+    # to another import's tasks.
+    version, tasks = model_version(manifest), server.tasks(project.id)
+    for row, _, mask in rows:
+        if not any(p.get("model_version") == version for p in tasks[row["image"]]["predictions"]):
+            server.call(server.client.predictions.create, task=tasks[row["image"]]["id"],
+                        **image_prediction(manifest, row, mask, tags))
     return {"project": project.id, "added": added,
             "present": [row["image"] for row, _, _ in rows if row["image"] in present]}
 

@@ -23,8 +23,9 @@ from ddpmseg.formats.source import SourceImage
 FOLDER_SUFFIX = "-added-labels"  # pull's folder for a dataset at <folder>: <folder>-added-labels beside it
 
 
-def added_folder(root: pathlib.Path, setting: str) -> pathlib.Path:
-    """The `added_labels` folder: ``setting`` relative to the dataset's folder ``root``, or absolute."""
+def setting_folder(root: pathlib.Path, setting: str) -> pathlib.Path:
+    """A folder a dataset setting names (`added_labels`, `unlabeled`, `label_studio.images`):
+    relative to the dataset's folder ``root``, or absolute."""
     return pathlib.Path(setting) if pathlib.Path(setting).is_absolute() else root / setting
 
 

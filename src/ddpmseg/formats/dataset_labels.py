@@ -30,12 +30,11 @@ import numpy as np
 from PIL import Image
 
 from ddpmseg.errors import DatasetError
-from ddpmseg.folders import list_folder
 from ddpmseg.formats import paper
-from ddpmseg.formats.added_labels import FOLDER_SUFFIX, added_folder
+from ddpmseg.formats.added_labels import FOLDER_SUFFIX, setting_folder
 from ddpmseg.formats.label_studio_tasks import LOCAL_FILES
-from ddpmseg.formats.prepare import read_source
-from ddpmseg.formats.source import BACKGROUND_NAMES, UNCOVERED, class_table
+from ddpmseg.formats.prepare import dataset_folder, final_classes, read_source, unlabeled_folder_images
+from ddpmseg.formats.source import BACKGROUND_NAMES, UNCOVERED
 from ddpmseg.images import write_upright
 
 
@@ -81,21 +80,17 @@ class DatasetLabels:
             self.images = {image_id: path for image_id, path, _ in paper.list_split(self.root, "unlabeled")}
             return
         source = read_source(self.root, settings, where)
-        ignore = 255 if settings["ignore_label"] is None else settings["ignore_label"]
-        mapping = settings["classes"] if isinstance(settings["classes"], dict) else None
-        self.classes, lut = class_table(source, mapping, settings["unannotated"], ignore, where)
+        self.classes, lut, _ = final_classes(source, settings, where)
         self.uncovered = int(lut[UNCOVERED + 2])
-        self.images = {image.image_id: image.image_path for image in source.images}
-        folder = self.root if self.root.is_dir() else self.root.parent  # a COCO or Label Studio JSON: its folder
-        if settings.get("unlabeled"):
-            extra = added_folder(folder, settings["unlabeled"])
-            self.images.update({f"{extra.name}/{image_id}": path for image_id, path, _ in list_folder(extra)})
+        folder = dataset_folder(self.root)
+        self.images = {image.image_id: image.image_path
+                       for image in source.images + unlabeled_folder_images(folder, settings)}
         if self.format == "label_studio" and self.root.is_dir():
             images = (settings.get("label_studio") or {}).get("images")
-            self.exports, self.images_root = self.root, added_folder(self.root, images) if images else self.root
+            self.exports, self.images_root = self.root, setting_folder(self.root, images) if images else self.root
         elif self.format != "image_mask":
             self.named = bool(settings.get("added_labels"))
-            self.added = added_folder(folder, settings["added_labels"]) if self.named \
+            self.added = setting_folder(folder, settings["added_labels"]) if self.named \
                 else folder.parent / f"{folder.name}{FOLDER_SUFFIX}"
 
     def write(self, image_id: str, name: str, labels: np.ndarray) -> bool:

@@ -107,14 +107,26 @@ def batch_images(batch: pathlib.Path) -> list:
     return found
 
 
-def image_task(manifest: dict, row: dict, mask_file: pathlib.Path, url: str, tags: Tags = Tags()) -> dict:
-    """The task of one batch image (its row of batch.csv, its mask file) shown from ``url``, for
-    a config's ``tags``."""
-    score = float(row["js_top10"])
-    return {"data": {tags.data_key: url, "ddpmseg_image": row["image"], "ddpmseg_name": row["name"],
-                     "rank": int(row["rank"]), "js_top10": score},
-            "predictions": [{"model_version": f"{manifest['method']} seed {manifest['seed']}", "score": score,
-                             "result": brush_results(np.asarray(Image.open(mask_file)), manifest["classes"], tags)}]}
+def model_version(manifest: dict) -> str:
+    """The predictions' model_version of a batch: "<method> seed <seed>"."""
+    return f"{manifest['method']} seed {manifest['seed']}"
+
+
+def task_data(row: dict, url: str, tags: Tags = Tags()) -> dict:
+    """The data of one batch image's task (its row of batch.csv), shown from ``url``."""
+    return {tags.data_key: url, "ddpmseg_image": row["image"], "ddpmseg_name": row["name"],
+            "rank": int(row["rank"]), "js_top10": float(row["js_top10"])}
+
+
+def image_prediction(manifest: dict, row: dict, mask_file: pathlib.Path, tags: Tags = Tags()) -> dict:
+    """The prediction of one batch image: its mask file as brush results, scored by its js_top10."""
+    return {"model_version": model_version(manifest), "score": float(row["js_top10"]),
+            "result": brush_results(np.asarray(Image.open(mask_file)), manifest["classes"], tags)}
+
+
+def image_task(manifest: dict, row: dict, mask_file: pathlib.Path, url: str) -> dict:
+    """The task of one batch image with its prediction, shown from ``url``."""
+    return {"data": task_data(row, url), "predictions": [image_prediction(manifest, row, mask_file)]}
 
 
 def local_file_tasks(batch: pathlib.Path) -> list:

@@ -20,7 +20,7 @@ from ddpmseg.datasets import check_item, problems_error
 from ddpmseg.errors import DatasetError
 from ddpmseg.folders import list_folder
 from ddpmseg.formats import FILE_READERS, READERS, paper
-from ddpmseg.formats.added_labels import added_folder, final_table, read_added, with_added
+from ddpmseg.formats.added_labels import final_table, read_added, setting_folder, with_added
 from ddpmseg.formats.source import Source, SourceImage, assign_splits, class_table, lut_classes
 from ddpmseg.splits import write_empty_split, write_split
 
@@ -52,6 +52,30 @@ def read_source(root, settings: dict, where: str) -> Source:
     return READERS[name](root, settings)
 
 
+def dataset_folder(root) -> pathlib.Path:
+    """The folder of a dataset at ``root``: itself, or an export file's (COCO, Label Studio) folder."""
+    return pathlib.Path(root) if pathlib.Path(root).is_dir() else pathlib.Path(root).parent
+
+
+def final_classes(source: Source, settings: dict, where: str) -> tuple:
+    """(final class names, `class_table`'s lookup table, ignore label) of a dataset read by its
+    format's reader, with its config ``settings`` (classes mapping, unannotated, ignore_label)."""
+    ignore = 255 if settings["ignore_label"] is None else settings["ignore_label"]
+    mapping = settings["classes"] if isinstance(settings["classes"], dict) else None
+    classes, lut = class_table(source, mapping, settings["unannotated"], ignore, where)
+    return classes, lut, ignore
+
+
+def unlabeled_folder_images(root: pathlib.Path, settings: dict) -> list:
+    """The images of the dataset's `unlabeled:` folder (relative to its folder ``root``, or
+    absolute) as SourceImages named <folder name>/<id>; none where it sets no folder."""
+    if not settings.get("unlabeled"):
+        return []
+    folder = setting_folder(root, settings["unlabeled"])
+    return [SourceImage(f"{folder.name}/{image_id}", "", path)
+            for image_id, path, _ in list_folder(folder, what="unlabeled")]
+
+
 def prepare_formatted(root, settings: dict, outputs: dict, needs_unlabeled: bool, where: str) -> dict:
     """Read, check and write the dataset at ``root`` (its config ``settings``, named ``where`` in
     messages, e.g. "config: datasets.faces") to ``outputs`` {split: group path} of the splits
@@ -62,21 +86,15 @@ def prepare_formatted(root, settings: dict, outputs: dict, needs_unlabeled: bool
     and the image ids of each split ('splits').
     """
     source = read_source(root, settings, where)
-    root = pathlib.Path(root) if pathlib.Path(root).is_dir() else pathlib.Path(root).parent  # an export file's folder
-    ignore = 255 if settings["ignore_label"] is None else settings["ignore_label"]
-    mapping = settings["classes"] if isinstance(settings["classes"], dict) else None
-    classes, lut = class_table(source, mapping, settings["unannotated"], ignore, where)
+    root = dataset_folder(root)
+    classes, lut, ignore = final_classes(source, settings, where)
     splits = assign_splits(source.images, settings["split"], root, where)
-    added = read_added(added_folder(root, settings["added_labels"]), classes, where) \
+    added = read_added(setting_folder(root, settings["added_labels"]), classes, where) \
         if settings.get("added_labels") else []
     splits = with_added(splits, added, where)
     for split, limit in (("train", settings["max_train"]), ("test", settings["max_test"])):
         splits[split] = splits[split][:limit]
-    if settings.get("unlabeled"):
-        folder = pathlib.Path(settings["unlabeled"])
-        folder = folder if folder.is_absolute() else pathlib.Path(root) / folder
-        splits["unlabeled"] += [SourceImage(f"{folder.name}/{image_id}", "", path)
-                                for image_id, path, _ in list_folder(folder, what="unlabeled")]
+    splits["unlabeled"] += unlabeled_folder_images(root, settings)
     if needs_unlabeled and not splits["unlabeled"]:
         raise DatasetError(f"{root}: no unlabeled images (none without annotation, and no `unlabeled:` folder), but "
                            "the workflow trains a model on them. Set the dataset's `unlabeled:` to a folder of "
@@ -111,7 +129,7 @@ def prepare_formatted(root, settings: dict, outputs: dict, needs_unlabeled: bool
                     label_of, root, classes, ignore, size, non_square, resize, {"format": settings["format"]})
     if "unlabeled" in outputs and not needs_unlabeled:
         write_empty_split(outputs["unlabeled"], size)
-    colours = None if source.colours is None or mapping else [list(c) for c in source.colours]
+    colours = None if source.colours is None or isinstance(settings["classes"], dict) else [list(c) for c in source.colours]
     return {"counts": {split: len(splits[split]) for split in ("train", "test", "unlabeled")}, "num_classes": len(classes),
             "classes": classes, "ignore_label": ignore, "colours": colours, "format": settings["format"],
             "splits": {split: [image.image_id for image in splits[split]] for split in ("train", "test")},
