@@ -149,12 +149,13 @@ def get_reliability_metrics(wildcards):
 
 
 def get_label_next_inputs(wildcards):
-    """The ranking ensemble (label_next's method and seed), the pool and the train split, and the
-    folders of their stores (`label_next_stores`)."""
+    """The ranking ensemble (label_next's method and seed), the pool and the train split, the
+    folders of their stores (`label_next_stores`), and for a region batch the pool's regions."""
     d, settings = wildcards.dataset, PLAN.label_next.settings(wildcards.dataset)
+    regions = {"regions": layout.regions(d, "unlabeled")} if settings["unit"] == "region" else {}
     return {"model": layout.run(d, settings["method"], settings["seed"], "ensemble.pt"),
             "pool": layout.split(d, "unlabeled"), "train": layout.split(d, "train"),
-            **folders(PLAN.label_next.stores(d))}
+            **folders(PLAN.label_next.stores(d)), **regions}
 
 
 def get_active_labelling_inputs(wildcards):

@@ -73,3 +73,27 @@ rule prepare_pool:
         CONDA_ENV
     script:
         workflow_script("prepare_pool.py")
+
+
+# Each image of a split cut into regions once (the dataset's `regions`), for region batches and
+# the simulated loop's region arm.
+rule cut_regions:
+    input:
+        layout.split("{dataset}", "{split}"),
+    output:
+        directory(layout.regions("{dataset}", "{split}")),
+    params:
+        settings=lambda wc: dataset_settings(wc)["regions"],
+    log:
+        "logs/cut_regions/{dataset}_{split}.log",
+    benchmark:
+        "benchmarks/runs/cut_regions/{dataset}_{split}.tsv"
+    wildcard_constraints:
+        split="train|unlabeled",
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        CONDA_ENV
+    script:
+        workflow_script("cut_regions.py")

@@ -1,7 +1,7 @@
-# Which unlabeled images to label next (a dataset's `label_next`): the pool scored by one seed's
-# ensemble of a method and ranked by a strategy (ddpmseg.label_next), and the picked images as a
-# batch for an annotation tool: the originals, the predicted masks as pre-annotations in the
-# dataset's format, an overlay each. Copying a corrected batch into the training folder reruns
+# Which unlabeled images (or regions) to label next (a dataset's `label_next`): the pool scored by
+# one seed's ensemble of a method and ranked by a strategy (ddpmseg.label_next,
+# ddpmseg.label_regions), and the picked images as a batch for an annotation tool: the originals,
+# the predicted masks as pre-annotations in the dataset's format, an overlay each. Copying a corrected batch into the training folder reruns
 # the labelled split and what follows it; the pool, and the diffusion model, stay.
 
 
@@ -13,6 +13,7 @@ rule label_next:
                        category="{dataset}", subcategory="label next", labels={"table": "ranking of the pool"}),
         batch=directory(layout.experiment("{dataset}", "label_next/batch")),
     params:
+        unit="image",
         stores=lambda wc: PLAN.label_next.stores(wc.dataset),
         settings=lambda wc: PLAN.label_next.settings(wc.dataset),
         vote=lambda wc: dataset_settings(wc)["evaluation"]["vote"],
@@ -31,3 +32,23 @@ rule label_next:
         CONDA_ENV
     script:
         workflow_script("label_next.py")
+
+
+# A region batch (`label_next: {unit: region}`): the pool's regions ranked, in a folder of its own.
+use rule label_next as label_next_regions with:
+    params:
+        unit="region",
+        stores=lambda wc: PLAN.label_next.stores(wc.dataset),
+        settings=lambda wc: PLAN.label_next.settings(wc.dataset),
+        vote=lambda wc: dataset_settings(wc)["evaluation"]["vote"],
+        gpu=ensemble_gpu,
+        precision=lambda wc: dataset_settings(wc)["ensemble"]["precision"],
+        torch_threads=lambda wc: dataset_settings(wc)["threads"],
+    output:
+        ranking=report(layout.experiment("{dataset}", "label_next/regions/ranking.csv"), caption="report/label_next.rst",
+                       category="{dataset}", subcategory="label next", labels={"table": "ranking of the pool's regions"}),
+        batch=directory(layout.experiment("{dataset}", "label_next/regions/batch")),
+    log:
+        "logs/label_next/{dataset}_regions.log",
+    benchmark:
+        "benchmarks/runs/label_next/{dataset}_regions.tsv"

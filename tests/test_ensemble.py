@@ -24,6 +24,20 @@ def test_rare_classes_become_ignore():
     assert np.all(labels[0, :2, :5] == 3)  # input untouched
 
 
+def test_a_small_labelled_region_survives_the_rare_class_rule():
+    """A partly labelled image: a 6-pixel region of class 4 on its own (ignore around it) stays,
+    and so does a 6-pixel region of class 3 at the image's edge; the same 6 pixels of class 2
+    inside a region of class 1 (a sliver, as a whole mask's noise) go."""
+    labels = np.full((1, 12, 12), 255, np.uint8)
+    labels[0, 1:3, 1:4] = 4            # a region of its own: 6 pixels
+    labels[0, 10:12, 0:3] = 3          # one at the edge
+    labels[0, 5:12, 5:12] = 1          # 49 - 6 pixels of class 1 ...
+    labels[0, 5:7, 5:8] = 2            # ... around 6 of class 2
+    out = relabel_rare_classes(labels, 255, 20)
+    assert np.all(out[0, 1:3, 1:4] == 4) and np.all(out[0, 10:12, 0:3] == 3)
+    assert np.all(out[0, 5:7, 5:8] == 255) and np.count_nonzero(out[0] == 1) == 43
+
+
 def test_stream_buffers_are_random_shares_of_every_image_equal_to_full_upsampling(tmp_path):
     """Each epoch visits every labelled pixel once, spread over buffers that each draw from
     every image; the features equal the paper's route (upsample the whole map, then pick)."""

@@ -91,15 +91,13 @@ def test_already_labelled_finds_pixel_identical_images():
     assert already_labelled(pool_images, labelled).tolist() == [False, False, True, False]
 
 
-def test_area_under_a_curve_is_its_mean_over_the_label_budget():
-    from ddpmseg.experiments.active_labelling import area_under_curve, summary
+def test_the_loops_summary_is_each_arms_mean_and_spread_per_round():
+    from ddpmseg.experiments.active_labelling import summary
 
-    curve = pd.DataFrame({"labels": [5, 10, 20], "miou": [0.4, 0.6, 0.6]})
-    # (5 * (0.4 + 0.6) / 2 + 10 * 0.6) / 15
-    assert area_under_curve(curve) == pytest.approx((2.5 + 6.0) / 15)
-    assert area_under_curve(curve.iloc[:1]) == 0.4
-    long = pd.concat([curve.assign(dataset="d", strategy="random", seed=s, miou=curve["miou"] + 0.1 * s)
-                      for s in (0, 1)])
+    curve = pd.DataFrame({"round": [0, 1], "images": [1, 2], "regions": [np.nan, np.nan], "share": [0.1, 0.3],
+                          "miou": [0.4, 0.6]})
+    long = pd.concat([curve.assign(dataset="d", unit="image", strategy="random", seed=s, miou=curve["miou"] + 0.1 * s,
+                                   share=curve["share"] + 0.02 * s) for s in (0, 1)])
     table = summary(long)
-    assert table.loc[0, "auc_mean"] == pytest.approx(100 * ((2.5 + 6.0) / 15 + 0.05), abs=0.01)
-    assert table.loc[0, "auc_std"] == pytest.approx(5.0, abs=0.01) and table.loc[0, "5 labels"] == "45.0 ± 5.0"
+    assert table["share"].tolist() == [11.0, 31.0] and table["miou_mean"].tolist() == [45.0, 65.0]
+    assert table["miou_std"].tolist() == [5.0, 5.0] and table["seeds"].tolist() == [2, 2]

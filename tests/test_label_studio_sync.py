@@ -25,7 +25,7 @@ from ddpmseg.errors import DatasetError, UserError
 from ddpmseg.formats import READERS
 from ddpmseg.formats.dataset_labels import DatasetLabels
 from ddpmseg.formats.label_studio import annotation_map, config_classes
-from ddpmseg.formats.label_studio_tasks import MANIFEST, brush_results, label_config, local_file_tasks
+from ddpmseg.formats.label_studio_tasks import MANIFEST, brush_results, label_config, local_file_tasks, read_asked
 from ddpmseg.formats.prepare import prepare_formatted
 from ddpmseg.formats.source import UNCOVERED
 from ddpmseg.label_studio_sync import Server, checked_classes, push
@@ -188,7 +188,8 @@ def test_a_label_studio_dataset_takes_the_finished_tasks_as_one_more_export(tmp_
     settings = {"format": "label_studio", "classes": None, "ignore_label": None, "unannotated": "auto",
                 "label_studio": {"images": "images", "label_config": "config.xml", "annotation": "latest"}}
     target = DatasetLabels(root, settings, "config: datasets.faces")
-    assert target.exports == root and target.added is None and "pool-0002" in target.images
+    assert target.exports == root and "pool-0002" in target.images
+    assert target.added == tmp_path / "project-added-labels"  # where a region batch's partial labels go
     finished = [{"id": 7, "data": {"image": "/data/upload/9/89abcdef-pool-0002.jpg", "ddpmseg_image": "pool-0002"},
                  "annotations": [{"id": 3, "result": brush_results(held_aside("0002"), CLASSES)}]}]
     assert target.write_export("ddpmseg-faces-next", json.loads(json.dumps(finished)))
@@ -390,3 +391,75 @@ def test_a_push_cut_short_is_completed_by_the_next(label_studio_server, tmp_path
     assert done["added"] == POOL[2:] and done["present"] == POOL[:2]
     tasks = server.client.tasks.list(project=done["project"], fields="all")
     assert sorted(t.data["ddpmseg_image"] for t in tasks) == POOL
+
+
+def region_batch(out: Path, dataset: Path) -> dict:
+    """A region batch as `label_next` writes it (`unit: region`): pool 0003 and 0004, each with
+    three SLIC regions asked (model size 64), the guess the ground truth with its hair grown, the
+    rest the ignore label or, for 0004, its earlier labels (a 20 x 20 square of hair already in
+    real/train/pool-0004.npy). Returns {image id: asked pixels (128, 128) bool}."""
+    from ddpmseg.region_batch import asked_regions, pre_annotation
+    from ddpmseg.regions import cut
+    from ddpmseg.resizing import fit_image
+
+    for folder in ("images", "masks", "asked"):
+        (out / folder).mkdir(parents=True)
+    earlier = np.full((128, 128), 255, np.uint8)
+    earlier[:20, :20] = 2
+    np.save(dataset / "real" / "train" / "pool-0004.npy", earlier)
+    shutil.copy(dataset / "unlabeled" / "0004.jpg", dataset / "real" / "train" / "pool-0004.jpg")
+    rows, asked_of = [], {}
+    for rank, (name, ids) in enumerate([("0003", [5, 20, 31]), ("0004", [2, 17, 40])], 1):
+        photo = np.asarray(Image.open(dataset / "unlabeled" / f"{name}.jpg").convert("RGB"))
+        regions = cut(fit_image(photo, 64), np.ones((64, 64), bool), "slic", 8)
+        asked = asked_regions(regions, ids, 128, 128, "error") >= 0
+        guess = held_aside(name).copy()
+        guess[cv2.dilate((guess == 2).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool) & (guess == 1)] = 2
+        shutil.copy(dataset / "unlabeled" / f"{name}.jpg", out / "images" / f"{name}.jpg")
+        mask = pre_annotation(guess, asked, earlier if name == "0004" else None, 255)
+        Image.fromarray(mask, mode="L").save(out / "masks" / f"{name}.png")
+        Image.fromarray(asked.astype(np.uint8) * 255, mode="L").save(out / "asked" / f"{name}.png")
+        rows.append({"rank": rank, "image": name, "file": f"{name}.jpg", "name": f"pool-{name}",
+                     "regions": ";".join(map(str, ids)), "asked_pixels": 3 * 64, "js_mean": 0.3 - rank / 10})
+        asked_of[name] = asked
+    pd.DataFrame(rows).to_csv(out / "batch.csv", index=False)
+    (out / MANIFEST).write_text(json.dumps({
+        "dataset": "faces", "method": "ddpm", "seed": 0, "strategy": "uncertainty", "unit": "region",
+        "classes": CLASSES, "colours": palette(len(CLASSES))[: len(CLASSES)].tolist(), "ignore_label": 255}))
+    return asked_of
+
+
+@pytest.mark.label_studio
+def test_a_region_batch_asks_for_its_regions_and_pull_writes_only_them(label_studio_server, tmp_path, capsys,
+                                                                        monkeypatch):
+    """Pushed, the tasks carry the asked regions and a prediction only there; the annotator paints
+    the whole face (more than asked); pull writes the asked pixels only, over the ignore label
+    (0003) or the image's earlier labels (0004), and a second pull changes nothing."""
+    dataset = paper_dataset(tmp_path / "faces")
+    asked = region_batch(tmp_path / "label_next" / "batch", dataset)
+    (tmp_path / "config.yaml").write_text(f"datasets:\n  faces:\n    path: {dataset}\n")
+    server = Server(label_studio_server.url, label_studio_server.legacy_token)
+    title = f"faces regions {uuid.uuid4().hex[:8]}"
+    project = push(server, tmp_path / "label_next", title)["project"]
+    tasks = {t.data["ddpmseg_image"]: t for t in server.client.tasks.list(project=project, fields="all")}
+    assert sorted(tasks) == ["0003", "0004"]
+    for name, task in tasks.items():
+        assert task.data["ddpmseg_regions"] == {"0003": "5;20;31", "0004": "2;17;40"}[name]
+        np.testing.assert_array_equal(read_asked(task.data["ddpmseg_asked"]), asked[name])
+        [prediction] = [p.model_dump() for p in task.predictions]
+        drawn = annotation_map(prediction, 128, 128, CLASSES, name)
+        mask = np.asarray(Image.open(tmp_path / "label_next" / "batch" / "masks" / f"{name}.png"))
+        np.testing.assert_array_equal(drawn, as_drawn(np.where(asked[name], mask, 255)))  # the guess, asked only
+        assert np.count_nonzero(drawn >= 0) > 100
+        server.client.annotations.create(id=task.id, result=brush_results(held_aside(name), CLASSES))
+    studio = {"root": tmp_path, "title": title, "server": server}
+    out = run_pull(studio, capsys, monkeypatch, label_studio_server.legacy_token)
+    assert "labels of 2 images written (0003, 0004)" in out
+    train = dataset / "real" / "train"
+    painted = {name: expected_from_brush(held_aside(name)) for name in asked}
+    np.testing.assert_array_equal(np.load(train / "pool-0003.npy"), np.where(asked["0003"], painted["0003"], 255))
+    earlier = np.full((128, 128), 255, np.uint8)
+    earlier[:20, :20] = 2
+    np.testing.assert_array_equal(np.load(train / "pool-0004.npy"), np.where(asked["0004"], painted["0004"], earlier))
+    assert "labels of 0 images written, 2 unchanged" in run_pull(studio, capsys, monkeypatch,
+                                                                label_studio_server.legacy_token)

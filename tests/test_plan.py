@@ -127,8 +127,15 @@ def test_label_next_settles_method_seed_and_the_batch_format():
     assert Plan(validated()).label_next.settings("creatures7") is None and Plan(validated()).label_next.targets() == []
     plan = Plan(validated({"datasets": {"creatures7": {"label_next": {"count": 4}}}}))
     assert plan.label_next.settings("creatures7") == {"method": "ddpm", "seed": 0, "strategy": "uncertainty+diversity",
-                                             "count": 4, "candidates": 5, "format": "paper"}
+                                             "count": 4, "candidates": 5, "format": "paper", "unit": "image",
+                                             "per_image": 8}
     assert plan.label_next.targets() == ["results/creatures7/label_next/ranking.csv"]
+    regions = Plan(validated({"datasets": {"creatures7": {"label_next": {"count": 30, "unit": "region"}}}}))
+    assert regions.label_next.settings("creatures7")["strategy"] == "uncertainty"  # a region batch's default
+    assert regions.label_next.targets() == ["results/creatures7/label_next/regions/ranking.csv"]
+    for unit, strategy in (("region", "diversity"), ("image", "balanced")):
+        with pytest.raises(ConfigProblem, match=f"label_next.strategy: '{strategy}' ranks .*with unit: {unit} use"):
+            Plan(validated({"datasets": {"creatures7": {"label_next": {"count": 3, "unit": unit, "strategy": strategy}}}}))
     for fmt, batch in (("voc", "voc"), ("cvat", "cvat"), ("image_mask", "palette"), ("labelme", "palette"),
                        ("label_studio", "label_studio")):
         chosen = {"path": "data", "format": fmt, "label_next": {"count": 1, "method": "pixels", "seed": 2}}
@@ -144,6 +151,22 @@ def test_downloads_are_one_rule_by_file_name():
     assert plan.files.download_of("model_a.pt")["sha256"] == "ab" * 32
     assert plan.files.written_folder("creatures7", "resources/archive/x/y.npz") == "resources/archive"
     assert plan.files.written_folder("creatures7", "/data/y.npz") is None
+
+
+def test_the_labelling_loop_runs_an_image_and_a_region_arm():
+    loop = {"labels": [2, 4], "strategies": ["random"], "seeds": [0, 1],
+            "regions": {"shares": [0.01, 0.05], "strategies": ["uncertainty", "balanced"]}}
+    plan = Plan(validated({"datasets": {"creatures7": {"experiments": {"active_labelling": loop}}}}))
+    assert plan.active_labelling.runs("creatures7") == [("image", "random", 0), ("image", "random", 1),
+                                                        ("region", "uncertainty", 0), ("region", "uncertainty", 1),
+                                                        ("region", "balanced", 0), ("region", "balanced", 1)]
+    assert plan.active_labelling.curves("creatures7")[2] == "results/creatures7/active_labelling/region/uncertainty/seed0.csv"
+    regions_only = Plan(validated({"datasets": {"creatures7": {"experiments": {"active_labelling": {
+        "regions": {"shares": [0.05]}}}}}}))
+    assert [unit for unit, _, _ in regions_only.active_labelling.runs("creatures7")] == ["region"] * 15
+    with pytest.raises(ConfigProblem, match=r"regions.shares \[0.05, 0.01\] must rise"):
+        Plan(validated({"datasets": {"creatures7": {"experiments": {"active_labelling": {
+            "regions": {"shares": [0.05, 0.01]}}}}}}))
 
 
 def test_experiment_runs_follow_the_config():

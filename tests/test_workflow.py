@@ -198,16 +198,16 @@ def released_gan_samples():
     return [render_sample(rng, 32) for _ in range(6)], rng
 
 
-def label_through_label_studio(server, workdir: Path, configfiles: list) -> dict:
+def label_through_label_studio(server, workdir: Path, configfiles: list, batch: str = "results/tiny/label_next") -> dict:
     """`ddpmseg label-studio push` of workdir's tiny batch into a new project, each task's
     prediction submitted as its annotation through the server's API, then `pull` into the tiny
     dataset; returns {push, pull: the commands' output}."""
     from label_studio_sdk import LabelStudio
 
     env = {**os.environ, "LABEL_STUDIO_API_KEY": server.personal_token}
-    title = f"tiny {workdir.parent.name}"
+    title = f"tiny {workdir.parent.name} {Path(batch).name}"
     command = [sys.executable, "-m", "ddpmseg", "label-studio"]
-    pushed = subprocess.run([*command, "push", "results/tiny/label_next", "--project", title, "--url", server.url],
+    pushed = subprocess.run([*command, "push", batch, "--project", title, "--url", server.url],
                             cwd=workdir, env=env, capture_output=True, text=True, check=True).stdout
     client = LabelStudio(base_url=server.url, api_key=server.legacy_token)
     [project] = [p for p in client.projects.list() if p.title == title]
@@ -334,6 +334,16 @@ def _run_tiny_workflow(root: Path, label_studio) -> dict:
     observed["label_studio"] = label_through_label_studio(label_studio, killed, [str(TEST_CONFIG), str(ddpm_only)])
     observed["jobs_after_labelling"] = planned_jobs(killed, ranking, *killed_args)
     snakemake(killed, ranking, *killed_args)
+
+    # a region batch of the same ensemble: the pool's regions ranked (the images labelled just now
+    # offer none), pushed into Label Studio, the predictions submitted, pulled: only the asked regions
+    regions_config = root / "regions.yaml"
+    regions_config.write_text("datasets:\n  tiny:\n    label_next: {unit: region, count: 6, per_image: 2}\n")
+    region_args = (*killed_args, str(regions_config))
+    snakemake(killed, "results/tiny/label_next/regions/ranking.csv", *region_args)
+    shutil.copytree(killed / "results/tiny/label_next/regions", root / "label_next_regions")
+    observed["region_labelling"] = label_through_label_studio(
+        label_studio, killed, [str(TEST_CONFIG), str(ddpm_only), str(regions_config)], "results/tiny/label_next/regions")
     return observed
 
 
@@ -852,6 +862,7 @@ def test_tiny_workflow_experiments_reuse_table2_and_give_table4_and_per_class_io
     assert jobs["train_diffusion_budget"] == 1  # 2 snapshots x 2 splits:
     assert jobs["extract_features[tiny ddpm budget_step6]"] == jobs["extract_features[tiny ddpm budget_step9]"] == 2
     assert jobs["active_labelling_run"] == 4 * 2 and jobs["active_labelling"] == 1  # strategies x seeds
+    assert jobs["active_labelling_region_run"] == 2 * 2 and jobs["cut_regions"] == 1  # the region arm: train regions
     subsets = {n: json.loads((results / f"tiny/ddpm/labels{n}/subsets.json").read_text()) for n in (2, 1)}
     assert subsets[2] == json.loads((results / "tiny/pixels/labels2/subsets.json").read_text())  # per seed, not per method
     for seed in ("0", "1"):
@@ -880,28 +891,47 @@ def test_tiny_workflow_experiments_reuse_table2_and_give_table4_and_per_class_io
 
 @pytest.mark.slow
 def test_tiny_workflow_simulated_labelling_loop(tiny_workflow):
-    """1 -> 3 of tiny's 4 training images, each strategy from the same start per seed: round 0
-    is one ensemble on one image whatever the strategy; every round adds new images, one each;
-    the summary's area is the trapezoid of the mean curve's runs."""
-    from ddpmseg.experiments.active_labelling import area_under_curve
+    """Image arm: 1 -> 3 of tiny's 4 training images, each strategy from the same start per seed:
+    round 0 is one ensemble on one image whatever the strategy; every round adds new images, one
+    each. Region arm: 5% -> 20% of the labelled pixels in regions, from the same random regions
+    per seed; the labelled pixels are the asked regions' labelled pixels, counted by hand."""
+    from ddpmseg.experiments.active_labelling import asked_pixels
+    from ddpmseg.regions import read_regions
 
     results = tiny_workflow.results
     long = pd.read_csv(results / "tiny/active_labelling.csv", dtype={"added": str})
-    assert len(long) == 4 * 2 * 3 and set(long["strategy"]) == {"uncertainty", "diversity", "uncertainty+diversity",
-                                                                 "random"}
+    images = long[long["unit"] == "image"]
+    assert len(images) == 4 * 2 * 3 and set(images["strategy"]) == {"uncertainty", "diversity", "uncertainty+diversity",
+                                                                     "random"}
     assert (long["method"] == "DDPM").all() and long["miou"].between(0, 1).all()
-    for seed, runs in long.groupby("seed"):
+    assert images["images"].tolist() == [1, 2, 3] * 8 and images["share"].iloc[-1] > images["share"].iloc[-2]
+    for seed, runs in images.groupby("seed"):
         start = runs[runs["round"] == 0]
         assert start["added"].nunique() == 1 and start["miou"].nunique() == 1, seed  # the same start and ensemble
         for strategy, run in runs.groupby("strategy"):
             added = [set(a.split(";")) for a in run.sort_values("round")["added"]]
             assert [len(a) for a in added] == [1, 1, 1] and len(set.union(*added)) == 3, (seed, strategy)
+    train = zarr.open_group(str(results / "tiny/data/train.zarr"), mode="r")
+    labels, ids = train["labels"][:], train.attrs["image_ids"]
+    total = np.count_nonzero(labels != train.attrs["ignore_label"])
+    regions = read_regions(results / "tiny/data/regions/train.zarr")
+    region_runs = long[long["unit"] == "region"]
+    assert len(region_runs) == 2 * 2 * 2 and (region_runs["share"].to_numpy().reshape(-1, 2) >= [0.05, 0.2]).all()
+    for (strategy, seed), run in region_runs.groupby(["strategy", "seed"]):
+        pairs = [(ids.index(p.rsplit(":", 1)[0]), int(p.rsplit(":", 1)[1])) for a in run["added"] for p in a.split(";")]
+        asked = asked_pixels(regions, pairs)
+        assert run["labelled_pixels"].iloc[-1] == np.count_nonzero(asked & (labels != train.attrs["ignore_label"])), (strategy, seed)
+        assert run["share"].iloc[-1] == pytest.approx(run["labelled_pixels"].iloc[-1] / total)
+        assert run["regions"].iloc[-1] == len(set(pairs))
+    start = region_runs[region_runs["round"] == 0].groupby("seed")["added"].nunique()
+    assert (start == 1).all()  # every strategy of a seed starts from the same regions
     summary = pd.read_csv(results / "tiny/active_labelling_summary.csv")
-    assert list(summary.columns[:5]) == ["dataset", "strategy", "auc_mean", "auc_std", "seeds"]
-    assert list(summary.columns[5:]) == ["1 labels", "2 labels", "3 labels"]
-    random = long[long.strategy == "random"]
-    areas = [area_under_curve(run) for _, run in random.groupby("seed")]
-    assert summary.set_index("strategy").loc["random", "auc_mean"] == pytest.approx(100 * np.mean(areas), abs=0.01)
+    assert list(summary.columns) == ["dataset", "unit", "strategy", "round", "images", "regions", "share", "miou_mean",
+                                     "miou_std", "seeds"]
+    assert len(summary) == 4 * 3 + 2 * 2 and (summary["seeds"] == 2).all()
+    random = summary.set_index(["unit", "strategy", "round"]).loc[("region", "random", 1)]
+    assert random["miou_mean"] == pytest.approx(100 * region_runs.query("strategy == 'random' and round == 1")["miou"].mean(),
+                                                abs=0.01)
     assert (results / "tiny/active_labelling.png").stat().st_size > 10_000
 
 
@@ -1032,6 +1062,45 @@ def test_tiny_workflow_a_labelled_batch_retrains_the_ensemble_not_the_diffusion_
     labelled = set(first.loc[first.picked, "image"])
     assert set(again.loc[again.already_labelled, "image"]) == labelled
     assert again["image"].tail(3).isin(labelled).all() and not again.loc[again.already_labelled, "picked"].any()
+
+
+@pytest.mark.slow
+def test_tiny_workflow_a_region_batch_asks_for_regions_and_pull_writes_only_them(tiny_workflow):
+    """`label_next: {unit: region, count: 6, per_image: 2}` after the image batch was labelled:
+    the pool's regions ranked by mean JS, none of the images labelled whole, the 6 highest taken
+    at most 2 of an image; each image's pre-annotation is the guess in its asked regions and the
+    ignore label elsewhere; pushed, submitted unchanged and pulled, the training folder's label of
+    each image is exactly that."""
+    from ddpmseg.region_batch import asked_regions
+    from ddpmseg.regions import read_regions
+
+    first, results = tiny_workflow.root / "label_next_regions", tiny_workflow.killed / "results/tiny"
+    ranking = pd.read_csv(first / "ranking.csv", dtype={"image_id": str})
+    whole = set(pd.read_csv(tiny_workflow.root / "label_next/batch/batch.csv", dtype={"image": str})["image"])
+    assert len(whole) == 3 and not ranking["image_id"].isin(whole).any()
+    assert ranking["rank"].tolist() == list(range(1, len(ranking) + 1)) and ranking["js_mean"].is_monotonic_decreasing
+    picked = ranking[ranking.picked]
+    assert len(picked) == 6 and picked.groupby("image_id").size().max() <= 2
+    last = picked["rank"].max()
+    skipped = ranking[(ranking["rank"] < last) & ~ranking.picked]
+    assert skipped["image_id"].map(picked.groupby("image_id").size()).eq(2).all()  # only for per_image
+    pool = zarr.open_group(str(results / "data/unlabeled.zarr"), mode="r")
+    ids, regions = pool.attrs["image_ids"], read_regions(results / "data/regions/unlabeled.zarr")
+    batch = pd.read_csv(first / "batch/batch.csv", dtype={"image": str, "name": str, "regions": str})
+    assert sorted(batch["image"]) == sorted(set(picked["image_id"]))
+    studio = tiny_workflow.observed["region_labelling"]
+    assert f"labels of {len(batch)} images written" in studio["pull"], studio
+    for _, row in batch.iterrows():
+        i = ids.index(row["image"])
+        asked_ids = sorted(picked.loc[picked["image_id"] == row["image"], "region"])
+        assert row["regions"] == ";".join(map(str, asked_ids))
+        height, width = pool.attrs["original_sizes"][i]
+        asked = asked_regions(regions[i], asked_ids, height, width, pool.attrs["non_square"]) >= 0
+        np.testing.assert_array_equal(np.asarray(Image.open(first / "batch/asked" / f"{row['image']}.png")) > 0, asked)
+        mask = np.asarray(Image.open(first / "batch/masks" / f"{row['image']}.png"))
+        assert np.all(mask[~asked] == 255) and np.all(mask[asked] < 255) and asked.any() and not asked.all()
+        np.testing.assert_array_equal(np.load(tiny_workflow.root / "tiny_data/real/train" / f"{row['name']}.npy"), mask)
+        assert (first / "batch/overlays" / f"{row['image']}.png").stat().st_size > 5_000
 
 
 DIFFUSERS_ONLY = """

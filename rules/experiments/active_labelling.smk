@@ -1,24 +1,25 @@
-# Does ranking the pool pay? The labelling loop simulated on the training split
-# (`experiments.active_labelling`; ddpmseg.experiments.active_labelling): one job per (strategy,
-# seed) that retrains the method's ensemble each round on Table 2's stores, then the curves,
-# their areas and the figure per dataset.
+# Does ranking pay? The labelling loop simulated on the training split
+# (`experiments.active_labelling`; ddpmseg.experiments.active_labelling): one job per (unit,
+# strategy, seed) that retrains the method's ensemble each round on Table 2's stores, whole
+# images or regions revealed, then the curves, their summary and the figure per dataset.
 
 
 rule active_labelling_run:
     input:
         unpack(get_active_labelling_inputs),
     output:
-        layout.experiment("{dataset}", "active_labelling/{strategy}/seed{seed}.csv"),
+        layout.experiment("{dataset}", "active_labelling/image/{strategy}/seed{seed}.csv"),
     params:
+        unit="image",
         stores=lambda wc: PLAN.active_labelling.stores(wc.dataset, int(wc.seed)),
         settings=lambda wc: PLAN.active_labelling.settings(wc.dataset),
         ensemble=lambda wc: dataset_settings(wc)["ensemble"],
         evaluation=lambda wc: dataset_settings(wc)["evaluation"],
         torch_threads=lambda wc: dataset_settings(wc)["threads"],
     log:
-        "logs/active_labelling_run/{dataset}_{strategy}_{seed}.log",
+        "logs/active_labelling_run/{dataset}_image_{strategy}_{seed}.log",
     benchmark:
-        "benchmarks/runs/active_labelling_run/{dataset}_{strategy}_{seed}.tsv"
+        "benchmarks/runs/active_labelling_run/{dataset}_image_{strategy}_{seed}.tsv"
     wildcard_constraints:
         strategy=r"uncertainty|diversity|uncertainty\+diversity|random",
     threads: lambda wc: dataset_settings(wc)["threads"]
@@ -29,6 +30,27 @@ rule active_labelling_run:
         CONDA_ENV
     script:
         workflow_script("active_labelling_run.py")
+
+
+use rule active_labelling_run as active_labelling_region_run with:
+    input:
+        unpack(get_active_labelling_inputs),
+        regions=lambda wc: layout.regions(wc.dataset, "train"),
+    output:
+        layout.experiment("{dataset}", "active_labelling/region/{strategy}/seed{seed}.csv"),
+    params:
+        unit="region",
+        stores=lambda wc: PLAN.active_labelling.stores(wc.dataset, int(wc.seed)),
+        settings=lambda wc: PLAN.active_labelling.settings(wc.dataset),
+        ensemble=lambda wc: dataset_settings(wc)["ensemble"],
+        evaluation=lambda wc: dataset_settings(wc)["evaluation"],
+        torch_threads=lambda wc: dataset_settings(wc)["threads"],
+    log:
+        "logs/active_labelling_run/{dataset}_region_{strategy}_{seed}.log",
+    benchmark:
+        "benchmarks/runs/active_labelling_run/{dataset}_region_{strategy}_{seed}.tsv"
+    wildcard_constraints:
+        strategy="uncertainty|balanced|random",
 
 
 rule active_labelling:

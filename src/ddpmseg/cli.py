@@ -229,10 +229,10 @@ def label_studio(args) -> None:
     server = sync.Server(args.url)
     done = sync.pull(server, args.project, labels)
     skipped = ", ".join(f"{n} {why}" for why, n in done["skipped"].items() if n)
-    print(f"{labels.added or settings['path']}: labels of {len(done['written'])} images written"
+    print(f"{labels.added if done['added'] else settings['path']}: labels of {len(done['written'])} images written"
           f"{' (' + ', '.join(done['written']) + ')' if done['written'] else ''}, {len(done['unchanged'])} unchanged"
           f"{'; tasks skipped: ' + skipped if skipped else ''}")
-    if not labels.named and (done["written"] or done["unchanged"]):
+    if not labels.named and done["added"]:
         print(f"The dataset's own files ({settings['format']}) are left as they are: add the labels to it in the "
               f"config:\n\ndatasets:\n  {args.dataset}:\n    added_labels: {labels.added.resolve()}\n")
 

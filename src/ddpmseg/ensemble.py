@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 import torch.nn.functional as F
+from skimage.measure import label as label_connected
 
 from ddpmseg import aggregation as cell_mixing  # (its `aggregation` setting names a string below)
 from ddpmseg.mlp import BatchedMLPEnsemble, split_ensemble, stack_ensembles
@@ -35,16 +36,26 @@ log = logging.getLogger(__name__)
 
 
 def relabel_rare_classes(labels: np.ndarray, ignore_label: int, min_pixels: int) -> np.ndarray:
-    """Per image, classes with 0 < pixels < min_pixels become the ignore label (paper's code).
+    """Per image, classes with 0 < pixels < min_pixels become the ignore label (the paper's code:
+    stray pixels of a whole mask), except where such a class is a labelled area of its own: a
+    connected area (4-neighbours) of labelled pixels that holds that class alone, bordered by the
+    ignore label or the image's edge. So a region labelled on a partly labelled image survives
+    however small, while a few pixels of a class inside other labels (a whole mask's noise, or a
+    labelled region's sliver of a class) go, as in the paper.
 
     labels: (N, H, W) uint8; returns a new array of the same shape.
     """
     labels = labels.copy()
     for image in labels:
         values, counts = np.unique(image, return_counts=True)
-        for value, count in zip(values, counts):
-            if value != ignore_label and count < min_pixels:
-                image[image == value] = ignore_label
+        rare = [v for v, c in zip(values, counts) if v != ignore_label and c < min_pixels]
+        if not rare:
+            continue
+        areas = label_connected(image != ignore_label, connectivity=1)
+        for value in rare:
+            pixels = image == value
+            mixed = [a for a in np.unique(areas[pixels]) if np.any(image[areas == a] != value)]
+            image[pixels & np.isin(areas, mixed)] = ignore_label
     return labels
 
 

@@ -146,12 +146,20 @@ def _diverse_among_uncertain(vectors: np.ndarray, labelled: np.ndarray, by_uncer
     return picks + [i for i in by_uncertainty if i not in taken]
 
 
-def already_labelled(pool_images, labelled_images) -> np.ndarray:
-    """(N,) bool: which pool images ((S, S, 3) arrays, any iterable: read one at a time) are
-    pixel for pixel one of the labelled images at the model's size, e.g. an image of a batch
-    copied into the training folder while it stays in the pool that trains the diffusion model."""
+def training_match(pool_images, labelled_images) -> np.ndarray:
+    """(N,) int: for each pool image ((S, S, 3) arrays, any iterable: read one at a time) the
+    index of the labelled image it is pixel for pixel at the model's size, -1 for none; e.g. an
+    image of a batch copied into the training folder while it stays in the pool that trains the
+    diffusion model."""
     def digest(image) -> str:
         return hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()
 
-    seen = {digest(image) for image in labelled_images}
-    return np.array([digest(image) in seen for image in pool_images], bool)
+    seen = {}
+    for i, image in enumerate(labelled_images):
+        seen.setdefault(digest(image), i)
+    return np.array([seen.get(digest(image), -1) for image in pool_images], int)
+
+
+def already_labelled(pool_images, labelled_images) -> np.ndarray:
+    """(N,) bool: which pool images are one of the labelled images (`training_match`)."""
+    return training_match(pool_images, labelled_images) >= 0

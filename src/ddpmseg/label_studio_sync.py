@@ -14,7 +14,9 @@ pull: the project's JSON export; each task of ours (`ddpmseg_image`) with an ann
 was not cancelled (the latest) is drawn (`formats.label_studio.annotation_map`) at its image's
 size, its labels mapped to the dataset's classes by name, and written into the dataset
 (`formats.dataset_labels`; a Label Studio dataset takes the finished tasks as one more export,
-`ddpmseg-<project>.json`); tasks of no annotation or not ours are counted and left.
+`ddpmseg-<project>.json`); tasks of no annotation or not ours are counted and left. A region
+batch's task (`ddpmseg_asked`) writes only its asked pixels: the rest of the image keeps its
+earlier labels, or the ignore label where it had none.
 
 Token: `LABEL_STUDIO_API_KEY` (Account & Settings), either kind: a personal access token (a JWT
 refresh token, exchanged for access tokens by the sdk) or a legacy token. URL: `--url`, else
@@ -33,7 +35,8 @@ from ddpmseg.errors import UserError
 from ddpmseg.formats.label_studio import annotation_map, chosen_annotation, config_classes
 from ddpmseg.formats.dataset_labels import DatasetLabels
 from ddpmseg.formats.label_studio_tasks import (batch_images, config_tags, image_prediction, label_config,
-                                                model_version, read_manifest, task_data)
+                                                model_version, read_asked, read_manifest, task_data)
+from ddpmseg.formats.source import IGNORED
 from ddpmseg.images import shown_size
 
 DEFAULT_URL = "http://localhost:8080"
@@ -131,9 +134,9 @@ def push(server: Server, batch, title: str) -> dict:
     tags = config_tags(project.label_config, f"Label Studio project {title!r}")
     present = set(server.tasks(project.id))
     added, rows = [], batch_images(batch)
-    for row, image, _ in rows:  # one at a time: a push cut short leaves whole tasks, the next adds the rest
+    for row, image, mask in rows:  # one at a time: a push cut short leaves whole tasks, the next adds the rest
         if row["image"] not in present:
-            data = task_data(row, server.upload(project.id, image), tags)
+            data = task_data(row, server.upload(project.id, image), tags, mask)
             server.call(server.client.projects.import_tasks, id=project.id, request=[{"data": data}])
             added.append(row["image"])
     # The predictions one by one onto the tasks found by their data: Label Studio 1.23 on SQLite
@@ -150,14 +153,16 @@ def push(server: Server, batch, title: str) -> dict:
 
 def pull(server: Server, title: str, labels: DatasetLabels) -> dict:
     """Writes the finished annotations of the project ``title`` into the dataset (``labels``):
-    all are drawn and checked first, so that a bad one leaves the dataset as it was. Returns
-    {written, unchanged, skipped: {why: count}} (image ids)."""
+    all are drawn and checked first, so that a bad one leaves the dataset as it was. A region
+    task's annotation is written only at its asked pixels, over the image's earlier labels (or
+    the ignore label). Returns {written, unchanged, skipped: {why: count}, added: whether any
+    went to the `added_labels` folder} (image ids)."""
     project = server.project(title)
     if project is None:
         raise UserError(f"{server.url}: no Label Studio project titled {title!r}; push a batch into it first")
     checked_classes(project, labels.classes)
-    done = {"written": [], "unchanged": [], "skipped": {"not from ddpmseg": 0, "not annotated": 0}}
-    drawn, finished = [], []  # (image id, name, class map) and the tasks, all checked before any is written
+    done = {"written": [], "unchanged": [], "skipped": {"not from ddpmseg": 0, "not annotated": 0}, "added": False}
+    whole, regions, finished = [], [], []  # (image id, name, class map) of whole and region tasks, checked first
     for task in server.call(server.client.projects.exports.as_json, project.id):
         image_id = (task.get("data") or {}).get("ddpmseg_image")
         annotation = chosen_annotation(task, "latest")
@@ -170,13 +175,24 @@ def pull(server: Server, title: str, labels: DatasetLabels) -> dict:
                             "pool the batch was ranked from")
         image = labels.images[image_id]
         width, height, _ = shown_size(image)
-        class_map = annotation_map(annotation, width, height, labels.classes, where, image.name)
-        drawn.append((image_id, task["data"].get("ddpmseg_name") or image_id, class_map.astype(np.int16)))
-        finished.append({**task, "annotations": [annotation]})
-    if labels.exports is not None:  # a Label Studio dataset: the project's finished tasks, one export more
+        class_map = annotation_map(annotation, width, height, labels.classes, where, image.name).astype(np.int16)
+        name = task["data"].get("ddpmseg_name") or image_id
+        if "ddpmseg_asked" not in task["data"]:
+            whole.append((image_id, name, class_map))
+            finished.append({**task, "annotations": [annotation]})
+            continue
+        asked = read_asked(task["data"]["ddpmseg_asked"])
+        if asked.shape != class_map.shape:
+            raise UserError(f"{where}: its asked regions are {asked.shape[1]}x{asked.shape[0]} pixels, the image "
+                            f"{width}x{height}; push the batch again from the dataset it was ranked from")
+        earlier = labels.current(image_id, name)
+        rest = np.full(class_map.shape, IGNORED, np.int16) if earlier is None else earlier.astype(np.int16)
+        regions.append((image_id, name, np.where(asked, class_map, rest)))
+    if labels.exports is not None:  # a Label Studio dataset: the whole tasks as one more export
         changed = labels.write_export(f"ddpmseg-{re.sub(r'[^A-Za-z0-9_.-]+', '-', title)}", finished)
-        done["written" if changed else "unchanged"] += [image_id for image_id, _, _ in drawn]
-        return done
-    for image_id, name, class_map in drawn:
+        done["written" if changed else "unchanged"] += [image_id for image_id, _, _ in whole]
+        whole = []
+    for image_id, name, class_map in whole + regions:
         done["written" if labels.write(image_id, name, class_map) else "unchanged"].append(image_id)
+        done["added"] = done["added"] or labels.added is not None
     return done

@@ -323,3 +323,33 @@ def labelling_overlay(image, mask, uncertainty, classes, ignore_label: int, titl
     fig.suptitle(title, fontsize=10)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def region_overlay(image, guess, asked_regions, classes, ignore_label: int, title: str, path) -> None:
+    """What an annotator of a region batch looks at: the photo | the asked regions outlined on it,
+    each filled (half transparent) with the ensemble's guess, the rest dimmed. image (H, W, 3)
+    uint8, guess (H, W) class ids, asked_regions (H, W) int (-1 where not asked, else the
+    region's id), all at the photo's own size."""
+    from skimage.segmentation import find_boundaries
+
+    colours = palette(len(classes))
+    height, width = guess.shape
+    asked = asked_regions >= 0
+    panel_width = 3.6 * min(width / height, 2.0)
+    fig, axes = plt.subplots(1, 2, figsize=(2 * panel_width + 0.6, 3.6 + 1.0), layout="constrained")
+    axes[0].imshow(image)
+    shown = (0.35 * image).astype(np.float32)
+    coloured = np.clip(guess, 0, len(colours) - 1)
+    shown[asked] = 0.5 * image[asked] + 0.5 * colours[coloured[asked]]
+    shown[find_boundaries(asked_regions, mode="inner") & asked] = 255
+    axes[1].imshow(shown.astype(np.uint8), interpolation="nearest")
+    for ax, name in zip(axes, ["image", f"label these {len(np.unique(asked_regions[asked]))} regions (the guess in colour)"]):
+        ax.set_title(name, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    present = [c for c in np.unique(guess[asked]) if c != ignore_label and c < len(classes)]
+    legend = [Patch(color=colours[c] / 255, label=classes[c]) for c in present]
+    fig.legend(handles=legend, loc="outside lower center", ncol=min(len(legend), 6) or 1, fontsize=8, frameon=False)
+    fig.suptitle(title, fontsize=10)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -7,7 +7,10 @@ labelled, "rank": 1.., "js_top10": nats},
 one brush result per class the mask holds (Label Studio's RLE, by label-studio-sdk's
 `mask2rle`), at the image's size. `rank` and `js_top10` are data fields so that the Data
 Manager sorts by them; `ddpmseg_image` is how `pull` finds the image again, whatever URL the
-server gave it.
+server gave it. A region batch's task (`unit: region`) scores by the asked regions' mean JS
+(`js_mean` instead of `js_top10`), its prediction fills only the asked regions, and its data
+also holds `ddpmseg_regions` (the region ids) and `ddpmseg_asked`: {"rle", "width",
+"height"}, the asked pixels as Label Studio's RLE, which is all that `pull` writes of it.
 
 The labelling config (`label_config`) has one Image and the dataset's classes, in their order
 and palette colours, twice: as BrushLabels (the pre-annotations' tag) and as PolygonLabels,
@@ -112,21 +115,59 @@ def model_version(manifest: dict) -> str:
     return f"{manifest['method']} seed {manifest['seed']}"
 
 
-def task_data(row: dict, url: str, tags: Tags = Tags()) -> dict:
-    """The data of one batch image's task (its row of batch.csv), shown from ``url``."""
-    return {tags.data_key: url, "ddpmseg_image": row["image"], "ddpmseg_name": row["name"],
-            "rank": int(row["rank"]), "js_top10": float(row["js_top10"])}
+def score_name(row: dict) -> str:
+    """The batch.csv column that scores an image of the batch: js_top10 (an image batch) or
+    js_mean (a region batch: its asked regions' mean JS)."""
+    return "js_top10" if "js_top10" in row else "js_mean"
+
+
+def asked_file(mask_file: pathlib.Path) -> pathlib.Path:
+    """A region batch's asked-pixels PNG (asked/ID.png) beside the image's mask (masks/ID.png)."""
+    return mask_file.parent.parent / "asked" / mask_file.name
+
+
+def asked_data(asked: np.ndarray) -> dict:
+    """A task's `ddpmseg_asked`: the (H, W) bool asked pixels as Label Studio's RLE."""
+    from label_studio_sdk.converter.brush import mask2rle
+
+    height, width = asked.shape
+    return {"rle": mask2rle(asked.astype(np.uint8) * 255), "width": int(width), "height": int(height)}
+
+
+def read_asked(data: dict) -> np.ndarray:
+    """(H, W) bool: a task's `ddpmseg_asked` decoded."""
+    from label_studio_sdk.converter.brush import decode_rle
+
+    height, width = int(data["height"]), int(data["width"])
+    return np.reshape(decode_rle(data["rle"]), (height, width, 4))[:, :, 3] > 0
+
+
+def task_data(row: dict, url: str, tags: Tags = Tags(), mask_file: pathlib.Path | None = None) -> dict:
+    """The data of one batch image's task (its row of batch.csv), shown from ``url``; a region
+    batch's image (``mask_file`` with an asked/ PNG beside it) adds the asked regions."""
+    score = score_name(row)
+    data = {tags.data_key: url, "ddpmseg_image": row["image"], "ddpmseg_name": row["name"],
+            "rank": int(row["rank"]), score: float(row[score])}
+    if mask_file is not None and asked_file(mask_file).is_file():
+        data["ddpmseg_regions"] = str(row["regions"])
+        data["ddpmseg_asked"] = asked_data(np.asarray(Image.open(asked_file(mask_file))) > 0)
+    return data
 
 
 def image_prediction(manifest: dict, row: dict, mask_file: pathlib.Path, tags: Tags = Tags()) -> dict:
-    """The prediction of one batch image: its mask file as brush results, scored by its js_top10."""
-    return {"model_version": model_version(manifest), "score": float(row["js_top10"]),
-            "result": brush_results(np.asarray(Image.open(mask_file)), manifest["classes"], tags)}
+    """The prediction of one batch image: its mask file as brush results (a region batch's: its
+    asked regions only), scored by its js_top10 or js_mean."""
+    mask = np.asarray(Image.open(mask_file))
+    if asked_file(mask_file).is_file():
+        mask = np.where(np.asarray(Image.open(asked_file(mask_file))) > 0, mask, manifest["ignore_label"])
+    return {"model_version": model_version(manifest), "score": float(row[score_name(row)]),
+            "result": brush_results(mask, manifest["classes"], tags)}
 
 
 def image_task(manifest: dict, row: dict, mask_file: pathlib.Path, url: str) -> dict:
     """The task of one batch image with its prediction, shown from ``url``."""
-    return {"data": task_data(row, url), "predictions": [image_prediction(manifest, row, mask_file)]}
+    return {"data": task_data(row, url, mask_file=mask_file),
+            "predictions": [image_prediction(manifest, row, mask_file)]}
 
 
 def local_file_tasks(batch: pathlib.Path) -> list:

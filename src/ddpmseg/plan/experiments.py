@@ -40,7 +40,8 @@ class Robustness:
 
 
 class ActiveLabelling:
-    """The simulated labelling loop (`experiments.active_labelling`), settled and checked when built."""
+    """The simulated labelling loop (`experiments.active_labelling`), settled and checked when
+    built: an image arm (`labels`) and a region arm (`regions.shares`), each on where given."""
 
     def __init__(self, plan):
         self.plan = plan
@@ -48,26 +49,33 @@ class ActiveLabelling:
 
     def _settled(self, dataset: str) -> dict | None:
         given = self.plan.settings(dataset)["experiments"]["active_labelling"]
-        if not given["labels"]:
+        if not given["labels"] and not given["regions"]["shares"]:
             return None
         where = f"config: datasets.{dataset}.experiments.active_labelling"
         if any(b <= a for a, b in zip(given["labels"], given["labels"][1:])):
             raise ConfigProblem(f"{where}.labels {given['labels']} must rise from round to round, e.g. [5, 10, 15, 20]")
+        shares = given["regions"]["shares"]
+        if any(b <= a for a, b in zip(shares, shares[1:])):
+            raise ConfigProblem(f"{where}.regions.shares {shares} must rise from round to round, e.g. [0.01, 0.05, 0.2]")
         first = self.plan.experiment_methods(dataset)[0]
         method = chosen_method(given["method"] or first, self.plan.plans[dataset], f"{where}.method")
         return {**given, "method": method}
 
     def settings(self, dataset: str) -> dict | None:
-        """A dataset's loop settings with its method settled, or None where it has no `labels`."""
+        """A dataset's loop settings with its method settled, or None where both arms are off."""
         return self.settled[dataset]
 
     def datasets(self) -> list:
         return [d for d in self.plan.datasets if self.settled[d] is not None]
 
     def runs(self, dataset: str) -> list:
-        """The (strategy, seed) runs of a dataset's loop, strategy-major."""
+        """The (unit, strategy, seed) runs of a dataset's loop: the image arm's, then the region
+        arm's, strategy-major."""
         settings = self.settled[dataset]
-        return [(strategy, seed) for strategy in settings["strategies"] for seed in settings["seeds"]]
+        image = [("image", s, seed) for s in settings["strategies"] for seed in settings["seeds"]] if settings["labels"] else []
+        regions = settings["regions"]
+        region = [("region", s, seed) for s in regions["strategies"] for seed in settings["seeds"]] if regions["shares"] else []
+        return image + region
 
     def stores(self, dataset: str, seed: int) -> dict:
         """{train_stores, test_stores}: the stores of one seed's run of the loop."""
@@ -76,5 +84,5 @@ class ActiveLabelling:
 
     def curves(self, dataset: str) -> list:
         """The curve of every run of a dataset's loop."""
-        return [layout.experiment(dataset, f"active_labelling/{strategy}/seed{seed}.csv")
-                for strategy, seed in self.runs(dataset)]
+        return [layout.experiment(dataset, f"active_labelling/{unit}/{strategy}/seed{seed}.csv")
+                for unit, strategy, seed in self.runs(dataset)]

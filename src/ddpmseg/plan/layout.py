@@ -32,6 +32,11 @@ def split(dataset: str, name: str) -> str:
     return data(dataset, f"{name}.zarr")
 
 
+def regions(dataset: str, name: str) -> str:
+    """A prepared split's regions (`ddpmseg.regions`): train or unlabeled."""
+    return data(dataset, f"regions/{name}.zarr")
+
+
 def corrupted_test(dataset: str, corruption: str, severity=None) -> str:
     """The test split under a corruption: the folder of all severities, or one severity's split."""
     folder = data(dataset, f"test-{corruption}")
