@@ -30,6 +30,7 @@ convention), added (what the round revealed: image indices, or image:region pair
 import textwrap
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -212,8 +213,10 @@ def figure(long: pd.DataFrame, title: str, path) -> None:
                 ax.text(lowest, ax.get_ylim()[0], " below one image:\n no image-arm point", fontsize=7,
                         ha="right", va="bottom", color="0.3")
         ax.set_xscale("log")
-        ticks = sorted({1, 5, 20, 100} | set(np.round(rows["share"].to_numpy(), 0).astype(int).tolist()) - {0})
-        ax.set_xticks(ticks, [f"{t}%" for t in ticks], fontsize=8)
+        low, high = rows["share"].min(), rows["share"].max()
+        ticks = [t for t in (0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100) if low / 1.5 <= t <= high * 1.5]
+        ax.set_xticks(ticks, [f"{t:g}%" for t in ticks], fontsize=8)
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set(xlabel="labelled pixels (share of the training split's, log scale)", ylabel="test mIoU (%)",
                title=dataset)
         ax.grid(alpha=0.3)
