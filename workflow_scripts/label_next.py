@@ -63,6 +63,9 @@ else:  # regions of the pool; of an image already in the training split, only th
     labelled = {(i, int(r)) for i in np.flatnonzero(match >= 0)
                 for r in np.unique(regions[i][train["labels"][match[i]] != ignore]) if r >= 0}
     table = table[[(i, r) not in labelled for i, r in zip(table["image"], table["region"])]]
+    if table.empty:
+        raise UserError(f"{snakemake.input.pool}: every region of the pool is labelled already; add unlabeled images "
+                        "to the dataset")
     table.insert(1, "image_id", [ids[i] for i in table["image"]])
     table.insert(2, "file", [pool.attrs["files"][i] for i in table["image"]])
     ranked = rank_regions(table, settings["strategy"], classes, settings["per_image"], count=settings["count"],

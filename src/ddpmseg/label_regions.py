@@ -55,11 +55,11 @@ def region_scores(js: np.ndarray, predicted: np.ndarray, regions: np.ndarray, cl
 def score_regions(model, stores, regions, size: int, classes: list, device: str = "cpu") -> pd.DataFrame:
     """`region_scores` of every region of every image of the stores by one ensemble: one row
     per region with its image's index (`image`, in store order) first. regions: (N, S, S)
-    int32, any indexable (read one image at a time)."""
+    int32, an array or a Zarr array (read one image at a time)."""
     model = model.to(device)
     tables = []
     with torch.no_grad():
-        for i in range(len(regions)):
+        for i in range(regions.shape[0]):
             [p] = image_probabilities([model], native_maps(stores, i, device), size)
             js = PIXEL_OUTPUTS["js"](p).cpu().numpy().reshape(size, size)
             predicted = PIXEL_OUTPUTS["soft"](p).cpu().numpy().reshape(size, size)

@@ -330,20 +330,25 @@ def region_overlay(image, guess, asked_regions, classes, ignore_label: int, titl
     each filled (half transparent) with the ensemble's guess, the rest dimmed. image (H, W, 3)
     uint8, guess (H, W) class ids, asked_regions (H, W) int (-1 where not asked, else the
     region's id), all at the photo's own size."""
-    from skimage.segmentation import find_boundaries
-
     colours = palette(len(classes))
     height, width = guess.shape
     asked = asked_regions >= 0
     panel_width = 3.6 * min(width / height, 2.0)
     fig, axes = plt.subplots(1, 2, figsize=(2 * panel_width + 0.6, 3.6 + 1.0), layout="constrained")
     axes[0].imshow(image)
-    shown = (0.35 * image).astype(np.float32)
+    grey = image.astype(np.float32).mean(axis=-1, keepdims=True)
+    shown = np.repeat(0.3 * grey, 3, axis=-1)  # the rest greyed and dimmed
     coloured = np.clip(guess, 0, len(colours) - 1)
-    shown[asked] = 0.5 * image[asked] + 0.5 * colours[coloured[asked]]
-    shown[find_boundaries(asked_regions, mode="inner") & asked] = 255
+    shown[asked] = 0.55 * image[asked] + 0.45 * colours[coloured[asked]]
     axes[1].imshow(shown.astype(np.uint8), interpolation="nearest")
-    for ax, name in zip(axes, ["image", f"label these {len(np.unique(asked_regions[asked]))} regions (the guess in colour)"]):
+    rows, cols = np.arange(-1, height + 1), np.arange(-1, width + 1)
+    for region in np.unique(asked_regions[asked]):  # each region's outline, closed along the image's edge too
+        inside = np.pad((asked_regions == region).astype(float), 1)
+        axes[1].contour(cols, rows, inside, levels=[0.5], colors="white", linewidths=1.2)
+    axes[1].set(xlim=(-0.5, width - 0.5), ylim=(height - 0.5, -0.5))
+    count = len(np.unique(asked_regions[asked]))
+    for ax, name in zip(axes, ["image", f"label {'this region' if count == 1 else f'these {count} regions'} "
+                                        "(the guess in colour)"]):
         ax.set_title(name, fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
