@@ -393,7 +393,7 @@ def test_a_push_cut_short_is_completed_by_the_next(label_studio_server, tmp_path
     assert sorted(t.data["ddpmseg_image"] for t in tasks) == POOL
 
 
-def region_batch(out: Path, dataset: Path) -> dict:
+def region_batch(out: Path, dataset: Path, picks=(("0003", [5, 20, 31]), ("0004", [2, 17, 40]))) -> dict:
     """A region batch as `label_next` writes it (`unit: region`): pool 0003 and 0004, each with
     three SLIC regions asked (model size 64), the guess the ground truth with its hair grown, the
     rest the ignore label or, for 0004, its earlier labels (a 20 x 20 square of hair already in
@@ -406,10 +406,11 @@ def region_batch(out: Path, dataset: Path) -> dict:
         (out / folder).mkdir(parents=True)
     earlier = np.full((128, 128), 255, np.uint8)
     earlier[:20, :20] = 2
-    np.save(dataset / "real" / "train" / "pool-0004.npy", earlier)
-    shutil.copy(dataset / "unlabeled" / "0004.jpg", dataset / "real" / "train" / "pool-0004.jpg")
+    if not (dataset / "real" / "train" / "pool-0004.npy").exists():
+        np.save(dataset / "real" / "train" / "pool-0004.npy", earlier)
+        shutil.copy(dataset / "unlabeled" / "0004.jpg", dataset / "real" / "train" / "pool-0004.jpg")
     rows, asked_of = [], {}
-    for rank, (name, ids) in enumerate([("0003", [5, 20, 31]), ("0004", [2, 17, 40])], 1):
+    for rank, (name, ids) in enumerate(picks, 1):
         photo = np.asarray(Image.open(dataset / "unlabeled" / f"{name}.jpg").convert("RGB"))
         regions = cut(fit_image(photo, 64), np.ones((64, 64), bool), "slic", 8)
         asked = asked_regions(regions, ids, 128, 128, "error") >= 0
@@ -463,3 +464,14 @@ def test_a_region_batch_asks_for_its_regions_and_pull_writes_only_them(label_stu
     np.testing.assert_array_equal(np.load(train / "pool-0004.npy"), np.where(asked["0004"], painted["0004"], earlier))
     assert "labels of 0 images written, 2 unchanged" in run_pull(studio, capsys, monkeypatch,
                                                                 label_studio_server.legacy_token)
+    # the next round asks two other regions of 0003: a task of its own in the same project; pulled,
+    # both rounds' regions are labelled
+    again = region_batch(tmp_path / "round2" / "batch", dataset, [("0003", [8, 12])])
+    assert push(server, tmp_path / "round2", title)["added"] == ["0003"]
+    [task] = [t for t in server.client.tasks.list(project=project, fields="all") if t.data["ddpmseg_regions"] == "8;12"]
+    server.client.annotations.create(id=task.id, result=brush_results(held_aside("0003"), CLASSES))
+    assert "labels of 1 images written (0003), 1 unchanged" in run_pull(studio, capsys, monkeypatch,
+                                                                        label_studio_server.legacy_token)
+    both = asked["0003"] | again["0003"]
+    assert again["0003"].any() and not (again["0003"] & asked["0003"]).any()
+    np.testing.assert_array_equal(np.load(train / "pool-0003.npy"), np.where(both, painted["0003"], 255))

@@ -35,7 +35,8 @@ from ddpmseg.errors import UserError
 from ddpmseg.formats.label_studio import annotation_map, chosen_annotation, config_classes
 from ddpmseg.formats.dataset_labels import DatasetLabels
 from ddpmseg.formats.label_studio_tasks import (batch_images, config_tags, image_prediction, label_config,
-                                                model_version, read_asked, read_manifest, task_data)
+                                                model_version, read_asked, read_manifest, row_key, task_data,
+                                                task_key)
 from ddpmseg.formats.source import IGNORED
 from ddpmseg.images import shown_size
 
@@ -81,10 +82,9 @@ class Server:
         return self.call(self.client.projects.get, found[0].id) if found else None
 
     def tasks(self, project_id: int) -> dict:
-        """{image id (task data's ddpmseg_image): {id, predictions: [dict]}} of a project's tasks."""
+        """{`task_key` (image id, asked regions): {id, predictions: [dict]}} of a project's tasks."""
         listed = self.call(lambda: list(self.client.tasks.list(project=project_id, fields="all")))
-        return {task.data.get("ddpmseg_image"): {"id": task.id, "predictions": [p.model_dump() for p in
-                                                                                 task.predictions or []]}
+        return {task_key(task.data): {"id": task.id, "predictions": [p.model_dump() for p in task.predictions or []]}
                 for task in listed}
 
     def upload(self, project_id: int, image: pathlib.Path) -> str:
@@ -135,7 +135,7 @@ def push(server: Server, batch, title: str) -> dict:
     present = set(server.tasks(project.id))
     added, rows = [], batch_images(batch)
     for row, image, mask in rows:  # one at a time: a push cut short leaves whole tasks, the next adds the rest
-        if row["image"] not in present:
+        if row_key(row) not in present:
             data = task_data(row, server.upload(project.id, image), tags, mask)
             server.call(server.client.projects.import_tasks, id=project.id, request=[{"data": data}])
             added.append(row["image"])
@@ -144,11 +144,11 @@ def push(server: Server, batch, title: str) -> dict:
     # to another import's tasks.
     version, tasks = model_version(manifest), server.tasks(project.id)
     for row, _, mask in rows:
-        if not any(p.get("model_version") == version for p in tasks[row["image"]]["predictions"]):
-            server.call(server.client.predictions.create, task=tasks[row["image"]]["id"],
-                        **image_prediction(manifest, row, mask, tags))
+        task = tasks[row_key(row)]
+        if not any(p.get("model_version") == version for p in task["predictions"]):
+            server.call(server.client.predictions.create, task=task["id"], **image_prediction(manifest, row, mask, tags))
     return {"project": project.id, "added": added,
-            "present": [row["image"] for row, _, _ in rows if row["image"] in present]}
+            "present": [row["image"] for row, _, _ in rows if row_key(row) in present]}
 
 
 def pull(server: Server, title: str, labels: DatasetLabels) -> dict:
@@ -162,7 +162,8 @@ def pull(server: Server, title: str, labels: DatasetLabels) -> dict:
         raise UserError(f"{server.url}: no Label Studio project titled {title!r}; push a batch into it first")
     checked_classes(project, labels.classes)
     done = {"written": [], "unchanged": [], "skipped": {"not from ddpmseg": 0, "not annotated": 0}, "added": False}
-    whole, regions, finished = [], [], []  # (image id, name, class map) of whole and region tasks, checked first
+    whole, finished = [], []  # (image id, name, class map) of whole tasks and the tasks, all checked first
+    regions = {}  # image id -> (name, labels): its region tasks over its earlier labels, in task order
     for task in server.call(server.client.projects.exports.as_json, project.id):
         image_id = (task.get("data") or {}).get("ddpmseg_image")
         annotation = chosen_annotation(task, "latest")
@@ -185,14 +186,16 @@ def pull(server: Server, title: str, labels: DatasetLabels) -> dict:
         if asked.shape != class_map.shape:
             raise UserError(f"{where}: its asked regions are {asked.shape[1]}x{asked.shape[0]} pixels, the image "
                             f"{width}x{height}; push the batch again from the dataset it was ranked from")
-        earlier = labels.current(image_id, name)
-        rest = np.full(class_map.shape, IGNORED, np.int16) if earlier is None else earlier.astype(np.int16)
-        regions.append((image_id, name, np.where(asked, class_map, rest)))
+        if image_id not in regions:
+            earlier = labels.current(image_id, name)
+            regions[image_id] = (name, np.full(class_map.shape, IGNORED, np.int16) if earlier is None
+                                 else earlier.astype(np.int16))
+        regions[image_id] = (name, np.where(asked, class_map, regions[image_id][1]))
     if labels.exports is not None:  # a Label Studio dataset: the whole tasks as one more export
         changed = labels.write_export(f"ddpmseg-{re.sub(r'[^A-Za-z0-9_.-]+', '-', title)}", finished)
         done["written" if changed else "unchanged"] += [image_id for image_id, _, _ in whole]
         whole = []
-    for image_id, name, class_map in whole + regions:
+    for image_id, name, class_map in whole + [(image_id, *named) for image_id, named in regions.items()]:
         done["written" if labels.write(image_id, name, class_map) else "unchanged"].append(image_id)
         done["added"] = done["added"] or labels.added is not None
     return done

@@ -142,6 +142,17 @@ def read_asked(data: dict) -> np.ndarray:
     return np.reshape(decode_rle(data["rle"]), (height, width, 4))[:, :, 3] > 0
 
 
+def task_key(data: dict) -> tuple:
+    """What a task of ours is one of: (image id, its asked region ids or None) from the task's
+    data, so that a later region batch asking other regions of an image is a task of its own."""
+    return data.get("ddpmseg_image"), data.get("ddpmseg_regions")
+
+
+def row_key(row: dict) -> tuple:
+    """`task_key` of the task a batch.csv row makes."""
+    return row["image"], str(row["regions"]) if "regions" in row else None
+
+
 def task_data(row: dict, url: str, tags: Tags = Tags(), mask_file: pathlib.Path | None = None) -> dict:
     """The data of one batch image's task (its row of batch.csv), shown from ``url``; a region
     batch's image (``mask_file`` with an asked/ PNG beside it) adds the asked regions."""
