@@ -56,6 +56,7 @@ snakemake --cores 2 results/table2.csv --configfile config/fasseg_face6.yaml con
 | `fasseg_face6_diffusers.yaml` | An overlay on `fasseg_face6.yaml`: a diffusers `UNet2DModel` trained by the workflow beside the ADM with the same budget and the ADM blocks' counterpart layers; MAE and SwAV off. |
 | `distill.yaml` | The embedded default plus the distillation rows DatasetDDPM and "DDPM -> DeepLab (unlabeled)" (DeepLabV3 on labelled samples and on the unlabeled images). |
 | `fasseg_face6_distill.yaml` | An overlay on `fasseg_face6.yaml`: the same two distillation rows on FASSEG. |
+| `fasseg_face6_regions.yaml`, `ccp_person11_regions.yaml` | Overlays on `fasseg_face6.yaml` and `ccp_person11.yaml`: the labelling loop simulated with whole images and with regions, on one axis of labelled pixels (DDPM only). |
 | `paper.yaml` | The paper's own setting: its six datasets, four 256x256 ADM checkpoints and its MAE / SwAV / SwAV-w2 baselines (downloaded), its blocks, timesteps, resize and noise, DatasetDDPM and Table 3. Needs a GPU and a network ([docs/reproducing.md](../docs/reproducing.md#reproducing-the-paper)). |
 
 `tests/config.test.yaml` is the test suite's tiny config. The user's manual is the
