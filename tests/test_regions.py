@@ -76,7 +76,7 @@ def test_region_scores_worked_by_hand():
     predicted = np.array([[0, 1], [1, 0]])
     regions = np.array([[0, 0], [1, -1]], np.int32)
     table = region_scores(js, predicted, regions, ["bg", "fg"])
-    assert table["pixels"].tolist() == [2, 1]
+    assert table["region_pixels"].tolist() == [2, 1]
     assert table["js_mean"].tolist() == pytest.approx([0.3, 0.6])
     assert table["js_bg"].tolist() == pytest.approx([0.1, 0.0]) and table["js_fg"].tolist() == pytest.approx([0.2, 0.6])
     assert table["area_bg"].tolist() == [0.5, 0.0] and table["area_fg"].tolist() == [0.5, 1.0]
@@ -85,7 +85,7 @@ def test_region_scores_worked_by_hand():
 def candidates():
     """Six regions of three images, hand-scored: image 0 holds the three most uncertain."""
     return pd.DataFrame({"image": [0, 0, 0, 1, 1, 2], "region": [0, 1, 2, 0, 1, 0],
-                         "pixels": [10, 10, 10, 10, 10, 10], "labelled": [10, 5, 10, 10, 0, 10],
+                         "region_pixels": [10, 10, 10, 10, 10, 10], "labelled": [10, 5, 10, 10, 0, 10],
                          "js_mean": [0.9, 0.8, 0.7, 0.6, 0.5, 0.4],
                          "js_bg": [0.9, 0.8, 0.7, 0.0, 0.5, 0.0], "js_fg": [0.0, 0.0, 0.0, 0.6, 0.0, 0.4],
                          "area_bg": [1.0, 1.0, 1.0, 0.0, 1.0, 0.5], "area_fg": [0.0, 0.0, 0.0, 1.0, 0.0, 0.5]})

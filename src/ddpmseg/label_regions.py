@@ -35,7 +35,7 @@ RANDOM_SALT = 7  # keeps the random strategy's generator apart from the ensemble
 
 def region_scores(js: np.ndarray, predicted: np.ndarray, regions: np.ndarray, classes: list) -> pd.DataFrame:
     """One image's regions scored: js (S, S) per-pixel JS (nats), predicted (S, S) the soft
-    vote's class, regions (S, S) int32 (-1: in none) -> one row per region: region, pixels,
+    vote's class, regions (S, S) int32 (-1: in none) -> one row per region: region, region_pixels,
     js_mean, js_<class>, area_<class> (module docstring)."""
     inside = regions >= 0
     ids, k = regions[inside], len(classes)
@@ -44,7 +44,7 @@ def region_scores(js: np.ndarray, predicted: np.ndarray, regions: np.ndarray, cl
     key = ids * k + predicted[inside]
     js_by_class = np.bincount(key, weights=js[inside], minlength=n * k).reshape(n, k) / pixels[:, None]
     area_by_class = np.bincount(key, minlength=n * k).reshape(n, k) / pixels[:, None]
-    table = pd.DataFrame({"region": np.arange(n), "pixels": pixels, "js_mean": js_by_class.sum(axis=1)})
+    table = pd.DataFrame({"region": np.arange(n), "region_pixels": pixels, "js_mean": js_by_class.sum(axis=1)})
     for c, name in enumerate(classes):
         table[f"js_{name}"] = js_by_class[:, c]
     for c, name in enumerate(classes):
@@ -71,13 +71,13 @@ def score_regions(model, stores, regions, size: int, classes: list, device: str 
 def class_weights(table: pd.DataFrame, classes: list) -> np.ndarray:
     """(C,) the balanced strategy's w_c = 1 / sqrt(max(p_c, BALANCE_FLOOR)), p_c the share of
     the table's pixels (all its regions) that the soft vote gives class c."""
-    areas = table[[f"area_{name}" for name in classes]].to_numpy(np.float64) * table[["pixels"]].to_numpy(np.float64)
+    areas = table[[f"area_{name}" for name in classes]].to_numpy(np.float64) * table["region_pixels"].to_numpy(np.float64)[:, None]
     shares = areas.sum(axis=0) / max(areas.sum(), 1.0)
     return 1.0 / np.sqrt(np.maximum(shares, BALANCE_FLOOR))
 
 
 def rank_regions(table: pd.DataFrame, strategy: str, classes: list, per_image: int, *, count: int | None = None,
-                 budget: float | None = None, cost: str = "pixels", seed: int = 0) -> pd.DataFrame:
+                 budget: float | None = None, cost: str = "region_pixels", seed: int = 0) -> pd.DataFrame:
     """The candidate regions ranked: ``table`` (one row per region, `score_regions`' columns)
     with columns rank (1 = label first), priority (what the strategy ordered by) and picked,
     rows in rank order. Picks walk the ranking, skip a region whose image already gave

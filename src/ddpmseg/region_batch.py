@@ -31,8 +31,8 @@ def image_rows(picked: pd.DataFrame) -> pd.DataFrame:
     for index, group in picked.groupby("image", sort=False):
         rows.append({"index": int(index), "rank": int(group["rank"].min()), "image": group["image_id"].iloc[0],
                      "file": group["file"].iloc[0], "regions": ";".join(map(str, sorted(group["region"]))),
-                     "asked_pixels": int(group["pixels"].sum()),
-                     "js_mean": float(np.average(group["js_mean"], weights=group["pixels"]))})
+                     "asked_pixels": int(group["region_pixels"].sum()),
+                     "js_mean": float(np.average(group["js_mean"], weights=group["region_pixels"]))})
     return pd.DataFrame(rows).sort_values("rank", kind="stable").reset_index(drop=True)
 
 

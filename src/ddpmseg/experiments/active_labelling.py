@@ -116,7 +116,7 @@ def simulate(train_stores, train_labels: np.ndarray, test_stores, test_labels: n
 
 
 def region_costs(regions: np.ndarray, labels: np.ndarray, ignore_label: int) -> pd.DataFrame:
-    """Every region with a labelled pixel: rows image, region, pixels (the region's size),
+    """Every region with a labelled pixel: rows image, region, region_pixels (the region's size),
     labelled (its pixels that carry a label: what revealing it costs). regions (N, S, S) int32,
     labels (N, S, S) uint8."""
     tables = []
@@ -125,7 +125,7 @@ def region_costs(regions: np.ndarray, labels: np.ndarray, ignore_label: int) -> 
         n = int(cells.max()) + 1
         pixels = np.bincount(cells[inside], minlength=n)
         labelled = np.bincount(cells[inside], weights=label[inside] != ignore_label, minlength=n).astype(int)
-        tables.append(pd.DataFrame({"image": i, "region": np.arange(n), "pixels": pixels, "labelled": labelled}))
+        tables.append(pd.DataFrame({"image": i, "region": np.arange(n), "region_pixels": pixels, "labelled": labelled}))
     table = pd.concat(tables, ignore_index=True)
     return table[table["labelled"] > 0].reset_index(drop=True)
 
@@ -164,7 +164,7 @@ def simulate_regions(train_stores, train_labels: np.ndarray, test_stores, test_l
             break
         open_ = costs[[(i, r) not in asked for i, r in zip(costs["image"], costs["region"])]]
         scored = score_regions(model, train_stores, regions, loop.size, classes, device)
-        table = open_.merge(scored.drop(columns="pixels"), on=["image", "region"], how="left")
+        table = open_.merge(scored.drop(columns="region_pixels"), on=["image", "region"], how="left")
         budget = shares[round_ + 1] * loop.total - row["labelled_pixels"]
         ranked = rank_regions(table, strategy, classes, per_image, budget=budget, cost="labelled",
                               seed=seed * ROUND_SALT + round_)
