@@ -177,3 +177,13 @@ def test_the_region_arm_reveals_regions_up_to_each_share(tmp_path):
     assert np.count_nonzero(asked & (labels != 255)) == runs["random"]["labelled_pixels"].iloc[-1]  # by hand
     revealed = loop.revealed(asked)
     assert np.all(revealed[~asked] == 255) and np.array_equal(revealed[asked], loop.truth[asked])
+
+
+def test_the_plans_strategies_are_the_rankers():
+    """The torch-free plan lists each unit's strategies itself: the same names as the rankers'."""
+    from ddpmseg.label_next import STRATEGIES
+    from ddpmseg.label_regions import REGION_STRATEGIES
+    from ddpmseg.plan.label_next import UNIT_STRATEGIES
+
+    assert sorted(UNIT_STRATEGIES["image"]) == sorted(STRATEGIES)
+    assert sorted(UNIT_STRATEGIES["region"]) == sorted(REGION_STRATEGIES)

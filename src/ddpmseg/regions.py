@@ -24,7 +24,7 @@ from skimage.measure import label as label_connected
 from skimage.segmentation import slic
 
 from ddpmseg.atomic import folder_written_atomically
-from ddpmseg.resizing import fit_label, square_box
+from ddpmseg.resizing import fit_label, square_shift
 
 METHODS = ("slic", "grid")
 SLIC_COMPACTNESS = 10.0
@@ -61,8 +61,7 @@ def at_original_size(regions: np.ndarray, height: int, width: int, non_square: s
     model pixel its centre falls in (nearest), -1 where the model saw none of it (outside a
     'crop' square)."""
     side_model = regions.shape[0]
-    top, left, side = square_box(height, width, non_square)
-    shift = (top, left) if non_square != "crop" else (-top, -left)  # original pixel + shift = square pixel
+    *shift, side = square_shift(height, width, non_square)  # original pixel + shift = square pixel
     rows = np.floor((np.arange(height) + shift[0] + 0.5) * side_model / side).astype(int)
     cols = np.floor((np.arange(width) + shift[1] + 0.5) * side_model / side).astype(int)
     inside = (rows[:, None] >= 0) & (rows[:, None] < side_model) & (cols[None] >= 0) & (cols[None] < side_model)

@@ -99,3 +99,11 @@ def square_box(height: int, width: int, non_square: str) -> tuple[int, int, int]
         return 0, 0, height
     side = min(height, width) if non_square == "crop" else max(height, width)
     return abs(height - side) // 2, abs(width - side) // 2, side
+
+
+def square_shift(height: int, width: int, non_square: str) -> tuple[int, int, int]:
+    """(dy, dx, side): an original pixel (y, x) of a ``height`` x ``width`` image is the pixel
+    (y + dy, x + dx) of the square `fit_image` makes of it before resizing (`square_box`); for
+    'crop', pixels that land outside 0..side-1 were cut off."""
+    top, left, side = square_box(height, width, non_square)
+    return (top, left, side) if non_square != "crop" else (-top, -left, side)

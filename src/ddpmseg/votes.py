@@ -78,12 +78,11 @@ def votes_at_original_size(probabilities: torch.Tensor, height: int, width: int,
     scores 'js' (Jensen-Shannon divergence over members), 'entropy' (of the mean), both nats,
     'confidence' and 'margin' (of the mean), (H, W) float32. Returns {output: array}. At the model's own size it gives the model-size votes.
     """
-    from ddpmseg.resizing import square_box
+    from ddpmseg.resizing import square_shift
 
     unknown_outputs(outputs)
     members, classes = probabilities.shape[0], probabilities.shape[1]
-    top, left, side = square_box(height, width, non_square)
-    shift = (top, left) if non_square != "crop" else (-top, -left)  # original pixel + shift = square pixel
+    *shift, side = square_shift(height, width, non_square)  # original pixel + shift = square pixel
     most = {"js": math.log(min(members, classes)), "entropy": math.log(classes), "confidence": 1 / classes,
             "margin": 0.0}  # outside a crop: the largest uncertainty
     result = {name: (np.full((height, width), ignore_label, np.uint8) if name in LABEL_OUTPUTS
